@@ -1,0 +1,45 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+let fast: [SwiftSetting] = strict + [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Tandem",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "TandemCore", targets: ["TandemCore"]),
+        .library(name: "TandemFormats", targets: ["TandemFormats"]),
+        .library(name: "TandemNN", targets: ["TandemNN"]),
+        .library(name: "TandemOptim", targets: ["TandemOptim"]),
+        .library(name: "TandemData", targets: ["TandemData"]),
+        .library(name: "TandemModels", targets: ["TandemModels"]),
+        .library(name: "TandemParallel", targets: ["TandemParallel"]),
+        .executable(name: "tandem", targets: ["tandem"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "TandemCore", swiftSettings: fast, linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "TandemFormats", dependencies: ["TandemCore"], swiftSettings: strict),
+        .target(name: "TandemNN", dependencies: ["TandemCore"], swiftSettings: fast),
+        .target(name: "TandemOptim", dependencies: ["TandemCore", "TandemNN"], swiftSettings: fast),
+        .target(name: "TandemData", dependencies: ["TandemCore", "TandemFormats"], swiftSettings: strict),
+        .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN", "TandemFormats"], swiftSettings: strict),
+        .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemModels"], swiftSettings: strict),
+        .executableTarget(
+            name: "tandem",
+            dependencies: [
+                "TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore", "TandemNN"], swiftSettings: strict),
+        .testTarget(name: "TandemFormatsTests", dependencies: ["TandemFormats"], swiftSettings: strict),
+        .testTarget(
+            name: "TandemModelsTests",
+            dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemModels"],
+            resources: [.copy("Fixtures")], swiftSettings: strict),
+    ]
+)

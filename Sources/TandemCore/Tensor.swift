@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - Storage
+
+/// A contiguous, 64-byte aligned buffer of `Float`s, freed when the last tensor using it goes.
+///
+/// `@unchecked Sendable`: the buffer is handed between worker threads only at
+/// synchronisation points (collectives, data-loader queues) that order the accesses;
+/// nothing mutates a storage that another thread may be reading at the same time.
+public final class Storage: @unchecked Sendable {
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<Float>
+
+    /// Bytes currently held by all storages (parameters, gradients, activations, buffers).
+    public static var liveBytes: Int { Memory.live.load() }
+    /// The most bytes held at once since the last `resetPeak()`.
+    public static var peakBytes: Int { Memory.peak.load() }
+    public static func resetPeak() { Memory.peak.store(Memory.live.load()) }
+
+    public init(count: Int) {
+        _ = Storage.keepFreedMemory
+        precondition(count >= 0, "a storage cannot have a negative size")
+        self.count = count
+        var raw: UnsafeMutableRawPointer? = nil
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let rc = posix_memalign(&raw, 64, (bytes + 63) & ~63)
+        precondition(rc == 0 && raw != nil, "out of memory allocating \(bytes) bytes")
+        pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        Memory.add(bytes)
+    }
+
+    /// Large tensors come and go every step; glibc would hand each back to the kernel
+    /// with `munmap` and fault it in again (zeroed) on the next step. Keeping freed
+    /// memory in the heap makes the next step's allocations reuse warm pages.
+    private static let keepFreedMemory: Bool = {
+        #if canImport(Glibc)
+        // mallopt lives in <malloc.h>, which Glibc's module map leaves out: look it up.
+        // (1) `int mallopt(int, int)`; M_TRIM_THRESHOLD is -1, M_MMAP_THRESHOLD -3 in glibc.
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
+            let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+            _ = mallopt(-3, 1 << 30)
+            _ = mallopt(-1, Int32.max)
+        }
+        #endif
+        return true
+    }()
+
+    deinit {
+        Memory.add(-max(count, 1) * MemoryLayout<Float>.stride)
+        free(pointer)
+    }
+}
+
+/// Process-wide byte counters for `Storage`, each behind its own mutex.
+enum Memory {
+    final class Counter: @unchecked Sendable {
+        // Safe: every access goes through the mutex.
+        private var value = 0
+        private var mutex = pthread_mutex_t()
+        init() { pthread_mutex_init(&mutex, nil) }
+        func load() -> Int { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return value }
+        func store(_ v: Int) { pthread_mutex_lock(&mutex); value = v; pthread_mutex_unlock(&mutex) }
+        func add(_ d: Int) -> Int { pthread_mutex_lock(&mutex); value += d; let v = value; pthread_mutex_unlock(&mutex); return v }
+        func raise(to v: Int) { pthread_mutex_lock(&mutex); if v > value { value = v }; pthread_mutex_unlock(&mutex) }
+    }
+    static let live = Counter()
+    static let peak = Counter()
+    static func add(_ bytes: Int) {
+        let now = live.add(bytes)
+        if bytes > 0 { peak.raise(to: now) }
+    }
+}
+
+// MARK: - Tensor
+
+/// A dense, row-major `Float` tensor on the CPU.
+///
+/// Tensors are values: every operation makes a new one (a reshape shares storage).
+/// While a `Tape` is recording on the current thread, operations on tracked tensors
+/// are recorded so `Tape.backward(_:)` can compute gradients.
+public struct Tensor {
+    public let shape: [Int]
+    public let storage: Storage
+    /// Position on the recording tape, or -1 when the tensor is not tracked.
+    public internal(set) var slot: Int = -1
+
+    public init(shape: [Int], storage: Storage) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "shape \(shape) has a negative dimension")
+        precondition(Tensor.count(of: shape) == storage.count, "shape \(shape) does not fit a storage of \(storage.count)")
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// An uninitialised tensor (callers fill every element).
+    public init(uninitializedShape shape: [Int]) {
+        self.init(shape: shape, storage: Storage(count: Tensor.count(of: shape)))
+    }
+
+    public init(zeros shape: [Int]) {
+        self.init(uninitializedShape: shape)
+        storage.pointer.initialize(repeating: 0, count: storage.count)
+    }
+
+    public init(repeating value: Float, shape: [Int]) {
+        self.init(uninitializedShape: shape)
+        storage.pointer.initialize(repeating: value, count: storage.count)
+    }
+
+    public init(_ values: [Float], shape: [Int]) {
+        precondition(values.count == Tensor.count(of: shape), "\(values.count) values do not fill shape \(shape)")
+        self.init(uninitializedShape: shape)
+        values.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    public init(scalar: Float) { self.init([scalar], shape: []) }
+
+    public static func count(of shape: [Int]) -> Int { shape.reduce(1, *) }
+
+    public var count: Int { storage.count }
+    public var rank: Int { shape.count }
+    public var isTracked: Bool { slot >= 0 }
+    public var pointer: UnsafeMutablePointer<Float> { storage.pointer }
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: storage.pointer, count: count) }
+    public var scalars: [Float] { Array(buffer) }
+
+    /// The single value of a one-element tensor.
+    public var item: Float {
+        precondition(count == 1, "item needs a one-element tensor, not shape \(shape)")
+        return pointer[0]
+    }
+
+    /// A copy with its own storage, not tracked.
+    public func copy() -> Tensor {
+        let out = Tensor(uninitializedShape: shape)
+        out.pointer.update(from: pointer, count: count)
+        return out
+    }
+
+    /// The same values, not tracked by any tape.
+    public var detached: Tensor { Tensor(shape: shape, storage: storage) }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let shown = scalars.prefix(8).map { "\($0)" }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(shown)\(count > 8 ? ", …" : "")])"
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import TandemCore
+import TandemModels
+import TandemParallel
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the training step of a reference workload on synthetic data (as bench/torch_bench.py).")
+
+    @Option(help: "Workload: \(ReferenceModel.allValueStrings.joined(separator: ", ")).") var model: ReferenceModel = .mlp
+    @Option(help: "Workers (threads of this process).") var workers = 1
+    @Option(help: "Batch per worker (default: the CPU batch of WORKLOADS.md).") var batch: Int?
+    @Option(help: "Timed steps.") var steps = 20
+    @Option(help: "Untimed warm-up steps.") var warmup = 3
+    @Flag(help: "Print one JSON result line.") var json = false
+
+    func validate() throws {
+        try requirePositive(workers, "--workers")
+        try requirePositive(steps, "--steps")
+        if let batch { try requirePositive(batch, "--batch") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
+        guard workers == 1 else { throw ValidationError("--workers above 1 needs the data-parallel engine, which this build does not have yet") }
+    }
+
+    func run() throws {
+        if let warning = BLAS.warning { printError(warning) }
+        let result = try Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup).run()
+        if json { try printJSON(result); return }
+        print("\(result.model): \(String(format: "%.1f", result.samples_per_s)) samples/s, step median \(String(format: "%.2f", result.step_ms.median)) ms, loss \(result.loss)")
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import TandemCore
+import TandemModels
+import TandemParallel
+
+@main
+struct TandemCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tandem",
+        abstract: "Data-parallel training of neural networks, and measurements of how it scales.",
+        version: Tandem.version,
+        subcommands: [Train.self, Bench.self, Doctor.self])
+}
+
+/// Prints a result as one JSON line.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+extension ReferenceModel: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+/// Positive integers from the command line.
+func requirePositive(_ value: Int, _ flag: String) throws {
+    guard value > 0 else { throw ValidationError("\(flag) must be a positive integer, got \(value)") }
+}

@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model.")
+    func run() throws {}
+}
