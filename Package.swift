@@ -36,7 +36,8 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore", "TandemNN"], swiftSettings: strict),
-        .testTarget(name: "TandemFormatsTests", dependencies: ["TandemFormats"], swiftSettings: strict),
+        .testTarget(name: "TandemFormatsTests", dependencies: ["TandemFormats", "TandemCore"], swiftSettings: strict),
+        .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemCore", "TandemFormats"], swiftSettings: strict),
         .testTarget(
             name: "TandemModelsTests",
             dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemModels"],

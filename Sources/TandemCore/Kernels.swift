@@ -89,6 +89,12 @@ public enum Kernels {
         for i in 0..<count { y[i] += alpha * x[i] }
     }
 
+    /// dx = g where y > 0, else 0 (branch-free so it vectorises).
+    @inlinable public static func reluBackward(output y: UnsafePointer<Float>, gradient g: UnsafePointer<Float>,
+                                               into dx: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { dx[i] = g[i] * Float(y[i] > 0 ? 1 : 0) }
+    }
+
     /// Sum of squares, accumulated in Double so long vectors keep their precision.
     @inlinable public static func sumOfSquares(_ a: UnsafePointer<Float>, count: Int) -> Double {
         var total = 0.0

@@ -125,11 +125,11 @@ public final class Tape {
         var owned = [Bool](repeating: false, count: nodes.count)
         grads[loss.slot] = seed ?? Tensor(repeating: 1, shape: loss.shape)
         for index in stride(from: loss.slot, through: 0, by: -1) {
-            guard let gradient = grads[index] else { continue }
+            guard var gradient = grads[index] else { continue }
             grads[index] = nil
             let node = nodes[index]
             if let parameter = node.parameter {
-                Tape.accumulate(gradient, into: parameter)
+                Tape.accumulate(&gradient, into: parameter)
                 parameter.onGradientReady?(parameter)
                 continue
             }
@@ -162,10 +162,13 @@ public final class Tape {
         leaves.removeAll(keepingCapacity: true)
     }
 
-    static func accumulate(_ gradient: Tensor, into parameter: Parameter) {
+    /// Adds `gradient` into the parameter's; adopts its storage when nothing else holds it.
+    static func accumulate(_ gradient: inout Tensor, into parameter: Parameter) {
         precondition(gradient.count == parameter.count, "gradient of \(gradient.shape) for a parameter of \(parameter.shape)")
         if let existing = parameter.gradient {
             Kernels.addInPlace(existing.pointer, gradient.pointer, count: gradient.count)
+        } else if isKnownUniquelyReferenced(&gradient.storage) {
+            parameter.gradient = Tensor(shape: parameter.shape, storage: gradient.storage)
         } else {
             let copy = Tensor(uninitializedShape: parameter.shape)
             copy.pointer.update(from: gradient.pointer, count: gradient.count)

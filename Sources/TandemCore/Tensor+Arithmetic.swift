@@ -161,10 +161,10 @@ extension Tensor {
         let out = Tensor(uninitializedShape: shape)
         let px = pointer, py = out.pointer
         for i in 0..<count { py[i] = px[i] > 0 ? px[i] : 0 }
+        let n = count
         return Tape.track(out, inputs: [self]) { g, _ in
             let dx = Tensor(uninitializedShape: out.shape)
-            let pg = g.pointer, pd = dx.pointer
-            for i in 0..<out.count { pd[i] = py[i] > 0 ? pg[i] : 0 }
+            Kernels.reluBackward(output: py, gradient: g.pointer, into: dx.pointer, count: n)
             return [dx]
         }
     }

@@ -25,6 +25,7 @@ extension Tensor {
         Tensor.permute(x.pointer, shape: [b, t, i], order: [1, 0, 2], into: xt.pointer)
         let gates = Tensor(uninitializedShape: [t, b, g4])   // activated i, f, g, o per step
         let cells = Tensor(uninitializedShape: [t, b, h])
+        let cellTanh = Tensor(uninitializedShape: [t, b, h])
         let hidden = Tensor(uninitializedShape: [t, b, h])
         for r in 0..<(t * b) {
             let row = gates.pointer + r * g4
@@ -38,17 +39,27 @@ extension Tensor {
             }
             for n in 0..<b {
                 let gr = gs + n * g4
-                let c = cells.pointer + (s * b + n) * h, hy = hidden.pointer + (s * b + n) * h
-                let cPrev: UnsafeMutablePointer<Float>? = s > 0 ? cells.pointer + ((s - 1) * b + n) * h : nil
-                for j in 0..<h {
-                    let ig = 1 / (1 + expf(-gr[j]))
-                    let fg = 1 / (1 + expf(-gr[h + j]))
-                    let gg = tanhf(gr[2 * h + j])
-                    let og = 1 / (1 + expf(-gr[3 * h + j]))
-                    gr[j] = ig; gr[h + j] = fg; gr[2 * h + j] = gg; gr[3 * h + j] = og
-                    let cv = fg * (cPrev?[j] ?? 0) + ig * gg
-                    c[j] = cv
-                    hy[j] = og * tanhf(cv)
+                let row = (s * b + n) * h
+                let c = cells.pointer + row, tc = cellTanh.pointer + row, hy = hidden.pointer + row
+                if s > 0 {
+                    let cPrev = cells.pointer + row - b * h
+                    for j in 0..<h {
+                        let ig = Kernels.sigmoid(gr[j]), fg = Kernels.sigmoid(gr[h + j])
+                        let gg = Kernels.tanh(gr[2 * h + j]), og = Kernels.sigmoid(gr[3 * h + j])
+                        gr[j] = ig; gr[h + j] = fg; gr[2 * h + j] = gg; gr[3 * h + j] = og
+                        let cv = fg * cPrev[j] + ig * gg
+                        let tv = Kernels.tanh(cv)
+                        c[j] = cv; tc[j] = tv; hy[j] = og * tv
+                    }
+                } else {
+                    for j in 0..<h {
+                        let ig = Kernels.sigmoid(gr[j]), fg = Kernels.sigmoid(gr[h + j])
+                        let gg = Kernels.tanh(gr[2 * h + j]), og = Kernels.sigmoid(gr[3 * h + j])
+                        gr[j] = ig; gr[h + j] = fg; gr[2 * h + j] = gg; gr[3 * h + j] = og
+                        let cv = ig * gg
+                        let tv = Kernels.tanh(cv)
+                        c[j] = cv; tc[j] = tv; hy[j] = og * tv
+                    }
                 }
             }
         }
@@ -59,24 +70,25 @@ extension Tensor {
             let gt = Tensor(uninitializedShape: [t, b, h])
             Tensor.permute(g.pointer, shape: [b, t, h], order: [1, 0, 2], into: gt.pointer)
             let dgates = Tensor(uninitializedShape: [t, b, g4])   // gradients of the pre-activations
-            let dh = Tensor(zeros: [b, h]), dc = Tensor(zeros: [b, h])
+            let dh = Tensor(zeros: [b, h]), dc = Tensor(zeros: [b, h]), zeros = Tensor(zeros: [h])
             for s in stride(from: t - 1, through: 0, by: -1) {
                 if s < t - 1 {
                     // dh ← dGates[s+1]·W_hh
                     Kernels.gemm(m: b, n: h, k: g4, a: dgates.pointer + (s + 1) * b * g4, b: weightHH.pointer, c: dh.pointer)
                 }
                 for n in 0..<b {
+                    let row = (s * b + n) * h
                     let gr = gates.pointer + (s * b + n) * g4, dg = dgates.pointer + (s * b + n) * g4
-                    let c = cells.pointer + (s * b + n) * h
-                    let cPrev: UnsafeMutablePointer<Float>? = s > 0 ? cells.pointer + ((s - 1) * b + n) * h : nil
-                    let dhr = dh.pointer + n * h, dcr = dc.pointer + n * h, gy = gt.pointer + (s * b + n) * h
+                    let tcr = cellTanh.pointer + row, gy = gt.pointer + row
+                    let cPrev: UnsafePointer<Float> = s > 0 ? UnsafePointer(cells.pointer + row - b * h) : UnsafePointer(zeros.pointer)
+                    let dhr = dh.pointer + n * h, dcr = dc.pointer + n * h
                     for j in 0..<h {
                         let ig = gr[j], fg = gr[h + j], gg = gr[2 * h + j], og = gr[3 * h + j]
-                        let tc = tanhf(c[j])
+                        let tc = tcr[j]
                         let dhv = dhr[j] + gy[j]
                         let dcv = dcr[j] + dhv * og * (1 - tc * tc)
                         dg[j] = dcv * gg * ig * (1 - ig)
-                        dg[h + j] = dcv * (cPrev?[j] ?? 0) * fg * (1 - fg)
+                        dg[h + j] = dcv * cPrev[j] * fg * (1 - fg)
                         dg[2 * h + j] = dcv * ig * (1 - gg * gg)
                         dg[3 * h + j] = dhv * tc * og * (1 - og)
                         dcr[j] = dcv * fg

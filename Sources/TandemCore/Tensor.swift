@@ -85,7 +85,7 @@ enum Memory {
 /// are recorded so `Tape.backward(_:)` can compute gradients.
 public struct Tensor {
     public let shape: [Int]
-    public let storage: Storage
+    public internal(set) var storage: Storage
     /// Position on the recording tape, or -1 when the tensor is not tracked.
     public internal(set) var slot: Int = -1
 

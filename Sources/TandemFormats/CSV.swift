@@ -43,7 +43,8 @@ public enum CSV {
         if let labelColumn {
             guard let index = names.firstIndex(of: labelColumn) else {
                 throw fail(
-                    "no column \(quoted(labelColumn)) for labels, expected one of \(names.map { quoted($0) }.joined(separator: ", "))")
+                    "no column \(quoted(labelColumn)) for labels, expected one of \(names.map { quoted($0) }.joined(separator: ", "))"
+                )
             }
             labelIndex = index
         }
@@ -55,23 +56,28 @@ public enum CSV {
         var labels: [Int] = []
         for row in body {
             guard row.cells.count == names.count else {
-                throw fail("line \(row.line) has \(row.cells.count) cells, expected \(names.count) (one per header column)")
+                throw fail(
+                    "line \(row.line) has \(row.cells.count) cells, expected \(names.count) (one per header column)")
             }
-            for (column, cell) in row.cells.enumerated() {
+            for (column, rawCell) in row.cells.enumerated() {
+                let cell = trimmed(rawCell)
                 if column == labelIndex {
                     guard let label = Int(cell) ?? Double(cell).flatMap({ Int(exactly: $0) }) else {
                         throw fail(
-                            "line \(row.line), label column \(quoted(names[column])): non-integer value \(quoted(cell)), expected an integer class id")
+                            "line \(row.line), label column \(quoted(names[column])): non-integer value \(quoted(cell)), expected an integer class id"
+                        )
                     }
                     labels.append(label)
                 } else {
                     guard let value = Float(cell) else {
                         throw fail(
-                            "line \(row.line), column \(quoted(names[column])): non-numeric value \(quoted(cell)), expected a number")
+                            "line \(row.line), column \(quoted(names[column])): non-numeric value \(quoted(cell)), expected a number"
+                        )
                     }
                     guard value.isFinite else {
                         throw fail(
-                            "line \(row.line), column \(quoted(names[column])): value \(quoted(cell)) is not finite, expected a finite float32 number")
+                            "line \(row.line), column \(quoted(names[column])): value \(quoted(cell)) is not finite, expected a finite float32 number"
+                        )
                     }
                     features.append(value)
                 }
@@ -82,6 +88,14 @@ public enum CSV {
         let featureArray = HostArray(shape: [body.count, columns.count], floats: features)
         let labelArray = labelIndex == nil ? nil : HostArray(shape: [body.count], integers: labels, dtype: .int64)
         return (featureArray, labelArray, columns)
+    }
+
+    /// `cell` without surrounding ASCII whitespace, which a quoted cell may keep.
+    private static func trimmed(_ cell: String) -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }
+        guard let first = cell.firstIndex(where: { !isSpace($0) }), let last = cell.lastIndex(where: { !isSpace($0) })
+        else { return "" }
+        return String(cell[first...last])
     }
 
     // MARK: - Splitting into records
@@ -137,7 +151,7 @@ public enum CSV {
             skipSpaces()
             guard index < bytes.count, bytes[index] == Self.quote else {
                 let start = index
-                while index < bytes.count, ![Self.comma, Self.newline, Self.carriageReturn].contains(bytes[index]) {
+                while index < bytes.count, !endsCell(bytes[index]) {
                     index += 1
                 }
                 var end = index
@@ -161,10 +175,14 @@ public enum CSV {
                 cell.append(byte)
             }
             skipSpaces()
-            if index < bytes.count, ![Self.comma, Self.newline, Self.carriageReturn].contains(bytes[index]) {
+            if index < bytes.count, !endsCell(bytes[index]) {
                 throw fail("line \(line): text after a closing quote, expected ',' or the end of the line")
             }
             return (String(decoding: cell, as: UTF8.self), true)
+        }
+
+        private func endsCell(_ byte: UInt8) -> Bool {
+            byte == Self.comma || byte == Self.newline || byte == Self.carriageReturn
         }
 
         private mutating func skipSpaces() {

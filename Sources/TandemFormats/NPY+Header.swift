@@ -139,7 +139,8 @@ indirect enum PythonLiteral {
                 case "False": return .bool(false)
                 case "None": return .none
                 default:
-                    throw ParseError("header has \(quoted(word.isEmpty ? String(first) : word)), expected a Python literal")
+                    throw ParseError(
+                        "header has \(quoted(word.isEmpty ? String(first) : word)), expected a Python literal")
                 }
             }
         }
@@ -221,7 +222,9 @@ indirect enum PythonLiteral {
                 digits += 1
                 let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
                 let (next, overflow2) = shifted.addingReportingOverflow(digit)
-                if overflow1 || overflow2 { throw ParseError("header has an integer too large for Int, expected a size") }
+                if overflow1 || overflow2 {
+                    throw ParseError("header has an integer too large for Int, expected a size")
+                }
                 value = next
             }
             guard digits > 0 else { throw ParseError("header has \(quoted(rest)), expected digits") }

@@ -97,11 +97,13 @@ public enum NPY {
         let available = bytes.count - dataStart
         if available < expected {
             throw fail(
-                "truncated data, \(available) bytes after the header, expected \(expected) for shape \(header.shape) of \(dtype)")
+                "truncated data, \(available) bytes after the header, expected \(expected) for shape \(header.shape) of \(dtype)"
+            )
         }
         if available > expected {
             throw fail(
-                "\(available - expected) extra bytes after the data, expected exactly \(expected) for shape \(header.shape) of \(dtype)")
+                "\(available - expected) extra bytes after the data, expected exactly \(expected) for shape \(header.shape) of \(dtype)"
+            )
         }
         return HostArray(shape: header.shape, dtype: dtype, bytes: Array(bytes[dataStart...]))
     }
@@ -121,7 +123,8 @@ public enum NPY {
             throw fail("unsupported dtype \(quoted(descr)), expected one of \(accepted)")
         }
         if order == ">" && match.dtype.byteSize > 1 {
-            throw fail("big-endian dtype \(quoted(descr)) is not supported, expected little-endian \(quoted(match.descr))")
+            throw fail(
+                "big-endian dtype \(quoted(descr)) is not supported, expected little-endian \(quoted(match.descr))")
         }
         return match.dtype
     }
@@ -134,7 +137,8 @@ public enum NPY {
     public static func encode(_ array: HostArray, name: String = "array") throws -> [UInt8] {
         guard let descr = descriptions.first(where: { $0.dtype == array.dtype })?.descr else {
             throw FormatError(
-                file: name, message: "dtype \(array.dtype) has no NPY equivalent, expected a NumPy dtype (use safetensors)")
+                file: name,
+                message: "dtype \(array.dtype) has no NPY equivalent, expected a NumPy dtype (use safetensors)")
         }
         let shape: String
         switch array.shape.count {

@@ -25,7 +25,8 @@ public enum NPZ {
             }
             let key = String(entry.name.dropLast(4))
             if arrays[key] != nil {
-                throw FormatError(file: name, message: "member \(quoted(entry.name)) appears twice, expected unique names")
+                throw FormatError(
+                    file: name, message: "member \(quoted(entry.name)) appears twice, expected unique names")
             }
             arrays[key] = try NPY.parse(archive.contents(of: entry), name: "\(name)[\(entry.name)]")
         }

@@ -58,7 +58,8 @@ public enum Safetensors {
         let headerSize = Int(declaredSize)
         guard let headerBytes = bytes.slice(at: 8, length: headerSize) else {
             throw fail(
-                "truncated, header size \(headerSize) is larger than the \(bytes.count - 8) bytes after it, expected at most that")
+                "truncated, header size \(headerSize) is larger than the \(bytes.count - 8) bytes after it, expected at most that"
+            )
         }
         let header = Array(headerBytes)
         guard String(validating: header, as: UTF8.self) != nil else {
@@ -71,7 +72,8 @@ public enum Safetensors {
             throw fail("header is not valid JSON, expected a JSON object starting with '{'")
         }
         if let duplicate = JSONDuplicateKeys.first(in: header) {
-            let place = duplicate.path.isEmpty ? "the header" : "tensor \(quoted(duplicate.path.joined(separator: ".")))"
+            let place =
+                duplicate.path.isEmpty ? "the header" : "tensor \(quoted(duplicate.path.joined(separator: ".")))"
             throw fail("duplicate key \(quoted(duplicate.key)) in \(place), expected each key once")
         }
 
@@ -97,7 +99,8 @@ public enum Safetensors {
             let tensor = "tensor \(quoted(tensorName))"
             guard let fields = object[tensorName] as? [String: Any] else {
                 throw fail(
-                    "\(tensor) is \(kind(of: object[tensorName] as Any)), expected an object with dtype, shape and data_offsets")
+                    "\(tensor) is \(kind(of: object[tensorName] as Any)), expected an object with dtype, shape and data_offsets"
+                )
             }
             guard let dtypeValue = fields["dtype"] else { throw fail("\(tensor) lacks 'dtype', expected e.g. \"F32\"") }
             guard let dtypeName = dtypeValue as? String else {
@@ -105,7 +108,8 @@ public enum Safetensors {
             }
             guard let dtype = dtypeNames.first(where: { $0.name == dtypeName })?.dtype else {
                 throw fail(
-                    "\(tensor) has unknown dtype \(quoted(dtypeName)), expected one of \(dtypeNames.map(\.name).joined(separator: " "))")
+                    "\(tensor) has unknown dtype \(quoted(dtypeName)), expected one of \(dtypeNames.map(\.name).joined(separator: " "))"
+                )
             }
             let shape = try integers(fields["shape"], field: "shape", tensor: tensor, count: nil, fail)
             let offsets = try integers(fields["data_offsets"], field: "data_offsets", tensor: tensor, count: 2, fail)
@@ -118,11 +122,13 @@ public enum Safetensors {
             }
             guard end - begin == expected else {
                 throw fail(
-                    "\(tensor) data_offsets [\(begin), \(end)] span \(end - begin) bytes, expected \(expected) for shape \(shape) of \(dtypeName)")
+                    "\(tensor) data_offsets [\(begin), \(end)] span \(end - begin) bytes, expected \(expected) for shape \(shape) of \(dtypeName)"
+                )
             }
             guard end <= bufferSize else {
                 throw fail(
-                    "truncated, \(tensor) data_offsets end \(end) is past the end of the \(bufferSize)-byte data buffer, expected at most \(bufferSize)")
+                    "truncated, \(tensor) data_offsets end \(end) is past the end of the \(bufferSize)-byte data buffer, expected at most \(bufferSize)"
+                )
             }
             entries.append((tensorName, dtype, shape, begin, end))
         }
@@ -134,18 +140,21 @@ public enum Safetensors {
         for entry in entries {
             if entry.begin < covered, let previous {
                 throw fail(
-                    "tensors \(quoted(previous)) and \(quoted(entry.name)) overlap: \(quoted(entry.name)) begins at offset \(entry.begin) before \(covered), expected disjoint ranges")
+                    "tensors \(quoted(previous)) and \(quoted(entry.name)) overlap: \(quoted(entry.name)) begins at offset \(entry.begin) before \(covered), expected disjoint ranges"
+                )
             }
             if entry.begin > covered {
                 throw fail(
-                    "gap of \(entry.begin - covered) unused bytes at offset \(covered) before tensor \(quoted(entry.name)), expected the data buffer fully covered")
+                    "gap of \(entry.begin - covered) unused bytes at offset \(covered) before tensor \(quoted(entry.name)), expected the data buffer fully covered"
+                )
             }
             covered = entry.end
             previous = entry.name
         }
         if covered != bufferSize {
             throw fail(
-                "\(bufferSize - covered) unused bytes at the end of the data buffer after offset \(covered), expected the data buffer fully covered")
+                "\(bufferSize - covered) unused bytes at the end of the data buffer after offset \(covered), expected the data buffer fully covered"
+            )
         }
 
         var tensors: [String: HostArray] = [:]
@@ -214,7 +223,9 @@ public enum Safetensors {
         var json = "{"
         var fields: [String] = []
         if !metadata.isEmpty {
-            let pairs = metadata.keys.sorted(by: utf8Order).map { "\(jsonString($0)):\(jsonString(metadata[$0] ?? ""))" }
+            let pairs = metadata.keys.sorted(by: utf8Order).map {
+                "\(jsonString($0)):\(jsonString(metadata[$0] ?? ""))"
+            }
             fields.append("\(jsonString(metadataKey)):{\(pairs.joined(separator: ","))}")
         }
         var offset = 0
@@ -222,12 +233,14 @@ public enum Safetensors {
             guard let tensor = tensors[name] else { continue }
             precondition(
                 tensor.bytes.count == CheckedSize.byteCount(tensor.shape, elementSize: tensor.dtype.byteSize),
-                "tensor \(name) holds \(tensor.bytes.count) bytes, which does not match shape \(tensor.shape) of \(tensor.dtype)")
+                "tensor \(name) holds \(tensor.bytes.count) bytes, which does not match shape \(tensor.shape) of \(tensor.dtype)"
+            )
             let dtypeName = dtypeNames.first { $0.dtype == tensor.dtype }?.name ?? "F32"
             let shape = tensor.shape.map(String.init).joined(separator: ",")
             let end = offset + tensor.bytes.count
             fields.append(
-                "\(jsonString(name)):{\"dtype\":\"\(dtypeName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
+                "\(jsonString(name)):{\"dtype\":\"\(dtypeName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}"
+            )
             offset = end
         }
         json += fields.joined(separator: ",") + "}"

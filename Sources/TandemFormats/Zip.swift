@@ -56,7 +56,8 @@ struct ZipArchive {
         }
         guard let directoryEnd = CheckedSize.sum(directoryOffset, directorySize), directoryEnd <= end else {
             throw fail(
-                "truncated, central directory at offset \(directoryOffset) of \(directorySize) bytes, expected it to end by the end record at \(end)")
+                "truncated, central directory at offset \(directoryOffset) of \(directorySize) bytes, expected it to end by the end record at \(end)"
+            )
         }
 
         var position = directoryOffset
@@ -65,7 +66,8 @@ struct ZipArchive {
                 position <= directoryEnd - Self.centralHeaderSize
             else {
                 throw fail(
-                    "central directory entry \(index) of \(entryCount) at offset \(position) is missing or truncated, expected signature PK\\1\\2")
+                    "central directory entry \(index) of \(entryCount) at offset \(position) is missing or truncated, expected signature PK\\1\\2"
+                )
             }
             let entry = try readCentralHeader(at: position)
             entries.append(entry.entry)
@@ -197,7 +199,8 @@ struct ZipArchive {
         let dataStart = local + Self.localHeaderSize + Int(nameLength) + Int(extraLength)
         guard let data = bytes.slice(at: dataStart, length: entry.compressedSize) else {
             throw fail(
-                "truncated, \(member) data at offset \(dataStart) of \(entry.compressedSize) bytes runs past the end (\(bytes.count) bytes)")
+                "truncated, \(member) data at offset \(dataStart) of \(entry.compressedSize) bytes runs past the end (\(bytes.count) bytes)"
+            )
         }
 
         let contents: [UInt8]
@@ -205,7 +208,8 @@ struct ZipArchive {
         case 0:
             guard entry.compressedSize == entry.uncompressedSize else {
                 throw fail(
-                    "\(member) is stored with \(entry.compressedSize) bytes, expected its size \(entry.uncompressedSize)")
+                    "\(member) is stored with \(entry.compressedSize) bytes, expected its size \(entry.uncompressedSize)"
+                )
             }
             contents = Array(data)
         case 8:
@@ -214,14 +218,16 @@ struct ZipArchive {
             let (limit, overflow) = entry.compressedSize.multipliedReportingOverflow(by: 1032)
             guard overflow || entry.uncompressedSize <= limit + 1024 else {
                 throw fail(
-                    "\(member) declares \(entry.uncompressedSize) bytes from \(entry.compressedSize) deflated, expected at most 1032 times as many")
+                    "\(member) declares \(entry.uncompressedSize) bytes from \(entry.compressedSize) deflated, expected at most 1032 times as many"
+                )
             }
             contents = try Zlib.inflate(data, expectedSize: entry.uncompressedSize, file: file, member: member)
         default:
             let known: [UInt16: String] = [9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstd", 95: "xz"]
             let methodName = known[entry.method].map { " (\($0))" } ?? ""
             throw fail(
-                "\(member) uses unknown compression method \(entry.method)\(methodName), expected 0 (stored) or 8 (deflated)")
+                "\(member) uses unknown compression method \(entry.method)\(methodName), expected 0 (stored) or 8 (deflated)"
+            )
         }
 
         let crc = CRC32.checksum(contents)

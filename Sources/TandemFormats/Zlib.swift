@@ -24,7 +24,8 @@ import Darwin
 ///    set, and keeps no pointer to them after `inflateEnd`.
 enum Zlib {
     typealias VersionFunction = @convention(c) () -> UnsafePointer<CChar>?
-    typealias InflateInitFunction = @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, Int32) -> Int32
+    typealias InflateInitFunction =
+        @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, Int32) -> Int32
     typealias InflateFunction = @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32
     typealias InflateEndFunction = @convention(c) (UnsafeMutableRawPointer?) -> Int32
 
@@ -116,7 +117,8 @@ enum Zlib {
 
         let produced: Int = try input.withUnsafeBytes { (source) throws -> Int in
             try output.withUnsafeMutableBytes { (target) throws -> Int in
-                try check(zlib.inflateInit2(stream, rawDeflateWindowBits, zlib.version, streamSize), stream, "inflateInit2", fail)
+                let initCode = zlib.inflateInit2(stream, rawDeflateWindowBits, zlib.version, streamSize)
+                try check(initCode, stream, "inflateInit2", fail)
                 defer { _ = zlib.inflateEnd(stream) }
 
                 // avail_in and avail_out are 32-bit, so feed both sides in steps of at most 1 GiB.
@@ -124,15 +126,23 @@ enum Zlib {
                 var inputOffset = 0
                 var outputOffset = 0
                 while true {
-                    if stream.load(fromByteOffset: StreamField.availIn, as: UInt32.self) == 0, inputOffset < source.count {
+                    if stream.load(fromByteOffset: StreamField.availIn, as: UInt32.self) == 0,
+                        inputOffset < source.count
+                    {
                         let length = min(step, source.count - inputOffset)
-                        stream.storeBytes(of: source.baseAddress.map { $0 + inputOffset }, toByteOffset: StreamField.nextIn, as: UnsafeRawPointer?.self)
+                        stream.storeBytes(
+                            of: source.baseAddress.map { $0 + inputOffset }, toByteOffset: StreamField.nextIn,
+                            as: UnsafeRawPointer?.self)
                         stream.storeBytes(of: UInt32(length), toByteOffset: StreamField.availIn, as: UInt32.self)
                         inputOffset += length
                     }
-                    if stream.load(fromByteOffset: StreamField.availOut, as: UInt32.self) == 0, outputOffset < expectedSize {
+                    if stream.load(fromByteOffset: StreamField.availOut, as: UInt32.self) == 0,
+                        outputOffset < expectedSize
+                    {
                         let length = min(step, expectedSize - outputOffset)
-                        stream.storeBytes(of: target.baseAddress.map { $0 + outputOffset }, toByteOffset: StreamField.nextOut, as: UnsafeMutableRawPointer?.self)
+                        stream.storeBytes(
+                            of: target.baseAddress.map { $0 + outputOffset }, toByteOffset: StreamField.nextOut,
+                            as: UnsafeMutableRawPointer?.self)
                         stream.storeBytes(of: UInt32(length), toByteOffset: StreamField.availOut, as: UInt32.self)
                         outputOffset += length
                     }
@@ -147,7 +157,8 @@ enum Zlib {
                     case bufferError where availIn == 0 && inputOffset == source.count:
                         throw fail("truncated deflate stream, expected it to run to its final block")
                     case bufferError:
-                        throw fail("inflates to more than the declared \(expectedSize) bytes, expected exactly that size")
+                        throw fail(
+                            "inflates to more than the declared \(expectedSize) bytes, expected exactly that size")
                     default:
                         try check(code, stream, "inflate", fail)
                         throw fail("inflate returned unexpected code \(code), expected Z_OK or Z_STREAM_END")
@@ -171,7 +182,8 @@ enum Zlib {
         let names: [Int32: String] = [
             2: "Z_NEED_DICT", -2: "Z_STREAM_ERROR", -3: "Z_DATA_ERROR", -4: "Z_MEM_ERROR", -6: "Z_VERSION_ERROR",
         ]
-        let detail = stream.load(fromByteOffset: StreamField.message, as: UnsafePointer<CChar>?.self)
+        let detail =
+            stream.load(fromByteOffset: StreamField.message, as: UnsafePointer<CChar>?.self)
             .map { ": " + String(cString: $0) } ?? ""
         let name = names[code] ?? "code \(code)"
         throw fail("corrupt deflate data, \(call) returned \(name)\(detail), expected a valid deflate stream")
