@@ -39,3 +39,35 @@ extension Kernels {
         return a < 0.5 ? small : signedLarge
     }
 }
+
+// MARK: - Error function and GELU
+
+extension Kernels {
+    /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7), vectorisable.
+    @inline(__always) public static func erf(_ x: Float) -> Float {
+        let a = Swift.abs(x)
+        let t = 1 / (1 + 0.327_591_1 * a)
+        var p: Float = 1.061_405_429
+        p = p * t - 1.453_152_027
+        p = p * t + 1.421_413_741
+        p = p * t - 0.284_496_736
+        p = p * t + 0.254_829_592
+        let y = 1 - p * t * exp(-a * a)
+        return x < 0 ? -y : y
+    }
+
+    /// y = x·Φ(x) with the exact (erf) Gaussian CDF, as PyTorch's default GELU.
+    public static func gelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { let v = x[i]; y[i] = 0.5 * v * (1 + erf(v * 0.707_106_78)) }
+    }
+
+    /// dx = g·(Φ(x) + x·φ(x)).
+    public static func geluBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let v = x[i]
+            let cdf = 0.5 * (1 + erf(v * 0.707_106_78))
+            let pdf = exp(-0.5 * v * v) * 0.398_942_28
+            dx[i] = g[i] * (cdf + v * pdf)
+        }
+    }
+}

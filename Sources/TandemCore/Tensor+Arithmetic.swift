@@ -177,11 +177,14 @@ extension Tensor {
 
     /// GELU with the exact error function, as PyTorch's default `nn.GELU()`.
     public func gelu() -> Tensor {
-        unary({ x in 0.5 * x * (1 + erff(x * 0.70710678118654752)) }, derivative: { x, _ in
-            let cdf = 0.5 * (1 + erff(x * 0.70710678118654752))
-            let pdf = expf(-0.5 * x * x) * 0.39894228040143268
-            return cdf + x * pdf
-        })
+        let out = Tensor(uninitializedShape: shape)
+        Kernels.gelu(pointer, out.pointer, count: count)
+        let input = self
+        return Tape.track(out, inputs: [self]) { g, _ in
+            let dx = Tensor(uninitializedShape: input.shape)
+            Kernels.geluBackward(input.pointer, g.pointer, dx.pointer, count: input.count)
+            return [dx]
+        }
     }
 }
 

@@ -9,6 +9,15 @@ public struct ConvolutionGeometry: Equatable, Sendable {
     public var patch: Int { channels * kernelHeight * kernelWidth }
     public var columns: Int { batch * outputHeight * outputWidth }
 
+    /// Output columns `lo..<hi` whose window column `kj` falls inside the input width.
+    @inline(__always) func validColumns(_ kj: Int) -> (lo: Int, hi: Int) {
+        let first = padding - kj
+        let lo = first <= 0 ? 0 : (first + stride - 1) / stride
+        let last = width - 1 + padding - kj
+        let hi = last < 0 ? 0 : Swift.min(outputWidth, last / stride + 1)
+        return (Swift.min(lo, hi), hi)
+    }
+
     /// Unfolds the input into `[patch, N·Ho·Wo]` columns (zeros where the window hangs over the padding).
     func im2col(_ x: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>) {
         let ho = outputHeight, wo = outputWidth, plane = ho * wo
@@ -16,6 +25,7 @@ public struct ConvolutionGeometry: Equatable, Sendable {
             for ki in 0..<kernelHeight {
                 for kj in 0..<kernelWidth {
                     let row = cols + ((c * kernelHeight + ki) * kernelWidth + kj) * columns
+                    let (lo, hi) = validColumns(kj)
                     for n in 0..<batch {
                         let src = x + (n * channels + c) * height * width
                         let dst = row + n * plane
@@ -23,11 +33,14 @@ public struct ConvolutionGeometry: Equatable, Sendable {
                             let ih = oh * stride - padding + ki
                             let d = dst + oh * wo
                             guard ih >= 0 && ih < height else { d.initialize(repeating: 0, count: wo); continue }
-                            let s = src + ih * width
-                            for ow in 0..<wo {
-                                let iw = ow * stride - padding + kj
-                                d[ow] = iw >= 0 && iw < width ? s[iw] : 0
+                            let s = src + ih * width - padding + kj
+                            d.initialize(repeating: 0, count: lo)
+                            if stride == 1 {
+                                (d + lo).update(from: s + lo, count: hi - lo)
+                            } else {
+                                for ow in lo..<hi { d[ow] = s[ow * stride] }
                             }
+                            (d + hi).initialize(repeating: 0, count: wo - hi)
                         }
                     }
                 }
@@ -42,16 +55,18 @@ public struct ConvolutionGeometry: Equatable, Sendable {
             for ki in 0..<kernelHeight {
                 for kj in 0..<kernelWidth {
                     let row = cols + ((c * kernelHeight + ki) * kernelWidth + kj) * columns
+                    let (lo, hi) = validColumns(kj)
                     for n in 0..<batch {
                         let dst = dx + (n * channels + c) * height * width
                         let src = row + n * plane
                         for oh in 0..<ho {
                             let ih = oh * stride - padding + ki
                             guard ih >= 0 && ih < height else { continue }
-                            let d = dst + ih * width, s = src + oh * wo
-                            for ow in 0..<wo {
-                                let iw = ow * stride - padding + kj
-                                if iw >= 0 && iw < width { d[iw] += s[ow] }
+                            let d = dst + ih * width - padding + kj, s = src + oh * wo
+                            if stride == 1 {
+                                for ow in lo..<hi { d[ow] += s[ow] }
+                            } else {
+                                for ow in lo..<hi { d[ow * stride] += s[ow] }
                             }
                         }
                     }
@@ -128,6 +143,22 @@ extension Tensor {
         var argmax = [Int32](repeating: 0, count: out.count)
         for p in 0..<planes {
             let src = pointer + p * h * w, dst = out.pointer + p * ho * wo
+            if kernel == 2 && s == 2 {
+                // The common case, unrolled: the first of equal maxima wins, as in PyTorch.
+                for oh in 0..<ho {
+                    let r0 = src + 2 * oh * w, r1 = r0 + w
+                    for ow in 0..<wo {
+                        let a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1]
+                        var best = a, at = 2 * oh * w + 2 * ow
+                        if b > best { best = b; at = 2 * oh * w + 2 * ow + 1 }
+                        if c > best { best = c; at = (2 * oh + 1) * w + 2 * ow }
+                        if d > best { best = d; at = (2 * oh + 1) * w + 2 * ow + 1 }
+                        dst[oh * wo + ow] = best
+                        argmax[p * ho * wo + oh * wo + ow] = Int32(at)
+                    }
+                }
+                continue
+            }
             for oh in 0..<ho {
                 for ow in 0..<wo {
                     var best = -Float.infinity, at = (oh * s) * w + ow * s

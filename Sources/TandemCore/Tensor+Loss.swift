@@ -42,7 +42,7 @@ extension Tensor {
             var m = -Float.infinity
             for j in 0..<classes { m = Swift.max(m, x[j]) }
             var s: Float = 0
-            for j in 0..<classes { s += expf(x[j] - m) }
+            for j in 0..<classes { s += Kernels.exp(x[j] - m) }
             total += Double(m + logf(s) - x[label])
         }
         let out = Tensor(scalar: Float(total / Double(Swift.max(rows, 1))))
@@ -72,7 +72,7 @@ extension Kernels {
         var m = -Float.infinity
         for j in 0..<n { m = Swift.max(m, x[j]) }
         var s: Float = 0
-        for j in 0..<n { let e = expf(x[j] - m); y[j] = e; s += e }
+        for j in 0..<n { let e = exp(x[j] - m); y[j] = e; s += e }
         let inv = 1 / s
         for j in 0..<n { y[j] *= inv }
     }

@@ -25,7 +25,12 @@ public struct MonotonicClock: TimeSource {
 /// One configuration's result, in the schema of WORKLOADS.md (absent fields are nil).
 public struct RunResult: Codable, Sendable {
     public struct Quantiles: Codable, Sendable { public var mean, median, p10, p90: Double }
-    public struct Breakdown: Codable, Sendable { public var data, forward, backward, comm_exposed, optimizer: Double }
+    public struct Breakdown: Codable, Sendable {
+        public var data, forward, backward, comm_exposed, optimizer: Double
+        public init(data: Double, forward: Double, backward: Double, comm_exposed: Double, optimizer: Double) {
+            self.data = data; self.forward = forward; self.backward = backward; self.comm_exposed = comm_exposed; self.optimizer = optimizer
+        }
+    }
     public struct Communication: Codable, Sendable { public var bytes_per_step: Int; public var algbw_gbps, busbw_gbps, overlap: Double }
     public struct MemoryUse: Codable, Sendable { public var peak_bytes, params, grads, optimizer, activations: Int }
 
@@ -53,6 +58,16 @@ public struct RunResult: Codable, Sendable {
     public var flops_per_step: Double?
     public var eval_loss: Double?
     public var accuracy: Double?
+
+    public init(model: String, params: Int, backend: String, device_name: String, workers: Int, batch_per_worker: Int,
+                global_batch: Int, steps: Int, warmup: Int, seconds: Double, samples_per_s: Double, step_ms: Quantiles,
+                breakdown_ms: Breakdown? = nil, memory: MemoryUse? = nil, loss: Double, flops_per_step: Double? = nil) {
+        self.model = model; self.params = params; self.backend = backend; self.device_name = device_name
+        self.workers = workers; self.batch_per_worker = batch_per_worker; self.global_batch = global_batch
+        self.steps = steps; self.warmup = warmup; self.seconds = seconds; self.samples_per_s = samples_per_s
+        self.step_ms = step_ms; self.breakdown_ms = breakdown_ms; self.memory = memory; self.loss = loss
+        self.flops_per_step = flops_per_step
+    }
 }
 
 public enum Tandem {
