@@ -71,3 +71,15 @@ extension Kernels {
         }
     }
 }
+
+// MARK: - In-place activations (one pointer each, so the loops vectorise)
+
+extension Kernels {
+    public static func sigmoidInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = sigmoid(x[i]) }
+    }
+
+    public static func tanhInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = tanh(x[i]) }
+    }
+}

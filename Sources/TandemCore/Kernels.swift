@@ -89,6 +89,22 @@ public enum Kernels {
         for i in 0..<count { y[i] += alpha * x[i] }
     }
 
+    /// out = a ⊙ b
+    @inlinable public static func multiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] = a[i] * b[i] }
+    }
+
+    /// c = f ⊙ c₋₁ + i ⊙ g, reading activated gates laid out i, f, g, o (each `count` long).
+    @inlinable public static func lstmCell(gates: UnsafePointer<Float>, previousCell: UnsafePointer<Float>?,
+                                           cell: UnsafeMutablePointer<Float>, count h: Int) {
+        let i = gates, f = gates + h, g = gates + 2 * h
+        if let previous = previousCell {
+            for j in 0..<h { cell[j] = f[j] * previous[j] + i[j] * g[j] }
+        } else {
+            for j in 0..<h { cell[j] = i[j] * g[j] }
+        }
+    }
+
     /// dx = g where y > 0, else 0 (branch-free so it vectorises).
     @inlinable public static func reluBackward(output y: UnsafePointer<Float>, gradient g: UnsafePointer<Float>,
                                                into dx: UnsafeMutablePointer<Float>, count: Int) {

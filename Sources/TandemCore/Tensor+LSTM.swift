@@ -39,28 +39,19 @@ extension Tensor {
             }
             for n in 0..<b {
                 let gr = gs + n * g4
+                Kernels.sigmoidInPlace(gr, count: 2 * h)         // i, f
+                Kernels.tanhInPlace(gr + 2 * h, count: h)         // g
+                Kernels.sigmoidInPlace(gr + 3 * h, count: h)      // o
                 let row = (s * b + n) * h
                 let c = cells.pointer + row, tc = cellTanh.pointer + row, hy = hidden.pointer + row
                 if s > 0 {
-                    let cPrev = cells.pointer + row - b * h
-                    for j in 0..<h {
-                        let ig = Kernels.sigmoid(gr[j]), fg = Kernels.sigmoid(gr[h + j])
-                        let gg = Kernels.tanh(gr[2 * h + j]), og = Kernels.sigmoid(gr[3 * h + j])
-                        gr[j] = ig; gr[h + j] = fg; gr[2 * h + j] = gg; gr[3 * h + j] = og
-                        let cv = fg * cPrev[j] + ig * gg
-                        let tv = Kernels.tanh(cv)
-                        c[j] = cv; tc[j] = tv; hy[j] = og * tv
-                    }
+                    Kernels.lstmCell(gates: gr, previousCell: cells.pointer + row - b * h, cell: c, count: h)
                 } else {
-                    for j in 0..<h {
-                        let ig = Kernels.sigmoid(gr[j]), fg = Kernels.sigmoid(gr[h + j])
-                        let gg = Kernels.tanh(gr[2 * h + j]), og = Kernels.sigmoid(gr[3 * h + j])
-                        gr[j] = ig; gr[h + j] = fg; gr[2 * h + j] = gg; gr[3 * h + j] = og
-                        let cv = ig * gg
-                        let tv = Kernels.tanh(cv)
-                        c[j] = cv; tc[j] = tv; hy[j] = og * tv
-                    }
+                    Kernels.lstmCell(gates: gr, previousCell: nil, cell: c, count: h)
                 }
+                tc.update(from: c, count: h)
+                Kernels.tanhInPlace(tc, count: h)
+                Kernels.multiply(gr + 3 * h, tc, into: hy, count: h)
             }
         }
         let out = Tensor(uninitializedShape: [b, t, h])
