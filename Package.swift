@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "TandemOptim", targets: ["TandemOptim"]),
         .library(name: "TandemData", targets: ["TandemData"]),
         .library(name: "TandemModels", targets: ["TandemModels"]),
+        .library(name: "TandemCollectives", targets: ["TandemCollectives"]),
         .library(name: "TandemParallel", targets: ["TandemParallel"]),
         .executable(name: "tandem", targets: ["tandem"]),
     ],
@@ -27,7 +28,8 @@ let package = Package(
         .target(name: "TandemOptim", dependencies: ["TandemCore", "TandemNN"], swiftSettings: fast),
         .target(name: "TandemData", dependencies: ["TandemCore", "TandemFormats"], swiftSettings: strict),
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN", "TandemFormats"], swiftSettings: strict),
-        .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemModels"], swiftSettings: strict),
+        .target(name: "TandemCollectives", dependencies: ["TandemCore"], swiftSettings: fast),
+        .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives"], swiftSettings: strict),
         .executableTarget(
             name: "tandem",
             dependencies: [
@@ -37,6 +39,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore", "TandemNN"], swiftSettings: strict),
         .testTarget(name: "TandemFormatsTests", dependencies: ["TandemFormats", "TandemCore"], swiftSettings: strict),
+        .testTarget(name: "TandemCLITests", dependencies: ["TandemFormats", "TandemCore"], swiftSettings: strict),
         .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemCore", "TandemFormats"], swiftSettings: strict),
         .testTarget(
             name: "TandemModelsTests",

@@ -17,7 +17,9 @@ extension Kernels {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        let scale = Float(bitPattern: UInt32(truncatingIfNeeded: Int32(n) + 127) << 23)
+        // 2^n from the low bits of `shifted` (they hold 0x400000 + n): no Float→Int conversion,
+        // which would trap on NaN (a diverged loss) in debug builds.
+        let scale = Float(bitPattern: (shifted.bitPattern &+ 127) &<< 23)
         return p * scale
     }
 

@@ -203,10 +203,11 @@ final class WaitMeter {
 
     init(clock: @escaping () -> Double) { self.clock = clock }
 
-    /// Runs `body`, adding the time it took (never negative, whatever the clock does).
-    func measure<T>(_ body: () -> T) -> T {
+    /// Runs `body`, adding the time it took (never negative, whatever the clock does)
+    /// when it delivered something: learning that an epoch is over is not waiting for data.
+    func measure<T>(_ body: () -> T?) -> T? {
         let start = clock()
-        let result = body()
+        guard let result = body() else { return nil }
         last = Swift.max(0, clock() - start)
         total += last
         return result

@@ -9,7 +9,7 @@ extension Dataset {
     /// and every run.
     ///
     /// ```swift
-    /// let (train, eval) = try digits.split(evalFraction: 0.2, seed: 42)   // 1437 and 360 samples
+    /// let (train, eval) = try digits.split(evalFraction: 0.2, seed: 42)   // 1438 and 359 samples
     /// ```
     ///
     /// - Throws: `DataError` when `evalFraction` is not in `[0, 1)` or the split would leave

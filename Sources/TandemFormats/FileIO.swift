@@ -10,9 +10,9 @@ import Darwin
 
 /// Reads whole files and replaces files atomically, through POSIX calls whose return
 /// codes all pass through `check`.
-enum FileIO {
+public enum FileIO {
     /// The whole contents of the file at `path`.
-    static func contents(of path: String) throws -> [UInt8] {
+    public static func contents(of path: String) throws -> [UInt8] {
         let descriptor = try check(open(path, O_RDONLY | O_CLOEXEC), path, "cannot open for reading", "a readable file")
         defer { _ = close(descriptor) }
         var info = stat()
@@ -43,7 +43,7 @@ enum FileIO {
     /// the directory so the rename itself survives a crash. On any failure the temporary
     /// file is removed and `path` is untouched. Two threads of one process writing the same
     /// `path` at once would share the temporary name; callers serialise such writes.
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
         let temporary = "\(path).tmp-\(getpid())"
         let descriptor = try check(
             open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644),

@@ -2,6 +2,7 @@ import TandemCore
 import TandemNN
 import TandemOptim
 import TandemModels
+import TandemCollectives
 
 // MARK: - Training-step benchmark
 
@@ -20,6 +21,64 @@ public struct Benchmark {
         self.batch = batch
         self.steps = steps
         self.warmup = warmup
+    }
+
+    /// `workers` ranks as threads of this process, each with its own replica and
+    /// synthetic batches (seeded by rank), gradients averaged by DDP over the threads backend.
+    public func run(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none) throws -> RunResult {
+        let (workload, batch, steps, warmup) = (self.workload, self.batch, self.steps, self.warmup)
+        Storage.resetPeak()
+        let perRank = try ThreadLauncher.run(workers: workers) { rank, group in
+            let model = workload.make(seed: 0)
+            let worker = try Worker(model: model, group: group, optimizer: try SGD(learningRate: 0.01, momentum: 0.9),
+                                    bucketBytes: bucketBytes, compression: compression)
+            var generator = SeededGenerator(seed: UInt64(rank))
+            let batches = (0..<4).map { _ in workload.syntheticBatch(size: batch, generator: &generator) }
+            var i = 0
+            for _ in 0..<warmup { try worker.step { defer { i += 1 }; return batches[i % 4] } }
+            try group.barrier().wait()
+            worker.spans = StepSpans()
+            let busyBefore = group.busySeconds
+            let clock = MonotonicClock()
+            let start = clock.now()
+            for _ in 0..<steps { try worker.step { defer { i += 1 }; return batches[i % 4] } }
+            let wall = clock.now() - start
+            return RankTiming(spans: worker.spans, wall: wall, busy: group.busySeconds - busyBefore, params: model.parameterCount,
+                              flops: 3 * model.forwardFLOPsPerSample * Double(batch), bytes: worker.ddp.bytesPerStep)
+        }
+        let wall = perRank.map(\.wall).max() ?? 0
+        let n = Double(max(steps, 1))
+        let mean = { (f: (StepSpans) -> Double) in 1000 * perRank.map { f($0.spans) }.reduce(0, +) / Double(workers) / n }
+        let stepTimes = perRank[0].spans.steps.map { 1000 * $0 }
+        let commSeconds = perRank.map(\.spans.communication).reduce(0, +) / Double(workers)
+        let bytes = perRank[0].bytes
+        let paramBytes = perRank[0].params * 4
+        var result = RunResult(
+            model: workload.rawValue, params: perRank[0].params, backend: workers > 1 ? "threads" : "none", device_name: cpuName(),
+            workers: workers, batch_per_worker: batch, global_batch: batch * workers, steps: steps, warmup: warmup,
+            seconds: wall, samples_per_s: Double(batch * workers * steps) / wall, step_ms: .init(stepTimes),
+            breakdown_ms: .init(data: mean { $0.data }, forward: mean { $0.forward }, backward: mean { $0.backward },
+                                comm_exposed: mean { $0.communication }, optimizer: mean { $0.optimizer }),
+            memory: .init(peak_bytes: Storage.peakBytes / workers, params: paramBytes, grads: paramBytes, optimizer: paramBytes,
+                          activations: max(0, Storage.peakBytes / workers - 3 * paramBytes)),
+            loss: Double(perRank[0].spans.losses.last ?? .nan), flops_per_step: perRank[0].flops * Double(workers))
+        result.per_rank_step_ms = perRank.map { 1000 * $0.spans.steps.reduce(0, +) / n }
+        if workers > 1 {
+            let busy = perRank.map(\.busy).reduce(0, +) / Double(workers)
+            let overlap = busy > 0 ? min(1, max(0, 1 - commSeconds / busy)) : 0
+            let algbw = busy > 0 ? Double(bytes) * n / busy / 1e9 : 0
+            result.comm = .init(bytes_per_step: bytes, algbw_gbps: algbw, busbw_gbps: algbw * 2 * Double(workers - 1) / Double(workers), overlap: overlap)
+        }
+        return result
+    }
+
+    struct RankTiming: Sendable {
+        var spans: StepSpans
+        var wall: Double
+        var busy: Double
+        var params: Int
+        var flops: Double
+        var bytes: Int
     }
 
     /// One worker on the calling thread.

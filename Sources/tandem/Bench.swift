@@ -19,12 +19,12 @@ struct Bench: ParsableCommand {
         try requirePositive(steps, "--steps")
         if let batch { try requirePositive(batch, "--batch") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
-        guard workers == 1 else { throw ValidationError("--workers above 1 needs the data-parallel engine, which this build does not have yet") }
     }
 
     func run() throws {
         if let warning = BLAS.warning { printError(warning) }
-        let result = try Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup).run()
+        let benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
+        let result = workers == 1 ? try benchmark.run() : try benchmark.run(workers: workers)
         if json { try printJSON(result); return }
         print("\(result.model): \(String(format: "%.1f", result.samples_per_s)) samples/s, step median \(String(format: "%.2f", result.step_ms.median)) ms, loss \(result.loss)")
     }

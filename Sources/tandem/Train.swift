@@ -100,6 +100,9 @@ struct Train: ParsableCommand {
             }
         }
         let report = try trainer.train(nextBatch: source.nextBatch)
+        if let last = report.losses.last, !last.isFinite {  // before --save, so no good checkpoint is overwritten
+            throw ValidationError("training diverged: the loss is \(last) after \(totalSteps) steps, expected a finite loss; try a lower --lr or --clip-norm")
+        }
         let evaluation = source.evalBatches.isEmpty ? nil : trainer.evaluate(source.evalBatches)
         if let save { try network.saveWeights(to: save, metadata: ["model": model.rawValue, "steps": "\(totalSteps)"]) }
 

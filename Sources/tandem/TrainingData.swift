@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TandemCore
 import TandemData
 import TandemModels
@@ -16,6 +17,10 @@ final class TrainingData {
     init(data: String, model name: ReferenceModel, hidden: [Int]?, batch: Int?, evalFraction: Double, seed: UInt64) throws {
         batchSize = batch ?? name.cpuBatch
         if data == "synthetic" {
+            var probe = SeededGenerator(seed: 0)
+            let perSample = name.syntheticBatch(size: 1, generator: &probe).inputs.count
+            try requireMemory(parameters: name == .mlp ? mlpParameters([784] + (hidden ?? []) + [10]) : 0,
+                              batchFloats: Double(batchSize) * Double(perSample), "--batch \(batchSize)" + (name == .mlp && hidden != nil ? " with --hidden" : ""))
             var network: any Model = name.make(seed: seed)
             if name == .mlp, let hidden {
                 var g = SeededGenerator(seed: seed)
@@ -40,9 +45,19 @@ final class TrainingData {
 
         var g = SeededGenerator(seed: seed)
         let shape = dataset.sampleShape
+        if dataset.numClasses > 0 && (name == .mlp || name == .cnn) {
+            guard dataset.targetShape?.reduce(1, *) == 1 else {
+                throw ValidationError("\(data): \(name.rawValue) needs one class id per sample, found labels shaped \(dataset.targetShape ?? []) per sample")
+            }
+            guard dataset.numClasses <= 100_000 else {
+                throw ValidationError("\(data): the largest class id is \(dataset.numClasses - 1), expected class ids 0..<classes with fewer than 100000 classes")
+            }
+        }
         switch name {
         case .mlp:
             guard dataset.numClasses > 0 else { throw ValidationError("\(data): mlp needs class labels (integer y), found real-valued targets") }
+            try requireMemory(parameters: mlpParameters([dataset.featuresPerSample] + (hidden ?? [1024, 1024]) + [dataset.numClasses]),
+                              batchFloats: 0, "--hidden")
             model = MLP(dimensions: [dataset.featuresPerSample] + (hidden ?? [1024, 1024]) + [dataset.numClasses], generator: &g)
         case .cnn:
             guard dataset.numClasses > 0, shape.count == 2 || shape.count == 3 else {
@@ -81,5 +96,21 @@ final class TrainingData {
                 current = loader.epoch(epoch)
             }
         }
+    }
+}
+
+/// Parameters of an MLP with these layer widths, counted in `Double` so that no width overflows.
+func mlpParameters(_ widths: [Int]) -> Double {
+    zip(widths, widths.dropFirst()).reduce(0) { $0 + (Double($1.0) + 1) * Double($1.1) }
+}
+
+/// Refuses sizes whose float32 weights (with gradients and two optimizer moments) and input
+/// batch could never fit in this machine's memory, which would otherwise trap in the allocator.
+func requireMemory(parameters: Double, batchFloats: Double, _ what: String) throws {
+    let bytes = 4 * (4 * parameters + batchFloats)
+    let memory = Double(ProcessInfo.processInfo.physicalMemory)
+    guard bytes <= memory else {
+        throw ValidationError(String(format: "%@: the model and batch need at least %.3g GB, more than this machine's %.3g GB of memory",
+                                     what, bytes / 1e9, memory / 1e9))
     }
 }

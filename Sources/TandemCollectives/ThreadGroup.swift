@@ -1,0 +1,271 @@
+import Foundation
+import TandemCore
+
+// MARK: - One rank of the threads backend
+
+/// A rank of a `ThreadWorld`. Collectives run, in the order they were issued, on this
+/// rank's own communication thread, so the caller goes on computing while they move data.
+public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
+    // Safe: `sequence` and `step` are touched only by the rank's own thread (issue) and
+    // its communication thread (run), which the queue orders; the queue has its own lock.
+    public let rank: Int
+    public var size: Int { world.size }
+    public let backend = "threads"
+    let world: ThreadWorld
+    private let queue: WorkQueue
+    private var sequence = 0
+    private var step = 0
+    private var scratch: [Float] = []
+    private let busy = BusyClock()
+    public var busySeconds: Double { busy.total }
+
+    init(world: ThreadWorld, rank: Int) {
+        self.world = world
+        self.rank = rank
+        queue = WorkQueue(name: "tandem-comm-\(rank)")
+    }
+
+    deinit { queue.stop() }
+
+    /// Runs `body` on the communication thread as collective number `sequence`.
+    private func submit(_ name: String, call: String, _ body: @escaping @Sendable (ThreadGroup, Int) throws(CollectiveError) -> Void) -> any CollectiveHandle {
+        sequence += 1
+        let seq = sequence
+        let handle = ThreadHandle()
+        queue.push { [self] in
+            let start = BusyClock.now()
+            do throws(CollectiveError) {
+                try body(self, seq)
+                busy.add(BusyClock.now() - start)
+                handle.finish(nil)
+            } catch {
+                handle.finish(error)
+            }
+        }
+        return handle
+    }
+
+    /// One rendezvous step of collective `seq`.
+    func meet(_ operation: String, _ seq: Int, _ buffers: [CollectiveBuffer], call: String = "") throws(CollectiveError) -> [[CollectiveBuffer]] {
+        step += 1
+        return try world.rendezvous(rank: rank, index: step, sequence: seq, operation: operation,
+                                    posting: .init(buffers: buffers, call: call)).map(\.buffers)
+    }
+
+    // MARK: Collectives
+
+    public func allReduce(_ buffer: CollectiveBuffer, operation: ReduceOperation) -> any CollectiveHandle {
+        let call = "all-reduce(\(operation), \(buffer.dtype), \(buffer.count))"
+        return submit("all-reduce", call: call) { g, seq throws(CollectiveError) in
+            let all = try g.meet("all-reduce", seq, [buffer], call: call).map { $0[0] }
+            try Self.checkCounts(all, seq: seq, call: call, g.world.verifyCalls)
+            if buffer.count * buffer.dtype.byteSize <= g.world.treeThresholdBytes {
+                try g.treeAllReduce(all, operation: operation, seq: seq)
+            } else {
+                g.ringAllReduce(all, operation: operation)
+                _ = try g.meet("all-reduce", seq, [])
+            }
+        }
+    }
+
+    public func broadcast(_ buffer: CollectiveBuffer, root: Int) -> any CollectiveHandle {
+        let call = "broadcast(root \(root), \(buffer.dtype), \(buffer.count))"
+        return submit("broadcast", call: call) { g, seq throws(CollectiveError) in
+            guard root >= 0 && root < g.size else { throw .invalid("broadcast root \(root) is outside a world of \(g.size)") }
+            let all = try g.meet("broadcast", seq, [buffer], call: call).map { $0[0] }
+            if g.rank != root { Self.copy(from: all[root], 0, to: buffer, 0, count: buffer.count) }
+            _ = try g.meet("broadcast", seq, [])
+        }
+    }
+
+    public func allGather(send: CollectiveBuffer, receive: CollectiveBuffer) -> any CollectiveHandle {
+        let call = "all-gather(\(send.dtype), \(send.count))"
+        return submit("all-gather", call: call) { g, seq throws(CollectiveError) in
+            guard receive.count == send.count * g.size else {
+                throw .invalid("all-gather on rank \(g.rank): receive holds \(receive.count) elements, expected \(g.size)·\(send.count)")
+            }
+            let all = try g.meet("all-gather", seq, [send], call: call).map { $0[0] }
+            for (q, piece) in all.enumerated() { Self.copy(from: piece, 0, to: receive, q * send.count, count: send.count) }
+            _ = try g.meet("all-gather", seq, [])
+        }
+    }
+
+    public func reduceScatter(send: CollectiveBuffer, receive: CollectiveBuffer, operation: ReduceOperation) -> any CollectiveHandle {
+        let call = "reduce-scatter(\(operation), \(send.dtype), \(send.count))"
+        return submit("reduce-scatter", call: call) { g, seq throws(CollectiveError) in
+            let (lo, hi) = Self.chunk(g.rank, of: send.count, parts: g.size)
+            guard receive.count == hi - lo else {
+                throw .invalid("reduce-scatter on rank \(g.rank): receive holds \(receive.count) elements, expected \(hi - lo) of \(send.count)")
+            }
+            let all = try g.meet("reduce-scatter", seq, [send], call: call).map { $0[0] }
+            g.reduce(all, lo..<hi, operation: operation, into: [receive], at: 0)
+            _ = try g.meet("reduce-scatter", seq, [])
+        }
+    }
+
+    public func barrier() -> any CollectiveHandle {
+        submit("barrier", call: "barrier") { g, seq throws(CollectiveError) in _ = try g.meet("barrier", seq, [], call: "barrier") }
+    }
+
+    public func abort(_ message: String) {
+        world.fail(.aborted(rank: rank, message: message))
+    }
+
+    // MARK: Algorithms
+
+    /// Rank r's share of `count` elements split into `parts`: [r·count/parts, (r+1)·count/parts).
+    static func chunk(_ r: Int, of count: Int, parts: Int) -> (Int, Int) { (r * count / parts, (r + 1) * count / parts) }
+
+    static func checkCounts(_ all: [CollectiveBuffer], seq: Int, call: String, _ verified: Bool) throws(CollectiveError) {
+        if Set(all.map(\.count)).count > 1 || Set(all.map(\.dtype)).count > 1 {
+            throw .mismatch(sequence: seq, calls: all.map { "all-reduce(\($0.dtype), \($0.count))" })
+        }
+    }
+
+    /// Reduces `range` of every buffer and writes the result into each of `targets` at `offset`.
+    func reduce(_ all: [CollectiveBuffer], _ range: Range<Int>, operation: ReduceOperation, into targets: [CollectiveBuffer], at offset: Int) {
+        let n = range.count
+        if n == 0 { return }
+        if scratch.count < n { scratch = [Float](repeating: 0, count: n) }
+        scratch.withUnsafeMutableBufferPointer { tmp in
+            let t = tmp.baseAddress!
+            let first = all[0]
+            if first.dtype == .float32 {
+                let p = first.base!.assumingMemoryBound(to: Float.self) + range.lowerBound
+                t.update(from: p, count: n)
+                for other in all.dropFirst() {
+                    let q = other.base!.assumingMemoryBound(to: Float.self) + range.lowerBound
+                    if operation == .max { for i in 0..<n { t[i] = Swift.max(t[i], q[i]) } } else { for i in 0..<n { t[i] += q[i] } }
+                }
+            } else {
+                for i in 0..<n { t[i] = first.load(range.lowerBound + i) }
+                for other in all.dropFirst() {
+                    for i in 0..<n {
+                        let v = other.load(range.lowerBound + i)
+                        t[i] = operation == .max ? Swift.max(t[i], v) : t[i] + v
+                    }
+                }
+            }
+            if operation == .average { Kernels.scale(t, by: 1 / Float(all.count), count: n) }
+            for target in targets {
+                if target.dtype == .float32 {
+                    (target.base!.assumingMemoryBound(to: Float.self) + offset).update(from: t, count: n)
+                } else {
+                    for i in 0..<n { target.store(t[i], offset + i) }
+                }
+            }
+        }
+    }
+
+    /// Each rank reduces its own chunk over all ranks and writes it to every rank: the
+    /// shared-memory form of reduce-scatter followed by all-gather.
+    func ringAllReduce(_ all: [CollectiveBuffer], operation: ReduceOperation) {
+        let (lo, hi) = Self.chunk(rank, of: all[0].count, parts: size)
+        reduce(all, lo..<hi, operation: operation, into: all, at: lo)
+    }
+
+    /// Binary-tree reduction into rank 0 (⌈log₂N⌉ steps), then every rank copies the result.
+    func treeAllReduce(_ all: [CollectiveBuffer], operation: ReduceOperation, seq: Int) throws(CollectiveError) {
+        let count = all[0].count
+        var stride = 1
+        while stride < size {
+            if rank % (2 * stride) == 0 && rank + stride < size {
+                let op: ReduceOperation = operation == .max ? .max : .sum
+                reduce([all[rank], all[rank + stride]], 0..<count, operation: op, into: [all[rank]], at: 0)
+            }
+            _ = try meet("all-reduce", seq, [])
+            stride *= 2
+        }
+        if operation == .average && rank == 0 {
+            if all[0].dtype == .float32 {
+                Kernels.scale(all[0].base!.assumingMemoryBound(to: Float.self), by: 1 / Float(size), count: count)
+            } else {
+                for i in 0..<count { all[0].store(all[0].load(i) / Float(size), i) }
+            }
+        }
+        _ = try meet("all-reduce", seq, [])
+        if rank != 0 { Self.copy(from: all[0], 0, to: all[rank], 0, count: count) }
+        _ = try meet("all-reduce", seq, [])
+    }
+
+    static func copy(from source: CollectiveBuffer, _ sourceOffset: Int, to target: CollectiveBuffer, _ targetOffset: Int, count: Int) {
+        if count == 0 { return }
+        if source.dtype == target.dtype {
+            let bytes = source.dtype.byteSize
+            (target.base! + targetOffset * bytes).copyMemory(from: source.base! + sourceOffset * bytes, byteCount: count * bytes)
+        } else {
+            for i in 0..<count { target.store(source.load(sourceOffset + i), targetOffset + i) }
+        }
+    }
+}
+
+// MARK: - Handles and the communication thread
+
+/// Completion of one collective, waited on by the issuing thread.
+final class ThreadHandle: CollectiveHandle, @unchecked Sendable {
+    // Safe: `done` and `error` are guarded by `condition`.
+    private let condition = NSCondition()
+    private var done = false
+    private var error: CollectiveError?
+
+    func finish(_ error: CollectiveError?) {
+        condition.lock(); self.error = error; done = true; condition.broadcast(); condition.unlock()
+    }
+
+    var isComplete: Bool { condition.lock(); defer { condition.unlock() }; return done }
+
+    func wait() throws(CollectiveError) {
+        condition.lock()
+        while !done { condition.wait() }
+        let error = self.error
+        condition.unlock()
+        if let error { throw error }
+    }
+}
+
+/// A thread that runs submitted closures one after another.
+final class WorkQueue: @unchecked Sendable {
+    // Safe: `items` and `stopped` are guarded by `condition`.
+    private let condition = NSCondition()
+    private var items: [@Sendable () -> Void] = []
+    private var stopped = false
+
+    init(name: String) {
+        let thread = Thread { [self] in self.loop() }
+        thread.name = name
+        thread.start()
+    }
+
+    func push(_ item: @escaping @Sendable () -> Void) {
+        condition.lock(); items.append(item); condition.signal(); condition.unlock()
+    }
+
+    func stop() {
+        condition.lock(); stopped = true; condition.signal(); condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while items.isEmpty && !stopped { condition.wait() }
+            if items.isEmpty && stopped { condition.unlock(); return }
+            let item = items.removeFirst()
+            condition.unlock()
+            item()
+        }
+    }
+}
+
+/// Seconds summed under a lock (written by the communication thread, read by the rank).
+final class BusyClock: @unchecked Sendable {
+    // Safe: `value` is guarded by `lock`.
+    private let lock = NSLock()
+    private var value = 0.0
+    func add(_ seconds: Double) { lock.lock(); value += seconds; lock.unlock() }
+    var total: Double { lock.lock(); defer { lock.unlock() }; return value }
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+}

@@ -1,0 +1,200 @@
+import TandemCore
+import TandemNN
+import TandemModels
+import TandemCollectives
+
+// MARK: - Distributed data parallel
+
+/// Gradient payload precision on the wire.
+public enum GradientCompression: String, Sendable, CaseIterable {
+    case none, bf16, fp16
+    var dtype: DType { self == .bf16 ? .bfloat16 : self == .fp16 ? .float16 : .float32 }
+}
+
+/// One replica of a model per rank; gradients averaged over ranks by all-reduce, started
+/// bucket by bucket from the autodiff hooks while the rest of backward runs.
+///
+/// ```swift
+/// let ddp = try DistributedDataParallel(model, group: group)
+/// let loss = tape.record { model.loss(batch) }
+/// model.zeroGradients()
+/// tape.backward(loss)          // buckets start their all-reduce as gradients become final
+/// try ddp.synchronize()        // wait; every rank now holds the same averaged gradients
+/// optimizer.apply(to: model.namedParameters)
+/// ```
+public final class DistributedDataParallel {
+    public let model: any Model
+    public let group: any ProcessGroup
+    public let compression: GradientCompression
+    let buckets: [Bucket]
+    /// While true (gradient accumulation), backward only accumulates locally.
+    public var synchronizesGradients = true
+    /// Seconds spent blocked in `synchronize` during the last step (exposed communication).
+    public private(set) var lastWaitSeconds = 0.0
+    /// Bytes all-reduced per synchronised step.
+    public var bytesPerStep: Int { buckets.reduce(0) { $0 + $1.count * compression.dtype.byteSize } }
+    var nextLaunch = 0
+    let clock: any TimeSource
+
+    final class Bucket {
+        let parameters: [Parameter]
+        let offsets: [Int]
+        let count: Int
+        let storage32: UnsafeMutablePointer<Float>
+        let storage16: UnsafeMutablePointer<UInt16>?
+        var ready = 0
+        var handle: (any CollectiveHandle)?
+
+        init(parameters: [Parameter], compressed: Bool) {
+            self.parameters = parameters
+            var offsets: [Int] = [], total = 0
+            for p in parameters { offsets.append(total); total += p.count }
+            self.offsets = offsets
+            count = total
+            storage32 = .allocate(capacity: max(total, 1))
+            storage16 = compressed ? .allocate(capacity: max(total, 1)) : nil
+        }
+
+        deinit { storage32.deallocate(); storage16?.deallocate() }
+    }
+
+    /// Checks that every rank holds the same parameter shapes, copies rank 0's weights to
+    /// every rank, and groups parameters into buckets of about `bucketBytes`, last
+    /// registered first (the order backward finishes them).
+    public init(_ model: any Model, group: any ProcessGroup, bucketBytes: Int = 25 << 20,
+                compression: GradientCompression = .none, clock: any TimeSource = MonotonicClock()) throws {
+        self.model = model
+        self.group = group
+        self.compression = compression
+        self.clock = clock
+        let parameters = model.parameters
+        try Self.verifyShapes(model, group: group)
+        for p in parameters {
+            try group.broadcast(CollectiveBuffer(p.value.pointer, count: p.count), root: 0).wait()
+        }
+        var buckets: [Bucket] = [], current: [Parameter] = [], bytes = 0
+        // One rank has nothing to average: no buckets, no hooks.
+        for p in group.size > 1 ? parameters.reversed() : [] {
+            current.append(p)
+            bytes += p.count * 4
+            if bytes >= bucketBytes { buckets.append(Bucket(parameters: current, compressed: compression != .none)); current = []; bytes = 0 }
+        }
+        if !current.isEmpty { buckets.append(Bucket(parameters: current, compressed: compression != .none)) }
+        self.buckets = buckets
+        for (b, bucket) in buckets.enumerated() {
+            for (i, p) in bucket.parameters.enumerated() {
+                p.onGradientReady = { [unowned self] parameter in self.gradientReady(parameter, bucket: b, index: i) }
+            }
+        }
+    }
+
+    deinit { for p in model.parameters { p.onGradientReady = nil } }
+
+    /// Every rank must have the same number of parameters with the same shapes.
+    static func verifyShapes(_ model: any Model, group: any ProcessGroup) throws {
+        let shapes = model.namedParameters.map { "\($0.name)\($0.parameter.shape)" }.joined(separator: ";")
+        var signature = [Float(model.parameters.count), Float(model.parameterCount % 16_777_216), Float(fnv1a(shapes) % 16_777_216)]
+        var all = [Float](repeating: 0, count: 3 * group.size)
+        try signature.withUnsafeMutableBufferPointer { s in
+            try all.withUnsafeMutableBufferPointer { a in
+                try group.allGather(send: CollectiveBuffer(s.baseAddress!, count: 3), receive: CollectiveBuffer(a.baseAddress!, count: a.count)).wait()
+            }
+        }
+        for r in 0..<group.size where Array(all[(3 * r)..<(3 * r + 3)]) != signature {
+            throw CollectiveError.invalid("rank \(r) holds a different model (\(Int(all[3 * r])) parameters) from rank \(group.rank) (\(model.parameters.count) parameters, \(model.parameterCount) elements)")
+        }
+    }
+
+    static func fnv1a(_ s: String) -> UInt64 {
+        s.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+    }
+
+    // MARK: Hooks and launches
+
+    func gradientReady(_ parameter: Parameter, bucket b: Int, index i: Int) {
+        guard synchronizesGradients, let gradient = parameter.gradient else { return }
+        let bucket = buckets[b]
+        let offset = bucket.offsets[i]
+        if let half = bucket.storage16 {
+            let g = gradient.pointer
+            if compression == .bf16 { for j in 0..<gradient.count { half[offset + j] = HalfConversion.bfloat16Bits(g[j]) } }
+            else { for j in 0..<gradient.count { half[offset + j] = HalfConversion.float16Bits(g[j]) } }
+        } else {
+            (bucket.storage32 + offset).update(from: gradient.pointer, count: gradient.count)
+        }
+        bucket.ready += 1
+        launchReadyBuckets()
+    }
+
+    /// Starts every bucket that is full, strictly in bucket order, so all ranks issue the
+    /// same all-reduces in the same order whatever order hooks fired in.
+    func launchReadyBuckets() {
+        while nextLaunch < buckets.count, buckets[nextLaunch].ready == buckets[nextLaunch].parameters.count {
+            let bucket = buckets[nextLaunch]
+            let buffer = bucket.storage16.map { CollectiveBuffer($0, count: bucket.count, dtype: compression.dtype) }
+                ?? CollectiveBuffer(bucket.storage32, count: bucket.count)
+            bucket.handle = group.allReduce(buffer, operation: .average)
+            nextLaunch += 1
+        }
+    }
+
+    /// Waits for every bucket and writes the averaged gradients back into the parameters.
+    /// Parameters that got no gradient this step contribute zeros.
+    public func synchronize() throws {
+        let start = clock.now()
+        for bucket in buckets where bucket.ready < bucket.parameters.count {
+            for (i, p) in bucket.parameters.enumerated() where p.gradient == nil {
+                if let half = bucket.storage16 { (half + bucket.offsets[i]).initialize(repeating: 0, count: p.count) }
+                else { (bucket.storage32 + bucket.offsets[i]).initialize(repeating: 0, count: p.count) }
+                p.gradient = Tensor(zeros: p.shape)
+            }
+            bucket.ready = bucket.parameters.count
+        }
+        launchReadyBuckets()
+        defer { for bucket in buckets { bucket.ready = 0; bucket.handle = nil }; nextLaunch = 0 }
+        for bucket in buckets {
+            try bucket.handle?.wait()
+            for (i, p) in bucket.parameters.enumerated() {
+                let g = p.gradient!.pointer, offset = bucket.offsets[i]
+                if let half = bucket.storage16 {
+                    if compression == .bf16 { for j in 0..<p.count { g[j] = HalfConversion.float(bfloat16: half[offset + j]) } }
+                    else { for j in 0..<p.count { g[j] = HalfConversion.float(float16: half[offset + j]) } }
+                } else {
+                    g.update(from: bucket.storage32 + offset, count: p.count)
+                }
+            }
+        }
+        lastWaitSeconds = clock.now() - start
+    }
+
+    /// Runs `body` (a forward and backward) without communicating: gradients accumulate
+    /// locally until a later backward with synchronisation on (PyTorch's `no_sync`).
+    public func withoutSync<R>(_ body: () throws -> R) rethrows -> R {
+        synchronizesGradients = false
+        defer { synchronizesGradients = true }
+        return try body()
+    }
+
+    // MARK: Replica consistency
+
+    /// All-gathers a checksum of every rank's weights and names the ranks whose replica
+    /// differs from rank 0's.
+    public func verifyReplicas() throws {
+        var sum = 0.0, weighted = 0.0, k = 0.0
+        for p in model.parameters {
+            let w = p.value.pointer
+            for j in 0..<p.count { k += 1; sum += Double(w[j]); weighted += Double(w[j]) * (k.truncatingRemainder(dividingBy: 7919) + 1) }
+        }
+        var mine = [Float(sum), Float(weighted)]
+        var all = [Float](repeating: 0, count: 2 * group.size)
+        try mine.withUnsafeMutableBufferPointer { m in
+            try all.withUnsafeMutableBufferPointer { a in
+                try group.allGather(send: CollectiveBuffer(m.baseAddress!, count: 2), receive: CollectiveBuffer(a.baseAddress!, count: a.count)).wait()
+            }
+        }
+        let drifted = (1..<group.size).filter { all[2 * $0] != all[0] || all[2 * $0 + 1] != all[1] }
+        if !drifted.isEmpty {
+            throw CollectiveError.invalid("replica check: rank\(drifted.count == 1 ? "" : "s") \(drifted.map(String.init).joined(separator: ", ")) drifted from rank 0 (weight checksums differ)")
+        }
+    }
+}
