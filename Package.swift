@@ -38,6 +38,10 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(name: "TandemCoreTests", dependencies: ["TandemCore", "TandemNN"], swiftSettings: strict),
+        .testTarget(
+            name: "TandemParallelTests",
+            dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives", "TandemParallel", "TandemFormats"],
+            swiftSettings: strict),
         .testTarget(name: "TandemFormatsTests", dependencies: ["TandemFormats", "TandemCore"], swiftSettings: strict),
         .testTarget(name: "TandemCLITests", dependencies: ["TandemFormats", "TandemCore"], swiftSettings: strict),
         .testTarget(name: "TandemDataTests", dependencies: ["TandemData", "TandemCore", "TandemFormats"], swiftSettings: strict),

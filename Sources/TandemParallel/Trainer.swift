@@ -78,7 +78,14 @@ public final class Trainer {
     }
 
     /// Mean loss and accuracy (classifiers) over `batches`, without recording.
-    public func evaluate(_ batches: [Batch]) -> (loss: Double, accuracy: Double?) {
+    public func evaluate(_ batches: [Batch]) -> (loss: Double, accuracy: Double?) { Evaluation.run(model, batches) }
+}
+
+// MARK: - Evaluation
+
+public enum Evaluation {
+    /// Mean loss and accuracy (classifiers) of `model` over `batches`, without recording.
+    public static func run(_ model: any Model, _ batches: [Batch]) -> (loss: Double, accuracy: Double?) {
         var lossSum = 0.0, rows = 0, correct = 0, classified = 0
         for batch in batches {
             let output = model.forward(batch.inputs)

@@ -34,6 +34,18 @@ struct Train: ParsableCommand {
     @Option(help: "Start from these weights (safetensors, PyTorch state_dict names).") var `init`: String?
     @Option(help: "Write the trained weights here (safetensors, atomically).") var save: String?
     @Option(name: .customLong("eval-fraction"), help: "Hold out this fraction of the data and report loss (and accuracy).") var evalFraction = 0.0
+    @Option(help: "Workers (threads of this process, one replica each).") var workers = 1
+    @Option(help: "ddp (all-reduce, every worker updates) or dp (classic DataParallel: gather on the first worker, update there, broadcast).") var mode = "ddp"
+    @Option(help: "How the data is split over workers: block, cyclic or hash.") var shard = "block"
+    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB.") var bucketMB = 25.0
+    @Option(help: "Micro-batches accumulated per optimizer step.") var accumulate = 1
+    @Option(help: "Gradient payload on the wire: none, bf16 or fp16.") var compress = "none"
+    @Option(help: "Seconds any worker waits for the others before the run fails.") var timeout = 300.0
+    @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (and resume from here).") var checkpointDir: String?
+    @Option(name: .customLong("checkpoint-every"), help: "Steps between checkpoints (default: only at the end).") var checkpointEvery: Int?
+    @Flag(help: "Continue from the checkpoint in --checkpoint-dir; --steps still counts from the start.") var resume = false
+    @Option(name: .customLong("verify-every"), help: "Steps between replica checksums (0: only at the end).") var verifyEvery = 0
+    @Flag(name: .customLong("debug-collectives"), help: "Check every collective call matches across workers.") var debugCollectives = false
     @Flag(help: "Print one JSON result line (WORKLOADS.md schema plus eval_loss, accuracy).") var json = false
     @Flag(help: "No progress line.") var quiet = false
 
@@ -47,6 +59,17 @@ struct Train: ParsableCommand {
         guard ["sgd", "adamw"].contains(optimizer) else { throw ValidationError("--optimizer must be sgd or adamw, got '\(optimizer)'") }
         guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must be ≥ 0, got \(warmupSteps)") }
         if let clipNorm, !(clipNorm.isFinite && clipNorm > 0) { throw ValidationError("--clip-norm must be a finite number > 0, got \(clipNorm)") }
+        try requirePositive(workers, "--workers")
+        try requirePositive(accumulate, "--accumulate")
+        guard ["ddp", "dp"].contains(mode) else { throw ValidationError("--mode must be ddp or dp, got '\(mode)'") }
+        guard DistributedSampler.Strategy(rawValue: shard) != nil else { throw ValidationError("--shard must be block, cyclic or hash, got '\(shard)'") }
+        guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
+        guard bucketMB.isFinite && bucketMB > 0 else { throw ValidationError("--bucket-mb must be a number > 0, got \(bucketMB)") }
+        guard timeout.isFinite && timeout > 0 else { throw ValidationError("--timeout must be a number of seconds > 0, got \(timeout)") }
+        if let checkpointEvery { try requirePositive(checkpointEvery, "--checkpoint-every") }
+        if (resume || checkpointEvery != nil) && checkpointDir == nil { throw ValidationError("--resume and --checkpoint-every need --checkpoint-dir") }
+        guard verifyEvery >= 0 else { throw ValidationError("--verify-every must be ≥ 0, got \(verifyEvery)") }
+        if mode == "dp" && (compress != "none" || shard != "block") { throw ValidationError("--mode dp has no --compress or --shard: it scatters each batch in one process") }
         _ = try parsedHidden()
         _ = try parsedSchedule(steps: 1)
     }
@@ -82,44 +105,42 @@ struct Train: ParsableCommand {
         } catch { throw ValidationError(error.description) }
     }
 
+    /// Settings a checkpoint must agree with to be resumed.
+    var checkpointSettings: [String: String] {
+        ["model": model.rawValue, "data": data, "batch": "\(batch ?? model.cpuBatch)", "workers": "\(workers)", "mode": mode,
+         "optimizer": optimizer, "accumulate": "\(accumulate)", "seed": "\(seed)", "hidden": hidden ?? ""]
+    }
+
     func run() throws {
         if let warning = BLAS.warning { printError(warning) }
-        let source = try TrainingData(data: data, model: model, hidden: try parsedHidden(), batch: batch,
-                                      evalFraction: evalFraction, seed: seed)
-        let network = source.model
-        if let path = `init` { try network.loadWeights(from: path) }
-        let totalSteps = steps ?? epochs.map { $0 * source.batchesPerEpoch } ?? source.defaultSteps
-        var options = TrainingOptions(steps: totalSteps, learningRate: lr)
-        options.warmupSteps = warmupSteps
-        options.schedule = try parsedSchedule(steps: totalSteps)
-        options.clipNorm = clipNorm
-        let trainer = Trainer(model: network, optimizer: try makeOptimizer(), options: options)
-        if !quiet {
-            trainer.progress = { step, loss, rate, left in
-                printError(String(format: "step %d/%d  loss %.4f  %.0f samples/s  %.0fs left", step, totalSteps, loss, rate, left))
-            }
-        }
-        let report = try trainer.train(nextBatch: source.nextBatch)
-        if let last = report.losses.last, !last.isFinite {  // before --save, so no good checkpoint is overwritten
-            throw ValidationError("training diverged: the loss is \(last) after \(totalSteps) steps, expected a finite loss; try a lower --lr or --clip-norm")
-        }
-        let evaluation = source.evalBatches.isEmpty ? nil : trainer.evaluate(source.evalBatches)
-        if let save { try network.saveWeights(to: save, metadata: ["model": model.rawValue, "steps": "\(totalSteps)"]) }
+        let recipe = try TrainingData(data: data, model: model, hidden: try parsedHidden(), evalFraction: evalFraction, seed: seed)
+        let batchSize = batch ?? model.cpuBatch
+        let totalSteps = steps ?? epochs.map { $0 * recipe.stepsPerEpoch(batch: batchSize, worldSize: workers, accumulate: accumulate) }
+            ?? (recipe.dataset == nil ? 100 : 10 * recipe.stepsPerEpoch(batch: batchSize, worldSize: workers, accumulate: accumulate))
+        let schedule = try parsedSchedule(steps: totalSteps)
+        let run = Run(command: self, recipe: recipe, batch: batchSize, steps: totalSteps, schedule: schedule)
+        let outcome = mode == "dp" ? try run.dataParallel() : try run.distributed()
+        report(outcome, batchSize: batchSize, steps: totalSteps)
+    }
 
-        let samples = Double(source.batchSize * totalSteps)
+    func report(_ o: Outcome, batchSize: Int, steps totalSteps: Int) {
+        let global = batchSize * workers * accumulate
+        let timed = Double(max(o.stepsRun, 1))
         var result = RunResult(
-            model: model.rawValue, params: network.parameterCount, backend: "none", device_name: cpuName(),
-            workers: 1, batch_per_worker: source.batchSize, global_batch: source.batchSize, steps: totalSteps, warmup: 0,
-            seconds: report.seconds, samples_per_s: samples / max(report.seconds, 1e-9), step_ms: .init(report.stepMilliseconds),
-            loss: Double(report.losses.last ?? .nan))
-        let n = Double(max(totalSteps, 1))
-        result.breakdown_ms = .init(data: 1000 * report.dataSeconds / n, forward: 1000 * report.forwardSeconds / n,
-                                    backward: 1000 * report.backwardSeconds / n, comm_exposed: 0, optimizer: 1000 * report.optimizerSeconds / n)
-        result.eval_loss = evaluation?.loss
-        result.accuracy = evaluation?.accuracy
-        if json { try printJSON(result); return }
-        var line = String(format: "trained %@ for %d steps in %.1fs: loss %.4f", model.rawValue, totalSteps, report.seconds, result.loss)
-        if let e = evaluation {
+            model: model.rawValue, params: o.params, backend: workers > 1 ? (mode == "dp" ? "threads-dp" : "threads") : "none",
+            device_name: cpuName(), workers: workers, batch_per_worker: batchSize * accumulate, global_batch: global,
+            steps: o.stepsRun, warmup: 0, seconds: o.seconds, samples_per_s: Double(global * o.stepsRun) / max(o.seconds, 1e-9),
+            step_ms: .init(o.stepMilliseconds), loss: Double(o.loss))
+        result.breakdown_ms = .init(data: 1000 * o.spans.data / timed, forward: 1000 * o.spans.forward / timed,
+                                    backward: 1000 * o.spans.backward / timed, comm_exposed: 1000 * o.spans.communication / timed,
+                                    optimizer: 1000 * o.spans.optimizer / timed)
+        result.per_rank_step_ms = o.perRankStepMilliseconds
+        result.eval_loss = o.evaluation?.loss
+        result.accuracy = o.evaluation?.accuracy
+        if json { try? printJSON(result); return }
+        var line = String(format: "trained %@ for %d steps on %d worker%@ in %.1fs: loss %.4f", model.rawValue, totalSteps, workers,
+                          workers == 1 ? "" : "s", o.seconds, o.loss)
+        if let e = o.evaluation {
             line += String(format: ", held-out loss %.4f", e.loss)
             if let a = e.accuracy { line += String(format: ", accuracy %.2f%%", 100 * a) }
         }
