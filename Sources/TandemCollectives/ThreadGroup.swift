@@ -123,37 +123,45 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
     }
 
     /// Reduces `range` of every buffer and writes the result into each of `targets` at `offset`.
+    /// Works through the range in tiles that stay in L1, so each element is read once from
+    /// every source and written once to every target.
     func reduce(_ all: [CollectiveBuffer], _ range: Range<Int>, operation: ReduceOperation, into targets: [CollectiveBuffer], at offset: Int) {
-        let n = range.count
-        if n == 0 { return }
-        if scratch.count < n { scratch = [Float](repeating: 0, count: n) }
+        let tile = 2048
+        if scratch.count < tile { scratch = [Float](repeating: 0, count: tile) }
+        let scale = operation == .average ? 1 / Float(all.count) : 1
         scratch.withUnsafeMutableBufferPointer { tmp in
             let t = tmp.baseAddress!
-            let first = all[0]
-            if first.dtype == .float32 {
-                let p = first.base!.assumingMemoryBound(to: Float.self) + range.lowerBound
-                t.update(from: p, count: n)
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let n = Swift.min(tile, range.upperBound - start)
+                Self.load(all[0], start, into: t, count: n)
                 for other in all.dropFirst() {
-                    let q = other.base!.assumingMemoryBound(to: Float.self) + range.lowerBound
-                    if operation == .max { for i in 0..<n { t[i] = Swift.max(t[i], q[i]) } } else { for i in 0..<n { t[i] += q[i] } }
-                }
-            } else {
-                for i in 0..<n { t[i] = first.load(range.lowerBound + i) }
-                for other in all.dropFirst() {
-                    for i in 0..<n {
-                        let v = other.load(range.lowerBound + i)
-                        t[i] = operation == .max ? Swift.max(t[i], v) : t[i] + v
+                    if other.dtype == .float32 {
+                        let q = other.base!.assumingMemoryBound(to: Float.self) + start
+                        if operation == .max { for i in 0..<n { t[i] = Swift.max(t[i], q[i]) } } else { for i in 0..<n { t[i] += q[i] } }
+                    } else {
+                        for i in 0..<n { let v = other.load(start + i); t[i] = operation == .max ? Swift.max(t[i], v) : t[i] + v }
                     }
                 }
-            }
-            if operation == .average { Kernels.scale(t, by: 1 / Float(all.count), count: n) }
-            for target in targets {
-                if target.dtype == .float32 {
-                    (target.base!.assumingMemoryBound(to: Float.self) + offset).update(from: t, count: n)
-                } else {
-                    for i in 0..<n { target.store(t[i], offset + i) }
+                if scale != 1 { for i in 0..<n { t[i] *= scale } }
+                let at = offset + (start - range.lowerBound)
+                for target in targets {
+                    if target.dtype == .float32 {
+                        (target.base!.assumingMemoryBound(to: Float.self) + at).update(from: t, count: n)
+                    } else {
+                        for i in 0..<n { target.store(t[i], at + i) }
+                    }
                 }
+                start += n
             }
+        }
+    }
+
+    static func load(_ buffer: CollectiveBuffer, _ start: Int, into t: UnsafeMutablePointer<Float>, count n: Int) {
+        if buffer.dtype == .float32 {
+            t.update(from: buffer.base!.assumingMemoryBound(to: Float.self) + start, count: n)
+        } else {
+            for i in 0..<n { t[i] = buffer.load(start + i) }
         }
     }
 
@@ -216,6 +224,8 @@ final class ThreadHandle: CollectiveHandle, @unchecked Sendable {
 
     func wait() throws(CollectiveError) {
         condition.lock()
+        var spins = 0
+        while !done && spins < ThreadWorld.spinLimit { spins += 1; condition.unlock(); sched_yield(); condition.lock() }
         while !done { condition.wait() }
         let error = self.error
         condition.unlock()
@@ -247,6 +257,8 @@ final class WorkQueue: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
+            var spins = 0
+            while items.isEmpty && !stopped && spins < ThreadWorld.spinLimit { spins += 1; condition.unlock(); sched_yield(); condition.lock() }
             while items.isEmpty && !stopped { condition.wait() }
             if items.isEmpty && stopped { condition.unlock(); return }
             let item = items.removeFirst()

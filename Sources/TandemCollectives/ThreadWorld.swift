@@ -35,6 +35,7 @@ public final class ThreadWorld: @unchecked Sendable {
         init(size: Int) { postings = Array(repeating: nil, count: size) }
     }
 
+    static let spinLimit = 2000
     private let condition = NSCondition()
     private var slots: [Int: Slot] = [:]
     private var failure: CollectiveError?
@@ -79,8 +80,16 @@ public final class ThreadWorld: @unchecked Sendable {
         slots[index] = slot
         if slot.arrived == size { condition.broadcast() }
         let deadline = Date(timeIntervalSinceNow: timeout)
+        var spins = 0
         while let current = slots[index], current.arrived < size {
             if let failure { throw failure }
+            // Spin briefly (yielding the core) before sleeping: most ranks arrive within
+            // microseconds of each other, and a sleep/wake pair costs tens of them.
+            if spins < Self.spinLimit {
+                spins += 1
+                condition.unlock(); sched_yield(); condition.lock()
+                continue
+            }
             if !condition.wait(until: deadline) && (slots[index]?.arrived ?? size) < size {
                 let missing = (0..<size).filter { slots[index]?.postings[$0] == nil }
                 let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)

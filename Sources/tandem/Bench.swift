@@ -12,19 +12,23 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch per worker (default: the CPU batch of WORKLOADS.md).") var batch: Int?
     @Option(help: "Timed steps.") var steps = 20
     @Option(help: "Untimed warm-up steps.") var warmup = 3
+    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (workers > 1).") var bucketMB = 25.0
+    @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
     @Flag(help: "Print one JSON result line.") var json = false
 
     func validate() throws {
         try requirePositive(workers, "--workers")
         try requirePositive(steps, "--steps")
         if let batch { try requirePositive(batch, "--batch") }
+        guard bucketMB.isFinite && bucketMB > 0 else { throw ValidationError("--bucket-mb must be a number > 0, got \(bucketMB)") }
+        guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
     }
 
     func run() throws {
         if let warning = BLAS.warning { printError(warning) }
         let benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
-        let result = workers == 1 ? try benchmark.run() : try benchmark.run(workers: workers)
+        let result = workers == 1 ? try benchmark.run() : try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: GradientCompression(rawValue: compress)!)
         if json { try printJSON(result); return }
         print("\(result.model): \(String(format: "%.1f", result.samples_per_s)) samples/s, step median \(String(format: "%.2f", result.step_ms.median)) ms, loss \(result.loss)")
     }

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import TandemParallel
+
+struct Comm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure collective latency and bandwidth over a sweep of sizes (as nccl-tests).")
+
+    @Option(help: "all-reduce, broadcast, all-gather or reduce-scatter.") var operation = "all-reduce"
+    @Option(help: "Workers (threads).") var workers = 2
+    @Option(name: .customLong("min-bytes"), help: "Smallest message.") var minBytes = 8
+    @Option(name: .customLong("max-bytes"), help: "Largest message.") var maxBytes = 64 << 20
+    @Option(help: "Timed repetitions per size.") var iterations = 20
+    @Flag(help: "One JSON line per size.") var json = false
+
+    func validate() throws {
+        guard CommBenchmark.Operation(rawValue: operation) != nil else {
+            throw ValidationError("--operation must be one of \(CommBenchmark.Operation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(operation)'")
+        }
+        try requirePositive(workers, "--workers")
+        try requirePositive(iterations, "--iterations")
+        guard minBytes >= 4 && maxBytes >= minBytes else { throw ValidationError("need 4 ≤ --min-bytes ≤ --max-bytes, got \(minBytes) and \(maxBytes)") }
+    }
+
+    func run() throws {
+        var sizes: [Int] = []
+        var s = minBytes
+        while s <= maxBytes { sizes.append(s); s *= 4 }
+        let rows = try CommBenchmark(operation: CommBenchmark.Operation(rawValue: operation)!, workers: workers, sizes: sizes, iterations: iterations).run()
+        if json { for r in rows { try printJSON(r) }; return }
+        print("\(operation), \(workers) workers (threads backend)")
+        print("       bytes      time(us)   algbw(GB/s)   busbw(GB/s)")
+        for r in rows {
+            print(String(format: "%12d  %12.1f  %12.2f  %12.2f", r.bytes, r.microseconds, r.algbw_gbps, r.busbw_gbps))
+        }
+    }
+}
