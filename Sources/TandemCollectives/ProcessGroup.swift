@@ -64,9 +64,11 @@ public protocol ProcessGroup: AnyObject, Sendable {
     /// Seconds this rank's collectives have spent running (start to finish, summed).
     var busySeconds: Double { get }
 
-    /// Every rank's `buffer` becomes the element-wise reduction of all of them.
+    /// Every rank's buffers become the element-wise reduction of all ranks' (buffer i with
+    /// buffer i): one collective over several tensors, so gradients are reduced where they
+    /// lie, without being packed into one bucket first.
     /// - Complexity: 2·(N−1)/N·count elements moved per rank (ring); log₂N steps (tree).
-    func allReduce(_ buffer: CollectiveBuffer, operation: ReduceOperation) -> any CollectiveHandle
+    func allReduce(_ buffers: [CollectiveBuffer], operation: ReduceOperation) -> any CollectiveHandle
     /// Every rank's `buffer` becomes `root`'s.
     func broadcast(_ buffer: CollectiveBuffer, root: Int) -> any CollectiveHandle
     /// `receive` (size·count) becomes every rank's `send` (count) in rank order.
@@ -77,6 +79,13 @@ public protocol ProcessGroup: AnyObject, Sendable {
     func barrier() -> any CollectiveHandle
     /// Ends every pending and future collective on every rank with `message` from this rank.
     func abort(_ message: String)
+}
+
+extension ProcessGroup {
+    /// Every rank's `buffer` becomes the element-wise reduction of all of them.
+    public func allReduce(_ buffer: CollectiveBuffer, operation: ReduceOperation) -> any CollectiveHandle {
+        allReduce([buffer], operation: operation)
+    }
 }
 
 // MARK: - Errors

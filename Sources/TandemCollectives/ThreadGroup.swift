@@ -54,18 +54,33 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
 
     // MARK: Collectives
 
-    public func allReduce(_ buffer: CollectiveBuffer, operation: ReduceOperation) -> any CollectiveHandle {
-        let call = "all-reduce(\(operation), \(buffer.dtype), \(buffer.count))"
+    public func allReduce(_ buffers: [CollectiveBuffer], operation: ReduceOperation) -> any CollectiveHandle {
+        let total = buffers.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
+        let call = "all-reduce(\(operation), " + buffers.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")"
         return submit("all-reduce", call: call) { g, seq throws(CollectiveError) in
-            let all = try g.meet("all-reduce", seq, [buffer], call: call).map { $0[0] }
-            try Self.checkCounts(all, seq: seq, call: call, g.world.verifyCalls)
-            if buffer.count * buffer.dtype.byteSize <= g.world.treeThresholdBytes {
-                try g.treeAllReduce(all, operation: operation, seq: seq)
-            } else {
-                g.ringAllReduce(all, operation: operation)
-                _ = try g.meet("all-reduce", seq, [])
+            let all = try g.meet("all-reduce", seq, buffers, call: call)
+            for i in buffers.indices {
+                let column = try Self.column(all, i, seq: seq)
+                if total <= g.world.treeThresholdBytes {
+                    try g.treeAllReduce(column, operation: operation, seq: seq)
+                } else {
+                    g.ringAllReduce(column, operation: operation)
+                }
             }
+            if total > g.world.treeThresholdBytes { _ = try g.meet("all-reduce", seq, []) }
         }
+    }
+
+    /// Buffer `i` of every rank; every rank must have passed the same count and dtype.
+    static func column(_ all: [[CollectiveBuffer]], _ i: Int, seq: Int) throws(CollectiveError) -> [CollectiveBuffer] {
+        guard all.allSatisfy({ $0.count == all[0].count }) else {
+            throw .mismatch(sequence: seq, calls: all.map { "all-reduce of \($0.count) buffers" })
+        }
+        let column = all.map { $0[i] }
+        if column.contains(where: { $0.count != column[0].count || $0.dtype != column[0].dtype }) {
+            throw .mismatch(sequence: seq, calls: column.map { "all-reduce(\($0.dtype), \($0.count))" })
+        }
+        return column
     }
 
     public func broadcast(_ buffer: CollectiveBuffer, root: Int) -> any CollectiveHandle {
@@ -115,12 +130,6 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
 
     /// Rank r's share of `count` elements split into `parts`: [r·count/parts, (r+1)·count/parts).
     static func chunk(_ r: Int, of count: Int, parts: Int) -> (Int, Int) { (r * count / parts, (r + 1) * count / parts) }
-
-    static func checkCounts(_ all: [CollectiveBuffer], seq: Int, call: String, _ verified: Bool) throws(CollectiveError) {
-        if Set(all.map(\.count)).count > 1 || Set(all.map(\.dtype)).count > 1 {
-            throw .mismatch(sequence: seq, calls: all.map { "all-reduce(\($0.dtype), \($0.count))" })
-        }
-    }
 
     /// Reduces `range` of every buffer and writes the result into each of `targets` at `offset`.
     /// Works through the range in tiles that stay in L1, so each element is read once from

@@ -40,7 +40,8 @@ public final class DistributedDataParallel {
         let parameters: [Parameter]
         let offsets: [Int]
         let count: Int
-        let storage32: UnsafeMutablePointer<Float>
+        /// The 16-bit staging buffer when gradients are compressed; uncompressed buckets
+        /// reduce the gradients where they lie.
         let storage16: UnsafeMutablePointer<UInt16>?
         var ready = 0
         var handle: (any CollectiveHandle)?
@@ -51,11 +52,10 @@ public final class DistributedDataParallel {
             for p in parameters { offsets.append(total); total += p.count }
             self.offsets = offsets
             count = total
-            storage32 = .allocate(capacity: max(total, 1))
             storage16 = compressed ? .allocate(capacity: max(total, 1)) : nil
         }
 
-        deinit { storage32.deallocate(); storage16?.deallocate() }
+        deinit { storage16?.deallocate() }
     }
 
     /// Checks that every rank holds the same parameter shapes, copies rank 0's weights to
@@ -119,8 +119,6 @@ public final class DistributedDataParallel {
             let g = gradient.pointer
             if compression == .bf16 { for j in 0..<gradient.count { half[offset + j] = HalfConversion.bfloat16Bits(g[j]) } }
             else { for j in 0..<gradient.count { half[offset + j] = HalfConversion.float16Bits(g[j]) } }
-        } else {
-            (bucket.storage32 + offset).update(from: gradient.pointer, count: gradient.count)
         }
         bucket.ready += 1
         launchReadyBuckets()
@@ -131,9 +129,9 @@ public final class DistributedDataParallel {
     func launchReadyBuckets() {
         while nextLaunch < buckets.count, buckets[nextLaunch].ready == buckets[nextLaunch].parameters.count {
             let bucket = buckets[nextLaunch]
-            let buffer = bucket.storage16.map { CollectiveBuffer($0, count: bucket.count, dtype: compression.dtype) }
-                ?? CollectiveBuffer(bucket.storage32, count: bucket.count)
-            bucket.handle = group.allReduce(buffer, operation: .average)
+            let buffers = bucket.storage16.map { [CollectiveBuffer($0, count: bucket.count, dtype: compression.dtype)] }
+                ?? bucket.parameters.map { CollectiveBuffer($0.gradient!.pointer, count: $0.count) }
+            bucket.handle = group.allReduce(buffers, operation: .average)
             nextLaunch += 1
         }
     }
@@ -145,7 +143,6 @@ public final class DistributedDataParallel {
         for bucket in buckets where bucket.ready < bucket.parameters.count {
             for (i, p) in bucket.parameters.enumerated() where p.gradient == nil {
                 if let half = bucket.storage16 { (half + bucket.offsets[i]).initialize(repeating: 0, count: p.count) }
-                else { (bucket.storage32 + bucket.offsets[i]).initialize(repeating: 0, count: p.count) }
                 p.gradient = Tensor(zeros: p.shape)
             }
             bucket.ready = bucket.parameters.count
@@ -154,14 +151,11 @@ public final class DistributedDataParallel {
         defer { for bucket in buckets { bucket.ready = 0; bucket.handle = nil }; nextLaunch = 0 }
         for bucket in buckets {
             try bucket.handle?.wait()
+            guard let half = bucket.storage16 else { continue }
             for (i, p) in bucket.parameters.enumerated() {
                 let g = p.gradient!.pointer, offset = bucket.offsets[i]
-                if let half = bucket.storage16 {
-                    if compression == .bf16 { for j in 0..<p.count { g[j] = HalfConversion.float(bfloat16: half[offset + j]) } }
-                    else { for j in 0..<p.count { g[j] = HalfConversion.float(float16: half[offset + j]) } }
-                } else {
-                    g.update(from: bucket.storage32 + offset, count: p.count)
-                }
+                if compression == .bf16 { for j in 0..<p.count { g[j] = HalfConversion.float(bfloat16: half[offset + j]) } }
+                else { for j in 0..<p.count { g[j] = HalfConversion.float(float16: half[offset + j]) } }
             }
         }
         lastWaitSeconds = clock.now() - start
