@@ -57,7 +57,6 @@ public enum Kernels {
             row.initialize(repeating: 0, count: n)
             for p in 0..<k {
                 let av = transA ? a[p * lda + i] : a[i * lda + p]
-                if av == 0 { continue }
                 let bp = packed + p * n
                 for j in 0..<n { row[j] += av * bp[j] }
             }
