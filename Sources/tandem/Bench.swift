@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let warning = BLAS.warning { printError(warning) }
+        try TrainingData(data: "synthetic", model: model, hidden: nil, evalFraction: 0, seed: 0)
+            .requireMemory(batch: batch ?? model.cpuBatch, replicas: workers)
         let benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
         let result = workers == 1 ? try benchmark.run() : try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: GradientCompression(rawValue: compress)!)
         if json { try printJSON(result); return }

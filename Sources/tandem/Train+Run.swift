@@ -82,6 +82,7 @@ struct Run: @unchecked Sendable {
             var outcome = Outcome(params: model.parameterCount, stepsRun: stepsRun, seconds: seconds, loss: worker.spans.losses.last ?? .nan,
                                   stepMilliseconds: worker.spans.steps.map { 1000 * $0 }, spans: worker.spans)
             if rank == 0 {
+                try requireFiniteLoss(worker.spans.losses.last)
                 if let dir = c.checkpointDir, c.checkpointEvery == nil {
                     try Checkpoint(step: worker.optimizer.step, batchesDrawn: stream.drawn, workers: c.workers, settings: c.checkpointSettings)
                         .write(model: model, optimizer: worker.optimizer, to: dir)
@@ -155,6 +156,7 @@ struct Run: @unchecked Sendable {
                              secondsLeft: Double(steps - optimizer.step) * (t3 - start) / Double(stepsRun), slowest: nil)
             }
         }
+        try requireFiniteLoss(spans.losses.last)
         if let dir = c.checkpointDir, c.checkpointEvery == nil {
             try Checkpoint(step: optimizer.step, batchesDrawn: stream.drawn, workers: c.workers, settings: c.checkpointSettings)
                 .write(model: dp.master, optimizer: optimizer, to: dir)
@@ -176,5 +178,13 @@ final class ProgressBoard: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard let i = latest.indices.max(by: { latest[$0] < latest[$1] }) else { return nil }
         return (i, latest[i])
+    }
+}
+
+/// A diverged run fails before its final checkpoint and `--save`, so no good file is
+/// overwritten with NaN weights.
+func requireFiniteLoss(_ loss: Float?) throws {
+    if let loss, !loss.isFinite {
+        throw ValidationError("training diverged: the loss is \(loss), expected a finite loss; try a lower --lr or --clip-norm")
     }
 }

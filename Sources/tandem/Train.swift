@@ -115,15 +115,16 @@ struct Train: ParsableCommand {
         if let warning = BLAS.warning { printError(warning) }
         let recipe = try TrainingData(data: data, model: model, hidden: try parsedHidden(), evalFraction: evalFraction, seed: seed)
         let batchSize = batch ?? model.cpuBatch
+        try recipe.requireMemory(batch: batchSize, replicas: workers)
         let totalSteps = steps ?? epochs.map { $0 * recipe.stepsPerEpoch(batch: batchSize, worldSize: workers, accumulate: accumulate) }
             ?? (recipe.dataset == nil ? 100 : 10 * recipe.stepsPerEpoch(batch: batchSize, worldSize: workers, accumulate: accumulate))
         let schedule = try parsedSchedule(steps: totalSteps)
         let run = Run(command: self, recipe: recipe, batch: batchSize, steps: totalSteps, schedule: schedule)
         let outcome = mode == "dp" ? try run.dataParallel() : try run.distributed()
-        report(outcome, batchSize: batchSize, steps: totalSteps)
+        try report(outcome, batchSize: batchSize, steps: totalSteps)
     }
 
-    func report(_ o: Outcome, batchSize: Int, steps totalSteps: Int) {
+    func report(_ o: Outcome, batchSize: Int, steps totalSteps: Int) throws {
         let global = batchSize * workers * accumulate
         let timed = Double(max(o.stepsRun, 1))
         var result = RunResult(
@@ -137,7 +138,7 @@ struct Train: ParsableCommand {
         result.per_rank_step_ms = o.perRankStepMilliseconds
         result.eval_loss = o.evaluation?.loss
         result.accuracy = o.evaluation?.accuracy
-        if json { try? printJSON(result); return }
+        if json { try printJSON(result); return }
         var line = String(format: "trained %@ for %d steps on %d worker%@ in %.1fs: loss %.4f", model.rawValue, totalSteps, workers,
                           workers == 1 ? "" : "s", o.seconds, o.loss)
         if let e = o.evaluation {

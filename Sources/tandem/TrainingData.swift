@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TandemCore
 import TandemData
 import TandemModels
@@ -36,6 +37,14 @@ final class TrainingData: @unchecked Sendable {
 
     private func check(_ name: ReferenceModel, _ d: Dataset) throws {
         let shape = d.sampleShape
+        if d.numClasses > 0 && (name == .mlp || name == .cnn) {
+            guard d.targetShape?.reduce(1, *) == 1 else {
+                throw ValidationError("\(source): \(name.rawValue) needs one class id per sample, found labels shaped \(d.targetShape ?? []) per sample")
+            }
+            guard d.numClasses <= 100_000 else {
+                throw ValidationError("\(source): the largest class id is \(d.numClasses - 1), expected class ids 0..<classes with fewer than 100000 classes")
+            }
+        }
         switch name {
         case .mlp where d.numClasses == 0:
             throw ValidationError("\(source): mlp needs class labels (integer y), found real-valued targets")
@@ -137,4 +146,26 @@ final class BatchStream {
 
     /// Seconds spent waiting for the loader.
     var waitSeconds: Double { loader?.waitSeconds ?? 0 }
+}
+
+extension TrainingData {
+    /// Refuses a model and batch whose float32 weights (with gradients and two optimizer
+    /// moments) and inputs could never fit in this machine's memory, on `replicas` workers,
+    /// rather than trapping in the allocator.
+    func requireMemory(batch: Int, replicas: Int) throws {
+        var parameters = 0.0
+        if name == .mlp {
+            let widths = [dataset?.featuresPerSample ?? 784] + (hidden ?? [1024, 1024]) + [max(dataset?.numClasses ?? 10, 1)]
+            parameters = zip(widths, widths.dropFirst()).reduce(0) { $0 + (Double($1.0) + 1) * Double($1.1) }
+        }
+        var probe = SeededGenerator(seed: 0)
+        let perSample = dataset?.featuresPerSample ?? name.syntheticBatch(size: 1, generator: &probe).inputs.count
+        let bytes = 4 * Double(replicas) * (4 * parameters + Double(batch) * Double(perSample))
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        guard bytes <= memory else {
+            let flags = name == .mlp && hidden != nil ? "--batch \(batch) with --hidden" : "--batch \(batch)"
+            throw ValidationError(String(format: "%@: the model and batch need at least %.3g GB, more than this machine's %.3g GB of memory",
+                                         flags, bytes / 1e9, memory / 1e9))
+        }
+    }
 }
