@@ -59,8 +59,9 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
         let call = "all-reduce(\(operation), " + buffers.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")"
         return submit("all-reduce", call: call) { g, seq throws(CollectiveError) in
             let all = try g.meet("all-reduce", seq, buffers, call: call)
-            for i in buffers.indices {
-                let column = try Self.column(all, i, seq: seq)
+            // Check every buffer before reducing any, so a mismatch leaves all of them untouched.
+            let columns = try buffers.indices.map { i throws(CollectiveError) in try Self.column(all, i, seq: seq) }
+            for column in columns {
                 if total <= g.world.treeThresholdBytes {
                     try g.treeAllReduce(column, operation: operation, seq: seq)
                 } else {
@@ -83,11 +84,20 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
         return column
     }
 
+    /// Every rank passed the same count and dtype; checked on every rank from the same
+    /// postings, so all of them throw together (copying by mismatched counts would overrun).
+    static func requireSameLayout(_ all: [CollectiveBuffer], seq: Int, _ operation: String) throws(CollectiveError) {
+        if all.contains(where: { $0.count != all[0].count || $0.dtype != all[0].dtype }) {
+            throw .mismatch(sequence: seq, calls: all.map { "\(operation)(\($0.dtype), \($0.count))" })
+        }
+    }
+
     public func broadcast(_ buffer: CollectiveBuffer, root: Int) -> any CollectiveHandle {
         let call = "broadcast(root \(root), \(buffer.dtype), \(buffer.count))"
         return submit("broadcast", call: call) { g, seq throws(CollectiveError) in
             guard root >= 0 && root < g.size else { throw .invalid("broadcast root \(root) is outside a world of \(g.size)") }
             let all = try g.meet("broadcast", seq, [buffer], call: call).map { $0[0] }
+            try Self.requireSameLayout(all, seq: seq, "broadcast")
             if g.rank != root { Self.copy(from: all[root], 0, to: buffer, 0, count: buffer.count) }
             _ = try g.meet("broadcast", seq, [])
         }
@@ -100,6 +110,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
                 throw .invalid("all-gather on rank \(g.rank): receive holds \(receive.count) elements, expected \(g.size)·\(send.count)")
             }
             let all = try g.meet("all-gather", seq, [send], call: call).map { $0[0] }
+            try Self.requireSameLayout(all, seq: seq, "all-gather")
             for (q, piece) in all.enumerated() { Self.copy(from: piece, 0, to: receive, q * send.count, count: send.count) }
             _ = try g.meet("all-gather", seq, [])
         }
@@ -113,6 +124,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
                 throw .invalid("reduce-scatter on rank \(g.rank): receive holds \(receive.count) elements, expected \(hi - lo) of \(send.count)")
             }
             let all = try g.meet("reduce-scatter", seq, [send], call: call).map { $0[0] }
+            try Self.requireSameLayout(all, seq: seq, "reduce-scatter")
             g.reduce(all, lo..<hi, operation: operation, into: [receive], at: 0)
             _ = try g.meet("reduce-scatter", seq, [])
         }
@@ -233,8 +245,7 @@ final class ThreadHandle: CollectiveHandle, @unchecked Sendable {
 
     func wait() throws(CollectiveError) {
         condition.lock()
-        var spins = 0
-        while !done && spins < ThreadWorld.spinLimit { spins += 1; condition.unlock(); sched_yield(); condition.lock() }
+        ThreadWorld.spin(condition) { done }
         while !done { condition.wait() }
         let error = self.error
         condition.unlock()
@@ -266,8 +277,7 @@ final class WorkQueue: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            var spins = 0
-            while items.isEmpty && !stopped && spins < ThreadWorld.spinLimit { spins += 1; condition.unlock(); sched_yield(); condition.lock() }
+            ThreadWorld.spin(condition) { !items.isEmpty || stopped }
             while items.isEmpty && !stopped { condition.wait() }
             if items.isEmpty && stopped { condition.unlock(); return }
             let item = items.removeFirst()

@@ -35,7 +35,19 @@ public final class ThreadWorld: @unchecked Sendable {
         init(size: Int) { postings = Array(repeating: nil, count: size) }
     }
 
-    static let spinLimit = 2000
+    /// How long a waiting thread keeps the core (yielding) before it sleeps. Ranks
+    /// usually meet within microseconds, and a sleep/wake pair costs tens of them; bounded
+    /// in time, not in turns, because a yield can hand the core away for a whole time slice.
+    static let spinSeconds = 50e-6
+
+    /// Waits, yielding the core, until `ready()` (called with the lock held) or the spin
+    /// time is over; returns with the lock held.
+    static func spin(_ condition: NSCondition, until ready: () -> Bool) {
+        let end = BusyClock.now() + spinSeconds
+        while !ready() && BusyClock.now() < end {
+            condition.unlock(); sched_yield(); condition.lock()
+        }
+    }
     private let condition = NSCondition()
     private var slots: [Int: Slot] = [:]
     private var failure: CollectiveError?
@@ -80,16 +92,9 @@ public final class ThreadWorld: @unchecked Sendable {
         slots[index] = slot
         if slot.arrived == size { condition.broadcast() }
         let deadline = Date(timeIntervalSinceNow: timeout)
-        var spins = 0
+        Self.spin(condition) { (slots[index]?.arrived ?? size) >= size || failure != nil }
         while let current = slots[index], current.arrived < size {
             if let failure { throw failure }
-            // Spin briefly (yielding the core) before sleeping: most ranks arrive within
-            // microseconds of each other, and a sleep/wake pair costs tens of them.
-            if spins < Self.spinLimit {
-                spins += 1
-                condition.unlock(); sched_yield(); condition.lock()
-                continue
-            }
             if !condition.wait(until: deadline) && (slots[index]?.arrived ?? size) < size {
                 let missing = (0..<size).filter { slots[index]?.postings[$0] == nil }
                 let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)

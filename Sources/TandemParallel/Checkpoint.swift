@@ -99,9 +99,10 @@ public struct Checkpoint: Sendable {
                 return t
             }
         }
+        let optimizerStep = try number("optimizer_step")  // read before anything changes
         do { try model.load(stateDict: weights) } catch { throw FormatError(file: path, message: error.description) }
         optimizer.slots = restored
-        optimizer.step = try number("optimizer_step")
+        optimizer.step = optimizerStep
         return record
     }
 }

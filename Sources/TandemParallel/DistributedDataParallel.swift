@@ -44,6 +44,8 @@ public final class DistributedDataParallel {
         /// reduce the gradients where they lie.
         let storage16: UnsafeMutablePointer<UInt16>?
         var ready = 0
+        /// Which parameters' hooks fired in this synchronised backward.
+        var marked: [Bool]
         var handle: (any CollectiveHandle)?
 
         init(parameters: [Parameter], compressed: Bool) {
@@ -53,6 +55,7 @@ public final class DistributedDataParallel {
             self.offsets = offsets
             count = total
             storage16 = compressed ? .allocate(capacity: max(total, 1)) : nil
+            marked = Array(repeating: false, count: parameters.count)
         }
 
         deinit { storage16?.deallocate() }
@@ -114,14 +117,17 @@ public final class DistributedDataParallel {
     func gradientReady(_ parameter: Parameter, bucket b: Int, index i: Int) {
         guard synchronizesGradients, let gradient = parameter.gradient else { return }
         let bucket = buckets[b]
-        let offset = bucket.offsets[i]
-        if let half = bucket.storage16 {
-            let g = gradient.pointer
-            if compression == .bf16 { for j in 0..<gradient.count { half[offset + j] = HalfConversion.bfloat16Bits(g[j]) } }
-            else { for j in 0..<gradient.count { half[offset + j] = HalfConversion.float16Bits(g[j]) } }
-        }
-        bucket.ready += 1
+        stage(gradient, bucket: bucket, index: i)
+        if !bucket.marked[i] { bucket.marked[i] = true; bucket.ready += 1 }
         launchReadyBuckets()
+    }
+
+    /// Copies a gradient into its bucket's 16-bit staging buffer (compressed buckets only).
+    func stage(_ gradient: Tensor, bucket: Bucket, index i: Int) {
+        guard let half = bucket.storage16 else { return }
+        let g = gradient.pointer, offset = bucket.offsets[i]
+        if compression == .bf16 { for j in 0..<gradient.count { half[offset + j] = HalfConversion.bfloat16Bits(g[j]) } }
+        else { for j in 0..<gradient.count { half[offset + j] = HalfConversion.float16Bits(g[j]) } }
     }
 
     /// Starts every bucket that is full, strictly in bucket order, so all ranks issue the
@@ -140,15 +146,21 @@ public final class DistributedDataParallel {
     /// Parameters that got no gradient this step contribute zeros.
     public func synchronize() throws {
         let start = clock.now()
+        // Parameters whose hook did not fire in this backward: unused (zeros), or used only in
+        // an earlier micro-batch under `withoutSync` (their accumulated gradient is staged now).
         for bucket in buckets where bucket.ready < bucket.parameters.count {
-            for (i, p) in bucket.parameters.enumerated() where p.gradient == nil {
-                if let half = bucket.storage16 { (half + bucket.offsets[i]).initialize(repeating: 0, count: p.count) }
-                p.gradient = Tensor(zeros: p.shape)
+            for (i, p) in bucket.parameters.enumerated() where !bucket.marked[i] {
+                if p.gradient == nil { p.gradient = Tensor(zeros: p.shape) }
+                stage(p.gradient!, bucket: bucket, index: i)
+                bucket.marked[i] = true
             }
             bucket.ready = bucket.parameters.count
         }
         launchReadyBuckets()
-        defer { for bucket in buckets { bucket.ready = 0; bucket.handle = nil }; nextLaunch = 0 }
+        defer {
+            for bucket in buckets { bucket.ready = 0; bucket.handle = nil; bucket.marked = Array(repeating: false, count: bucket.parameters.count) }
+            nextLaunch = 0
+        }
         for bucket in buckets {
             try bucket.handle?.wait()
             guard let half = bucket.storage16 else { continue }
@@ -172,23 +184,34 @@ public final class DistributedDataParallel {
     // MARK: Replica consistency
 
     /// All-gathers a checksum of every rank's weights and names the ranks whose replica
-    /// differs from rank 0's.
+    /// differs from the majority's (from rank 0's when there is no majority, as with two ranks).
+    ///
+    /// The checksum is a 64-bit FNV-1a hash of the weights' bit patterns, so a change of one
+    /// bit anywhere is seen (a sum, rounded to float, would miss a change of one ulp), and
+    /// NaN weights compare equal to themselves. It travels as four 16-bit pieces, each exact in a float.
     public func verifyReplicas() throws {
-        var sum = 0.0, weighted = 0.0, k = 0.0
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for p in model.parameters {
             let w = p.value.pointer
-            for j in 0..<p.count { k += 1; sum += Double(w[j]); weighted += Double(w[j]) * (k.truncatingRemainder(dividingBy: 7919) + 1) }
+            for j in 0..<p.count { hash = (hash ^ UInt64(w[j].bitPattern)) &* 0x100_0000_01b3 }
         }
-        var mine = [Float(sum), Float(weighted)]
-        var all = [Float](repeating: 0, count: 2 * group.size)
+        var mine = (0..<4).map { Float(UInt16(truncatingIfNeeded: hash >> (16 * $0))) }
+        var all = [Float](repeating: 0, count: 4 * group.size)
         try mine.withUnsafeMutableBufferPointer { m in
             try all.withUnsafeMutableBufferPointer { a in
-                try group.allGather(send: CollectiveBuffer(m.baseAddress!, count: 2), receive: CollectiveBuffer(a.baseAddress!, count: a.count)).wait()
+                try group.allGather(send: CollectiveBuffer(m.baseAddress!, count: 4), receive: CollectiveBuffer(a.baseAddress!, count: a.count)).wait()
             }
         }
-        let drifted = (1..<group.size).filter { all[2 * $0] != all[0] || all[2 * $0 + 1] != all[1] }
+        let checksums = (0..<group.size).map { Array(all[(4 * $0)..<(4 * $0 + 4)]) }
+        // The checksum most ranks hold; on a tie, the one the lowest of those ranks holds.
+        let reference = checksums.max { a, b in
+            let (na, nb) = (checksums.filter { $0 == a }.count, checksums.filter { $0 == b }.count)
+            return na != nb ? na < nb : checksums.firstIndex(of: a)! > checksums.firstIndex(of: b)!
+        }!
+        let drifted = (0..<group.size).filter { checksums[$0] != reference }
         if !drifted.isEmpty {
-            throw CollectiveError.invalid("replica check: rank\(drifted.count == 1 ? "" : "s") \(drifted.map(String.init).joined(separator: ", ")) drifted from rank 0 (weight checksums differ)")
+            let agreeing = (0..<group.size).filter { checksums[$0] == reference }
+            throw CollectiveError.invalid("replica check: rank\(drifted.count == 1 ? "" : "s") \(drifted.map(String.init).joined(separator: ", ")) drifted from rank\(agreeing.count == 1 ? "" : "s") \(agreeing.map(String.init).joined(separator: ", ")) (weight checksums differ)")
         }
     }
 }
