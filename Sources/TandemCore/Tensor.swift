@@ -45,6 +45,9 @@ public final class Storage: @unchecked Sendable {
             let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
             _ = mallopt(-3, 1 << 30)
             _ = mallopt(-1, Int32.max)
+            // (2) M_ARENA_MAX is -8: one arena, so worker threads reuse freed pages too
+            // (per-thread arenas hand large blocks back to the kernel).
+            _ = mallopt(-8, 1)
         }
         #endif
         return true
