@@ -37,12 +37,8 @@ extension Tensor {
             let label = Int(labels[r])
             precondition(label >= 0 && label < classes, "label \(label) out of 0..<\(classes)")
             let x = logits.pointer + r * classes, p = probabilities.pointer + r * classes
-            Kernels.softmaxRow(x, p, count: classes)
-            // The loss in log-sum-exp form, finite even for huge logits.
-            var m = -Float.infinity
-            for j in 0..<classes { m = Swift.max(m, x[j]) }
-            var s: Float = 0
-            for j in 0..<classes { s += Kernels.exp(x[j] - m) }
+            // The loss in log-sum-exp form (finite even for huge logits), from the softmax pass.
+            let (m, s) = Kernels.softmaxRow(x, p, count: classes)
             total += Double(m + logf(s) - x[label])
         }
         let out = Tensor(scalar: Float(total / Double(Swift.max(rows, 1))))
@@ -67,13 +63,15 @@ extension Tensor {
 }
 
 extension Kernels {
-    /// Numerically stable softmax of one row.
-    @inlinable public static func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+    /// Numerically stable softmax of one row; returns the row's maximum and Σ e^(x−max).
+    @inlinable @discardableResult
+    public static func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) -> (max: Float, sum: Float) {
         var m = -Float.infinity
         for j in 0..<n { m = Swift.max(m, x[j]) }
         var s: Float = 0
         for j in 0..<n { let e = exp(x[j] - m); y[j] = e; s += e }
         let inv = 1 / s
         for j in 0..<n { y[j] *= inv }
+        return (m, s)
     }
 }

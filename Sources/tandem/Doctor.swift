@@ -5,6 +5,8 @@ import TandemCore
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Say which native libraries Tandem found, and where.")
 
+    @Flag(help: "Also measure this core's ceilings: single-precision GEMM (1024³) and memory copy.") var measure = false
+
     func run() throws {
         if let blas = BLAS.library {
             print("BLAS: \(blas.path)\(blas.config.map { " (\($0))" } ?? "")")
@@ -12,9 +14,37 @@ struct Doctor: ParsableCommand {
             print("BLAS: not found — GEMM runs portable Swift kernels (slower). Install it with `apt-get install libopenblas0` or set TANDEM_BLAS=/path/to/libopenblas.so.0")
         }
         if let override = ProcessInfo.processInfo.environment["TANDEM_BLAS"] { print("  TANDEM_BLAS=\(override)") }
+        if measure {
+            let (gflops, gbps) = Ceilings.measure()
+            print(String(format: "one core: GEMM %.1f GFLOP/s (1024×1024×1024, best of 10), memory copy %.1f GB/s (64 MiB, best of 10)", gflops, gbps))
+        }
     }
 }
 
 func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// The roofline of one core, measured: the best GEMM rate and copy bandwidth over a few runs.
+enum Ceilings {
+    static func measure() -> (gflops: Double, gbps: Double) {
+        let n = 1024
+        let a = Tensor(repeating: 0.5, shape: [n, n]), b = Tensor(repeating: 0.25, shape: [n, n]), c = Tensor(zeros: [n, n])
+        var best = Double.infinity
+        for _ in 0..<10 {
+            let t0 = Date()
+            Kernels.gemm(m: n, n: n, k: n, a: a.pointer, b: b.pointer, c: c.pointer)
+            best = min(best, Date().timeIntervalSince(t0))
+        }
+        let bytes = 64 << 20
+        let src = Tensor(repeating: 1, shape: [bytes / 4]), dst = Tensor(zeros: [bytes / 4])
+        var copy = Double.infinity
+        for _ in 0..<10 {
+            let t0 = Date()
+            dst.pointer.update(from: src.pointer, count: bytes / 4)
+            copy = min(copy, Date().timeIntervalSince(t0))
+        }
+        // A copy reads and writes every byte.
+        return (2 * Double(n * n * n) / best / 1e9, 2 * Double(bytes) / copy / 1e9)
+    }
 }

@@ -54,7 +54,7 @@ struct Run: @unchecked Sendable {
             if c.resume, let dir = c.checkpointDir {
                 drawn = try Checkpoint.resume(from: dir, model: model, optimizer: worker.optimizer, settings: c.checkpointSettings).batchesDrawn
             }
-            let stream = try recipe.stream(rank: rank, worldSize: c.workers, strategy: strategy, batch: batch, drawn: drawn)
+            let stream = try recipe.stream(rank: rank, worldSize: c.workers, strategy: strategy, batch: batch, drawn: drawn, prefetch: c.prefetch)
             let clock = MonotonicClock()
             let start = clock.now()
             var lastPrint = start, stepsRun = 0
@@ -117,7 +117,7 @@ struct Run: @unchecked Sendable {
             drawn = try Checkpoint.resume(from: dir, model: dp.master, optimizer: optimizer, settings: c.checkpointSettings).batchesDrawn
         }
         // One process reads the global batch (workers × batch) and scatters it.
-        let stream = try recipe.stream(rank: 0, worldSize: 1, strategy: .block, batch: batch * c.workers, drawn: drawn)
+        let stream = try recipe.stream(rank: 0, worldSize: 1, strategy: .block, batch: batch * c.workers, drawn: drawn, prefetch: c.prefetch)
         let clock = MonotonicClock()
         var spans = StepSpans()
         let start = clock.now()

@@ -39,6 +39,7 @@ struct Train: ParsableCommand {
     @Option(help: "How the data is split over workers: block, cyclic or hash.") var shard = "block"
     @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB.") var bucketMB = 25.0
     @Option(help: "Micro-batches accumulated per optimizer step.") var accumulate = 1
+    @Option(help: "Batches each worker's loader assembles ahead of use, on a background thread.") var prefetch = 2
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16.") var compress = "none"
     @Option(help: "Seconds any worker waits for the others before the run fails.") var timeout = 300.0
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (and resume from here).") var checkpointDir: String?
@@ -61,6 +62,7 @@ struct Train: ParsableCommand {
         if let clipNorm, !(clipNorm.isFinite && clipNorm > 0) { throw ValidationError("--clip-norm must be a finite number > 0, got \(clipNorm)") }
         try requirePositive(workers, "--workers")
         try requirePositive(accumulate, "--accumulate")
+        guard prefetch >= 0 else { throw ValidationError("--prefetch must be ≥ 0, got \(prefetch)") }
         guard ["ddp", "dp"].contains(mode) else { throw ValidationError("--mode must be ddp or dp, got '\(mode)'") }
         guard DistributedSampler.Strategy(rawValue: shard) != nil else { throw ValidationError("--shard must be block, cyclic or hash, got '\(shard)'") }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }

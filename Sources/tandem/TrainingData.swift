@@ -102,8 +102,8 @@ final class TrainingData: @unchecked Sendable {
     }
 
     /// Rank `rank`'s stream of batches, positioned after `drawn` batches.
-    func stream(rank: Int, worldSize: Int, strategy: DistributedSampler.Strategy, batch: Int, drawn: Int = 0) throws -> BatchStream {
-        try BatchStream(data: self, rank: rank, worldSize: worldSize, strategy: strategy, batch: batch, drawn: drawn)
+    func stream(rank: Int, worldSize: Int, strategy: DistributedSampler.Strategy, batch: Int, drawn: Int = 0, prefetch: Int = 2) throws -> BatchStream {
+        try BatchStream(data: self, rank: rank, worldSize: worldSize, strategy: strategy, batch: batch, drawn: drawn, prefetch: prefetch)
     }
 }
 
@@ -115,7 +115,7 @@ final class BatchStream {
     let loader: DataLoader?
     private(set) var drawn: Int
 
-    init(data: TrainingData, rank: Int, worldSize: Int, strategy: DistributedSampler.Strategy, batch: Int, drawn: Int) throws {
+    init(data: TrainingData, rank: Int, worldSize: Int, strategy: DistributedSampler.Strategy, batch: Int, drawn: Int, prefetch: Int) throws {
         self.data = data
         self.rank = rank
         self.batch = batch
@@ -126,7 +126,7 @@ final class BatchStream {
             }
             let sampler = try DistributedSampler(count: d.count, rank: rank, worldSize: worldSize, strategy: strategy,
                                                  shuffle: true, seed: data.seed, dropLast: false)
-            let loader = try DataLoader(dataset: d, sampler: sampler, batchSize: batch, dropLast: true)
+            let loader = try DataLoader(dataset: d, sampler: sampler, batchSize: batch, dropLast: true, prefetch: prefetch)
             try loader.seek(to: .init(epoch: drawn / loader.batchesPerEpoch, batch: drawn % loader.batchesPerEpoch))
             self.loader = loader
         } else {
