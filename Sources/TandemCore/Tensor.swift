@@ -43,7 +43,7 @@ public final class Storage: @unchecked Sendable {
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
         if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
             let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-            _ = mallopt(-3, 1 << 30)
+            _ = mallopt(-3, 32 << 20)   // the largest glibc accepts (HEAP_MAX_SIZE / 2)
             _ = mallopt(-1, Int32.max)
             // (2) M_ARENA_MAX is -8: one arena, so worker threads reuse freed pages too
             // (per-thread arenas hand large blocks back to the kernel).
