@@ -18,6 +18,8 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
     private var scratch: [Float] = []
     private let busy = BusyClock()
     public var busySeconds: Double { busy.total }
+    /// Every collective this rank ran: what, when (monotonic seconds), how long, bytes.
+    public var log: [CollectiveRecord] { busy.records }
 
     init(world: ThreadWorld, rank: Int) {
         self.world = world
@@ -28,7 +30,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
     deinit { queue.stop() }
 
     /// Runs `body` on the communication thread as collective number `sequence`.
-    private func submit(_ name: String, call: String, _ body: @escaping @Sendable (ThreadGroup, Int) throws(CollectiveError) -> Void) -> any CollectiveHandle {
+    private func submit(_ name: String, call: String, bytes: Int = 0, _ body: @escaping @Sendable (ThreadGroup, Int) throws(CollectiveError) -> Void) -> any CollectiveHandle {
         sequence += 1
         let seq = sequence
         let handle = ThreadHandle()
@@ -36,7 +38,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
             let start = BusyClock.now()
             do throws(CollectiveError) {
                 try body(self, seq)
-                busy.add(BusyClock.now() - start)
+                busy.add(CollectiveRecord(operation: name, sequence: seq, start: start, duration: BusyClock.now() - start, bytes: bytes))
                 handle.finish(nil)
             } catch {
                 handle.finish(error)
@@ -57,7 +59,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
     public func allReduce(_ buffers: [CollectiveBuffer], operation: ReduceOperation) -> any CollectiveHandle {
         let total = buffers.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
         let call = "all-reduce(\(operation), " + buffers.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")"
-        return submit("all-reduce", call: call) { g, seq throws(CollectiveError) in
+        return submit("all-reduce", call: call, bytes: total) { g, seq throws(CollectiveError) in
             let all = try g.meet("all-reduce", seq, buffers, call: call)
             // Check every buffer before reducing any, so a mismatch leaves all of them untouched.
             let columns = try buffers.indices.map { i throws(CollectiveError) in try Self.column(all, i, seq: seq) }
@@ -287,13 +289,31 @@ final class WorkQueue: @unchecked Sendable {
     }
 }
 
-/// Seconds summed under a lock (written by the communication thread, read by the rank).
+/// One collective as it ran on a rank's communication thread.
+public struct CollectiveRecord: Sendable, Equatable {
+    public var operation: String
+    public var sequence: Int
+    public var start: Double
+    public var duration: Double
+    public var bytes: Int
+}
+
+/// Busy seconds and the collective log, under a lock (written by the communication
+/// thread, read by the rank). The log keeps the latest 10,000 records.
 final class BusyClock: @unchecked Sendable {
-    // Safe: `value` is guarded by `lock`.
+    // Safe: `value` and `kept` are guarded by `lock`.
     private let lock = NSLock()
     private var value = 0.0
-    func add(_ seconds: Double) { lock.lock(); value += seconds; lock.unlock() }
+    private var kept: [CollectiveRecord] = []
+    func add(_ record: CollectiveRecord) {
+        lock.lock()
+        value += record.duration
+        if kept.count >= 10_000 { kept.removeFirst(kept.count / 2) }
+        kept.append(record)
+        lock.unlock()
+    }
     var total: Double { lock.lock(); defer { lock.unlock() }; return value }
+    var records: [CollectiveRecord] { lock.lock(); defer { lock.unlock() }; return kept }
     static func now() -> Double {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)

@@ -26,6 +26,19 @@ public struct Benchmark {
     /// `workers` ranks as threads of this process, each with its own replica and
     /// synthetic batches (seeded by rank), gradients averaged by DDP over the threads backend.
     public func run(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none) throws -> RunResult {
+        try measure(workers: workers, bucketBytes: bucketBytes, compression: compression).result
+    }
+
+    /// A run's result with every rank's spans and collectives, for traces.
+    public struct Measurement: Sendable {
+        public var result: RunResult
+        public var spans: [[Span]]
+        public var collectives: [[CollectiveRecord]]
+    }
+
+    /// As `run(workers:)`, keeping every timed interval of every rank (`recordEvents`).
+    public func measure(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none,
+                        recordEvents: Bool = false) throws -> Measurement {
         let (workload, batch, steps, warmup) = (self.workload, self.batch, self.steps, self.warmup)
         Storage.resetPeak()
         let perRank = try ThreadLauncher.run(workers: workers) { rank, group in
@@ -37,13 +50,15 @@ public struct Benchmark {
             var i = 0
             for _ in 0..<warmup { try worker.step { defer { i += 1 }; return batches[i % 4] } }
             try group.barrier().wait()
-            worker.spans = StepSpans()
+            worker.spans = StepSpans(recording: recordEvents)
             let busyBefore = group.busySeconds
+            let logBefore = group.log.count
             let clock = MonotonicClock()
             let start = clock.now()
             for _ in 0..<steps { try worker.step { defer { i += 1 }; return batches[i % 4] } }
             let wall = clock.now() - start
-            return RankTiming(spans: worker.spans, wall: wall, busy: group.busySeconds - busyBefore, params: model.parameterCount,
+            return RankTiming(spans: worker.spans, wall: wall, busy: group.busySeconds - busyBefore,
+                              collectives: recordEvents ? Array(group.log.dropFirst(logBefore)) : [], params: model.parameterCount,
                               flops: 3 * model.forwardFLOPsPerSample * Double(batch), bytes: worker.ddp.bytesPerStep)
         }
         let wall = perRank.map(\.wall).max() ?? 0
@@ -63,19 +78,21 @@ public struct Benchmark {
                           activations: max(0, Storage.peakBytes / workers - 3 * paramBytes)),
             loss: Double(perRank[0].spans.losses.last ?? .nan), flops_per_step: perRank[0].flops * Double(workers))
         result.per_rank_step_ms = perRank.map { 1000 * $0.spans.steps.reduce(0, +) / n }
+        result.per_rank_steps_ms = perRank.map { $0.spans.steps.map { 1000 * $0 } }
         if workers > 1 {
             let busy = perRank.map(\.busy).reduce(0, +) / Double(workers)
             let overlap = busy > 0 ? min(1, max(0, 1 - commSeconds / busy)) : 0
             let algbw = busy > 0 ? Double(bytes) * n / busy / 1e9 : 0
             result.comm = .init(bytes_per_step: bytes, algbw_gbps: algbw, busbw_gbps: algbw * 2 * Double(workers - 1) / Double(workers), overlap: overlap)
         }
-        return result
+        return Measurement(result: result, spans: perRank.map(\.spans.events), collectives: perRank.map(\.collectives))
     }
 
     struct RankTiming: Sendable {
         var spans: StepSpans
         var wall: Double
         var busy: Double
+        var collectives: [CollectiveRecord]
         var params: Int
         var flops: Double
         var bytes: Int

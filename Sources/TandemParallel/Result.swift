@@ -54,6 +54,8 @@ public struct RunResult: Codable, Sendable {
     public var comm: Communication?
     public var memory: MemoryUse?
     public var per_rank_step_ms: [Double]?
+    /// Every timed step of every rank (ms), for distributions and jitter.
+    public var per_rank_steps_ms: [[Double]]?
     public var loss: Double
     public var flops_per_step: Double?
     public var eval_loss: Double?

@@ -6,13 +6,29 @@ import TandemCollectives
 
 // MARK: - One rank's training step
 
-/// Where one rank's step time went, summed over steps (seconds).
+/// One timed interval of a rank's step, on the monotonic clock (seconds).
+public struct Span: Sendable, Equatable {
+    public var name: String
+    public var start: Double
+    public var duration: Double
+    public init(name: String, start: Double, duration: Double) { self.name = name; self.start = start; self.duration = duration }
+}
+
+/// Where one rank's step time went, summed over steps (seconds), and, when asked for,
+/// every interval itself (for traces).
 public struct StepSpans: Sendable {
     public var data = 0.0, forward = 0.0, backward = 0.0, communication = 0.0, optimizer = 0.0
     public var steps: [Double] = []
     public var losses: [Float] = []
+    /// Every interval, kept only while `recording` is true.
+    public var events: [Span] = []
+    public var recording = false
 
-    public init() {}
+    public init(recording: Bool = false) { self.recording = recording }
+
+    mutating func add(_ name: String, _ start: Double, _ end: Double) {
+        if recording { events.append(Span(name: name, start: start, duration: end - start)) }
+    }
 }
 
 /// A rank's replica, its `DistributedDataParallel` wrapper and optimizer: one step is K
@@ -52,6 +68,7 @@ public final class Worker {
             let t3 = clock.now()
             lossSum += loss.item
             spans.data += t1 - t0; spans.forward += t2 - t1; spans.backward += t3 - t2
+            spans.add("data", t0, t1); spans.add("forward", t1, t2); spans.add("backward", t2, t3)
         }
         let t4 = clock.now()
         try ddp.synchronize()
@@ -61,6 +78,7 @@ public final class Worker {
         let t6 = clock.now()
         spans.communication += t5 - t4
         spans.optimizer += t6 - t5
+        spans.add("wait for gradients", t4, t5); spans.add("optimizer", t5, t6)
         spans.steps.append(t6 - start)
         spans.losses.append(lossSum)
         return lossSum
