@@ -63,13 +63,18 @@ extension Kernels {
         for i in 0..<count { let v = x[i]; y[i] = 0.5 * v * (1 + erf(v * 0.707_106_78)) }
     }
 
-    /// dx = g·(Φ(x) + x·φ(x)).
-    public static func geluBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count: Int) {
+    /// As `gelu`, also storing Φ(x) for the backward pass.
+    public static func gelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, cdf: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { let v = x[i]; let c = 0.5 * (1 + erf(v * 0.707_106_78)); cdf[i] = c; y[i] = v * c }
+    }
+
+    /// dx = g·(Φ(x) + x·φ(x)), with Φ(x) from the forward pass.
+    public static func geluBackward(_ x: UnsafePointer<Float>, cdf: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+                                    _ dx: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count {
             let v = x[i]
-            let cdf = 0.5 * (1 + erf(v * 0.707_106_78))
             let pdf = exp(-0.5 * v * v) * 0.398_942_28
-            dx[i] = g[i] * (cdf + v * pdf)
+            dx[i] = g[i] * (cdf[i] + v * pdf)
         }
     }
 }

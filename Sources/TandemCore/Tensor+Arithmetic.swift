@@ -178,11 +178,17 @@ extension Tensor {
     /// GELU with the exact error function, as PyTorch's default `nn.GELU()`.
     public func gelu() -> Tensor {
         let out = Tensor(uninitializedShape: shape)
-        Kernels.gelu(pointer, out.pointer, count: count)
+        guard let tape = Tape.current, isTracked else {
+            Kernels.gelu(pointer, out.pointer, count: count)
+            return out
+        }
+        // Keep Φ(x) for backward rather than evaluating erf twice.
+        let cdf = Tensor(uninitializedShape: shape)
+        Kernels.gelu(pointer, out.pointer, cdf: cdf.pointer, count: count)
         let input = self
-        return Tape.track(out, inputs: [self]) { g, _ in
+        return tape.track(out, inputs: [self]) { g, _ in
             let dx = Tensor(uninitializedShape: input.shape)
-            Kernels.geluBackward(input.pointer, g.pointer, dx.pointer, count: input.count)
+            Kernels.geluBackward(input.pointer, cdf: cdf.pointer, g.pointer, dx.pointer, count: input.count)
             return [dx]
         }
     }

@@ -41,15 +41,21 @@ extension Tensor {
             let (m, s) = Kernels.softmaxRow(x, p, count: classes)
             total += Double(m + logf(s) - x[label])
         }
+        // The gradient of the mean loss, (softmax − one-hot)/rows, made now while the rows
+        // are in cache; backward only scales it when the incoming gradient is not 1.
+        let inverseRows = 1 / Float(Swift.max(rows, 1))
+        for r in 0..<rows {
+            let p = probabilities.pointer + r * classes
+            for j in 0..<classes { p[j] *= inverseRows }
+            p[Int(labels[r])] -= inverseRows
+        }
+        let gradient = Tensor(shape: logits.shape, storage: probabilities.storage)
         let out = Tensor(scalar: Float(total / Double(Swift.max(rows, 1))))
         return Tape.track(out, inputs: [logits]) { g, _ in
-            let scale = g.item / Float(Swift.max(rows, 1))
-            let dx = Tensor(uninitializedShape: logits.shape)
-            for r in 0..<rows {
-                let p = probabilities.pointer + r * classes, d = dx.pointer + r * classes
-                for j in 0..<classes { d[j] = p[j] * scale }
-                d[Int(labels[r])] -= scale
-            }
+            let scale = g.item
+            if scale == 1 { return [gradient] }
+            let dx = gradient.copy()
+            Kernels.scale(dx.pointer, by: scale, count: dx.count)
             return [dx]
         }
     }
