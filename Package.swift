@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "TandemModels", targets: ["TandemModels"]),
         .library(name: "TandemCollectives", targets: ["TandemCollectives"]),
         .library(name: "TandemParallel", targets: ["TandemParallel"]),
+        .library(name: "TandemScale", targets: ["TandemScale"]),
         .executable(name: "tandem", targets: ["tandem"]),
     ],
     dependencies: [
@@ -30,10 +31,11 @@ let package = Package(
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN", "TandemFormats"], swiftSettings: strict),
         .target(name: "TandemCollectives", dependencies: ["TandemCore"], swiftSettings: fast),
         .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives"], swiftSettings: strict),
+        .target(name: "TandemScale", dependencies: ["TandemCore", "TandemModels", "TandemCollectives", "TandemParallel"], swiftSettings: strict),
         .executableTarget(
             name: "tandem",
             dependencies: [
-                "TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel",
+                "TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel", "TandemScale",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -49,5 +51,6 @@ let package = Package(
             name: "TandemModelsTests",
             dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemModels"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "TandemScaleTests", dependencies: ["TandemScale", "TandemParallel"], swiftSettings: strict),
     ]
 )

@@ -79,6 +79,7 @@ public struct Benchmark {
             loss: Double(perRank[0].spans.losses.last ?? .nan), flops_per_step: perRank[0].flops * Double(workers))
         result.per_rank_step_ms = perRank.map { 1000 * $0.spans.steps.reduce(0, +) / n }
         result.per_rank_steps_ms = perRank.map { $0.spans.steps.map { 1000 * $0 } }
+        result.per_rank_compute_ms = perRank.map { 1000 * ($0.spans.forward + $0.spans.backward) / n }
         if workers > 1 {
             let busy = perRank.map(\.busy).reduce(0, +) / Double(workers)
             let overlap = busy > 0 ? min(1, max(0, 1 - commSeconds / busy)) : 0

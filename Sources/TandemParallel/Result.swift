@@ -56,6 +56,8 @@ public struct RunResult: Codable, Sendable {
     public var per_rank_step_ms: [Double]?
     /// Every timed step of every rank (ms), for distributions and jitter.
     public var per_rank_steps_ms: [[Double]]?
+    /// Each rank's mean compute (forward + backward) per step (ms), for load imbalance.
+    public var per_rank_compute_ms: [Double]?
     public var loss: Double
     public var flops_per_step: Double?
     public var eval_loss: Double?
@@ -92,7 +94,7 @@ public func cpuName() -> String {
     defer { fclose(file) }
     var line = [CChar](repeating: 0, count: 1024)
     while fgets(&line, Int32(line.count), file) != nil {
-        let text = String(cString: line)
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         if text.hasPrefix("model name"), let colon = text.firstIndex(of: ":") {
             return String(text[text.index(after: colon)...]).filter { $0 != "\n" }.trimmingSpaces()
         }

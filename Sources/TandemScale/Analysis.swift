@@ -1,0 +1,118 @@
+import Foundation
+import TandemCollectives
+import TandemModels
+import TandemParallel
+
+// MARK: - From a finished sweep to curves, findings, a report and a table
+
+/// Everything `tandem scale` says about a sweep: one scaling curve per workload, the
+/// report sections, plain-language findings, the terminal table, and how well the α-β
+/// model calibrated on the smallest worker count predicts the larger ones.
+public struct Analysis {
+    public struct PredictionCheck: Sendable {
+        public var model: String
+        public var workers: Int
+        public var measured: Double
+        public var predicted: Double
+        public var error: Double { (predicted - measured) / measured }
+    }
+
+    public var curves: [ScalingCurve] = []
+    public var reports: [ReportInput] = []
+    public var findings: [String] = []
+    public var predictions: [PredictionCheck] = []
+    public var table = ""
+
+    /// - Parameter peakFLOPS: one worker's peak (for MFU).
+    public init(configurations: [Sweep.Configuration], mode: ScalingMode, comm: [CommBenchmark.Row], peakFLOPS: Double) throws {
+        let results = configurations.flatMap { $0.runs.map(\.result) }
+        curves = try ScalingCurve.curves(from: results, mode: mode)
+        let busbw = comm.map { (bytes: $0.bytes, gbps: $0.busbw_gbps) }
+        let link = try? Calibration.interconnect(samples: comm.compactMap(CollectiveSample.init(row:)), name: "measured threads backend")
+        var rows = ["| model | workers | samples/s (min–max) | speedup | efficiency | Karp–Flatt | exposed comm | imbalance | MFU |",
+                    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for curve in curves {
+            let configs = configurations.filter { $0.model.rawValue == curve.model }
+            var points: [ReportPoint] = []
+            var own: [String] = []
+            for point in curve.points {
+                guard let config = configs.first(where: { $0.workers == point.workers }) else { continue }
+                let typical = Self.typical(config.runs.map(\.result))
+                var diagnostics = RunDiagnostics(result: typical, peakFLOPSPerWorker: peakFLOPS)
+                // Synchronous steps take equally long on every rank; imbalance is in the compute.
+                if let compute = typical.per_rank_compute_ms { diagnostics.balance = LoadBalance(perRankMilliseconds: compute) }
+                let b = diagnostics.breakdown
+                var breakdown: [String: Double] = [:]
+                if let b {
+                    breakdown = ["data": b.data, "forward": b.forward, "backward": b.backward, "comm_exposed": b.exposedCommunication,
+                                 "optimizer": b.optimizer, "other": max(0, b.other)]
+                }
+                var memory: [String: Int] = [:]
+                if let m = typical.memory {
+                    memory = ["params": m.params, "grads": m.grads, "optimizer": m.optimizer, "activations": m.activations, "comm_buffers": 0]
+                }
+                points.append(ReportPoint(workers: point.workers, throughputMedian: point.throughput.median, throughputMin: point.throughput.min,
+                                          throughputMax: point.throughput.max, speedup: point.speedup, efficiency: point.efficiency,
+                                          breakdownMs: breakdown, perRankStepMs: config.runs.first?.result.per_rank_steps_ms ?? [],
+                                          memoryBytes: memory))
+                let exposed = b.map { $0.stepMilliseconds > 0 ? $0.exposedCommunication / $0.stepMilliseconds : 0 } ?? 0
+                let imbalance = diagnostics.balance?.imbalance
+                rows.append(String(format: "| %@ | %d | %.1f (%.1f–%.1f) | %.2f | %.0f%% | %@ | %.0f%% | %@ | %@ |",
+                                   curve.model, point.workers, point.throughput.median, point.throughput.min, point.throughput.max,
+                                   point.speedup, 100 * point.efficiency, point.karpFlatt.map { String(format: "%.3f", $0) } ?? "–",
+                                   100 * exposed, imbalance.map { String(format: "%.1f%%", 100 * $0) } ?? "–",
+                                   diagnostics.utilization.map { String(format: "%.0f%%", 100 * $0.mfu) } ?? "–"))
+                if point.workers > 1 && exposed > 0.1 {
+                    own.append(String(format: "%@: communication is %.0f%% of the step and exposed at %d workers; larger buckets (--bucket-mb) or accumulating 2 micro-batches (--accumulate 2) would hide more of it.",
+                                      curve.model, 100 * exposed, point.workers))
+                }
+                if let balance = diagnostics.balance, point.workers > 1, balance.imbalance > 0.05 {
+                    own.append(String(format: "%@: rank %d is the straggler at %d workers, %.0f%% slower than the mean.",
+                                      curve.model, balance.slowestRank, point.workers, 100 * balance.imbalance))
+                }
+            }
+            // Calibrate on the smallest worker count; predict the others.
+            if let link, let first = configs.first, first.workers == 1, configs.count > 1,
+               let calibration = try? Calibration(baseline: Self.typical(first.runs.map(\.result))) {
+                let model = CostModel(calibration: calibration, algorithm: .ring(link), bucketBytes: 25 << 20)
+                for config in configs.dropFirst() {
+                    let batch: CostModel.Batch = mode == .weak ? .perWorker(config.batchPerWorker) : .global(config.batchPerWorker * config.workers)
+                    guard let predicted = model.predict(workers: [config.workers], batch: batch).first,
+                          let measured = curve.point(workers: config.workers)?.throughput.median else { continue }
+                    let check = PredictionCheck(model: curve.model, workers: config.workers, measured: measured, predicted: predicted.throughput)
+                    predictions.append(check)
+                    own.append(String(format: "%@: the α-β model calibrated on 1 worker (α = %.1f µs, busbw %.1f GB/s) predicts %.1f samples/s at %d workers; measured %.1f (%+.0f%%).",
+                                      curve.model, link.alpha * 1e6, 1 / link.beta / 1e9, predicted.throughput, config.workers, measured, 100 * check.error))
+                }
+            }
+            let fit = curve.amdahlFit()
+            let widest = curve.points.map(\.workers).max() ?? 1
+            let predicted = CostModel.powersOfTwo(upTo: max(8, 4 * widest)).map { (workers: $0, speedup: fit.predictedSpeedup(workers: $0)) }
+            findings += own
+            reports.append(ReportInput(title: "\(curve.model) (\(mode.rawValue) scaling)", mode: mode.rawValue, points: points,
+                                       amdahl: curve.points.count > 1 ? (p: fit.parallelFraction, predicted: predicted) : nil,
+                                       busbw: busbw, findings: own))
+        }
+        table = rows.joined(separator: "\n")
+    }
+
+    /// The run whose throughput is the median of the repeats.
+    static func typical(_ runs: [RunResult]) -> RunResult {
+        runs.sorted { $0.samples_per_s < $1.samples_per_s }[runs.count / 2]
+    }
+
+    /// Every rank's spans and collectives as trace events (one process per rank).
+    public static func events(_ run: Benchmark.Measurement) -> [SpanEvent] {
+        var events: [SpanEvent] = []
+        for (rank, spans) in run.spans.enumerated() {
+            events += spans.map { SpanEvent(rank: rank, name: $0.name, start: $0.start, duration: $0.duration) }
+        }
+        for (rank, records) in run.collectives.enumerated() {
+            events += records.map {
+                SpanEvent(rank: rank, name: "\($0.operation) #\($0.sequence)", start: $0.start, duration: $0.duration,
+                          args: ["bytes": "\($0.bytes)"])
+            }
+        }
+        return events
+    }
+}

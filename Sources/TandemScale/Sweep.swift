@@ -1,0 +1,94 @@
+import TandemCore
+import TandemCollectives
+import TandemModels
+import TandemParallel
+
+// MARK: - Running a scaling sweep
+
+/// A sweep over worker counts for one or more workloads, each configuration repeated.
+///
+/// Weak scaling keeps the batch per worker (the CPU batch of WORKLOADS.md unless given);
+/// strong scaling keeps the global batch (per-worker batch × the largest worker count)
+/// and splits it over the workers.
+public struct Sweep: Sendable {
+    public var models: [ReferenceModel]
+    public var workers: [Int]
+    public var mode: ScalingMode
+    public var steps: Int?
+    public var warmup: Int
+    public var repeats: Int
+    public var batch: Int?
+
+    public init(models: [ReferenceModel], workers: [Int], mode: ScalingMode, steps: Int? = nil, warmup: Int = 1, repeats: Int = 3, batch: Int? = nil) {
+        self.models = models
+        self.workers = workers
+        self.mode = mode
+        self.steps = steps
+        self.warmup = warmup
+        self.repeats = repeats
+        self.batch = batch
+    }
+
+    /// Timed steps per run when not given: enough to see a median, few enough that
+    /// `--model all --workers 1,2` stays within three minutes on two cores.
+    public static func defaultSteps(_ model: ReferenceModel) -> Int {
+        switch model {
+        case .mlp: 20
+        case .mlpWide: 5
+        case .cnn: 10
+        case .lstm: 5
+        case .gpt: 2
+        }
+    }
+
+    /// The batch per worker of `model` at `n` workers.
+    public func batchPerWorker(_ model: ReferenceModel, workers n: Int) throws(SweepError) -> Int {
+        let base = batch ?? model.cpuBatch
+        guard mode == .strong else { return base }
+        let global = base * (workers.max() ?? 1)
+        guard global % n == 0 else {
+            throw SweepError("strong scaling splits a global batch of \(global) over \(n) workers unevenly; choose worker counts that divide it")
+        }
+        return global / n
+    }
+
+    /// One configuration and what it measured, every repeat.
+    public struct Configuration: Sendable {
+        public var model: ReferenceModel
+        public var workers: Int
+        public var batchPerWorker: Int
+        public var runs: [Benchmark.Measurement]
+    }
+
+    /// Runs every configuration (models × worker counts × repeats), in that order,
+    /// calling `progress(done, total, label, secondsLeft)` before each run.
+    public func run(clock: any TimeSource = MonotonicClock(),
+                    progress: (Int, Int, String, Double?) -> Void = { _, _, _, _ in }) throws -> [Configuration] {
+        var plan: [(ReferenceModel, Int, Int)] = []
+        for model in models { for n in workers { plan.append((model, n, try batchPerWorker(model, workers: n))) } }
+        let total = plan.count * repeats
+        var done = 0
+        let start = clock.now()
+        var out: [Configuration] = []
+        for (model, n, b) in plan {
+            var runs: [Benchmark.Measurement] = []
+            for r in 0..<repeats {
+                let elapsed = clock.now() - start
+                progress(done, total, "\(model.rawValue) × \(n) worker\(n == 1 ? "" : "s"), repeat \(r + 1)/\(repeats)",
+                         done > 0 ? elapsed / Double(done) * Double(total - done) : nil)
+                let benchmark = Benchmark(workload: model, batch: b, steps: steps ?? Self.defaultSteps(model), warmup: warmup)
+                runs.append(try benchmark.measure(workers: n, recordEvents: r == 0))
+                done += 1
+            }
+            out.append(Configuration(model: model, workers: n, batchPerWorker: b, runs: runs))
+        }
+        progress(done, total, "done", 0)
+        return out
+    }
+}
+
+/// Why a sweep cannot run as asked.
+public struct SweepError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
