@@ -2,6 +2,8 @@ import ArgumentParser
 import TandemCore
 import TandemModels
 import TandemParallel
+import TandemScale
+import TandemFormats
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,6 +16,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup = 3
     @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (workers > 1).") var bucketMB = 25.0
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
+    @Option(help: "Also write every rank's spans and collectives here as a Chrome trace (opens in Perfetto).") var trace: String?
     @Flag(help: "Print one JSON result line.") var json = false
 
     func validate() throws {
@@ -30,7 +33,15 @@ struct Bench: ParsableCommand {
         try TrainingData(data: "synthetic", model: model, hidden: nil, evalFraction: 0, seed: 0)
             .requireMemory(batch: batch ?? model.cpuBatch, replicas: workers)
         let benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
-        let result = workers == 1 ? try benchmark.run() : try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: GradientCompression(rawValue: compress)!)
+        let compression = GradientCompression(rawValue: compress)!
+        let result: RunResult
+        if let trace {
+            let measurement = try benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, recordEvents: true)
+            try FileIO.writeAtomically(Array(ChromeTrace.render(Analysis.events(measurement)).utf8), to: trace)
+            result = measurement.result
+        } else {
+            result = workers == 1 ? try benchmark.run() : try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression)
+        }
         if json { try printJSON(result); return }
         print("\(result.model): \(String(format: "%.1f", result.samples_per_s)) samples/s, step median \(String(format: "%.2f", result.step_ms.median)) ms, loss \(result.loss)")
     }
