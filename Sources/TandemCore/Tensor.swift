@@ -25,10 +25,12 @@ public final class Storage: @unchecked Sendable {
         _ = Storage.keepFreedMemory
         precondition(count >= 0, "a storage cannot have a negative size")
         self.count = count
-        var raw: UnsafeMutableRawPointer? = nil
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let rc = posix_memalign(&raw, 64, (bytes + 63) & ~63)
-        precondition(rc == 0 && raw != nil, "out of memory allocating \(bytes) bytes")
+        var raw = BufferCache.take(bytes: bytes)
+        if raw == nil {
+            let rc = posix_memalign(&raw, 64, (bytes + 63) & ~63)
+            precondition(rc == 0 && raw != nil, "out of memory allocating \(bytes) bytes")
+        }
         pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
         Memory.add(bytes)
     }
@@ -45,17 +47,63 @@ public final class Storage: @unchecked Sendable {
             let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
             _ = mallopt(-3, 32 << 20)   // the largest glibc accepts (HEAP_MAX_SIZE / 2)
             _ = mallopt(-1, Int32.max)
-            // (2) M_ARENA_MAX is -8: one arena, so worker threads reuse freed pages too
-            // (per-thread arenas hand large blocks back to the kernel).
-            _ = mallopt(-8, 1)
         }
         #endif
         return true
     }()
 
     deinit {
-        Memory.add(-max(count, 1) * MemoryLayout<Float>.stride)
-        free(pointer)
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        Memory.add(-bytes)
+        BufferCache.give(UnsafeMutableRawPointer(pointer), bytes: bytes)
+    }
+}
+
+// MARK: - Per-thread buffer cache
+
+/// Freed tensor buffers kept by the thread that freed them, by exact size, for the next
+/// allocation of that size on that thread. A training step allocates the same sizes every
+/// step, so after the first step no buffer goes through malloc, no page is faulted in,
+/// and worker threads never contend for an allocator lock. A thread's cache is bounded by
+/// `limit` bytes and `perSize` buffers of one size (a thread that frees what another
+/// allocated — batches from a loader — keeps only a few), and is freed when the thread ends.
+enum BufferCache {
+    static let limit = 2 << 30
+    static let perSize = 16
+
+    final class Shelf {
+        var buffers: [Int: [UnsafeMutableRawPointer]] = [:]
+        var bytes = 0
+        deinit { for (_, list) in buffers { for p in list { free(p) } } }
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        // The destructor releases the shelf (and its buffers) when the thread exits.
+        pthread_key_create(&key) { raw in if let raw { Unmanaged<Shelf>.fromOpaque(raw).release() } }
+        return key
+    }()
+
+    static var shelf: Shelf {
+        if let raw = pthread_getspecific(key) { return Unmanaged<Shelf>.fromOpaque(raw).takeUnretainedValue() }
+        let shelf = Shelf()
+        pthread_setspecific(key, Unmanaged.passRetained(shelf).toOpaque())
+        return shelf
+    }
+
+    static func take(bytes: Int) -> UnsafeMutableRawPointer? {
+        let shelf = shelf
+        guard var list = shelf.buffers[bytes], let p = list.popLast() else { return nil }
+        shelf.buffers[bytes] = list
+        shelf.bytes -= bytes
+        return p
+    }
+
+    static func give(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+        let shelf = shelf
+        guard shelf.bytes + bytes <= limit, shelf.buffers[bytes, default: []].count < perSize else { free(pointer); return }
+        shelf.buffers[bytes, default: []].append(pointer)
+        shelf.bytes += bytes
     }
 }
 

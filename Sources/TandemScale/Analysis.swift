@@ -32,7 +32,8 @@ public struct Analysis {
         var rows = ["| model | workers | samples/s (min–max) | speedup | efficiency | Karp–Flatt | exposed comm | imbalance | MFU |",
                     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for curve in curves {
-            let configs = configurations.filter { $0.model.rawValue == curve.model }
+            // Smallest worker count first: it is the calibration baseline, whatever the input order.
+            let configs = configurations.filter { $0.model.rawValue == curve.model }.sorted { $0.workers < $1.workers }
             var points: [ReportPoint] = []
             var own: [String] = []
             for point in curve.points {

@@ -89,8 +89,10 @@ struct Predict: ParsableCommand {
                 print("at \(at) workers no batch per worker keeps efficiency ≥ \(Int(100 * efficiency))%")
             }
             if let c = cost.bucketFor(efficiency: efficiency, workers: at, batchPerWorker: baseline.batch_per_worker) {
-                print(String(format: "at %d workers with batch %d, buckets of %.1f MB (%d buckets) give %.1f%%", at, baseline.batch_per_worker,
-                             Double(c.bucketBytes) / 1_048_576, c.bucketCount, 100 * c.efficiency))
+                let size = c.bucketBytes >= 1 << 20 ? String(format: "%.1f MiB", Double(c.bucketBytes) / 1_048_576)
+                                                    : String(format: "%.0f KiB", Double(c.bucketBytes) / 1024)
+                print(String(format: "at %d workers with batch %d, buckets of %@ (%d buckets) give %.1f%%", at, baseline.batch_per_worker,
+                             size, c.bucketCount, 100 * c.efficiency))
             } else {
                 print("at \(at) workers with batch \(baseline.batch_per_worker), no bucket size keeps efficiency ≥ \(Int(100 * efficiency))%")
             }

@@ -58,6 +58,13 @@ struct Scale: ParsableCommand {
         if let batch { try requirePositive(batch, "--batch") }
         try requirePositive(repeats, "--repeats")
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
+        // A strong sweep whose global batch does not split evenly fails here, before --out is created.
+        let sweep = Sweep(models: try parsedModels(), workers: try parsedWorkers(), mode: ScalingMode(rawValue: mode)!, batch: batch)
+        for model in sweep.models {
+            for n in sweep.workers {
+                do { _ = try sweep.batchPerWorker(model, workers: n) } catch { throw ValidationError(error.description) }
+            }
+        }
     }
 
     func run() throws {
