@@ -45,7 +45,7 @@ public final class Parameter {
 ///
 /// ```swift
 /// let tape = Tape()
-/// let loss = tape.record { crossEntropy(logits: model(x), labels: y) }
+/// let loss = tape.record { Tensor.crossEntropy(logits: model.forward(x), labels: y) }
 /// tape.backward(loss)   // gradients land in each Parameter.gradient
 /// ```
 public final class Tape {

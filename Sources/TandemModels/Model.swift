@@ -45,7 +45,7 @@ extension Model {
     }
 }
 
-/// Counts as integers the way the data arrived.
+// MARK: - Token ids
 extension Tensor {
     /// The elements as Int32 (for token ids carried as floats).
     public var int32s: [Int32] { buffer.map { Int32($0) } }
