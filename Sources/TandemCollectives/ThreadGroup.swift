@@ -54,6 +54,21 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
                                     posting: .init(buffers: buffers, call: call)).map(\.buffers)
     }
 
+    /// A step after ranks have started writing into each other's buffers: every rank waits
+    /// for all the others (up to the timeout) even when the job has failed, so no rank
+    /// returns — and frees its buffers — while a peer may still be writing into them.
+    func settle(_ operation: String, _ seq: Int) throws(CollectiveError) {
+        step += 1
+        _ = try world.rendezvous(rank: rank, index: step, sequence: seq, operation: operation,
+                                 posting: .init(buffers: [], call: ""), waitThroughFailure: true)
+    }
+
+    /// Fails the whole world with `error` (so no peer waits for this rank) and returns it.
+    func failing(_ error: CollectiveError) -> CollectiveError {
+        world.fail(error)
+        return error
+    }
+
     // MARK: Collectives
 
     public func allReduce(_ buffers: [CollectiveBuffer], operation: ReduceOperation) -> any CollectiveHandle {
@@ -70,7 +85,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
                     g.ringAllReduce(column, operation: operation)
                 }
             }
-            if total > g.world.treeThresholdBytes { _ = try g.meet("all-reduce", seq, []) }
+            if total > g.world.treeThresholdBytes { try g.settle("all-reduce", seq) }
         }
     }
 
@@ -97,11 +112,11 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
     public func broadcast(_ buffer: CollectiveBuffer, root: Int) -> any CollectiveHandle {
         let call = "broadcast(root \(root), \(buffer.dtype), \(buffer.count))"
         return submit("broadcast", call: call) { g, seq throws(CollectiveError) in
-            guard root >= 0 && root < g.size else { throw .invalid("broadcast root \(root) is outside a world of \(g.size)") }
+            guard root >= 0 && root < g.size else { throw g.failing(.invalid("broadcast root \(root) is outside a world of \(g.size)")) }
             let all = try g.meet("broadcast", seq, [buffer], call: call).map { $0[0] }
             try Self.requireSameLayout(all, seq: seq, "broadcast")
             if g.rank != root { Self.copy(from: all[root], 0, to: buffer, 0, count: buffer.count) }
-            _ = try g.meet("broadcast", seq, [])
+            try g.settle("broadcast", seq)
         }
     }
 
@@ -109,12 +124,12 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
         let call = "all-gather(\(send.dtype), \(send.count))"
         return submit("all-gather", call: call) { g, seq throws(CollectiveError) in
             guard receive.count == send.count * g.size else {
-                throw .invalid("all-gather on rank \(g.rank): receive holds \(receive.count) elements, expected \(g.size)·\(send.count)")
+                throw g.failing(.invalid("all-gather on rank \(g.rank): receive holds \(receive.count) elements, expected \(g.size)·\(send.count)"))
             }
             let all = try g.meet("all-gather", seq, [send], call: call).map { $0[0] }
             try Self.requireSameLayout(all, seq: seq, "all-gather")
             for (q, piece) in all.enumerated() { Self.copy(from: piece, 0, to: receive, q * send.count, count: send.count) }
-            _ = try g.meet("all-gather", seq, [])
+            try g.settle("all-gather", seq)
         }
     }
 
@@ -123,12 +138,12 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
         return submit("reduce-scatter", call: call) { g, seq throws(CollectiveError) in
             let (lo, hi) = Self.chunk(g.rank, of: send.count, parts: g.size)
             guard receive.count == hi - lo else {
-                throw .invalid("reduce-scatter on rank \(g.rank): receive holds \(receive.count) elements, expected \(hi - lo) of \(send.count)")
+                throw g.failing(.invalid("reduce-scatter on rank \(g.rank): receive holds \(receive.count) elements, expected \(hi - lo) of \(send.count)"))
             }
             let all = try g.meet("reduce-scatter", seq, [send], call: call).map { $0[0] }
             try Self.requireSameLayout(all, seq: seq, "reduce-scatter")
             g.reduce(all, lo..<hi, operation: operation, into: [receive], at: 0)
-            _ = try g.meet("reduce-scatter", seq, [])
+            try g.settle("reduce-scatter", seq)
         }
     }
 
@@ -204,7 +219,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
                 let op: ReduceOperation = operation == .max ? .max : .sum
                 reduce([all[rank], all[rank + stride]], 0..<count, operation: op, into: [all[rank]], at: 0)
             }
-            _ = try meet("all-reduce", seq, [])
+            try settle("all-reduce", seq)
             stride *= 2
         }
         if operation == .average && rank == 0 {
@@ -214,9 +229,9 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
                 for i in 0..<count { all[0].store(all[0].load(i) / Float(size), i) }
             }
         }
-        _ = try meet("all-reduce", seq, [])
+        try settle("all-reduce", seq)
         if rank != 0 { Self.copy(from: all[0], 0, to: all[rank], 0, count: count) }
-        _ = try meet("all-reduce", seq, [])
+        try settle("all-reduce", seq)
     }
 
     static func copy(from source: CollectiveBuffer, _ sourceOffset: Int, to target: CollectiveBuffer, _ targetOffset: Int, count: Int) {

@@ -82,19 +82,23 @@ public final class ThreadWorld: @unchecked Sendable {
 
     /// Waits until every rank has posted at step `index`; returns every rank's posting.
     /// Throws a timeout naming the ranks that never came, or the world's failure.
-    func rendezvous(rank: Int, index: Int, sequence: Int, operation: String, posting: Posting) throws(CollectiveError) -> [Posting] {
+    /// With `waitThroughFailure`, a failure of the world does not end the wait early (only
+    /// the timeout does): used once ranks may be writing into each other's buffers.
+    func rendezvous(rank: Int, index: Int, sequence: Int, operation: String, posting: Posting,
+                    waitThroughFailure: Bool = false) throws(CollectiveError) -> [Posting] {
         condition.lock()
         defer { condition.unlock() }
-        if let failure { throw failure }
+        let stopsEarly = !waitThroughFailure
+        if stopsEarly, let failure { throw failure }
         var slot = slots[index] ?? Slot(size: size)
         slot.postings[rank] = posting
         slot.arrived += 1
         slots[index] = slot
         if slot.arrived == size { condition.broadcast() }
         let deadline = Date(timeIntervalSinceNow: timeout)
-        Self.spin(condition) { (slots[index]?.arrived ?? size) >= size || failure != nil }
+        Self.spin(condition) { (slots[index]?.arrived ?? size) >= size || (stopsEarly && failure != nil) }
         while let current = slots[index], current.arrived < size {
-            if let failure { throw failure }
+            if stopsEarly, let failure { throw failure }
             if !condition.wait(until: deadline) && (slots[index]?.arrived ?? size) < size {
                 let missing = (0..<size).filter { slots[index]?.postings[$0] == nil }
                 let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)
@@ -103,7 +107,7 @@ public final class ThreadWorld: @unchecked Sendable {
                 throw error
             }
         }
-        if let failure { throw failure }
+        if stopsEarly, let failure { throw failure }
         guard var done = slots[index] else { throw .invalid("collective step \(index) vanished") }
         let postings = done.postings.map { $0! }
         done.departed += 1

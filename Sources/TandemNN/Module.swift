@@ -26,6 +26,12 @@ extension Module {
     /// Replaces every weight from `state`; names and shapes must match exactly, and
     /// nothing changes unless all of them do.
     public func load(stateDict state: [String: Tensor]) throws(ModuleError) {
+        try validate(stateDict: state)
+        for (name, parameter) in namedParameters { parameter.value = state[name]!.copy() }
+    }
+
+    /// Throws unless `state` holds exactly this module's names with its shapes; changes nothing.
+    public func validate(stateDict state: [String: Tensor]) throws(ModuleError) {
         let own = namedParameters
         let expected = Set(own.map(\.name))
         if let extra = state.keys.sorted().first(where: { !expected.contains($0) }) {
@@ -35,7 +41,6 @@ extension Module {
             guard let value = state[name] else { throw .missingTensor(name: name) }
             guard value.shape == parameter.shape else { throw .shapeMismatch(name: name, found: value.shape, expected: parameter.shape) }
         }
-        for (name, parameter) in own { parameter.value = state[name]!.copy() }
     }
 }
 

@@ -89,13 +89,17 @@ public struct Checkpoint: Sendable {
                 weights[name] = t
             }
         }
-        let names = Set(model.namedParameters.map(\.name))
+        do { try model.validate(stateDict: weights) } catch { throw FormatError(file: path, message: error.description) }
+        let shapes = Dictionary(uniqueKeysWithValues: model.namedParameters.map { ($0.name, $0.parameter.shape) })
         let slotNames = optimizer.optimizer.stateNames
         var restored: [String: [Tensor]] = [:]
         for (name, bySlot) in slots {
-            guard names.contains(name) else { throw FormatError(file: path, message: "optimizer state for '\(name)', which the model does not have") }
+            guard let shape = shapes[name] else { throw FormatError(file: path, message: "optimizer state for '\(name)', which the model does not have") }
             restored[name] = try slotNames.map { slot in
                 guard let t = bySlot[slot] else { throw FormatError(file: path, message: "optimizer state '\(name).\(slot)' is missing") }
+                guard t.shape == shape else {
+                    throw FormatError(file: path, message: "optimizer state '\(name).\(slot)' has shape \(t.shape), expected \(shape)")
+                }
                 return t
             }
         }

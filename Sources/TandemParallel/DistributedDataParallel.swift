@@ -162,7 +162,13 @@ public final class DistributedDataParallel {
             nextLaunch = 0
         }
         for bucket in buckets {
-            try bucket.handle?.wait()
+            do {
+                try bucket.handle?.wait()
+            } catch {
+                // Let every collective in flight finish before the gradients can be freed.
+                for other in buckets { try? other.handle?.wait() }
+                throw error
+            }
             guard let half = bucket.storage16 else { continue }
             for (i, p) in bucket.parameters.enumerated() {
                 let g = p.gradient!.pointer, offset = bucket.offsets[i]

@@ -23,7 +23,7 @@ struct Bench: ParsableCommand {
         try requirePositive(workers, "--workers")
         try requirePositive(steps, "--steps")
         if let batch { try requirePositive(batch, "--batch") }
-        guard bucketMB.isFinite && bucketMB > 0 else { throw ValidationError("--bucket-mb must be a number > 0, got \(bucketMB)") }
+        guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
     }

@@ -66,8 +66,10 @@ struct Train: ParsableCommand {
         guard ["ddp", "dp"].contains(mode) else { throw ValidationError("--mode must be ddp or dp, got '\(mode)'") }
         guard DistributedSampler.Strategy(rawValue: shard) != nil else { throw ValidationError("--shard must be block, cyclic or hash, got '\(shard)'") }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
-        guard bucketMB.isFinite && bucketMB > 0 else { throw ValidationError("--bucket-mb must be a number > 0, got \(bucketMB)") }
-        guard timeout.isFinite && timeout > 0 else { throw ValidationError("--timeout must be a number of seconds > 0, got \(timeout)") }
+        guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") }
+        guard timeout.isFinite && timeout > 0 && timeout <= 1e7 else { throw ValidationError("--timeout must be a number of seconds in (0, 10000000], got \(timeout)") }
+        guard accumulate <= 1 << 20 else { throw ValidationError("--accumulate must be at most 1048576, got \(accumulate)") }
+        if let epochs, epochs > 1 << 20 { throw ValidationError("--epochs must be at most 1048576, got \(epochs)") }
         if let checkpointEvery { try requirePositive(checkpointEvery, "--checkpoint-every") }
         if (resume || checkpointEvery != nil) && checkpointDir == nil { throw ValidationError("--resume and --checkpoint-every need --checkpoint-dir") }
         guard verifyEvery >= 0 else { throw ValidationError("--verify-every must be ≥ 0, got \(verifyEvery)") }
