@@ -2,7 +2,7 @@
 # Installs what Tandem opens at run time on this kind of machine (Debian/Ubuntu): OpenBLAS.
 # Safe to run again; does nothing when a BLAS is already there.
 set -euo pipefail
-if ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so\.0'; then
+if ldconfig -p 2>/dev/null | grep 'libopenblas\.so\.0' >/dev/null; then
   exit 0
 fi
 SUDO=""
