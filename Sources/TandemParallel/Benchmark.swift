@@ -24,8 +24,10 @@ public struct Benchmark {
     }
 
     /// `workers` ranks as threads of this process, each with its own replica and
-    /// synthetic batches (seeded by rank), gradients averaged by DDP over the threads backend.
-    public func run(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none) throws -> RunResult {
+    /// synthetic batches (seeded by rank), gradients averaged by DDP over the threads
+    /// backend. One worker takes the same path with nothing to average (DDP over one rank
+    /// has no buckets and no hooks).
+    public func run(workers: Int = 1, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none) throws -> RunResult {
         try measure(workers: workers, bucketBytes: bucketBytes, compression: compression).result
     }
 
@@ -39,7 +41,7 @@ public struct Benchmark {
     /// As `run(workers:)`, keeping every timed interval of every rank (`recordEvents`).
     public func measure(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none,
                         recordEvents: Bool = false) throws -> Measurement {
-        let (workload, batch, steps, warmup) = (self.workload, self.batch, self.steps, self.warmup)
+        let (workload, batch, steps, warmup, clock) = (self.workload, self.batch, self.steps, self.warmup, self.clock)
         Storage.resetPeak()
         let perRank = try ThreadLauncher.run(workers: workers) { rank, group in
             let model = workload.make(seed: 0)
@@ -53,7 +55,6 @@ public struct Benchmark {
             worker.spans = StepSpans(recording: recordEvents)
             let busyBefore = group.busySeconds
             let logBefore = group.log.count
-            let clock = MonotonicClock()
             let start = clock.now()
             for _ in 0..<steps { try worker.step { defer { i += 1 }; return batches[i % 4] } }
             let wall = clock.now() - start
@@ -97,46 +98,5 @@ public struct Benchmark {
         var params: Int
         var flops: Double
         var bytes: Int
-    }
-
-    /// One worker on the calling thread.
-    public func run() throws -> RunResult {
-        let model = workload.make(seed: 0)
-        let optimizer = OptimizerState(try SGD(learningRate: 0.01, momentum: 0.9))
-        var generator = SeededGenerator(seed: 0)
-        let batches = (0..<4).map { _ in workload.syntheticBatch(size: batch, generator: &generator) }
-        let named = model.namedParameters
-        let tape = Tape()
-        var phases = (forward: 0.0, backward: 0.0, optimizer: 0.0)
-        var times: [Double] = []
-        var loss: Float = 0
-        Storage.resetPeak()
-        for i in 0..<(warmup + steps) {
-            let t0 = clock.now()
-            let l = tape.record { model.loss(batches[i % 4]) }
-            let t1 = clock.now()
-            model.zeroGradients()
-            tape.backward(l)
-            let t2 = clock.now()
-            optimizer.apply(to: named)
-            let t3 = clock.now()
-            loss = l.item
-            if i >= warmup {
-                times.append(1000 * (t3 - t0))
-                phases.forward += 1000 * (t1 - t0); phases.backward += 1000 * (t2 - t1); phases.optimizer += 1000 * (t3 - t2)
-            }
-        }
-        let seconds = times.reduce(0, +) / 1000
-        let n = Double(max(steps, 1))
-        let paramBytes = model.parameterCount * 4
-        let flops = 3 * model.forwardFLOPsPerSample * Double(batch)
-        return RunResult(
-            model: workload.rawValue, params: model.parameterCount, backend: "none", device_name: cpuName(),
-            workers: 1, batch_per_worker: batch, global_batch: batch, steps: steps, warmup: warmup,
-            seconds: seconds, samples_per_s: Double(batch * steps) / seconds, step_ms: .init(times),
-            breakdown_ms: .init(data: 0, forward: phases.forward / n, backward: phases.backward / n, comm_exposed: 0, optimizer: phases.optimizer / n),
-            memory: .init(peak_bytes: Storage.peakBytes, params: paramBytes, grads: paramBytes,
-                          optimizer: paramBytes, activations: max(0, Storage.peakBytes - 3 * paramBytes)),
-            loss: Double(loss), flops_per_step: flops)
     }
 }

@@ -40,7 +40,7 @@ struct Bench: ParsableCommand {
             try FileIO.writeAtomically(Array(ChromeTrace.render(Analysis.events(measurement)).utf8), to: trace)
             result = measurement.result
         } else {
-            result = workers == 1 ? try benchmark.run() : try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression)
+            result = try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression)
         }
         if json { try printJSON(result); return }
         print("\(result.model): \(String(format: "%.1f", result.samples_per_s)) samples/s, step median \(String(format: "%.2f", result.step_ms.median)) ms, loss \(result.loss)")
