@@ -18,6 +18,12 @@ of its stdout):
     <torch-python> <torch-bench> --model M --workers N --batch B --steps S --warmup W --threads 1 --port P
 the latter with OMP_NUM_THREADS=1. A run that fails (exit status, timeout, no JSON) is shown
 as "failed" with its stderr tail, and the sweep goes on. Standard library only: any python3.
+
+With --engines tandem,pytorch,ceiling it also measures the machine's own limit for weak
+scaling: for N workers, N independent single-worker Tandem processes run at the same time
+(no communication at all), and their summed throughput over N times the single-worker median
+is the efficiency no data-parallel engine can beat on this machine (cores sharing caches,
+memory bandwidth and clock boost). It is shown as "ceiling efficiency".
 """
 import argparse, json, os, platform, shlex, signal, statistics, subprocess, sys, time
 
@@ -54,7 +60,7 @@ def parse_args():
         a.workers.insert(0, 1)  # efficiency needs throughput(1) from this same invocation
     a.engines = [e for e in a.engines.split(",") if e]
     for e in a.engines:
-        if e not in ("tandem", "pytorch"): p.error(f"unknown engine {e!r}")
+        if e not in ("tandem", "pytorch", "ceiling"): p.error(f"unknown engine {e!r}")
     if a.repeats < 1: p.error("--repeats must be >= 1")
     return a
 
@@ -95,6 +101,8 @@ class Runner:
         return [self.a.torch_python, self.a.torch_bench] + common + ["--threads", "1", "--port", str(self.port)], env
 
     def run(self, engine, model, workers, batch, steps, warmup):
+        if engine == "ceiling":
+            return self.run_ceiling(model, workers, batch, steps, warmup)
         cmd, env = self.command(engine, model, workers, batch, steps, warmup)
         t0 = time.time()
         res = dict(engine=engine, cmd=" ".join(shlex.quote(c) for c in cmd))
@@ -135,6 +143,28 @@ class Runner:
         return dict(res, ok=True, sps=float(sps), obj=obj, mismatch=mismatch)
 
 
+    def run_ceiling(self, model, workers, batch, steps, warmup):
+        """`workers` single-worker Tandem processes at once; throughput is their sum."""
+        cmd, env = self.command("tandem", model, 1, batch, steps, warmup)
+        res = dict(engine="ceiling", cmd=f"{workers} at once: " + " ".join(shlex.quote(c) for c in cmd))
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                  start_new_session=True) for _ in range(workers)]
+        total = 0.0
+        for p in procs:
+            try:
+                out, err = p.communicate(timeout=self.a.timeout)
+            except subprocess.TimeoutExpired:
+                for q in procs:
+                    try: os.killpg(q.pid, signal.SIGKILL)
+                    except ProcessLookupError: pass
+                return dict(res, ok=False, why=f"timed out after {self.a.timeout:g} s", stderr="")
+            obj, _ = last_json(out)
+            if p.returncode != 0 or obj is None or not isinstance(obj.get("samples_per_s"), (int, float)):
+                return dict(res, ok=False, why=f"exit status {p.returncode}", stderr=tail(err or out))
+            total += float(obj["samples_per_s"])
+        return dict(res, ok=True, sps=total, obj={"engine_version": "-"}, mismatch=[])
+
+
 def fmt_rate(x):
     if x is None: return "—"
     if x >= 100: return f"{x:,.0f}"
@@ -171,6 +201,7 @@ def main():
         warmup = a.warmup if a.warmup is not None else WARMUP[model]
         for rep in range(a.repeats):
             for engine in a.engines:  # alternate engines within each repeat
+                if engine == "ceiling" and workers == 1: continue  # the same as tandem alone
                 k += 1
                 r = run.run(engine, model, workers, batch, steps, warmup)
                 R.setdefault((model, workers, engine), []).append(r)
@@ -184,7 +215,7 @@ def main():
 
     def eff(model, workers, engine):
         if workers == 1: return "—"
-        t1, tn = med(model, 1, engine), med(model, workers, engine)
+        t1, tn = med(model, 1, "tandem" if engine == "ceiling" else engine), med(model, workers, engine)
         if t1 is None or tn is None: return "—"
         return f"{100 * tn / (workers * t1):.0f}%"
 
@@ -198,8 +229,8 @@ def main():
           f"{platform.system()}); tandem {version('tandem')}, pytorch {version('pytorch')}; "
           f"{a.repeats} alternating repeats per engine, medians; {time.time() - t_start:.0f} s in all.\n")
     print("| model | workers | batch/worker | tandem samples/s | tandem min–max | pytorch samples/s | pytorch min–max "
-          "| tandem/pytorch | tandem efficiency | pytorch efficiency |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| tandem/pytorch | tandem efficiency | pytorch efficiency | ceiling efficiency |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for model, workers in configs:
         batch = a.batch or BATCH[model]
         t_med, t_spread = cell(R.get((model, workers, "tandem"), []), a.repeats)
@@ -207,7 +238,7 @@ def main():
         tm, pm = med(model, workers, "tandem"), med(model, workers, "pytorch")
         ratio = f"{tm / pm:.2f}×" if tm and pm else "—"
         print(f"| {model} | {workers} | {batch} | {t_med} | {t_spread} | {p_med} | {p_spread} | {ratio} "
-              f"| {eff(model, workers, 'tandem')} | {eff(model, workers, 'pytorch')} |")
+              f"| {eff(model, workers, 'tandem')} | {eff(model, workers, 'pytorch')} | {eff(model, workers, 'ceiling')} |")
 
     failures = [(key, r) for key, rs in R.items() for r in rs if not r["ok"]]
     if failures:
