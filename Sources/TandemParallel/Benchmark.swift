@@ -59,7 +59,8 @@ public struct Benchmark {
             for _ in 0..<steps { try worker.step { defer { i += 1 }; return batches[i % 4] } }
             let wall = clock.now() - start
             return RankTiming(spans: worker.spans, wall: wall, busy: group.busySeconds - busyBefore,
-                              collectives: recordEvents ? Array(group.log.dropFirst(logBefore)) : [], params: model.parameterCount,
+                              collectives: recordEvents ? Array(group.log.dropFirst(logBefore)) : [],
+                              collectiveCount: max(0, group.log.count - logBefore), params: model.parameterCount,
                               flops: 3 * model.forwardFLOPsPerSample * Double(batch), bytes: worker.ddp.bytesPerStep)
         }
         let wall = perRank.map(\.wall).max() ?? 0
@@ -81,6 +82,10 @@ public struct Benchmark {
         result.per_rank_step_ms = perRank.map { 1000 * $0.spans.steps.reduce(0, +) / n }
         result.per_rank_steps_ms = perRank.map { $0.spans.steps.map { 1000 * $0 } }
         result.per_rank_compute_ms = perRank.map { 1000 * ($0.spans.forward + $0.spans.backward) / n }
+        let cost = InstrumentationCost.measure(clock: clock)
+        let collectivesPerStep = Double(perRank[0].collectiveCount) / n
+        let perStep = cost.perStep(microBatches: 1, recording: recordEvents, collectives: Int(collectivesPerStep.rounded(.up)))
+        result.instrumentation_overhead = result.step_ms.median > 0 ? perStep / (result.step_ms.median / 1000) : nil
         if workers > 1 {
             let busy = perRank.map(\.busy).reduce(0, +) / Double(workers)
             let overlap = busy > 0 ? min(1, max(0, 1 - commSeconds / busy)) : 0
@@ -95,6 +100,7 @@ public struct Benchmark {
         var wall: Double
         var busy: Double
         var collectives: [CollectiveRecord]
+        var collectiveCount: Int
         var params: Int
         var flops: Double
         var bytes: Int

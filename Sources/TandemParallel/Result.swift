@@ -60,6 +60,8 @@ public struct RunResult: Codable, Sendable {
     public var per_rank_compute_ms: [Double]?
     public var loss: Double
     public var flops_per_step: Double?
+    /// What the always-on spans and collective records cost, as a fraction of the median step.
+    public var instrumentation_overhead: Double?
     public var eval_loss: Double?
     public var accuracy: Double?
 

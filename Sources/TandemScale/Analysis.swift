@@ -72,6 +72,11 @@ public struct Analysis {
                                       curve.model, balance.slowestRank, point.workers, 100 * balance.imbalance))
                 }
             }
+            let overheads = configs.compactMap { c in Self.typical(c.runs.map(\.result)).instrumentation_overhead.map { (c.workers, $0) } }
+            if let worst = overheads.max(by: { $0.1 < $1.1 }) {
+                own.append(String(format: "%@: spans and collective records cost %.3f%% of the step at most (%d worker%@), measured in the run; they stay on.",
+                                  curve.model, 100 * worst.1, worst.0, worst.0 == 1 ? "" : "s"))
+            }
             // Calibrate on the smallest worker count; predict the others.
             if let link, let first = configs.first, first.workers == 1, configs.count > 1,
                let calibration = try? Calibration(baseline: Self.typical(first.runs.map(\.result))) {
