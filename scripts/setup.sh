@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
-# Installs what Tandem opens at run time on this kind of machine (Debian/Ubuntu): OpenBLAS.
-# Safe to run again; does nothing when a BLAS is already there.
+# Installs what Tandem opens at run time, and what its tests use, on this kind of machine
+# (Debian/Ubuntu). Safe to run again: only what is missing is installed.
+#   required  OpenBLAS (GEMM)
+#   optional  Chromium (the report's headless-browser check); without it that test skips
 set -euo pipefail
-if ldconfig -p 2>/dev/null | grep 'libopenblas\.so\.0' >/dev/null; then
-  exit 0
-fi
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y -q libopenblas0-pthread >/dev/null 2>&1 || {
-  $SUDO apt-get update -q >/dev/null
-  $SUDO apt-get install -y -q libopenblas0-pthread >/dev/null
+
+# Present when the shared library is in the loader's cache (grep without -q: under
+# pipefail, -q would close the pipe early and fail the check).
+has_library() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
+has_command() { command -v "$1" >/dev/null 2>&1; }
+
+updated=0
+install() {   # install PACKAGE...: apt-get update only when the first try fails
+  $SUDO apt-get install -y -q "$@" >/dev/null 2>&1 && return 0
+  [ "$updated" -eq 1 ] && return 1
+  updated=1
+  $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q "$@" >/dev/null
 }
-echo "setup: installed OpenBLAS"
+
+if ! has_library 'libopenblas\.so\.0'; then
+  install libopenblas0-pthread
+  echo "setup: installed OpenBLAS"
+fi
+
+if [ "${TANDEM_BROWSER_TESTS:-1}" != "0" ] && ! has_command chromium && ! has_command google-chrome; then
+  if install chromium; then
+    echo "setup: installed Chromium (for the report's browser check)"
+  else
+    echo "setup: could not install Chromium; the report's browser check will be skipped" >&2
+  fi
+fi
