@@ -36,6 +36,9 @@ public struct Benchmark {
         public var result: RunResult
         public var spans: [[Span]]
         public var collectives: [[CollectiveRecord]]
+        /// Each rank's clock against rank 0's (see `ClockAlignment`); add the offset to a
+        /// rank's times to put them on rank 0's clock.
+        public var clocks: [ClockAlignment] = []
     }
 
     /// As `run(workers:)`, keeping every timed interval of every rank (`recordEvents`).
@@ -51,6 +54,7 @@ public struct Benchmark {
             let batches = (0..<4).map { _ in workload.syntheticBatch(size: batch, generator: &generator) }
             var i = 0
             for _ in 0..<warmup { try worker.step { defer { i += 1 }; return batches[i % 4] } }
+            let alignment = try ClockAlignment.estimate(group: group, now: clock.now)
             try group.barrier().wait()
             worker.spans = StepSpans(recording: recordEvents)
             let busyBefore = group.busySeconds
@@ -58,7 +62,7 @@ public struct Benchmark {
             let start = clock.now()
             for _ in 0..<steps { try worker.step { defer { i += 1 }; return batches[i % 4] } }
             let wall = clock.now() - start
-            return RankTiming(spans: worker.spans, wall: wall, busy: group.busySeconds - busyBefore,
+            return RankTiming(spans: worker.spans, clock: alignment, wall: wall, busy: group.busySeconds - busyBefore,
                               collectives: recordEvents ? Array(group.log.dropFirst(logBefore)) : [],
                               collectiveCount: max(0, group.log.count - logBefore), params: model.parameterCount,
                               flops: 3 * model.forwardFLOPsPerSample * Double(batch), bytes: worker.ddp.bytesPerStep)
@@ -92,11 +96,14 @@ public struct Benchmark {
             let algbw = busy > 0 ? Double(bytes) * n / busy / 1e9 : 0
             result.comm = .init(bytes_per_step: bytes, algbw_gbps: algbw, busbw_gbps: algbw * 2 * Double(workers - 1) / Double(workers), overlap: overlap)
         }
-        return Measurement(result: result, spans: perRank.map(\.spans.events), collectives: perRank.map(\.collectives))
+        result.clock_uncertainty_us = 1e6 * (perRank.map(\.clock.uncertainty).max() ?? 0)
+        return Measurement(result: result, spans: perRank.map(\.spans.events), collectives: perRank.map(\.collectives),
+                           clocks: perRank.map(\.clock))
     }
 
     struct RankTiming: Sendable {
         var spans: StepSpans
+        var clock: ClockAlignment
         var wall: Double
         var busy: Double
         var collectives: [CollectiveRecord]

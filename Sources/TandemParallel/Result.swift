@@ -62,6 +62,8 @@ public struct RunResult: Codable, Sendable {
     public var flops_per_step: Double?
     /// What the always-on spans and collective records cost, as a fraction of the median step.
     public var instrumentation_overhead: Double?
+    /// How well the ranks' clocks are aligned for the trace: the largest uncertainty (µs).
+    public var clock_uncertainty_us: Double?
     public var eval_loss: Double?
     public var accuracy: Double?
 

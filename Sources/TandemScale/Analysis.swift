@@ -77,6 +77,11 @@ public struct Analysis {
                 own.append(String(format: "%@: spans and collective records cost %.3f%% of the step at most (%d worker%@), measured in the run; they stay on.",
                                   curve.model, 100 * worst.1, worst.0, worst.0 == 1 ? "" : "s"))
             }
+            let uncertainties = configs.filter { $0.workers > 1 }.compactMap { Self.typical($0.runs.map(\.result)).clock_uncertainty_us }
+            if let widest = uncertainties.max() {
+                own.append(String(format: "%@: the ranks' clocks were aligned to rank 0's within ±%.1f µs (barrier and broadcast at start-up); the trace is on rank 0's clock.",
+                                  curve.model, widest))
+            }
             // Calibrate on the smallest worker count; predict the others.
             if let link, let first = configs.first, first.workers == 1, configs.count > 1,
                let calibration = try? Calibration(baseline: Self.typical(first.runs.map(\.result))) {
@@ -107,15 +112,17 @@ public struct Analysis {
         runs.sorted { $0.samples_per_s < $1.samples_per_s }[runs.count / 2]
     }
 
-    /// Every rank's spans and collectives as trace events (one process per rank).
+    /// Every rank's spans and collectives as trace events (one process per rank), each
+    /// rank's times moved onto rank 0's clock by its measured offset.
     public static func events(_ run: Benchmark.Measurement) -> [SpanEvent] {
+        let offset = { (rank: Int) in rank < run.clocks.count ? run.clocks[rank].offset : 0 }
         var events: [SpanEvent] = []
         for (rank, spans) in run.spans.enumerated() {
-            events += spans.map { SpanEvent(rank: rank, name: $0.name, start: $0.start, duration: $0.duration) }
+            events += spans.map { SpanEvent(rank: rank, name: $0.name, start: $0.start + offset(rank), duration: $0.duration) }
         }
         for (rank, records) in run.collectives.enumerated() {
             events += records.map {
-                SpanEvent(rank: rank, name: "\($0.operation) #\($0.sequence)", start: $0.start, duration: $0.duration,
+                SpanEvent(rank: rank, name: "\($0.operation) #\($0.sequence)", start: $0.start + offset(rank), duration: $0.duration,
                           args: ["bytes": "\($0.bytes)"])
             }
         }
