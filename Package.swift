@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "TandemCollectives", targets: ["TandemCollectives"]),
         .library(name: "TandemParallel", targets: ["TandemParallel"]),
         .library(name: "TandemScale", targets: ["TandemScale"]),
+        .library(name: "TandemCUDA", targets: ["TandemCUDA"]),
         .executable(name: "tandem", targets: ["tandem"]),
     ],
     dependencies: [
@@ -32,10 +33,12 @@ let package = Package(
         .target(name: "TandemCollectives", dependencies: ["TandemCore"], swiftSettings: fast),
         .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives"], swiftSettings: strict),
         .target(name: "TandemScale", dependencies: ["TandemCore", "TandemModels", "TandemCollectives", "TandemParallel"], swiftSettings: strict),
+        .target(name: "TandemCUDA", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemModels"],
+                swiftSettings: strict, linkerSettings: [.linkedLibrary("dl")]),
         .executableTarget(
             name: "tandem",
             dependencies: [
-                "TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel", "TandemScale",
+                "TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel", "TandemScale", "TandemCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -51,6 +54,7 @@ let package = Package(
             name: "TandemModelsTests",
             dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemModels"],
             resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "TandemCUDATests", dependencies: ["TandemCUDA", "TandemCore", "TandemModels"], swiftSettings: strict),
         .testTarget(name: "TandemScaleTests", dependencies: ["TandemScale", "TandemParallel"], swiftSettings: strict),
     ]
 )

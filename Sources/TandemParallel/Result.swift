@@ -32,7 +32,12 @@ public struct RunResult: Codable, Sendable {
         }
     }
     public struct Communication: Codable, Sendable { public var bytes_per_step: Int; public var algbw_gbps, busbw_gbps, overlap: Double }
-    public struct MemoryUse: Codable, Sendable { public var peak_bytes, params, grads, optimizer, activations: Int }
+    public struct MemoryUse: Codable, Sendable {
+        public var peak_bytes, params, grads, optimizer, activations: Int
+        public init(peak_bytes: Int, params: Int, grads: Int, optimizer: Int, activations: Int) {
+            self.peak_bytes = peak_bytes; self.params = params; self.grads = grads; self.optimizer = optimizer; self.activations = activations
+        }
+    }
 
     public var engine = "tandem"
     public var engine_version = Tandem.version

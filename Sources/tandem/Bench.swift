@@ -4,6 +4,7 @@ import TandemModels
 import TandemParallel
 import TandemScale
 import TandemFormats
+import TandemCUDA
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +19,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
     @Option(help: "Also write every rank's spans and collectives here as a Chrome trace (opens in Perfetto).") var trace: String?
     @Flag(help: "Print one JSON result line.") var json = false
+    @Option(help: "cpu, or cuda (one GPU).") var device: ComputeDevice = .cpu
+    @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
+    @Flag(help: "On the GPU: capture the whole step in one CUDA graph after the warm-up and replay it.") var graph = false
 
     func validate() throws {
         try requirePositive(workers, "--workers")
@@ -29,6 +33,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if device == .cuda { try runOnGPU(); return }
         if let warning = BLAS.warning { printError(warning) }
         try TrainingData(data: "synthetic", model: model, hidden: nil, evalFraction: 0, seed: 0)
             .requireMemory(batch: batch ?? model.cpuBatch, replicas: workers)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TandemCore
+import TandemCUDA
 
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Say which native libraries Tandem found, and where.")
@@ -14,9 +15,15 @@ struct Doctor: ParsableCommand {
             print("BLAS: not found — GEMM runs portable Swift kernels (slower). Install it with `apt-get install libopenblas0` or set TANDEM_BLAS=/path/to/libopenblas.so.0")
         }
         if let override = ProcessInfo.processInfo.environment["TANDEM_BLAS"] { print("  TANDEM_BLAS=\(override)") }
+        for line in CUDAInventory.report() { print(line) }
         if measure {
             let (gflops, gbps) = Ceilings.measure()
             print(String(format: "one core: GEMM %.1f GFLOP/s (1024×1024×1024, best of 10), memory copy %.1f GB/s (64 MiB, best of 10)", gflops, gbps))
+            if let gpu = try? CUDAContext(device: 0) {
+                let c = try GPUCeilings.measure(gpu: gpu)
+                print(String(format: "GPU 0: GEMM 8192³ %.1f TFLOP/s fp32, %.1f tf32, %.1f bf16; device copy %.2f TB/s (4 GiB; medians of 10)",
+                             c.fp32TFLOPs, c.tf32TFLOPs, c.bf16TFLOPs, c.copyTBps))
+            }
         }
     }
 }

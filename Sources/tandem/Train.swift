@@ -5,6 +5,7 @@ import TandemData
 import TandemModels
 import TandemOptim
 import TandemParallel
+import TandemCUDA
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,6 +50,9 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("debug-collectives"), help: "Check every collective call matches across workers.") var debugCollectives = false
     @Flag(help: "Print one JSON result line (WORKLOADS.md schema plus eval_loss, accuracy).") var json = false
     @Flag(help: "No progress line.") var quiet = false
+    @Option(help: "cpu, or cuda (one GPU: mlp, mlp-wide, gpt).") var device: ComputeDevice = .cpu
+    @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
+    @Flag(help: "On the GPU: after three eager steps, capture the whole step in one CUDA graph and replay it.") var graph = false
 
     func validate() throws {
         if let batch { try requirePositive(batch, "--batch") }
@@ -116,6 +120,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        if device == .cuda { try runOnGPU(); return }
         if let warning = BLAS.warning { printError(warning) }
         let recipe = try TrainingData(data: data, model: model, hidden: try parsedHidden(), evalFraction: evalFraction, seed: seed)
         let batchSize = batch ?? model.cpuBatch

@@ -1,0 +1,237 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A kernel argument, passed by value to `cuLaunchKernel`.
+public enum KernelArgument {
+    case pointer(DevicePointer)
+    case int(Int32)
+    case float(Float)
+    case long(Int64)
+}
+
+/// One GPU in use: its primary context, one stream, the caching allocator, a cuBLAS handle
+/// bound to the stream, and the kernels compiled for its architecture.
+///
+/// Everything runs in order on `stream`; the host waits only in ``synchronize()`` and in
+/// the copies back to the host.
+public final class CUDAContext {
+    public let driver: CUDADriver
+    public let device: CUDADeviceInfo
+    public let context: CUHandle?
+    public let stream: CUHandle?
+    public let allocator: DeviceAllocator
+    public let blas: CuBLAS
+    let workspace: DevicePointer
+    private var module: CUHandle?
+    private var functions: [String: CUHandle?] = [:]
+    /// Seconds spent compiling or loading kernels (a disk-cache hit is fast).
+    public private(set) var compileSeconds = 0.0
+
+    /// Opens GPU `index`: retains its primary context, makes it current on this thread,
+    /// creates a non-blocking stream, a 32 MiB cuBLAS workspace and compiles the kernels.
+    public init(device index: Int = 0) throws {
+        driver = try CUDADriver.shared()
+        let devices = try CUDADeviceInfo.all()
+        guard !devices.isEmpty else { throw CUDAError.noDevice("no CUDA GPU found (the driver loaded, but reports no device)") }
+        guard index >= 0 && index < devices.count else { throw CUDAError.noDevice("GPU \(index) does not exist: this host has \(devices.count)") }
+        device = devices[index]
+        var dev: Int32 = 0
+        try driver.check(driver.cuDeviceGet(&dev, Int32(index)), "cuDeviceGet")
+        var ctx: CUHandle?
+        try driver.check(driver.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain")
+        context = ctx
+        try driver.check(driver.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+        var s: CUHandle?
+        try driver.check(driver.cuStreamCreate(&s, 1), "cuStreamCreate")   // (1) CU_STREAM_NON_BLOCKING = 1
+        stream = s
+        allocator = DeviceAllocator(backing: DriverBacking(driver: driver))
+        let workspaceBytes = 32 << 20
+        workspace = try allocator.allocate(bytes: workspaceBytes, category: .workspace)
+        blas = try CuBLAS(stream: s, workspace: workspace, workspaceBytes: workspaceBytes)
+        try loadKernels()
+    }
+
+    /// Makes this context current on the calling thread (the driver's current context is per thread).
+    public func makeCurrent() throws { try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent") }
+
+    private func loadKernels() throws {
+        let start = Self.seconds()
+        let nvrtc = try NVRTC.shared()
+        let cubin = try nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture)
+        var m: CUHandle?
+        try cubin.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+            try driver.check(driver.cuModuleLoadData(&m, raw.baseAddress!), "cuModuleLoadData")
+        }
+        module = m
+        compileSeconds = Self.seconds() - start
+    }
+
+    func function(_ name: String) throws -> CUHandle? {
+        if let f = functions[name] { return f }
+        var f: CUHandle?
+        try driver.check(driver.cuModuleGetFunction(&f, module, name), "cuModuleGetFunction(\(name))")
+        functions[name] = f
+        return f
+    }
+
+    // MARK: - Launching
+
+    /// Launches kernel `name` on the stream with `grid` blocks of `block` threads.
+    public func launch(_ name: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
+                       _ arguments: [KernelArgument]) throws {
+        let f = try function(name)
+        // (2) cuLaunchKernel reads each argument through the pointer in `params` before it returns.
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: 8 * max(arguments.count, 1), alignment: 8)
+        defer { storage.deallocate() }
+        var params = [UnsafeMutableRawPointer?](repeating: nil, count: arguments.count)
+        for (i, a) in arguments.enumerated() {
+            let slot = storage + 8 * i
+            switch a {
+            case .pointer(let p): slot.storeBytes(of: p, as: UInt64.self)
+            case .int(let v): slot.storeBytes(of: v, as: Int32.self)
+            case .float(let v): slot.storeBytes(of: v, as: Float.self)
+            case .long(let v): slot.storeBytes(of: v, as: Int64.self)
+            }
+            params[i] = slot
+        }
+        let rc = params.withUnsafeMutableBufferPointer {
+            driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1),
+                                  UInt32(block.2), UInt32(sharedBytes), stream, $0.baseAddress, nil)
+        }
+        try driver.check(rc, "cuLaunchKernel(\(name), grid \(grid), block \(block))")
+    }
+
+    /// A one-dimensional launch over `count` items, `threads` per block.
+    public func launch1D(_ name: String, count: Int, threads: Int = 256, _ arguments: [KernelArgument]) throws {
+        guard count > 0 else { return }
+        try launch(name, grid: ((count + threads - 1) / threads, 1, 1), block: (threads, 1, 1), arguments)
+    }
+
+    // MARK: - Memory
+
+    public func allocate(bytes: Int, category: MemoryCategory) throws -> DevicePointer {
+        try allocator.allocate(bytes: bytes, category: category)
+    }
+
+    public func free(_ pointer: DevicePointer) { allocator.free(pointer) }
+
+    /// Copies host bytes to the device (ordered on the stream; waits for the copy).
+    public func upload(_ source: UnsafeRawPointer, to destination: DevicePointer, bytes: Int) throws {
+        try driver.check(driver.cuMemcpyHtoDAsync(destination, source, bytes, stream), "cuMemcpyHtoDAsync(\(bytes) bytes)")
+        try synchronize()
+    }
+
+    public func upload(_ values: [Float], to destination: DevicePointer) throws {
+        try values.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+            try upload(raw.baseAddress!, to: destination, bytes: raw.count)
+        }
+    }
+
+    public func upload(_ values: [Int32], to destination: DevicePointer) throws {
+        try values.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+            try upload(raw.baseAddress!, to: destination, bytes: raw.count)
+        }
+    }
+
+    /// Copies device bytes to the host after everything queued on the stream.
+    public func download(_ source: DevicePointer, to destination: UnsafeMutableRawPointer, bytes: Int) throws {
+        try driver.check(driver.cuMemcpyDtoHAsync(destination, source, bytes, stream), "cuMemcpyDtoHAsync(\(bytes) bytes)")
+        try synchronize()
+    }
+
+    public func downloadFloats(_ source: DevicePointer, count: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        try out.withUnsafeMutableBytes { (raw: UnsafeMutableRawBufferPointer) throws in
+            try download(source, to: raw.baseAddress!, bytes: raw.count)
+        }
+        return out
+    }
+
+    public func copy(_ source: DevicePointer, to destination: DevicePointer, bytes: Int) throws {
+        try driver.check(driver.cuMemcpyDtoDAsync(destination, source, bytes, stream), "cuMemcpyDtoDAsync(\(bytes) bytes)")
+    }
+
+    /// Sets `count` 32-bit words to `pattern` (asynchronous).
+    public func fill(_ destination: DevicePointer, words count: Int, pattern: UInt32) throws {
+        try driver.check(driver.cuMemsetD32Async(destination, pattern, count, stream), "cuMemsetD32Async")
+    }
+
+    public func synchronize() throws {
+        try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
+    }
+
+    // MARK: - Events and graphs
+
+    /// Milliseconds the stream spends on `body`, measured with two events.
+    public func time(_ body: () throws -> Void) throws -> Double {
+        var start: CUHandle?, end: CUHandle?
+        try driver.check(driver.cuEventCreate(&start, 0), "cuEventCreate")
+        try driver.check(driver.cuEventCreate(&end, 0), "cuEventCreate")
+        defer { _ = driver.cuEventDestroy(start); _ = driver.cuEventDestroy(end) }
+        try driver.check(driver.cuEventRecord(start, stream), "cuEventRecord")
+        try body()
+        try driver.check(driver.cuEventRecord(end, stream), "cuEventRecord")
+        try driver.check(driver.cuEventSynchronize(end), "cuEventSynchronize")
+        var ms: Float = 0
+        try driver.check(driver.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime")
+        return Double(ms)
+    }
+
+    /// Runs `body(i)` for `count` steps with an event between steps; returns each step's device
+    /// milliseconds and the host seconds from the first launch to the end of the last step.
+    public func timeline(_ count: Int, _ body: (Int) throws -> Void) throws -> (steps: [Double], wall: Double) {
+        var events = [CUHandle?](repeating: nil, count: count + 1)
+        for i in 0...count { try driver.check(driver.cuEventCreate(&events[i], 0), "cuEventCreate") }
+        defer { for e in events { _ = driver.cuEventDestroy(e) } }
+        let start = Self.seconds()
+        for i in 0..<count {
+            try driver.check(driver.cuEventRecord(events[i], stream), "cuEventRecord")
+            try body(i)
+        }
+        try driver.check(driver.cuEventRecord(events[count], stream), "cuEventRecord")
+        try driver.check(driver.cuEventSynchronize(events[count]), "cuEventSynchronize")
+        let wall = Self.seconds() - start
+        var steps: [Double] = []
+        for i in 0..<count {
+            var ms: Float = 0
+            try driver.check(driver.cuEventElapsedTime(&ms, events[i], events[i + 1]), "cuEventElapsedTime")
+            steps.append(Double(ms))
+        }
+        return (steps, wall)
+    }
+
+    /// Records everything `body` queues on the stream into one executable graph.
+    public func capture(_ body: () throws -> Void) throws -> CUDAGraph {
+        // (3) CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1: other threads' unsafe calls are not affected.
+        try driver.check(driver.cuStreamBeginCapture(stream, 1), "cuStreamBeginCapture")
+        var failure: (any Error)?
+        do { try body() } catch let error { failure = error }
+        var graph: CUHandle?
+        let rc = driver.cuStreamEndCapture(stream, &graph)
+        if let failure { if graph != nil { _ = driver.cuGraphDestroy(graph) }; throw failure }
+        try driver.check(rc, "cuStreamEndCapture")
+        var exec: CUHandle?
+        defer { _ = driver.cuGraphDestroy(graph) }
+        try driver.check(driver.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiateWithFlags")
+        return CUDAGraph(driver: driver, exec: exec, stream: stream)
+    }
+
+    static func seconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+}
+
+/// An instantiated CUDA graph, replayed on the stream it was captured from.
+public final class CUDAGraph {
+    let driver: CUDADriver
+    let exec: CUHandle?
+    let stream: CUHandle?
+    init(driver: CUDADriver, exec: CUHandle?, stream: CUHandle?) { self.driver = driver; self.exec = exec; self.stream = stream }
+    public func launch() throws { try driver.check(driver.cuGraphLaunch(exec, stream), "cuGraphLaunch") }
+    deinit { _ = driver.cuGraphExecDestroy(exec) }
+}

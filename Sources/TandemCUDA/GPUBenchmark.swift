@@ -1,0 +1,164 @@
+import TandemCore
+import TandemModels
+
+// MARK: - Timing a training step
+
+/// Times the training step of a reference workload on one GPU as `bench/torch_bench.py
+/// --device cuda` does: four synthetic batches made up front (here staged on the device and
+/// copied into the step's input buffers, one per step), SGD (learning rate 0.01, momentum 0.9),
+/// `warmup` untimed steps, then `steps` timed ones; with `graph`, the whole step is captured
+/// once after the warm-up and replayed.
+public struct GPUBenchmark {
+    public var workload: ReferenceModel
+    public var batch: Int
+    public var steps: Int
+    public var warmup: Int
+    public var precision: GPUPrecision
+    public var graph: Bool
+
+    public init(workload: ReferenceModel, batch: Int, steps: Int, warmup: Int, precision: GPUPrecision, graph: Bool) {
+        self.workload = workload; self.batch = batch; self.steps = steps; self.warmup = warmup
+        self.precision = precision; self.graph = graph
+    }
+
+    public struct Measurement: Sendable {
+        /// Wall-clock seconds of the timed steps (host clock, synchronised at the end).
+        public var seconds: Double
+        /// Each timed step's milliseconds, from device events between steps.
+        public var stepMilliseconds: [Double]
+        public var loss: Double
+        public var parameters: Int
+        public var peakBytes: Int
+        public var bytes: [MemoryCategory: Int]
+        public var flopsPerStep: Double
+    }
+
+    public func run(gpu: CUDAContext) throws -> Measurement {
+        let model = workload.make(seed: 0)
+        var generator = SeededGenerator(seed: 0)
+        let trainer = try GPUTrainer(gpu: gpu, workload: workload, model: model, batch: batch, precision: precision,
+                                     optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
+        let staged = try (0..<4).map { _ in try trainer.stage(workload.syntheticBatch(size: batch, generator: &generator)) }
+        var i = 0
+        func oneStep() throws {
+            try trainer.load(staged: staged[i % 4])
+            try trainer.step()
+            i += 1
+        }
+        for _ in 0..<max(warmup, graph ? 1 : 0) { try oneStep() }
+        if graph { try trainer.captureGraph() }
+        try gpu.synchronize()
+        gpu.allocator.resetPeak()
+        let times = try gpu.timeline(steps) { _ in try oneStep() }
+        return Measurement(seconds: times.wall, stepMilliseconds: times.steps, loss: Double(try trainer.loss()),
+                           parameters: trainer.parameterCount, peakBytes: gpu.allocator.peakTotal, bytes: gpu.allocator.inUse,
+                           flopsPerStep: 3 * model.forwardFLOPsPerSample * Double(batch))
+    }
+}
+
+// MARK: - The card's ceilings
+
+/// The measured roofline of the GPU: GEMM rates (true fp32, tf32, bf16) and device copy bandwidth.
+public enum GPUCeilings {
+    public struct Result: Sendable {
+        public var fp32TFLOPs: Double, tf32TFLOPs: Double, bf16TFLOPs: Double, copyTBps: Double
+    }
+
+    /// An n×n×n GEMM (random operands) in each mode and a copy of `copyBytes`; medians of `repeats` timed runs after warm-up.
+    public static func measure(gpu: CUDAContext, n: Int = 8192, copyBytes: Int = 4 << 30, repeats: Int = 10) throws -> Result {
+        var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+        let values = (0..<(n * n)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 1_000_000
+        }
+        let a = try gpu.allocate(bytes: 4 * n * n, category: .workspace), b = try gpu.allocate(bytes: 4 * n * n, category: .workspace)
+        let c = try gpu.allocate(bytes: 4 * n * n, category: .workspace)
+        try gpu.upload(values, to: a)
+        try gpu.upload(values.reversed(), to: b)
+        let ah = try gpu.allocate(bytes: 2 * n * n, category: .workspace), bh = try gpu.allocate(bytes: 2 * n * n, category: .workspace)
+        try gpu.launch1D("cast_from_f32_bf16", count: min(n * n, 1 << 20), [.pointer(a), .pointer(ah), .long(Int64(n * n))])
+        try gpu.launch1D("cast_from_f32_bf16", count: min(n * n, 1 << 20), [.pointer(b), .pointer(bh), .long(Int64(n * n))])
+        func rate(_ types: (CuBLAS.DataType, CuBLAS.DataType, CuBLAS.DataType), _ compute: CuBLAS.Compute, _ x: DevicePointer, _ y: DevicePointer) throws -> Double {
+            for _ in 0..<2 {
+                try gpu.blas.gemm(transA: false, transB: false, m: n, n: n, k: n, a: x, lda: n, b: y, ldb: n, c: c, ldc: n, types: types, compute: compute)
+            }
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                times.append(try gpu.time {
+                    try gpu.blas.gemm(transA: false, transB: false, m: n, n: n, k: n, a: x, lda: n, b: y, ldb: n, c: c, ldc: n, types: types, compute: compute)
+                })
+            }
+            let median = times.sorted()[times.count / 2]
+            return 2 * Double(n) * Double(n) * Double(n) / (median / 1000) / 1e12
+        }
+        let fp32 = try rate((.f32, .f32, .f32), .f32, a, b)
+        let tf32 = try rate((.f32, .f32, .f32), .f32FastTF32, a, b)
+        let bf16 = try rate((.bf16, .bf16, .bf16), .f32, ah, bh)
+        for p in [a, b, c, ah, bh] { gpu.free(p) }
+        let src = try gpu.allocate(bytes: copyBytes, category: .workspace), dst = try gpu.allocate(bytes: copyBytes, category: .workspace)
+        try gpu.fill(src, words: copyBytes / 4, pattern: 0x3f80_0000)
+        try gpu.copy(src, to: dst, bytes: copyBytes)
+        var copies: [Double] = []
+        for _ in 0..<repeats { copies.append(try gpu.time { try gpu.copy(src, to: dst, bytes: copyBytes) }) }
+        gpu.free(src); gpu.free(dst)
+        let copyMs = copies.sorted()[copies.count / 2]
+        return Result(fp32TFLOPs: fp32, tf32TFLOPs: tf32, bf16TFLOPs: bf16, copyTBps: 2 * Double(copyBytes) / (copyMs / 1000) / 1e12)
+    }
+}
+
+// MARK: - What is installed
+
+/// What `tandem doctor` reports about the CUDA stack: each library found (where, which version) or missing.
+public enum CUDAInventory {
+    public static func report() -> [String] {
+        var lines: [String] = []
+        do {
+            let driver = try CUDADriver.shared()
+            let v = try driver.version()
+            lines.append("CUDA driver: \(driver.path) (CUDA \(v.major).\(v.minor))")
+            let devices = try CUDADeviceInfo.all()
+            if devices.isEmpty { lines.append("GPUs: none") }
+            for d in devices {
+                lines.append("GPU \(d.index): \(d.name), compute capability \(d.computeCapability.major).\(d.computeCapability.minor), "
+                             + "\(d.multiprocessors) multiprocessors, \(CUDAError.mib(d.totalMemory)), L2 \(d.l2Bytes >> 20) MiB")
+            }
+        } catch let error { lines.append("CUDA driver: \(error.description)") }
+        do {
+            let nvrtc = try NVRTC.shared()
+            lines.append("NVRTC: \(nvrtc.path) (\(nvrtc.version.major).\(nvrtc.version.minor))")
+        } catch let error { lines.append("NVRTC: \(error.description)") }
+        do {
+            let blas = try CuBLAS.library()
+            lines.append("cuBLAS: \(blas.path) (\(blas.version))")
+        } catch let error { lines.append("cuBLAS: \(error.description)") }
+        lines.append(versioned("cuDNN", names: ["libcudnn.so.9", "libcudnn.so.8", "libcudnn.so"], symbol: "cudnnGetVersion",
+                               hint: "Optional: convolutions use im2col + cuBLAS without it (`pip install nvidia-cudnn-cu13`).") { v in
+            "\(v / 10000).\(v % 10000 / 100).\(v % 100)"
+        })
+        lines.append(ncclLine())
+        if let dirs = NativeLibrary.overrideDirectories { lines.append("  TANDEM_CUDA_LIBS=\(dirs.joined(separator: ":"))") }
+        return lines
+    }
+
+    static func versioned(_ what: String, names: [String], symbol: String, hint: String, format: (Int) -> String) -> String {
+        typealias GetVersion = @convention(c) () -> Int
+        do {
+            let (h, path) = try NativeLibrary.open(names: names, what: what, hint: hint)
+            // (1) cudnnGetVersion returns size_t, e.g. 90100 for 9.1.0.
+            guard let f = NativeLibrary.optionalSymbol(h, symbol, as: GetVersion.self) else { return "\(what): \(path) (no \(symbol))" }
+            return "\(what): \(path) (\(format(f())))"
+        } catch let error { return "\(what): \(error.description)" }
+    }
+
+    static func ncclLine() -> String {
+        typealias GetVersion = @convention(c) (UnsafeMutablePointer<Int32>) -> Int32
+        do {
+            let (h, path) = try NativeLibrary.open(names: ["libnccl.so.2", "libnccl.so"], what: "NCCL",
+                                                   hint: "Needed for several GPUs only (`pip install nvidia-nccl-cu13`).")
+            var v: Int32 = 0
+            // (2) ncclGetVersion(int*) → major·10000 + minor·100 + patch for NCCL ≥ 2.9.
+            guard let f = NativeLibrary.optionalSymbol(h, "ncclGetVersion", as: GetVersion.self), f(&v) == 0 else { return "NCCL: \(path) (version unknown)" }
+            return "NCCL: \(path) (\(v / 10000).\(v % 10000 / 100).\(v % 100))"
+        } catch let error { return "NCCL: \(error.description)" }
+    }
+}

@@ -1,0 +1,186 @@
+import TandemCore
+import TandemNN
+import TandemModels
+
+/// `gpt` on the GPU: token + position embedding, pre-LayerNorm blocks (causal multi-head
+/// attention through batched cuBLAS GEMMs and a fused causal softmax; a GELU MLP), final
+/// LayerNorm, output projection, and softmax cross-entropy with the gradient made in the same
+/// pass (in place over the logits).
+///
+/// The residual stream stays fp32 (as under PyTorch's autocast, where LayerNorm and the
+/// residual additions run in fp32); LayerNorm outputs, projections, attention scores and MLP
+/// activations are in the step's activation type.
+final class GPTNetwork: GPUNetwork {
+    let B: Int, T: Int, C: Int, H: Int, V: Int, L: Int
+    var N: Int { B * T }
+    let io: InputBuffers
+    /// Parameter indices (into the trainer's flat buffer) by name.
+    let index: [String: Int]
+    // Saved activations, one per block unless noted.
+    var residual: [DevicePointer] = []   // L + 1, fp32 [N, C]
+    var mid: [DevicePointer] = []        // fp32 [N, C]
+    var ln1: [DevicePointer] = [], ln2: [DevicePointer] = []          // D [N, C]
+    var stats1: [DevicePointer] = [], stats2: [DevicePointer] = []    // fp32 mean [N] then rstd [N]
+    var qkv: [DevicePointer] = [], q: [DevicePointer] = [], k: [DevicePointer] = [], v: [DevicePointer] = []
+    var probabilities: [DevicePointer] = []   // D [B·H, T, T]
+    var merged: [DevicePointer] = []          // D [N, C]
+    var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]
+    let lnFinal: DevicePointer, statsFinal: DevicePointer, logits: DevicePointer, losses: DevicePointer
+    // Backward temporaries.
+    let dResidual: DevicePointer, dCast: DevicePointer, dWide: DevicePointer, dNarrow: DevicePointer, dHeads: DevicePointer
+    let dq: DevicePointer, dk: DevicePointer, dv: DevicePointer, dScores: DevicePointer, dQKV: DevicePointer
+    let tmp: DevicePointer
+    let precision: GPUPrecision
+
+    init(model: any Model, gpu: CUDAContext, batch: Int, precision: GPUPrecision) throws {
+        guard let gpt = model as? GPT else { throw CUDAError.unsupported("the GPT engine needs a GPT model") }
+        B = batch; T = gpt.context; C = gpt.dimensions; V = gpt.vocabulary; L = gpt.blocks.count
+        H = gpt.blocks.first?.att.heads ?? 1
+        self.precision = precision
+        guard C <= 512, C % H == 0 else { throw CUDAError.unsupported("the GPU GPT supports widths up to 512 split evenly over heads") }
+        var index: [String: Int] = [:]
+        for (i, p) in gpt.namedParameters.enumerated() { index[p.name] = i }
+        self.index = index
+        let N = B * T, e = precision.bytes
+        io = try InputBuffers(gpu: gpu, inputCount: N, targetCount: N, classTargets: true, integerInputs: true)
+        func f32(_ count: Int) throws -> DevicePointer { try gpu.allocate(bytes: 4 * count, category: .activations) }
+        func act(_ count: Int) throws -> DevicePointer { try gpu.allocate(bytes: e * count, category: .activations) }
+        residual.append(try f32(N * C))
+        for _ in 0..<L {
+            residual.append(try f32(N * C)); mid.append(try f32(N * C))
+            ln1.append(try act(N * C)); ln2.append(try act(N * C))
+            stats1.append(try f32(2 * N)); stats2.append(try f32(2 * N))
+            qkv.append(try act(3 * N * C)); q.append(try act(N * C)); k.append(try act(N * C)); v.append(try act(N * C))
+            probabilities.append(try act(B * H * T * T)); merged.append(try act(N * C))
+            preGELU.append(try act(4 * N * C)); postGELU.append(try act(4 * N * C))
+        }
+        lnFinal = try act(N * C); statsFinal = try f32(2 * N); logits = try act(N * V); losses = try f32(N)
+        dResidual = try f32(N * C)
+        dCast = precision.bytes == 4 ? dResidual : try act(N * C)
+        dWide = try act(4 * N * C); dNarrow = try act(N * C); dHeads = try act(N * C)
+        dq = try act(N * C); dk = try act(N * C); dv = try act(N * C); dScores = try act(B * H * T * T); dQKV = try act(3 * N * C)
+        tmp = try act(N * C)
+    }
+
+    func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
+    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }
+    func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
+
+    func p(_ name: String) -> Int { index[name]! }
+
+    func layerNorm(_ t: GPUTrainer, x: DevicePointer, weight: Int, y: DevicePointer, stats: DevicePointer) throws {
+        try t.gpu.launch("layernorm_fwd" + precision.suffix, grid: (N, 1, 1), block: (128, 1, 1),
+                         [.pointer(x), .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)), .pointer(y), .pointer(stats),
+                          .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
+    }
+
+    func layerNormBackward(_ t: GPUTrainer, dy: DevicePointer, x: DevicePointer, weight: Int, stats: DevicePointer, accumulate: Bool) throws {
+        let chunks = 132
+        let dwPartial = t.scratch, dbPartial = t.scratch + DevicePointer(4 * chunks * C)
+        try t.gpu.launch("layernorm_bwd" + precision.suffix, grid: (chunks, 1, 1), block: (128, 1, 1),
+                         [.pointer(dy), .pointer(x), .pointer(t.weight(weight)), .pointer(stats), .pointer(stats + DevicePointer(4 * N)),
+                          .pointer(dResidual), .pointer(dwPartial), .pointer(dbPartial), .int(Int32(N)), .int(Int32(C)), .int(accumulate ? 1 : 0)])
+        try t.sumPartials(chunks: chunks, cols: C, into: t.gradient(weight), from: dwPartial)
+        try t.sumPartials(chunks: chunks, cols: C, into: t.gradient(weight + 1), from: dbPartial)
+    }
+
+    /// `dCast` = the residual gradient in the activation type.
+    func castResidualGradient(_ t: GPUTrainer) throws {
+        if dCast != dResidual {
+            try t.elementwise("cast_from_f32" + precision.suffix, count: N * C, [.pointer(dResidual), .pointer(dCast), .long(Int64(N * C))])
+        }
+    }
+
+    func forwardBackward(_ t: GPUTrainer) throws {
+        let s = precision.suffix
+        let hd = C / H, scale = 1 / Float(hd).squareRoot()
+        let BH = B * H
+        let ints = (n: Int32(N), c: Int32(C))
+        // Embedding.
+        try t.elementwise("embedding_fwd", count: N * C, [.pointer(io.inputs), .pointer(t.weight(p("emb.weight"))), .pointer(t.weight(p("pos"))),
+                                                          .pointer(residual[0]), .int(ints.n), .int(Int32(T)), .int(ints.c)])
+        for l in 0..<L {
+            let pre = "blocks.\(l)."
+            let x = residual[l]
+            try layerNorm(t, x: x, weight: p(pre + "ln1.weight"), y: ln1[l], stats: stats1[l])
+            let wIn = p(pre + "att.in_proj_weight")
+            try t.gemm(transA: false, transB: true, m: N, n: 3 * C, k: C, a: ln1[l], lda: C, b: t.operand(wIn), ldb: C, c: qkv[l], ldc: 3 * C)
+            try t.elementwise("bias_act" + s, count: 3 * N * C, [.pointer(qkv[l]), .pointer(t.weight(wIn + 1)), .int(ints.n), .int(Int32(3 * C)), .int(0)])
+            try t.elementwise("split_heads" + s, count: N * C, [.pointer(qkv[l]), .pointer(q[l]), .pointer(k[l]), .pointer(v[l]),
+                                                               .int(Int32(B)), .int(Int32(T)), .int(Int32(H)), .int(Int32(hd)), .int(0)])
+            let P = probabilities[l]
+            try t.gemm(transA: false, transB: true, m: T, n: T, k: hd, a: q[l], lda: hd, b: k[l], ldb: hd, c: P, ldc: T, alpha: scale,
+                       batch: BH, strides: (T * hd, T * hd, T * T))
+            try t.gpu.launch("causal_softmax" + s, grid: ((BH * T + 7) / 8, 1, 1), block: (256, 1, 1), [.pointer(P), .long(Int64(BH * T)), .int(Int32(T))])
+            try t.gemm(transA: false, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: v[l], ldb: hd, c: dHeads, ldc: hd,
+                       batch: BH, strides: (T * T, T * hd, T * hd))
+            try t.elementwise("merge_heads" + s, count: N * C, [.pointer(dHeads), .pointer(merged[l]), .int(Int32(B)), .int(Int32(T)),
+                                                               .int(Int32(H)), .int(Int32(hd)), .int(0)])
+            let wOut = p(pre + "att.out_proj.weight")
+            try t.gemm(transA: false, transB: true, m: N, n: C, k: C, a: merged[l], lda: C, b: t.operand(wOut), ldb: C, c: tmp, ldc: C)
+            try t.elementwise("residual_add" + s, count: N * C, [.pointer(x), .pointer(tmp), .pointer(t.weight(wOut + 1)), .pointer(mid[l]), .int(ints.n), .int(ints.c)])
+            try layerNorm(t, x: mid[l], weight: p(pre + "ln2.weight"), y: ln2[l], stats: stats2[l])
+            let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
+            try t.gemm(transA: false, transB: true, m: N, n: 4 * C, k: C, a: ln2[l], lda: C, b: t.operand(wFC), ldb: C, c: preGELU[l], ldc: 4 * C)
+            try t.elementwise("bias_gelu" + s, count: 4 * N * C, [.pointer(preGELU[l]), .pointer(t.weight(wFC + 1)), .pointer(postGELU[l]), .int(ints.n), .int(Int32(4 * C))])
+            try t.gemm(transA: false, transB: true, m: N, n: C, k: 4 * C, a: postGELU[l], lda: 4 * C, b: t.operand(wProj), ldb: 4 * C, c: tmp, ldc: C)
+            try t.elementwise("residual_add" + s, count: N * C, [.pointer(mid[l]), .pointer(tmp), .pointer(t.weight(wProj + 1)), .pointer(residual[l + 1]), .int(ints.n), .int(ints.c)])
+        }
+        try layerNorm(t, x: residual[L], weight: p("ln.weight"), y: lnFinal, stats: statsFinal)
+        let wHead = p("out.weight")
+        try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
+        try t.elementwise("bias_act" + s, count: N * V, [.pointer(logits), .pointer(t.weight(wHead + 1)), .int(ints.n), .int(Int32(V)), .int(0)])
+        // Loss and its gradient, in place over the logits.
+        try t.crossEntropy(logits: logits, labels: io.targets, dlogits: logits, losses: losses, rows: N, cols: V)
+
+        // Backward: the head.
+        let dLogits = logits
+        try t.activationBackward(dy: dLogits, ref: dLogits, act: 0, rows: N, cols: V, biasGradient: t.gradient(wHead + 1))
+        try t.gemm(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C, cF32: true)
+        try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
+        try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            let pre = "blocks.\(l)."
+            let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
+            // MLP branch: residual[l + 1] = mid + proj(gelu(fc(ln2(mid)))).
+            try castResidualGradient(t)
+            try t.activationBackward(dy: dCast, ref: dCast, act: 0, rows: N, cols: C, biasGradient: t.gradient(wProj + 1))
+            try t.gemm(transA: true, transB: false, m: C, n: 4 * C, k: N, a: dCast, lda: C, b: postGELU[l], ldb: 4 * C, c: t.gradient(wProj), ldc: 4 * C, cF32: true)
+            try t.gemm(transA: false, transB: false, m: N, n: 4 * C, k: C, a: dCast, lda: C, b: t.operand(wProj), ldb: 4 * C, c: dWide, ldc: 4 * C)
+            try t.activationBackward(dy: dWide, ref: preGELU[l], act: 2, rows: N, cols: 4 * C, biasGradient: t.gradient(wFC + 1))
+            try t.gemm(transA: true, transB: false, m: 4 * C, n: C, k: N, a: dWide, lda: 4 * C, b: ln2[l], ldb: C, c: t.gradient(wFC), ldc: C, cF32: true)
+            try t.gemm(transA: false, transB: false, m: N, n: C, k: 4 * C, a: dWide, lda: 4 * C, b: t.operand(wFC), ldb: C, c: dNarrow, ldc: C)
+            try layerNormBackward(t, dy: dNarrow, x: mid[l], weight: p(pre + "ln2.weight"), stats: stats2[l], accumulate: true)
+            // Attention branch: mid = x + out_proj(attention(ln1(x))).
+            let wIn = p(pre + "att.in_proj_weight"), wOut = p(pre + "att.out_proj.weight")
+            try castResidualGradient(t)
+            try t.activationBackward(dy: dCast, ref: dCast, act: 0, rows: N, cols: C, biasGradient: t.gradient(wOut + 1))
+            try t.gemm(transA: true, transB: false, m: C, n: C, k: N, a: dCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C, cF32: true)
+            try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: dCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
+            try t.elementwise("merge_heads" + s, count: N * C, [.pointer(dHeads), .pointer(dNarrow), .int(Int32(B)), .int(Int32(T)),
+                                                               .int(Int32(H)), .int(Int32(hd)), .int(1)])
+            let P = probabilities[l]
+            try t.gemm(transA: false, transB: true, m: T, n: T, k: hd, a: dHeads, lda: hd, b: v[l], ldb: hd, c: dScores, ldc: T,
+                       batch: BH, strides: (T * hd, T * hd, T * T))
+            try t.gemm(transA: true, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: dHeads, ldb: hd, c: dv, ldc: hd,
+                       batch: BH, strides: (T * T, T * hd, T * hd))
+            try t.gpu.launch("causal_softmax_bwd" + s, grid: ((BH * T + 7) / 8, 1, 1), block: (256, 1, 1),
+                             [.pointer(P), .pointer(dScores), .long(Int64(BH * T)), .int(Int32(T))])
+            try t.gemm(transA: false, transB: false, m: T, n: hd, k: T, a: dScores, lda: T, b: k[l], ldb: hd, c: dq, ldc: hd, alpha: scale,
+                       batch: BH, strides: (T * T, T * hd, T * hd))
+            try t.gemm(transA: true, transB: false, m: T, n: hd, k: T, a: dScores, lda: T, b: q[l], ldb: hd, c: dk, ldc: hd, alpha: scale,
+                       batch: BH, strides: (T * T, T * hd, T * hd))
+            try t.elementwise("split_heads" + s, count: N * C, [.pointer(dQKV), .pointer(dq), .pointer(dk), .pointer(dv),
+                                                               .int(Int32(B)), .int(Int32(T)), .int(Int32(H)), .int(Int32(hd)), .int(1)])
+            try t.activationBackward(dy: dQKV, ref: dQKV, act: 0, rows: N, cols: 3 * C, biasGradient: t.gradient(wIn + 1))
+            try t.gemm(transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C, c: t.gradient(wIn), ldc: C, cF32: true)
+            try t.gemm(transA: false, transB: false, m: N, n: C, k: 3 * C, a: dQKV, lda: 3 * C, b: t.operand(wIn), ldb: C, c: dNarrow, ldc: C)
+            try layerNormBackward(t, dy: dNarrow, x: residual[l], weight: p(pre + "ln1.weight"), stats: stats1[l], accumulate: true)
+        }
+        // Embeddings.
+        try t.elementwise("position_bwd", count: T * C, [.pointer(dResidual), .pointer(t.gradient(p("pos"))), .int(Int32(B)), .int(Int32(T)), .int(ints.c)])
+        let emb = p("emb.weight")
+        try t.gpu.fill(t.gradient(emb), words: V * C, pattern: 0)
+        try t.elementwise("token_bwd", count: N * C, [.pointer(io.inputs), .pointer(dResidual), .pointer(t.gradient(emb)), .int(ints.n), .int(ints.c)])
+    }
+}

@@ -1,0 +1,70 @@
+import TandemCore
+import TandemNN
+import TandemModels
+
+/// `mlp` and `mlp-wide` on the GPU: Linear layers with ReLU between them, cross-entropy.
+///
+/// Forward per layer: one GEMM (`z = a·Wᵀ`) and one fused bias + ReLU pass in place. Backward per
+/// layer: one fused pass for the ReLU mask and the bias gradient's partial column sums, one GEMM
+/// for the weight gradient (written in fp32 straight into the flat gradient buffer) and one for
+/// the input gradient.
+final class MLPNetwork: GPUNetwork {
+    let dims: [Int]
+    let batch: Int
+    let io: InputBuffers
+    /// The input in the activation type (a cast of `io.inputs` when that is not fp32).
+    let input: DevicePointer
+    /// Each layer's output (after its activation) and the gradient with respect to it.
+    var outputs: [DevicePointer] = []
+    var gradients: [DevicePointer] = []
+    let losses: DevicePointer
+
+    init(model: any Model, gpu: CUDAContext, batch: Int, precision: GPUPrecision) throws {
+        guard let mlp = model as? MLP else { throw CUDAError.unsupported("the MLP engine needs an MLP model") }
+        dims = mlp.dimensions
+        self.batch = batch
+        io = try InputBuffers(gpu: gpu, inputCount: batch * dims[0], targetCount: batch, classTargets: true)
+        input = precision.bytes == 4 ? io.inputs : try gpu.allocate(bytes: precision.bytes * batch * dims[0], category: .activations)
+        for width in dims.dropFirst() {
+            outputs.append(try gpu.allocate(bytes: precision.bytes * batch * width, category: .activations))
+            gradients.append(try gpu.allocate(bytes: precision.bytes * batch * width, category: .activations))
+        }
+        losses = try gpu.allocate(bytes: 4 * batch, category: .activations)
+    }
+
+    func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
+    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }
+    func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
+
+    func forwardBackward(_ t: GPUTrainer) throws {
+        let layers = dims.count - 1
+        let p = t.precision
+        if input != io.inputs {
+            try t.elementwise("cast_from_f32" + p.suffix, count: batch * dims[0], [.pointer(io.inputs), .pointer(input), .long(Int64(batch * dims[0]))])
+        }
+        // Forward: parameters are (weight, bias) per layer, in order.
+        var a = input
+        for l in 0..<layers {
+            let (i, o) = (dims[l], dims[l + 1])
+            try t.gemm(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o)
+            try t.elementwise("bias_act" + p.suffix, count: batch * o,
+                              [.pointer(outputs[l]), .pointer(t.weight(2 * l + 1)), .int(Int32(batch)), .int(Int32(o)), .int(l < layers - 1 ? 1 : 0)])
+            a = outputs[l]
+        }
+        try t.crossEntropy(logits: outputs[layers - 1], labels: io.targets, dlogits: gradients[layers - 1], losses: losses,
+                           rows: batch, cols: dims[layers])
+        // Backward.
+        for l in stride(from: layers - 1, through: 0, by: -1) {
+            let (i, o) = (dims[l], dims[l + 1])
+            let dz = gradients[l]
+            try t.activationBackward(dy: dz, ref: outputs[l], act: l < layers - 1 ? 1 : 0, rows: batch, cols: o, biasGradient: t.gradient(2 * l + 1))
+            let previous = l == 0 ? input : outputs[l - 1]
+            // dW[o, i] = dzᵀ · a_prev
+            try t.gemm(transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, c: t.gradient(2 * l), ldc: i, cF32: true)
+            if l > 0 {
+                // da_prev[batch, i] = dz · W
+                try t.gemm(transA: false, transB: false, m: batch, n: i, k: o, a: dz, lda: o, b: t.operand(2 * l), ldb: i, c: gradients[l - 1], ldc: i)
+            }
+        }
+    }
+}

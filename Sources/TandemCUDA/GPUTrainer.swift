@@ -1,0 +1,353 @@
+import TandemCore
+import TandemNN
+import TandemModels
+
+// MARK: - Precision
+
+/// How a GPU step computes: true fp32, fp32 with tf32 tensor-core GEMMs, or 16-bit activations and
+/// GEMM operands (bf16, or fp16 with dynamic loss scaling) over fp32 master weights.
+public enum GPUPrecision: String, CaseIterable, Sendable {
+    case fp32, tf32, bf16, fp16
+
+    /// Suffix of the typed kernels for activations.
+    var suffix: String {
+        switch self {
+        case .fp32, .tf32: "_f32"
+        case .bf16: "_bf16"
+        case .fp16: "_f16"
+        }
+    }
+    var dataType: CuBLAS.DataType {
+        switch self {
+        case .fp32, .tf32: .f32
+        case .bf16: .bf16
+        case .fp16: .f16
+        }
+    }
+    var compute: CuBLAS.Compute { self == .tf32 ? .f32FastTF32 : .f32 }
+    /// Bytes of one activation element.
+    var bytes: Int { self == .fp32 || self == .tf32 ? 4 : 2 }
+    /// Whether a 16-bit copy of the weights feeds the GEMMs.
+    var usesShadow: Bool { bytes == 2 }
+}
+
+/// The optimizer of a GPU step (PyTorch semantics, as TandemOptim's).
+public enum GPUOptimizer: Sendable {
+    case sgd(learningRate: Float, momentum: Float, weightDecay: Float, nesterov: Bool)
+    case adamw(learningRate: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float)
+}
+
+// MARK: - Trainer
+
+/// Trains one reference model on one GPU: flat fp32 parameters, gradients and optimizer state
+/// on the device, an explicit forward and backward per layer, the loss, and the optimizer, all
+/// queued on one stream; optionally the whole step captured once in a CUDA graph and replayed.
+///
+/// Weights come from (and go back to) a CPU ``Model`` with PyTorch's parameter names, so a GPU
+/// step can be checked against the CPU step on the same weights and data, and checkpoints use
+/// the CPU writers.
+public final class GPUTrainer {
+    public let gpu: CUDAContext
+    public let precision: GPUPrecision
+    public let batch: Int
+    /// The optimizer; its learning rate may change between eager steps (a captured graph keeps the one it saw).
+    public var optimizer: GPUOptimizer
+    /// Clip the global gradient norm to this (0: no clipping).
+    public let clipNorm: Float
+    public let names: [String]
+    public let shapes: [[Int]]
+    let offsets: [Int]
+    public let parameterCount: Int
+    let flatCount: Int
+    let params: DevicePointer, grads: DevicePointer, slot1: DevicePointer, slot2: DevicePointer
+    let shadow: DevicePointer
+    /// Step state: see the optimizer kernels (multiplier, overflow flag, loss scale, norm, clean steps, steps).
+    let state: DevicePointer
+    let lossValue: DevicePointer
+    let normPartial: DevicePointer
+    let scratch: DevicePointer
+    let scratchFloats = 4 << 20
+    var network: any GPUNetwork
+    private var graph: CUDAGraph?
+    public let model: any Model
+    public let workload: ReferenceModel
+
+    public static let lossScaleInterval: Float = 2000
+    static let normBlocks = 264
+
+    /// Builds the device copy of `model` (a reference workload) for batches of `batch`.
+    public init(gpu: CUDAContext, workload: ReferenceModel, model: any Model, batch: Int, precision: GPUPrecision,
+                optimizer: GPUOptimizer, clipNorm: Float = 0) throws {
+        self.gpu = gpu
+        self.workload = workload
+        self.model = model
+        self.batch = batch
+        self.precision = precision
+        self.optimizer = optimizer
+        self.clipNorm = clipNorm
+        let named = model.namedParameters
+        names = named.map(\.name)
+        shapes = named.map(\.parameter.shape)
+        var offsets: [Int] = [], total = 0
+        for p in named {
+            offsets.append(total)
+            total += (p.parameter.count + 63) / 64 * 64   // 256-byte aligned slices for the GEMMs
+        }
+        self.offsets = offsets
+        flatCount = total
+        parameterCount = named.reduce(0) { $0 + $1.parameter.count }
+        params = try gpu.allocate(bytes: 4 * total, category: .parameters)
+        grads = try gpu.allocate(bytes: 4 * total, category: .gradients)
+        slot1 = try gpu.allocate(bytes: 4 * total, category: .optimizer)
+        if case .adamw = optimizer { slot2 = try gpu.allocate(bytes: 4 * total, category: .optimizer) } else { slot2 = 0 }
+        shadow = precision.usesShadow ? try gpu.allocate(bytes: 2 * total, category: .parameters) : 0
+        state = try gpu.allocate(bytes: 64, category: .optimizer)
+        lossValue = try gpu.allocate(bytes: 4, category: .activations)
+        normPartial = try gpu.allocate(bytes: 4 * Self.normBlocks, category: .workspace)
+        scratch = try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace)
+        for p in [params, grads, slot1] { try gpu.fill(p, words: total, pattern: 0) }
+        if slot2 != 0 { try gpu.fill(slot2, words: total, pattern: 0) }
+        let scale: Float = precision == .fp16 ? 65536 : 1
+        try gpu.upload([1 / scale, 0, scale, 0, 0, 0, 0, 0], to: state)
+        switch workload {
+        case .mlp, .mlpWide: network = try MLPNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
+        case .gpt: network = try GPTNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
+        case .cnn, .lstm:
+            throw CUDAError.unsupported("the GPU engine does not train \(workload.rawValue) yet (mlp, mlp-wide and gpt run on the GPU)")
+        }
+        try uploadWeights()
+    }
+
+    /// Device address of parameter `i` (fp32 master), its gradient, and its 16-bit copy (or the master).
+    func weight(_ i: Int) -> DevicePointer { params + DevicePointer(4 * offsets[i]) }
+    func gradient(_ i: Int) -> DevicePointer { grads + DevicePointer(4 * offsets[i]) }
+    /// The copy GEMMs read: 16-bit when the precision has one, else the master.
+    func operand(_ i: Int) -> DevicePointer { precision.usesShadow ? shadow + DevicePointer(2 * offsets[i]) : weight(i) }
+
+    // MARK: Weights
+
+    /// Copies the CPU model's weights to the device (and refreshes the 16-bit copy).
+    public func uploadWeights() throws {
+        for (i, p) in model.namedParameters.enumerated() {
+            try gpu.upload(UnsafeRawPointer(p.parameter.value.pointer), to: weight(i), bytes: 4 * p.parameter.count)
+        }
+        if precision.usesShadow {
+            try gpu.launch1D("cast_from_f32" + precision.suffix, count: min(flatCount, 1 << 20),
+                             [.pointer(params), .pointer(shadow), .long(Int64(flatCount))])
+        }
+        try gpu.synchronize()
+    }
+
+    /// Copies the device weights back into the CPU model (for checkpoints and checks).
+    public func downloadWeights() throws {
+        for (i, p) in model.namedParameters.enumerated() {
+            try gpu.download(weight(i), to: UnsafeMutableRawPointer(p.parameter.value.pointer), bytes: 4 * p.parameter.count)
+        }
+    }
+
+    /// The gradient of every parameter after the last step, by name.
+    public func downloadGradients() throws -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for (i, name) in names.enumerated() {
+            out[name] = try gpu.downloadFloats(gradient(i), count: shapes[i].reduce(1, *))
+        }
+        return out
+    }
+
+    // MARK: Data
+
+    /// Copies a batch into the fixed input buffers the step (and its graph) reads.
+    public func load(_ batch: Batch) throws { try network.load(batch, gpu: gpu) }
+
+    /// Device-resident batches, to be copied into the input buffers without the host (benchmarks).
+    public func stage(_ batch: Batch) throws -> StagedBatch { try network.stage(batch, gpu: gpu) }
+    public func load(staged: StagedBatch) throws { try network.load(staged: staged, gpu: gpu) }
+
+    // MARK: Step
+
+    /// Queues one whole training step: forward, loss, backward, optimizer.
+    func enqueueStep() throws {
+        try network.forwardBackward(self)
+        try enqueueOptimizer()
+    }
+
+    func enqueueOptimizer() throws {
+        let statePtr = KernelArgument.pointer(state)
+        if clipNorm > 0 || precision == .fp16 {
+            try gpu.launch("sum_squares", grid: (Self.normBlocks, 1, 1), block: (512, 1, 1),
+                           [.pointer(grads), .long(Int64(flatCount)), .pointer(normPartial), statePtr])
+            try gpu.launch("finish_norm", grid: (1, 1, 1), block: (256, 1, 1),
+                           [.pointer(normPartial), .int(Int32(Self.normBlocks)), .float(clipNorm), statePtr])
+        }
+        let blocks = min((flatCount + 255) / 256, 132 * 16)
+        let shadowArg = KernelArgument.pointer(precision.usesShadow ? shadow : 0)
+        let suffix = precision.usesShadow ? precision.suffix : "_f32"
+        switch optimizer {
+        case .sgd(let lr, let momentum, let wd, let nesterov):
+            try gpu.launch("sgd" + suffix, grid: (blocks, 1, 1), block: (256, 1, 1),
+                           [.pointer(params), .pointer(grads), .pointer(slot1), shadowArg, .long(Int64(flatCount)), .float(lr),
+                            .float(momentum), .float(0), .float(wd), .int(nesterov ? 1 : 0), statePtr])
+        case .adamw(let lr, let b1, let b2, let eps, let wd):
+            try gpu.launch("adamw" + suffix, grid: (blocks, 1, 1), block: (256, 1, 1),
+                           [.pointer(params), .pointer(grads), .pointer(slot1), .pointer(slot2), shadowArg, .long(Int64(flatCount)),
+                            .float(lr), .float(b1), .float(b2), .float(eps), .float(wd), .float(0), statePtr])
+        }
+        try gpu.launch("finish_step", grid: (1, 1, 1), block: (32, 1, 1),
+                       [statePtr, .int(precision == .fp16 ? 1 : 0), .float(Self.lossScaleInterval)])
+    }
+
+    /// Runs one step on the batch already loaded: eagerly, or by replaying the captured graph
+    /// once ``captureGraph()`` has run.
+    public func step() throws {
+        if let graph { try graph.launch() } else { try enqueueStep() }
+    }
+
+    /// Captures one whole step into a CUDA graph; later ``step()`` calls replay it. Run a few
+    /// eager steps first so every buffer and cuBLAS's choices are settled.
+    public func captureGraph() throws {
+        try gpu.synchronize()
+        graph = try gpu.capture { try enqueueStep() }
+    }
+
+    public var usesGraph: Bool { graph != nil }
+
+    /// Sets the learning rate of the following eager steps.
+    public func setLearningRate(_ rate: Float) {
+        switch optimizer {
+        case .sgd(_, let m, let wd, let n): optimizer = .sgd(learningRate: rate, momentum: m, weightDecay: wd, nesterov: n)
+        case .adamw(_, let b1, let b2, let eps, let wd): optimizer = .adamw(learningRate: rate, beta1: b1, beta2: b2, eps: eps, weightDecay: wd)
+        }
+    }
+
+    /// The mean loss of the last step (waits for the GPU).
+    public func loss() throws -> Float { try gpu.downloadFloats(lossValue, count: 1)[0] }
+
+    /// The step state: gradient multiplier, overflow flag, loss scale, gradient norm, clean steps, steps taken.
+    public func stepState() throws -> [Float] { try gpu.downloadFloats(state, count: 6) }
+
+    // MARK: Helpers for networks
+
+    /// Launches a grid-stride kernel over `count` elements.
+    func elementwise(_ name: String, count: Int, _ args: [KernelArgument]) throws {
+        let blocks = max(1, min((count + 255) / 256, 132 * 16))
+        try gpu.launch(name, grid: (blocks, 1, 1), block: (256, 1, 1), args)
+    }
+
+    /// `dy *= act'(ref)` in place and, when `bias` ≥ 0, that parameter's gradient = column sums of dy.
+    func activationBackward(dy: DevicePointer, ref: DevicePointer, act: Int32, rows: Int, cols: Int, biasGradient: DevicePointer?,
+                            accumulate: Bool = false) throws {
+        let colBlocks = (cols + 31) / 32
+        let chunks = max(1, min(max(1, rows / 16), max(1, 264 / colBlocks), scratchFloats / max(cols, 1)))
+        try gpu.launch("act_backward_colsum" + precision.suffix, grid: (colBlocks, chunks, 1), block: (32, 8, 1),
+                       [.pointer(dy), .pointer(ref), .pointer(biasGradient == nil ? 0 : scratch), .int(Int32(rows)), .int(Int32(cols)), .int(act)])
+        if let biasGradient {
+            try sumPartials(chunks: chunks, cols: cols, into: biasGradient, accumulate: accumulate)
+        }
+    }
+
+    func sumPartials(chunks: Int, cols: Int, into out: DevicePointer, accumulate: Bool = false, from partial: DevicePointer? = nil) throws {
+        try gpu.launch("sum_partials", grid: ((cols + 255) / 256, 1, 1), block: (256, 1, 1),
+                       [.pointer(partial ?? scratch), .int(Int32(chunks)), .int(Int32(cols)), .pointer(out), .int(accumulate ? 1 : 0)])
+    }
+
+    /// Row-major `C[m,n] = op(A)·op(B)` in the step's precision; `cF32` writes a float C (gradients).
+    func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
+              c: DevicePointer, ldc: Int, cF32: Bool = false, alpha: Float = 1, beta: Float = 0,
+              batch: Int = 1, strides: (Int, Int, Int) = (0, 0, 0)) throws {
+        let t = precision.dataType
+        try gpu.blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                          types: (t, t, cF32 ? .f32 : t), compute: precision.compute, alpha: alpha, beta: beta,
+                          batch: batch, strides: strides)
+    }
+
+    /// Softmax cross-entropy over `rows` of `cols` logits: dlogits and the mean loss.
+    func crossEntropy(logits: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer, rows: Int, cols: Int) throws {
+        try gpu.launch("cross_entropy" + precision.suffix, grid: (rows, 1, 1), block: (cols >= 1024 ? 512 : 128, 1, 1),
+                       [.pointer(logits), .pointer(labels), .pointer(dlogits), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)),
+                        .float(1 / Float(rows)), .pointer(state)])
+        try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1),
+                       [.pointer(losses), .long(Int64(rows)), .float(1 / Float(rows)), .pointer(lossValue)])
+    }
+
+    /// Device bytes in use and peak, by category.
+    public var memory: (inUse: [MemoryCategory: Int], peak: [MemoryCategory: Int], peakTotal: Int) {
+        (gpu.allocator.inUse, gpu.allocator.peak, gpu.allocator.peakTotal)
+    }
+}
+
+/// Batches already on the device, copied into the input buffers by the step's owner.
+public struct StagedBatch {
+    let inputs: DevicePointer
+    let targets: DevicePointer
+    let inputBytes: Int
+    let targetBytes: Int
+}
+
+/// One model's forward and backward on the GPU.
+protocol GPUNetwork {
+    func load(_ batch: Batch, gpu: CUDAContext) throws
+    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch
+    func load(staged: StagedBatch, gpu: CUDAContext) throws
+    /// Queues forward, loss and backward; gradients land in the trainer's flat gradient buffer.
+    func forwardBackward(_ t: GPUTrainer) throws
+}
+
+/// Input buffers shared by the networks: float inputs and int32 class ids or float targets.
+struct InputBuffers {
+    let inputs: DevicePointer
+    let targets: DevicePointer
+    let inputCount: Int
+    let targetCount: Int
+    let classTargets: Bool
+    /// Inputs are token ids (exact floats on the host), stored as int32 on the device.
+    let integerInputs: Bool
+
+    init(gpu: CUDAContext, inputCount: Int, targetCount: Int, classTargets: Bool, integerInputs: Bool = false) throws {
+        self.integerInputs = integerInputs
+        self.inputCount = inputCount
+        self.targetCount = targetCount
+        self.classTargets = classTargets
+        inputs = try gpu.allocate(bytes: 4 * inputCount, category: .activations)
+        targets = try gpu.allocate(bytes: 4 * targetCount, category: .activations)
+    }
+
+    func hostArrays(_ batch: Batch) throws -> (inputs: [Float], targets: [Float]?, classes: [Int32]?) {
+        guard batch.inputs.count == inputCount else {
+            throw CUDAError.unsupported("a batch of \(batch.inputs.count) input values does not fit the GPU step's \(inputCount)")
+        }
+        switch batch.targets {
+        case .classes(let c):
+            guard classTargets, c.count == targetCount else { throw CUDAError.unsupported("the batch has \(c.count) class targets, the step expects \(targetCount)") }
+            return (Array(batch.inputs.buffer), nil, c)
+        case .values(let v):
+            guard !classTargets, v.count == targetCount else { throw CUDAError.unsupported("the batch has \(v.count) target values, the step expects \(targetCount)") }
+            return (Array(batch.inputs.buffer), Array(v.buffer), nil)
+        }
+    }
+
+    func uploadInputs(_ x: [Float], to destination: DevicePointer, gpu: CUDAContext) throws {
+        if integerInputs { try gpu.upload(x.map { Int32($0) }, to: destination) } else { try gpu.upload(x, to: destination) }
+    }
+
+    func load(_ batch: Batch, gpu: CUDAContext) throws {
+        let (x, values, classes) = try hostArrays(batch)
+        try uploadInputs(x, to: inputs, gpu: gpu)
+        if let values { try gpu.upload(values, to: targets) }
+        if let classes { try gpu.upload(classes, to: targets) }
+    }
+
+    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch {
+        let (x, values, classes) = try hostArrays(batch)
+        let si = try gpu.allocate(bytes: 4 * inputCount, category: .activations)
+        let st = try gpu.allocate(bytes: 4 * targetCount, category: .activations)
+        try uploadInputs(x, to: si, gpu: gpu)
+        if let values { try gpu.upload(values, to: st) }
+        if let classes { try gpu.upload(classes, to: st) }
+        return StagedBatch(inputs: si, targets: st, inputBytes: 4 * inputCount, targetBytes: 4 * targetCount)
+    }
+
+    func load(staged: StagedBatch, gpu: CUDAContext) throws {
+        try gpu.copy(staged.inputs, to: inputs, bytes: staged.inputBytes)
+        try gpu.copy(staged.targets, to: targets, bytes: staged.targetBytes)
+    }
+}

@@ -1,0 +1,621 @@
+/// The CUDA C++ source of every kernel, compiled once per architecture with NVRTC.
+///
+/// Element types: each typed kernel exists as `NAME_f32`, `NAME_bf16` and `NAME_f16` (the
+/// storage type of activations and GEMM operands); fp32 master weights, gradients, optimizer
+/// state and every accumulation stay in `float`. No CUDA header is needed: bf16 and fp16 are
+/// carried as 16-bit integers and converted with integer arithmetic (bf16, round to nearest
+/// even) or one PTX instruction (fp16).
+public enum KernelSource {
+    public static let all = prelude + elementwise + losses + optimizers + transformer + convolution + recurrent
+
+    // MARK: - Types
+
+    static let prelude = #"""
+typedef unsigned short u16;
+#define INFINITY __int_as_float(0x7f800000)
+#define NAN __int_as_float(0x7fffffff)
+__device__ __forceinline__ float bf2f(u16 v) { return __uint_as_float(((unsigned)v) << 16); }
+__device__ __forceinline__ u16 f2bf(float f) {
+  unsigned u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (u16)(u >> 16);
+}
+__device__ __forceinline__ float h2f(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ u16 f2h(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+
+struct F32 { typedef float T;
+  static __device__ __forceinline__ float ld(const void* p, long i) { return ((const float*)p)[i]; }
+  static __device__ __forceinline__ void st(void* p, long i, float v) { ((float*)p)[i] = v; } };
+struct BF16 { typedef u16 T;
+  static __device__ __forceinline__ float ld(const void* p, long i) { return bf2f(((const u16*)p)[i]); }
+  static __device__ __forceinline__ void st(void* p, long i, float v) { ((u16*)p)[i] = f2bf(v); } };
+struct F16 { typedef u16 T;
+  static __device__ __forceinline__ float ld(const void* p, long i) { return h2f(((const u16*)p)[i]); }
+  static __device__ __forceinline__ void st(void* p, long i, float v) { ((u16*)p)[i] = f2h(v); } };
+
+#define INSTANTIATE(name, sig, args) \
+  extern "C" __global__ void name##_f32 sig { name##_impl<F32> args; } \
+  extern "C" __global__ void name##_bf16 sig { name##_impl<BF16> args; } \
+  extern "C" __global__ void name##_f16 sig { name##_impl<F16> args; }
+
+#define GRID_STRIDE(i, n) for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (n); i += (long)blockDim.x * gridDim.x)
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+  __shared__ float part[32];
+  __shared__ float total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < warps ? part[lane] : 0.f;
+    s = warp_sum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+__device__ float block_max(float v) {
+  __shared__ float part[32];
+  __shared__ float total;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < warps ? part[lane] : -INFINITY;
+    s = warp_max(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+__device__ __forceinline__ float gelu_f(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+__device__ __forceinline__ float gelu_grad(float x) {
+  return 0.5f * (1.f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+}
+"""#
+
+    // MARK: - Element-wise, bias, activations, column sums
+
+    static let elementwise = #"""
+template <class D> __device__ void cast_from_f32_impl(const float* x, void* y, long n) { GRID_STRIDE(i, n) D::st(y, i, x[i]); }
+INSTANTIATE(cast_from_f32, (const float* x, void* y, long n), (x, y, n))
+template <class D> __device__ void cast_to_f32_impl(const void* x, float* y, long n) { GRID_STRIDE(i, n) y[i] = D::ld(x, i); }
+INSTANTIATE(cast_to_f32, (const void* x, float* y, long n), (x, y, n))
+
+// y = act(y + b) in place over [rows, cols]; act 0: none, 1: ReLU. b may be null.
+template <class D> __device__ void bias_act_impl(void* y, const float* b, int rows, int cols, int act) {
+  long n = (long)rows * cols;
+  GRID_STRIDE(i, n) {
+    float v = D::ld(y, i) + (b ? b[i % cols] : 0.f);
+    if (act == 1) v = fmaxf(v, 0.f);
+    D::st(y, i, v);
+  }
+}
+INSTANTIATE(bias_act, (void* y, const float* b, int rows, int cols, int act), (y, b, rows, cols, act))
+
+// z = z + b (kept for backward), y = gelu(z).
+template <class D> __device__ void bias_gelu_impl(void* z, const float* b, void* y, int rows, int cols) {
+  long n = (long)rows * cols;
+  GRID_STRIDE(i, n) {
+    float v = D::ld(z, i) + (b ? b[i % cols] : 0.f);
+    D::st(z, i, v);
+    D::st(y, i, gelu_f(v));
+  }
+}
+INSTANTIATE(bias_gelu, (void* z, const float* b, void* y, int rows, int cols), (z, b, y, rows, cols))
+
+// In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input),
+// then partial column sums of dy over a chunk of rows: partial[blockIdx.y, col].
+// Block (32, 8): 32 columns, 8 row lanes; grid (ceil(cols/32), chunks).
+template <class D> __device__ void act_backward_colsum_impl(void* dy, const void* ref, float* partial, int rows, int cols, int act) {
+  int col = blockIdx.x * 32 + threadIdx.x;
+  int chunk = (rows + gridDim.y - 1) / gridDim.y;
+  int r0 = blockIdx.y * chunk, r1 = min(rows, r0 + chunk);
+  float s = 0.f;
+  if (col < cols) {
+    for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+      long i = (long)r * cols + col;
+      float g = D::ld(dy, i);
+      if (act == 1) { g = D::ld(ref, i) > 0.f ? g : 0.f; D::st(dy, i, g); }
+      else if (act == 2) { g *= gelu_grad(D::ld(ref, i)); D::st(dy, i, g); }
+      s += g;
+    }
+  }
+  __shared__ float acc[8][33];
+  acc[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols && partial) {
+    float t = 0.f;
+    for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
+    partial[(long)blockIdx.y * cols + col] = t;
+  }
+}
+INSTANTIATE(act_backward_colsum, (void* dy, const void* ref, float* partial, int rows, int cols, int act),
+            (dy, ref, partial, rows, cols, act))
+
+// out[col] (+)= sum over chunks of partial[chunk, col]; accumulate adds to out.
+extern "C" __global__ void sum_partials(const float* partial, int chunks, int cols, float* out, int accumulate) {
+  int col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col >= cols) return;
+  float s = 0.f;
+  for (int k = 0; k < chunks; k++) s += partial[(long)k * cols + col];
+  out[col] = accumulate ? out[col] + s : s;
+}
+
+// out = x + y (+ b) with x, out float (the residual stream; out may be x) and y in D, over [rows, cols].
+template <class D> __device__ void residual_add_impl(const float* x, const void* y, const float* b, float* out, int rows, int cols) {
+  long n = (long)rows * cols;
+  GRID_STRIDE(i, n) out[i] = x[i] + D::ld(y, i) + (b ? b[i % cols] : 0.f);
+}
+INSTANTIATE(residual_add, (const float* x, const void* y, const float* b, float* out, int rows, int cols), (x, y, b, out, rows, cols))
+
+extern "C" __global__ void fill_f32(float* x, long n, float v) { GRID_STRIDE(i, n) x[i] = v; }
+extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) { GRID_STRIDE(i, n) y[i] += a * x[i]; }
+"""#
+
+    // MARK: - Losses
+
+    static let losses = #"""
+// One block per row: loss[row] = logsumexp(x) - x[label]; dx = (softmax(x) - onehot) * scale,
+// scale = gradScale * (lossScale ? lossScale[2] : 1). Labels out of range give NaN loss.
+template <class D> __device__ void cross_entropy_impl(const void* logits, const int* labels, void* dlogits, float* losses,
+                                                      int rows, int cols, float gradScale, const float* state) {
+  int row = blockIdx.x;
+  const long base = (long)row * cols;
+  float m = -INFINITY;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, D::ld(logits, base + i));
+  m = block_max(m);
+  float s = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += expf(D::ld(logits, base + i) - m);
+  s = block_sum(s);
+  int label = labels[row];
+  float scale = gradScale * (state ? state[2] : 1.f);
+  float inv = 1.f / s;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float p = expf(D::ld(logits, base + i) - m) * inv;
+    D::st(dlogits, base + i, (p - (i == label ? 1.f : 0.f)) * scale);
+  }
+  if (threadIdx.x == 0)
+    losses[row] = (label >= 0 && label < cols) ? logf(s) + m - D::ld(logits, base + label) : NAN;
+}
+INSTANTIATE(cross_entropy, (const void* logits, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state),
+            (logits, labels, dlogits, losses, rows, cols, gradScale, state))
+
+// Mean squared error terms: loss[i] = (p - t)^2; dp = 2 (p - t) * scale.
+template <class D> __device__ void mse_impl(const void* pred, const float* target, void* dpred, float* losses, long n,
+                                            float gradScale, const float* state) {
+  float scale = gradScale * (state ? state[2] : 1.f);
+  GRID_STRIDE(i, n) {
+    float d = D::ld(pred, i) - target[i];
+    losses[i] = d * d;
+    D::st(dpred, i, 2.f * d * scale);
+  }
+}
+INSTANTIATE(mse, (const void* pred, const float* target, void* dpred, float* losses, long n, float gradScale, const float* state),
+            (pred, target, dpred, losses, n, gradScale, state))
+
+// out[0] = sum(x) * scale, one block (deterministic order).
+extern "C" __global__ void sum_scaled(const float* x, long n, float scale, float* out) {
+  float s = 0.f;
+  for (long i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+  s = block_sum(s);
+  if (threadIdx.x == 0) out[0] = s * scale;
+}
+"""#
+
+    // MARK: - Optimizers, clipping, loss scaling
+
+    static let optimizers = #"""
+// Step state (floats): [0] gradient multiplier (1 / loss scale × clip coefficient), [1] non-finite
+// gradients found, [2] loss scale, [3] global gradient norm (unscaled), [4] clean steps since the
+// last change of scale, [5] optimizer steps taken (AdamW's t).
+
+// PyTorch SGD: g' = g·mult + wd·p; buf = momentum·buf + (1 - dampening)·g' (buf starts at 0, so
+// dampening must be 0 for the first step to match); g'' = nesterov ? g' + momentum·buf : buf;
+// p -= lr·g''. Writes the low-precision copy of p when `shadow` is not null.
+template <class D> __device__ void sgd_impl(float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum,
+                                            float dampening, float wd, int nesterov, const float* state) {
+  if (state && state[1] != 0.f) return;
+  float mult = state ? state[0] : 1.f;
+  GRID_STRIDE(i, n) {
+    float w = p[i];
+    float d = g[i] * mult + wd * w;
+    if (momentum != 0.f) {
+      float b = momentum * m[i] + (1.f - dampening) * d;
+      m[i] = b;
+      d = nesterov ? d + momentum * b : b;
+    }
+    w -= lr * d;
+    p[i] = w;
+    if (shadow) D::st(shadow, i, w);
+  }
+}
+INSTANTIATE(sgd, (float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum, float dampening, float wd, int nesterov, const float* state),
+            (p, g, m, shadow, n, lr, momentum, dampening, wd, nesterov, state))
+
+// AdamW (Loshchilov & Hutter, 2019), PyTorch's form: p -= lr·wd·p; m = β1 m + (1-β1) g;
+// v = β2 v + (1-β2) g²; p -= lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + eps). t = state[5] + 1.
+template <class D> __device__ void adamw_impl(float* p, const float* g, float* m, float* v, void* shadow, long n, float lr,
+                                              float beta1, float beta2, float eps, float wd, float t0, const float* state) {
+  if (state && state[1] != 0.f) return;
+  float mult = state ? state[0] : 1.f;
+  float t = (state ? state[5] : t0) + 1.f;
+  float c1 = 1.f - powf(beta1, t), c2 = 1.f - powf(beta2, t);
+  GRID_STRIDE(i, n) {
+    float w = p[i] * (1.f - lr * wd);
+    float gi = g[i] * mult;
+    float mi = beta1 * m[i] + (1.f - beta1) * gi;
+    float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;
+    m[i] = mi; v[i] = vi;
+    w -= lr * (mi / c1) / (sqrtf(vi / c2) + eps);
+    p[i] = w;
+    if (shadow) D::st(shadow, i, w);
+  }
+}
+INSTANTIATE(adamw, (float* p, const float* g, float* m, float* v, void* shadow, long n, float lr, float beta1, float beta2, float eps, float wd, float t0, const float* state),
+            (p, g, m, v, shadow, n, lr, beta1, beta2, eps, wd, t0, state))
+
+// Sum of squares of g (times state[0]² when given) into partial[blockIdx.x]; flags non-finite values in state[1].
+extern "C" __global__ void sum_squares(const float* g, long n, float* partial, float* state) {
+  float s = 0.f;
+  int bad = 0;
+  GRID_STRIDE(i, n) { float v = g[i]; if (!isfinite(v)) bad = 1; s += v * v; }
+  s = block_sum(s);
+  bad = __syncthreads_or(bad);
+  if (threadIdx.x == 0) { partial[blockIdx.x] = s; if (bad && state) state[1] = 1.f; }
+}
+
+// From the partial sums: the global norm of the unscaled gradient, and the multiplier that
+// unscales (1 / loss scale) and clips to maxNorm (maxNorm <= 0: no clipping). One block.
+extern "C" __global__ void finish_norm(const float* partial, int count, float maxNorm, float* state) {
+  float s = 0.f;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
+  s = block_sum(s);
+  if (threadIdx.x == 0) {
+    float inv = 1.f / state[2];
+    float norm = sqrtf(s) * inv;
+    state[3] = norm;
+    float coef = (maxNorm > 0.f && norm > maxNorm) ? maxNorm / (norm + 1e-6f) : 1.f;
+    state[0] = inv * coef;
+  }
+}
+
+// After the optimizer: dynamic loss scaling (halve and skip on overflow; double after `interval`
+// clean steps), count optimizer steps, clear the overflow flag. One thread.
+extern "C" __global__ void finish_step(float* state, int dynamic, float interval) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  if (state[1] != 0.f) {
+    if (dynamic) { state[2] *= 0.5f; state[4] = 0.f; }
+  } else {
+    state[5] += 1.f;
+    if (dynamic) { state[4] += 1.f; if (state[4] >= interval) { state[2] *= 2.f; state[4] = 0.f; } }
+  }
+  state[1] = 0.f;
+  state[0] = 1.f / state[2];
+}
+"""#
+
+    // MARK: - Transformer pieces
+
+    static let transformer = #"""
+// LayerNorm over the last dimension, one block of 128 threads per row. x float, y in D.
+template <class D> __device__ void layernorm_fwd_impl(const float* x, const float* w, const float* b, void* y, float* mean,
+                                                      float* rstd, int rows, int cols) {
+  int row = blockIdx.x;
+  const float* xr = x + (long)row * cols;
+  float s = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += xr[i];
+  float mu = block_sum(s) / cols;
+  float q = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) { float d = xr[i] - mu; q += d * d; }
+  float r = rsqrtf(block_sum(q) / cols + 1e-5f);
+  for (int i = threadIdx.x; i < cols; i += blockDim.x)
+    D::st(y, (long)row * cols + i, (xr[i] - mu) * r * w[i] + b[i]);
+  if (threadIdx.x == 0) { mean[row] = mu; rstd[row] = r; }
+}
+INSTANTIATE(layernorm_fwd, (const float* x, const float* w, const float* b, void* y, float* mean, float* rstd, int rows, int cols),
+            (x, w, b, y, mean, rstd, rows, cols))
+
+// LayerNorm backward. dx (+)= rstd·(dy·w − mean(dy·w) − x̂·mean(dy·w·x̂)); partial sums of dw, db
+// per block (rows in chunks of gridDim.x), reduced by sum_partials. cols ≤ 4·blockDim.x.
+template <class D> __device__ void layernorm_bwd_impl(const void* dy, const float* x, const float* w, const float* mean,
+                                                      const float* rstd, float* dx, float* dwPartial, float* dbPartial,
+                                                      int rows, int cols, int accumulate) {
+  float aw[4] = {0, 0, 0, 0}, ab[4] = {0, 0, 0, 0};
+  int chunk = (rows + gridDim.x - 1) / gridDim.x;
+  int r0 = blockIdx.x * chunk, r1 = min(rows, r0 + chunk);
+  for (int row = r0; row < r1; row++) {
+    long base = (long)row * cols;
+    float mu = mean[row], r = rstd[row];
+    float g[4], xh[4];
+    float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      int i = threadIdx.x + k * blockDim.x;
+      g[k] = 0.f; xh[k] = 0.f;
+      if (i < cols) {
+        float gy = D::ld(dy, base + i);
+        xh[k] = (x[base + i] - mu) * r;
+        g[k] = gy * w[i];
+        s1 += g[k]; s2 += g[k] * xh[k];
+        aw[k] += gy * xh[k]; ab[k] += gy;
+      }
+    }
+    s1 = block_sum(s1) / cols;
+    s2 = block_sum(s2) / cols;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      int i = threadIdx.x + k * blockDim.x;
+      if (i < cols) {
+        float v = r * (g[k] - s1 - xh[k] * s2);
+        dx[base + i] = accumulate ? dx[base + i] + v : v;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    int i = threadIdx.x + k * blockDim.x;
+    if (i < cols) { dwPartial[(long)blockIdx.x * cols + i] = aw[k]; dbPartial[(long)blockIdx.x * cols + i] = ab[k]; }
+  }
+}
+INSTANTIATE(layernorm_bwd, (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dwPartial, float* dbPartial, int rows, int cols, int accumulate),
+            (dy, x, w, mean, rstd, dx, dwPartial, dbPartial, rows, cols, accumulate))
+
+// x[b, t, :] = wte[token] + wpe[t].
+extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, const float* wpe, float* x, int BT, int T, int C) {
+  long n = (long)BT * C;
+  GRID_STRIDE(i, n) {
+    int bt = i / C, c = i % C;
+    x[i] = wte[(long)tokens[bt] * C + c] + wpe[(long)(bt % T) * C + c];
+  }
+}
+// dwpe[t, c] = sum over b of dx[b, t, c] (deterministic).
+extern "C" __global__ void position_bwd(const float* dx, float* dwpe, int B, int T, int C) {
+  long n = (long)T * C;
+  GRID_STRIDE(i, n) {
+    float s = 0.f;
+    for (int b = 0; b < B; b++) s += dx[(long)b * T * C + i];
+    dwpe[i] = s;
+  }
+}
+// dwte[token] += dx[b, t] (atomic; dwte zeroed first).
+extern "C" __global__ void token_bwd(const int* tokens, const float* dx, float* dwte, int BT, int C) {
+  long n = (long)BT * C;
+  GRID_STRIDE(i, n) { int bt = i / C, c = i % C; atomicAdd(&dwte[(long)tokens[bt] * C + c], dx[i]); }
+}
+
+// qkv [B, T, 3, H, hd] → q, k, v each [B, H, T, hd]; inverse when `backward` (q, k, v → qkv).
+template <class D> __device__ void split_heads_impl(void* qkv, void* q, void* k, void* v, int B, int T, int H, int hd, int backward) {
+  long C = (long)H * hd, n = (long)B * T * C;
+  GRID_STRIDE(i, n) {
+    int d = i % hd; long r = i / hd; int h = r % H; r /= H; int t = r % T; int b = r / T;
+    long src = ((long)b * T + t) * 3 * C + (long)h * hd + d;
+    long dst = (((long)b * H + h) * T + t) * hd + d;
+    if (backward) {
+      D::st(qkv, src, D::ld(q, dst)); D::st(qkv, src + C, D::ld(k, dst)); D::st(qkv, src + 2 * C, D::ld(v, dst));
+    } else {
+      D::st(q, dst, D::ld(qkv, src)); D::st(k, dst, D::ld(qkv, src + C)); D::st(v, dst, D::ld(qkv, src + 2 * C));
+    }
+  }
+}
+INSTANTIATE(split_heads, (void* qkv, void* q, void* k, void* v, int B, int T, int H, int hd, int backward),
+            (qkv, q, k, v, B, T, H, hd, backward))
+
+// o [B, H, T, hd] ↔ y [B, T, H·hd]; `backward` copies y's layout into o's.
+template <class D> __device__ void merge_heads_impl(void* o, void* y, int B, int T, int H, int hd, int backward) {
+  long C = (long)H * hd, n = (long)B * T * C;
+  GRID_STRIDE(i, n) {
+    int d = i % hd; long r = i / hd; int h = r % H; r /= H; int t = r % T; int b = r / T;
+    long yi = ((long)b * T + t) * C + (long)h * hd + d;
+    long oi = (((long)b * H + h) * T + t) * hd + d;
+    if (backward) D::st(o, oi, D::ld(y, yi)); else D::st(y, yi, D::ld(o, oi));
+  }
+}
+INSTANTIATE(merge_heads, (void* o, void* y, int B, int T, int H, int hd, int backward), (o, y, B, T, H, hd, backward))
+
+// Causal softmax in place over rows of length T (row index % T = query position t: keys 0..t).
+// One warp per row.
+template <class D> __device__ void causal_softmax_impl(void* s, long rows, int T) {
+  long row = blockIdx.x * (long)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  int t = row % T;
+  long base = row * T;
+  float m = -INFINITY;
+  for (int j = lane; j <= t; j += 32) m = fmaxf(m, D::ld(s, base + j));
+  m = warp_max(m);
+  float sum = 0.f;
+  for (int j = lane; j <= t; j += 32) sum += expf(D::ld(s, base + j) - m);
+  sum = warp_sum(sum);
+  float inv = 1.f / sum;
+  for (int j = lane; j < T; j += 32) D::st(s, base + j, j <= t ? expf(D::ld(s, base + j) - m) * inv : 0.f);
+}
+INSTANTIATE(causal_softmax, (void* s, long rows, int T), (s, rows, T))
+
+// dS = P ⊙ (dP − Σ P·dP), written over dP.
+template <class D> __device__ void causal_softmax_bwd_impl(const void* p, void* dp, long rows, int T) {
+  long row = blockIdx.x * (long)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  int t = row % T;
+  long base = row * T;
+  float s = 0.f;
+  for (int j = lane; j <= t; j += 32) s += D::ld(p, base + j) * D::ld(dp, base + j);
+  s = warp_sum(s);
+  for (int j = lane; j < T; j += 32) {
+    float pj = D::ld(p, base + j);
+    D::st(dp, base + j, j <= t ? pj * (D::ld(dp, base + j) - s) : 0.f);
+  }
+}
+INSTANTIATE(causal_softmax_bwd, (const void* p, void* dp, long rows, int T), (p, dp, rows, T))
+"""#
+
+    // MARK: - Convolution and pooling (NCHW)
+
+    static let convolution = #"""
+// im2col for a 3×3-style kernel: col[(c·K + ky)·K + kx, (n·OH + oy)·OW + ox] = x[n, c, oy + ky − pad, ox + kx − pad].
+template <class D> __device__ void im2col_impl(const void* x, void* col, int N, int C, int H, int W, int K, int pad) {
+  long cols = (long)N * H * W, n = (long)C * K * K * cols;
+  GRID_STRIDE(i, n) {
+    long j = i % cols; int r = i / cols;
+    int kx = r % K, ky = (r / K) % K, c = r / (K * K);
+    int ox = j % W, oy = (j / W) % H, b = j / (W * H);
+    int iy = oy + ky - pad, ix = ox + kx - pad;
+    float v = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? D::ld(x, (((long)b * C + c) * H + iy) * W + ix) : 0.f;
+    D::st(col, i, v);
+  }
+}
+INSTANTIATE(im2col, (const void* x, void* col, int N, int C, int H, int W, int K, int pad), (x, col, N, C, H, W, K, pad))
+
+// The adjoint of im2col: dx[n, c, y, x] = Σ over (ky, kx) of dcol at the output that read it.
+template <class D> __device__ void col2im_impl(const void* dcol, void* dx, int N, int C, int H, int W, int K, int pad) {
+  long cols = (long)N * H * W, n = (long)N * C * H * W;
+  GRID_STRIDE(i, n) {
+    int ix = i % W, iy = (i / W) % H, c = (i / ((long)W * H)) % C, b = i / ((long)W * H * C);
+    float s = 0.f;
+    for (int ky = 0; ky < K; ky++) for (int kx = 0; kx < K; kx++) {
+      int oy = iy - ky + pad, ox = ix - kx + pad;
+      if (oy >= 0 && oy < H && ox >= 0 && ox < W)
+        s += D::ld(dcol, ((long)(c * K + ky) * K + kx) * cols + ((long)b * H + oy) * W + ox);
+    }
+    D::st(dx, i, s);
+  }
+}
+INSTANTIATE(col2im, (const void* dcol, void* dx, int N, int C, int H, int W, int K, int pad), (dcol, dx, N, C, H, W, K, pad))
+
+// y[c, n·HW] (GEMM output) + bias, ReLU → out[n, c, hw] (NCHW).
+template <class D> __device__ void conv_out_impl(const void* y, const float* b, void* out, int N, int C, int HW) {
+  long n = (long)N * C * HW;
+  GRID_STRIDE(i, n) {
+    int p = i % HW, c = (i / HW) % C, s = i / ((long)HW * C);
+    D::st(out, i, fmaxf(D::ld(y, (long)c * N * HW + (long)s * HW + p) + b[c], 0.f));
+  }
+}
+INSTANTIATE(conv_out, (const void* y, const float* b, void* out, int N, int C, int HW), (y, b, out, N, C, HW))
+
+// d(NCHW) masked by ReLU of out → dy[c, n·HW] (GEMM layout).
+template <class D> __device__ void conv_out_bwd_impl(const void* dout, const void* out, void* dy, int N, int C, int HW) {
+  long n = (long)N * C * HW;
+  GRID_STRIDE(i, n) {
+    int p = i % HW, c = (i / HW) % C, s = i / ((long)HW * C);
+    float g = D::ld(out, i) > 0.f ? D::ld(dout, i) : 0.f;
+    D::st(dy, (long)c * N * HW + (long)s * HW + p, g);
+  }
+}
+INSTANTIATE(conv_out_bwd, (const void* dout, const void* out, void* dy, int N, int C, int HW), (dout, out, dy, N, C, HW))
+
+// 2×2 max-pool, stride 2, NCHW; argmax (0..3) kept for backward.
+template <class D> __device__ void maxpool_impl(const void* x, void* y, unsigned char* arg, int NC, int H, int W) {
+  int OH = H / 2, OW = W / 2;
+  long n = (long)NC * OH * OW;
+  GRID_STRIDE(i, n) {
+    int ox = i % OW, oy = (i / OW) % OH; long p = i / ((long)OW * OH);
+    long base = (p * H + 2 * oy) * W + 2 * ox;
+    float best = D::ld(x, base); int a = 0;
+    float v1 = D::ld(x, base + 1), v2 = D::ld(x, base + W), v3 = D::ld(x, base + W + 1);
+    if (v1 > best) { best = v1; a = 1; }
+    if (v2 > best) { best = v2; a = 2; }
+    if (v3 > best) { best = v3; a = 3; }
+    D::st(y, i, best); arg[i] = (unsigned char)a;
+  }
+}
+INSTANTIATE(maxpool, (const void* x, void* y, unsigned char* arg, int NC, int H, int W), (x, y, arg, NC, H, W))
+
+template <class D> __device__ void maxpool_bwd_impl(const void* dy, const unsigned char* arg, void* dx, int NC, int H, int W) {
+  long n = (long)NC * H * W;
+  int OW = W / 2, OH = H / 2;
+  GRID_STRIDE(i, n) {
+    int ix = i % W, iy = (i / W) % H; long p = i / ((long)W * H);
+    int ox = ix / 2, oy = iy / 2;
+    float g = 0.f;
+    if (ox < OW && oy < OH) {
+      long o = (p * OH + oy) * OW + ox;
+      if (arg[o] == (unsigned char)((iy & 1) * 2 + (ix & 1))) g = D::ld(dy, o);
+    }
+    D::st(dx, i, g);
+  }
+}
+INSTANTIATE(maxpool_bwd, (const void* dy, const unsigned char* arg, void* dx, int NC, int H, int W), (dy, arg, dx, NC, H, W))
+
+// Global average pool: y[p] = mean of x[p, :HW]; one warp per plane.
+template <class D> __device__ void avgpool_impl(const void* x, void* y, int NC, int HW) {
+  long p = blockIdx.x * (long)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x & 31;
+  if (p >= NC) return;
+  float s = 0.f;
+  for (int j = lane; j < HW; j += 32) s += D::ld(x, p * HW + j);
+  s = warp_sum(s);
+  if (lane == 0) D::st(y, p, s / HW);
+}
+INSTANTIATE(avgpool, (const void* x, void* y, int NC, int HW), (x, y, NC, HW))
+
+template <class D> __device__ void avgpool_bwd_impl(const void* dy, void* dx, int NC, int HW) {
+  long n = (long)NC * HW;
+  GRID_STRIDE(i, n) D::st(dx, i, D::ld(dy, i / HW) / HW);
+}
+INSTANTIATE(avgpool_bwd, (const void* dy, void* dx, int NC, int HW), (dy, dx, NC, HW))
+"""#
+
+    // MARK: - LSTM cell
+
+    static let recurrent = #"""
+__device__ __forceinline__ float sigm(float x) { return 1.f / (1.f + expf(-x)); }
+// One time step. gates [B, 4H] (x·Wihᵀ + h·Whhᵀ, biases not yet added) in PyTorch's order i, f, g, o.
+// c' = f·c + i·g; h' = o·tanh(c'). Keeps the activated gates (in place) and c' for backward.
+template <class D> __device__ void lstm_cell_impl(void* gates, const float* bih, const float* bhh, const float* c, float* cOut,
+                                                  void* h, int B, int H) {
+  long n = (long)B * H;
+  GRID_STRIDE(idx, n) {
+    int b = idx / H, j = idx % H;
+    long g0 = (long)b * 4 * H;
+    float ig = sigm(D::ld(gates, g0 + j) + bih[j] + bhh[j]);
+    float fg = sigm(D::ld(gates, g0 + H + j) + bih[H + j] + bhh[H + j]);
+    float gg = tanhf(D::ld(gates, g0 + 2 * H + j) + bih[2 * H + j] + bhh[2 * H + j]);
+    float og = sigm(D::ld(gates, g0 + 3 * H + j) + bih[3 * H + j] + bhh[3 * H + j]);
+    float cn = fg * (c ? c[idx] : 0.f) + ig * gg;
+    cOut[idx] = cn;
+    D::st(h, idx, og * tanhf(cn));
+    D::st(gates, g0 + j, ig); D::st(gates, g0 + H + j, fg); D::st(gates, g0 + 2 * H + j, gg); D::st(gates, g0 + 3 * H + j, og);
+  }
+}
+INSTANTIATE(lstm_cell, (void* gates, const float* bih, const float* bhh, const float* c, float* cOut, void* h, int B, int H),
+            (gates, bih, bhh, c, cOut, h, B, H))
+
+// Backward of one step: from dh (D, may be null = 0) + dhNext (float) and dc (float, in/out),
+// the pre-activation gate gradients dgates [B, 4H] (D) and dc for the step before.
+template <class D> __device__ void lstm_cell_bwd_impl(const void* gates, const float* c, const float* cPrev, const void* dhOut,
+                                                      float* dhNext, float* dc, void* dgates, int B, int H) {
+  long n = (long)B * H;
+  GRID_STRIDE(idx, n) {
+    int b = idx / H, j = idx % H;
+    long g0 = (long)b * 4 * H;
+    float ig = D::ld(gates, g0 + j), fg = D::ld(gates, g0 + H + j), gg = D::ld(gates, g0 + 2 * H + j), og = D::ld(gates, g0 + 3 * H + j);
+    float dh = dhNext[idx] + (dhOut ? D::ld(dhOut, idx) : 0.f);
+    float tc = tanhf(c[idx]);
+    float dcv = dc[idx] + dh * og * (1.f - tc * tc);
+    float cp = cPrev ? cPrev[idx] : 0.f;
+    D::st(dgates, g0 + j, dcv * gg * ig * (1.f - ig));
+    D::st(dgates, g0 + H + j, dcv * cp * fg * (1.f - fg));
+    D::st(dgates, g0 + 2 * H + j, dcv * ig * (1.f - gg * gg));
+    D::st(dgates, g0 + 3 * H + j, dh * tc * og * (1.f - og));
+    dc[idx] = dcv * fg;
+  }
+}
+INSTANTIATE(lstm_cell_bwd, (const void* gates, const float* c, const float* cPrev, const void* dhOut, float* dhNext, float* dc, void* dgates, int B, int H),
+            (gates, c, cPrev, dhOut, dhNext, dc, dgates, B, H))
+"""#
+}

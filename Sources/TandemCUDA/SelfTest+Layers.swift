@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import TandemCore
+
+extension GPUSelfTest {
+    func args(_ values: Int...) -> [KernelArgument] { values.map { .int(Int32($0)) } }
+
+    // MARK: - LayerNorm, embedding, attention pieces
+
+    func transformerChecks(_ p: GPUPrecision) throws {
+        let s = p.suffix, tol = tolerance(p)
+        // LayerNorm forward and backward.
+        do {
+            let (rows, cols, chunks) = (33, 512, 8)
+            let x = random(rows * cols, scale: 2).map { $0 + 0.5 }, w = random(cols), b = random(cols), dy = rounded(random(rows * cols), p)
+            let dx = try device(x, .fp32), dw = try device(w, .fp32), db = try device(b, .fp32), ddy = try device(dy, p)
+            let y = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
+            let stats = try gpu.allocate(bytes: 8 * rows, category: .workspace)
+            try gpu.launch("layernorm_fwd" + s, grid: (rows, 1, 1), block: (128, 1, 1),
+                           [.pointer(dx), .pointer(dw), .pointer(db), .pointer(y), .pointer(stats), .pointer(stats + DevicePointer(4 * rows))] + args(rows, cols))
+            var yRef = [Double](), dxRef = [Double](), dwRef = [Double](repeating: 0, count: cols), dbRef = [Double](repeating: 0, count: cols)
+            for r in 0..<rows {
+                let row = (0..<cols).map { Double(x[r * cols + $0]) }
+                let mu = row.reduce(0, +) / Double(cols)
+                let v = row.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Double(cols)
+                let rs = 1 / (v + 1e-5).squareRoot()
+                let xh = row.map { ($0 - mu) * rs }
+                yRef += (0..<cols).map { xh[$0] * Double(w[$0]) + Double(b[$0]) }
+                let g = (0..<cols).map { Double(dy[r * cols + $0]) * Double(w[$0]) }
+                let m1 = g.reduce(0, +) / Double(cols), m2 = zip(g, xh).reduce(0) { $0 + $1.0 * $1.1 } / Double(cols)
+                dxRef += (0..<cols).map { rs * (g[$0] - m1 - xh[$0] * m2) }
+                for c in 0..<cols { dwRef[c] += Double(dy[r * cols + c]) * xh[c]; dbRef[c] += Double(dy[r * cols + c]) }
+            }
+            record("layernorm forward", p.rawValue, Self.relativeError(try host(y, rows * cols, p), yRef), tol)
+            let gx = try gpu.allocate(bytes: 4 * rows * cols, category: .workspace)
+            let pw = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace), pb = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace)
+            let gw = try gpu.allocate(bytes: 4 * cols, category: .workspace), gb = try gpu.allocate(bytes: 4 * cols, category: .workspace)
+            try gpu.launch("layernorm_bwd" + s, grid: (chunks, 1, 1), block: (128, 1, 1),
+                           [.pointer(ddy), .pointer(dx), .pointer(dw), .pointer(stats), .pointer(stats + DevicePointer(4 * rows)), .pointer(gx),
+                            .pointer(pw), .pointer(pb)] + args(rows, cols, 0))
+            for (partial, out) in [(pw, gw), (pb, gb)] {
+                try gpu.launch("sum_partials", grid: ((cols + 255) / 256, 1, 1), block: (256, 1, 1), [.pointer(partial)] + args(chunks, cols) + [.pointer(out), .int(0)])
+            }
+            record("layernorm backward dx", p.rawValue, Self.relativeError(try gpu.downloadFloats(gx, count: rows * cols), dxRef), 1e-4)
+            record("layernorm backward dw", p.rawValue, Self.relativeError(try gpu.downloadFloats(gw, count: cols), dwRef), 1e-4)
+            record("layernorm backward db", p.rawValue, Self.relativeError(try gpu.downloadFloats(gb, count: cols), dbRef), 1e-5)
+            for ptr in [dx, dw, db, ddy, y, stats, gx, pw, pb, gw, gb] { gpu.free(ptr) }
+        }
+        // Residual add.
+        do {
+            let (rows, cols) = (9, 70)
+            let x = random(rows * cols), y = rounded(random(rows * cols), p), b = random(cols)
+            let dx = try device(x, .fp32), dy = try device(y, p), db = try device(b, .fp32)
+            let out = try gpu.allocate(bytes: 4 * rows * cols, category: .workspace)
+            try gpu.launch1D("residual_add" + s, count: rows * cols, [.pointer(dx), .pointer(dy), .pointer(db), .pointer(out)] + args(rows, cols))
+            let ref = (0..<rows * cols).map { Double(x[$0]) + Double(y[$0]) + Double(b[$0 % cols]) }
+            record("residual add", p.rawValue, Self.relativeError(try gpu.downloadFloats(out, count: rows * cols), ref), 1e-6)
+            for ptr in [dx, dy, db, out] { gpu.free(ptr) }
+        }
+        if p == .fp32 { try embeddingChecks() }
+        // Head split / merge.
+        do {
+            let (B, T, H, hd) = (2, 5, 3, 4)
+            let C = H * hd, n = B * T * C
+            let qkv = rounded(random(3 * n), p)
+            let d = try device(qkv, p)
+            let q = try gpu.allocate(bytes: p.bytes * n, category: .workspace), k = try gpu.allocate(bytes: p.bytes * n, category: .workspace)
+            let v = try gpu.allocate(bytes: p.bytes * n, category: .workspace), back = try gpu.allocate(bytes: p.bytes * 3 * n, category: .workspace)
+            try gpu.launch1D("split_heads" + s, count: n, [.pointer(d), .pointer(q), .pointer(k), .pointer(v)] + args(B, T, H, hd, 0))
+            var refQ = [Double](repeating: 0, count: n), refV = refQ
+            for b in 0..<B { for t in 0..<T { for h in 0..<H { for e in 0..<hd {
+                let dst = ((b * H + h) * T + t) * hd + e, src = (b * T + t) * 3 * C + h * hd + e
+                refQ[dst] = Double(qkv[src]); refV[dst] = Double(qkv[src + 2 * C])
+            } } } }
+            let errSplit = max(Self.relativeError(try host(q, n, p), refQ), Self.relativeError(try host(v, n, p), refV))
+            record("split heads", p.rawValue, errSplit, 0)
+            try gpu.launch1D("split_heads" + s, count: n, [.pointer(back), .pointer(q), .pointer(k), .pointer(v)] + args(B, T, H, hd, 1))
+            record("split heads backward (inverse)", p.rawValue, Self.relativeError(try host(back, 3 * n, p), qkv), 0)
+            let y = try gpu.allocate(bytes: p.bytes * n, category: .workspace)
+            try gpu.launch1D("merge_heads" + s, count: n, [.pointer(q), .pointer(y)] + args(B, T, H, hd, 0))
+            let qh = try host(q, n, p)
+            var refY = [Double](repeating: 0, count: n)
+            for b in 0..<B { for t in 0..<T { for h in 0..<H { for e in 0..<hd {
+                refY[(b * T + t) * C + h * hd + e] = Double(qh[((b * H + h) * T + t) * hd + e])
+            } } } }
+            record("merge heads", p.rawValue, Self.relativeError(try host(y, n, p), refY), 0)
+            for ptr in [d, q, k, v, back, y] { gpu.free(ptr) }
+        }
+        // Causal softmax forward and backward.
+        do {
+            let (BH, T) = (3, 40)
+            let rows = BH * T
+            let x = rounded(random(rows * T, scale: 2), p), g = rounded(random(rows * T), p)
+            let dsm = try device(x, p), dg = try device(g, p)
+            try gpu.launch("causal_softmax" + s, grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1), [.pointer(dsm), .long(Int64(rows)), .int(Int32(T))])
+            let probs = try host(dsm, rows * T, p)
+            var ref = [Double](repeating: 0, count: rows * T), dref = ref
+            for r in 0..<rows {
+                let t = r % T
+                let row = (0...t).map { Double(x[r * T + $0]) }
+                let m = row.max()!, z = row.reduce(0) { $0 + exp($1 - m) }
+                for j in 0...t { ref[r * T + j] = exp(row[j] - m) / z }
+                let dot = (0...t).reduce(0.0) { $0 + Double(probs[r * T + $1]) * Double(g[r * T + $1]) }
+                for j in 0...t { dref[r * T + j] = Double(probs[r * T + j]) * (Double(g[r * T + j]) - dot) }
+            }
+            record("causal softmax", p.rawValue, Self.relativeError(probs, ref), tol)
+            try gpu.launch("causal_softmax_bwd" + s, grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1), [.pointer(dsm), .pointer(dg), .long(Int64(rows)), .int(Int32(T))])
+            record("causal softmax backward", p.rawValue, Self.relativeError(try host(dg, rows * T, p), dref), tol)
+            gpu.free(dsm); gpu.free(dg)
+        }
+    }
+
+    func embeddingChecks() throws {
+        let (B, T, C, V) = (3, 5, 16, 11)
+        let tokens = (0..<B * T).map { _ in Int32(generator.next() % UInt64(V)) }
+        let wte = random(V * C), wpe = random(T * C), g = random(B * T * C)
+        let dt = try gpu.allocate(bytes: 4 * B * T, category: .workspace)
+        try gpu.upload(tokens, to: dt)
+        let dwte = try device(wte, .fp32), dwpe = try device(wpe, .fp32), dg = try device(g, .fp32)
+        let x = try gpu.allocate(bytes: 4 * B * T * C, category: .workspace)
+        try gpu.launch1D("embedding_fwd", count: B * T * C, [.pointer(dt), .pointer(dwte), .pointer(dwpe), .pointer(x)] + args(B * T, T, C))
+        var ref = [Double](), pref = [Double](repeating: 0, count: T * C), tref = [Double](repeating: 0, count: V * C)
+        for bt in 0..<B * T { for c in 0..<C {
+            ref.append(Double(wte[Int(tokens[bt]) * C + c]) + Double(wpe[(bt % T) * C + c]))
+            pref[(bt % T) * C + c] += Double(g[bt * C + c])
+            tref[Int(tokens[bt]) * C + c] += Double(g[bt * C + c])
+        } }
+        record("embedding forward", "fp32", Self.relativeError(try gpu.downloadFloats(x, count: B * T * C), ref), 1e-7)
+        let gp = try gpu.allocate(bytes: 4 * T * C, category: .workspace), gt = try gpu.allocate(bytes: 4 * V * C, category: .workspace)
+        try gpu.launch1D("position_bwd", count: T * C, [.pointer(dg), .pointer(gp)] + args(B, T, C))
+        try gpu.fill(gt, words: V * C, pattern: 0)
+        try gpu.launch1D("token_bwd", count: B * T * C, [.pointer(dt), .pointer(dg), .pointer(gt)] + args(B * T, C))
+        record("position embedding backward", "fp32", Self.relativeError(try gpu.downloadFloats(gp, count: T * C), pref), 1e-6)
+        record("token embedding backward", "fp32", Self.relativeError(try gpu.downloadFloats(gt, count: V * C), tref), 1e-6)
+        for ptr in [dt, dwte, dwpe, dg, x, gp, gt] { gpu.free(ptr) }
+    }
+
+    // MARK: - Convolution and pooling
+
+    func convolutionChecks(_ p: GPUPrecision) throws {
+        let s = p.suffix, tol = tolerance(p)
+        let (N, C, H, W, K, pad) = (2, 3, 6, 5, 3, 1)
+        let x = rounded(random(N * C * H * W), p)
+        let dx = try device(x, p)
+        let colCount = C * K * K * N * H * W
+        let col = try gpu.allocate(bytes: p.bytes * colCount, category: .workspace)
+        try gpu.launch1D("im2col" + s, count: colCount, [.pointer(dx), .pointer(col)] + args(N, C, H, W, K, pad))
+        var ref = [Double](repeating: 0, count: colCount)
+        let cols = N * H * W
+        for c in 0..<C { for ky in 0..<K { for kx in 0..<K { for b in 0..<N { for oy in 0..<H { for ox in 0..<W {
+            let iy = oy + ky - pad, ix = ox + kx - pad
+            let v = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? Double(x[((b * C + c) * H + iy) * W + ix]) : 0
+            ref[((c * K + ky) * K + kx) * cols + (b * H + oy) * W + ox] = v
+        } } } } } }
+        record("im2col", p.rawValue, Self.relativeError(try host(col, colCount, p), ref), 0)
+        // col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)>.
+        let g = rounded(random(colCount), p)
+        let dgcol = try device(g, p)
+        let back = try gpu.allocate(bytes: p.bytes * N * C * H * W, category: .workspace)
+        try gpu.launch1D("col2im" + s, count: N * C * H * W, [.pointer(dgcol), .pointer(back)] + args(N, C, H, W, K, pad))
+        var adj = [Double](repeating: 0, count: N * C * H * W)
+        for c in 0..<C { for ky in 0..<K { for kx in 0..<K { for b in 0..<N { for oy in 0..<H { for ox in 0..<W {
+            let iy = oy + ky - pad, ix = ox + kx - pad
+            if iy >= 0 && iy < H && ix >= 0 && ix < W { adj[((b * C + c) * H + iy) * W + ix] += Double(g[((c * K + ky) * K + kx) * cols + (b * H + oy) * W + ox]) }
+        } } } } } }
+        record("col2im", p.rawValue, Self.relativeError(try host(back, N * C * H * W, p), adj), tol)
+        for ptr in [dx, col, dgcol, back] { gpu.free(ptr) }
+        // Bias + ReLU from the GEMM layout to NCHW, and back.
+        do {
+            let (N, C, HW) = (3, 4, 10)
+            let y = rounded(random(C * N * HW), p), b = random(C), dout = rounded(random(N * C * HW), p)
+            let dy = try device(y, p), db = try device(b, .fp32), ddout = try device(dout, p)
+            let out = try gpu.allocate(bytes: p.bytes * N * C * HW, category: .workspace), gy = try gpu.allocate(bytes: p.bytes * N * C * HW, category: .workspace)
+            try gpu.launch1D("conv_out" + s, count: N * C * HW, [.pointer(dy), .pointer(db), .pointer(out)] + args(N, C, HW))
+            var r = [Double](repeating: 0, count: N * C * HW), gr = r
+            let o = try host(out, N * C * HW, p)
+            for n in 0..<N { for c in 0..<C { for q in 0..<HW {
+                r[(n * C + c) * HW + q] = max(0, Double(y[c * N * HW + n * HW + q]) + Double(b[c]))
+                gr[c * N * HW + n * HW + q] = o[(n * C + c) * HW + q] > 0 ? Double(dout[(n * C + c) * HW + q]) : 0
+            } } }
+            record("conv bias + relu to NCHW", p.rawValue, Self.relativeError(o, r), tol)
+            try gpu.launch1D("conv_out_bwd" + s, count: N * C * HW, [.pointer(ddout), .pointer(out), .pointer(gy)] + args(N, C, HW))
+            record("conv relu backward to GEMM layout", p.rawValue, Self.relativeError(try host(gy, N * C * HW, p), gr), 0)
+            for ptr in [dy, db, ddout, out, gy] { gpu.free(ptr) }
+        }
+        // Max-pool and global average pool.
+        do {
+            let (NC, H, W) = (4, 6, 8)
+            let x = rounded(random(NC * H * W), p), g = rounded(random(NC * H * W / 4), p)
+            let dx = try device(x, p), dg = try device(g, p)
+            let y = try gpu.allocate(bytes: p.bytes * NC * H * W / 4, category: .workspace)
+            let arg = try gpu.allocate(bytes: NC * H * W / 4, category: .workspace)
+            let back = try gpu.allocate(bytes: p.bytes * NC * H * W, category: .workspace)
+            try gpu.launch1D("maxpool" + s, count: NC * H * W / 4, [.pointer(dx), .pointer(y), .pointer(arg)] + args(NC, H, W))
+            try gpu.launch1D("maxpool_bwd" + s, count: NC * H * W, [.pointer(dg), .pointer(arg), .pointer(back)] + args(NC, H, W))
+            var ref = [Double](), bref = [Double](repeating: 0, count: NC * H * W)
+            for pl in 0..<NC { for oy in 0..<H / 2 { for ox in 0..<W / 2 {
+                let idx = [(0, 0), (0, 1), (1, 0), (1, 1)].map { (pl * H + 2 * oy + $0.0) * W + 2 * ox + $0.1 }
+                var best = idx[0]
+                for i in idx.dropFirst() where x[i] > x[best] { best = i }
+                ref.append(Double(x[best]))
+                bref[best] = Double(g[(pl * H / 2 + oy) * W / 2 + ox])
+            } } }
+            record("max-pool 2×2", p.rawValue, Self.relativeError(try host(y, NC * H * W / 4, p), ref), 0)
+            record("max-pool backward", p.rawValue, Self.relativeError(try host(back, NC * H * W, p), bref), 0)
+            let ya = try gpu.allocate(bytes: p.bytes * NC, category: .workspace)
+            try gpu.launch("avgpool" + s, grid: ((NC + 7) / 8, 1, 1), block: (256, 1, 1), [.pointer(dx), .pointer(ya)] + args(NC, H * W))
+            let aref = (0..<NC).map { pl in (0..<H * W).reduce(0.0) { $0 + Double(x[pl * H * W + $1]) } / Double(H * W) }
+            record("global average pool", p.rawValue, Self.relativeError(try host(ya, NC, p), aref), tol)
+            try gpu.launch1D("avgpool_bwd" + s, count: NC * H * W, [.pointer(dg), .pointer(back)] + args(NC, H * W))
+            let abref = (0..<NC * H * W).map { Double(g[$0 / (H * W)]) / Double(H * W) }
+            record("global average pool backward", p.rawValue, Self.relativeError(try host(back, NC * H * W, p), abref), tol)
+            for ptr in [dx, dg, y, arg, back, ya] { gpu.free(ptr) }
+        }
+    }
+
+    // MARK: - LSTM cell
+
+    func recurrentChecks(_ p: GPUPrecision) throws {
+        let s = p.suffix, tol = tolerance(p)
+        let (B, H) = (3, 8)
+        let gates = rounded(random(B * 4 * H), p), bih = random(4 * H), bhh = random(4 * H), c = random(B * H)
+        let dh = rounded(random(B * H), p), dhNext = random(B * H), dc = random(B * H)
+        let dgates = try device(gates, p), dbih = try device(bih, .fp32), dbhh = try device(bhh, .fp32), dcPrev = try device(c, .fp32)
+        let cOut = try gpu.allocate(bytes: 4 * B * H, category: .workspace), h = try gpu.allocate(bytes: p.bytes * B * H, category: .workspace)
+        try gpu.launch1D("lstm_cell" + s, count: B * H, [.pointer(dgates), .pointer(dbih), .pointer(dbhh), .pointer(dcPrev), .pointer(cOut), .pointer(h)] + args(B, H))
+        func sig(_ x: Double) -> Double { 1 / (1 + exp(-x)) }
+        var hRef = [Double](), cRef = [Double](), act = [Double](repeating: 0, count: B * 4 * H)
+        for b in 0..<B { for j in 0..<H {
+            func pre(_ k: Int) -> Double { Double(gates[b * 4 * H + k * H + j]) + Double(bih[k * H + j]) + Double(bhh[k * H + j]) }
+            let i = sig(pre(0)), f = sig(pre(1)), g = tanh(pre(2)), o = sig(pre(3))
+            let cn = f * Double(c[b * H + j]) + i * g
+            cRef.append(cn); hRef.append(o * tanh(cn))
+            for (k, v) in [i, f, g, o].enumerated() { act[b * 4 * H + k * H + j] = v }
+        } }
+        record("lstm cell h", p.rawValue, Self.relativeError(try host(h, B * H, p), hRef), tol)
+        record("lstm cell c", p.rawValue, Self.relativeError(try gpu.downloadFloats(cOut, count: B * H), cRef), p == .fp32 ? 1e-5 : tol)
+        // Backward from the kernel's own saved gates.
+        let saved = try host(dgates, B * 4 * H, p).map(Double.init)
+        let ddh = try device(dh, p), ddhNext = try device(dhNext, .fp32), ddc = try device(dc, .fp32)
+        let dOut = try gpu.allocate(bytes: p.bytes * B * 4 * H, category: .workspace)
+        try gpu.launch1D("lstm_cell_bwd" + s, count: B * H, [.pointer(dgates), .pointer(cOut), .pointer(dcPrev), .pointer(ddh), .pointer(ddhNext), .pointer(ddc), .pointer(dOut)] + args(B, H))
+        let cGPU = try gpu.downloadFloats(cOut, count: B * H).map(Double.init)
+        var gRef = [Double](repeating: 0, count: B * 4 * H), dcRef = [Double]()
+        for b in 0..<B { for j in 0..<H {
+            let i = saved[b * 4 * H + j], f = saved[b * 4 * H + H + j], g = saved[b * 4 * H + 2 * H + j], o = saved[b * 4 * H + 3 * H + j]
+            let dhv = Double(dhNext[b * H + j]) + Double(dh[b * H + j])
+            let tc = tanh(cGPU[b * H + j])
+            let dcv = Double(dc[b * H + j]) + dhv * o * (1 - tc * tc)
+            gRef[b * 4 * H + j] = dcv * g * i * (1 - i)
+            gRef[b * 4 * H + H + j] = dcv * Double(c[b * H + j]) * f * (1 - f)
+            gRef[b * 4 * H + 2 * H + j] = dcv * i * (1 - g * g)
+            gRef[b * 4 * H + 3 * H + j] = dhv * tc * o * (1 - o)
+            dcRef.append(dcv * f)
+        } }
+        record("lstm cell backward gates", p.rawValue, Self.relativeError(try host(dOut, B * 4 * H, p), gRef), tol)
+        record("lstm cell backward c", p.rawValue, Self.relativeError(try gpu.downloadFloats(ddc, count: B * H), dcRef), p == .fp32 ? 1e-5 : tol)
+        for ptr in [dgates, dbih, dbhh, dcPrev, cOut, h, ddh, ddhNext, ddc, dOut] { gpu.free(ptr) }
+    }
+}

@@ -1,0 +1,164 @@
+import TandemCore
+import TandemNN
+import TandemOptim
+
+extension GPUSelfTest {
+    func tolerance(_ p: GPUPrecision) -> Double {
+        switch p {
+        case .fp32: 2e-5
+        case .tf32: 3e-3
+        case .bf16: 1e-2
+        case .fp16: 2e-3
+        }
+    }
+
+    func erf(_ x: Double) -> Double { libmErf(x) }
+
+    // MARK: - GEMM
+
+    func gemmChecks(_ p: GPUPrecision) throws {
+        let (m, n, k) = (67, 130, 259)
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = rounded(random(m * k), p), b = rounded(random(k * n), p)
+            let da = try device(a, p), db = try device(b, p)
+            let dc = try gpu.allocate(bytes: 4 * m * n, category: .workspace)
+            let lda = ta ? m : k, ldb = tb ? k : n
+            try gpu.blas.gemm(transA: ta, transB: tb, m: m, n: n, k: k, a: da, lda: lda, b: db, ldb: ldb, c: dc, ldc: n,
+                              types: (p.dataType, p.dataType, .f32), compute: p.compute)
+            let out = try gpu.downloadFloats(dc, count: m * n)
+            var ref = [Double](repeating: 0, count: m * n)
+            for i in 0..<m { for j in 0..<n {
+                var s = 0.0
+                for l in 0..<k { s += Double(ta ? a[l * m + i] : a[i * k + l]) * Double(tb ? b[j * k + l] : b[l * n + j]) }
+                ref[i * n + j] = s
+            } }
+            record("gemm \(ta ? "T" : "N")\(tb ? "T" : "N") \(m)×\(n)×\(k)", p.rawValue, Self.relativeError(out, ref), p == .tf32 ? 3e-3 : 2e-5)
+            gpu.free(da); gpu.free(db); gpu.free(dc)
+        }
+        if p != .tf32 {
+            // Batched, strided, with alpha (as the attention uses it).
+            let (batch, t, hd) = (3, 33, 16)
+            let q = rounded(random(batch * t * hd), p), kk = rounded(random(batch * t * hd), p)
+            let dq = try device(q, p), dk = try device(kk, p)
+            let ds = try gpu.allocate(bytes: 4 * batch * t * t, category: .workspace)
+            try gpu.blas.gemm(transA: false, transB: true, m: t, n: t, k: hd, a: dq, lda: hd, b: dk, ldb: hd, c: ds, ldc: t,
+                              types: (p.dataType, p.dataType, .f32), alpha: 0.25, batch: batch, strides: (t * hd, t * hd, t * t))
+            let out = try gpu.downloadFloats(ds, count: batch * t * t)
+            var ref = [Double](repeating: 0, count: batch * t * t)
+            for z in 0..<batch { for i in 0..<t { for j in 0..<t {
+                var s = 0.0
+                for l in 0..<hd { s += Double(q[z * t * hd + i * hd + l]) * Double(kk[z * t * hd + j * hd + l]) }
+                ref[z * t * t + i * t + j] = 0.25 * s
+            } } }
+            record("gemm batched NT ×\(batch)", p.rawValue, Self.relativeError(out, ref), 2e-5)
+            gpu.free(dq); gpu.free(dk); gpu.free(ds)
+        }
+    }
+
+    // MARK: - Element-wise and reductions
+
+    func operations(_ p: GPUPrecision) throws {
+        try gemmChecks(p)
+        let s = p.suffix, tol = tolerance(p)
+        let (rows, cols) = (37, 300)
+        let n = rows * cols
+        // bias + ReLU, bias + GELU
+        do {
+            let x = rounded(random(n), p), b = random(cols)
+            let dx = try device(x, p), dbias = try device(b, .fp32)
+            try gpu.launch1D("bias_act" + s, count: n, [.pointer(dx), .pointer(dbias), .int(Int32(rows)), .int(Int32(cols)), .int(1)])
+            let ref = (0..<n).map { max(0, Double(x[$0]) + Double(b[$0 % cols])) }
+            record("bias + relu", p.rawValue, Self.relativeError(try host(dx, n, p), ref), tol)
+            gpu.free(dx); gpu.free(dbias)
+        }
+        do {
+            let x = rounded(random(n), p), b = random(cols)
+            let dz = try device(x, p), dbias = try device(b, .fp32)
+            let dy = try gpu.allocate(bytes: p.bytes * n, category: .workspace)
+            try gpu.launch1D("bias_gelu" + s, count: n, [.pointer(dz), .pointer(dbias), .pointer(dy), .int(Int32(rows)), .int(Int32(cols))])
+            let pre = (0..<n).map { Double(x[$0]) + Double(b[$0 % cols]) }
+            let ref = pre.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
+            record("bias + gelu", p.rawValue, Self.relativeError(try host(dy, n, p), ref), tol)
+            // GELU backward with the bias gradient (column sums).
+            let g = rounded(random(n), p)
+            let dg = try device(g, p)
+            let partial = try gpu.allocate(bytes: 4 * 4 * cols, category: .workspace)
+            let dbGrad = try gpu.allocate(bytes: 4 * cols, category: .workspace)
+            try gpu.launch("act_backward_colsum" + s, grid: ((cols + 31) / 32, 4, 1), block: (32, 8, 1),
+                           [.pointer(dg), .pointer(dz), .pointer(partial), .int(Int32(rows)), .int(Int32(cols)), .int(2)])
+            try gpu.launch("sum_partials", grid: ((cols + 255) / 256, 1, 1), block: (256, 1, 1),
+                           [.pointer(partial), .int(4), .int(Int32(cols)), .pointer(dbGrad), .int(0)])
+            let zr = try host(dz, n, p).map(Double.init)
+            let dref = (0..<n).map { i -> Double in
+                let z = zr[i]
+                return Double(g[i]) * (0.5 * (1 + erf(z / 2.0.squareRoot())) + z * exp(-0.5 * z * z) / (2 * Double.pi).squareRoot())
+            }
+            record("gelu backward", p.rawValue, Self.relativeError(try host(dg, n, p), dref), tol)
+            let gpuMasked = try host(dg, n, p).map(Double.init)
+            let colRef = (0..<cols).map { c in (0..<rows).reduce(0.0) { $0 + gpuMasked[$1 * cols + c] } }
+            record("bias gradient (column sums)", p.rawValue, Self.relativeError(try gpu.downloadFloats(dbGrad, count: cols), colRef), 2e-5)
+            for ptr in [dz, dbias, dy, dg, partial, dbGrad] { gpu.free(ptr) }
+        }
+        // ReLU backward mask.
+        do {
+            let y = rounded(random(n), p).map { max(0, $0) }, g = rounded(random(n), p)
+            let dyv = try device(y, p), dg = try device(g, p)
+            try gpu.launch("act_backward_colsum" + s, grid: ((cols + 31) / 32, 2, 1), block: (32, 8, 1),
+                           [.pointer(dg), .pointer(dyv), .pointer(0), .int(Int32(rows)), .int(Int32(cols)), .int(1)])
+            record("relu backward", p.rawValue, Self.relativeError(try host(dg, n, p), (0..<n).map { y[$0] > 0 ? Double(g[$0]) : 0 }), tol)
+            gpu.free(dyv); gpu.free(dg)
+        }
+        try lossChecks(p)
+        try transformerChecks(p)
+        try convolutionChecks(p)
+        try recurrentChecks(p)
+    }
+
+    func lossChecks(_ p: GPUPrecision) throws {
+        let s = p.suffix, tol = tolerance(p)
+        for (rows, cols) in [(45, 10), (7, 8192)] {
+            let x = rounded(random(rows * cols, scale: 3), p)
+            let labels = (0..<rows).map { _ in Int32(generator.next() % UInt64(cols)) }
+            let dx = try device(x, p)
+            let dl = try gpu.allocate(bytes: 4 * rows, category: .workspace)
+            try gpu.upload(labels, to: dl)
+            let dgrad = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
+            let losses = try gpu.allocate(bytes: 4 * rows, category: .workspace), mean = try gpu.allocate(bytes: 4, category: .workspace)
+            try gpu.launch("cross_entropy" + s, grid: (rows, 1, 1), block: (128, 1, 1),
+                           [.pointer(dx), .pointer(dl), .pointer(dgrad), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)), .float(1 / Float(rows)), .pointer(0)])
+            try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(rows)), .float(1 / Float(rows)), .pointer(mean)])
+            var lossRef = 0.0
+            var gradRef = [Double](repeating: 0, count: rows * cols)
+            for r in 0..<rows {
+                let row = (0..<cols).map { Double(x[r * cols + $0]) }
+                let m = row.max()!
+                let z = row.reduce(0.0) { $0 + exp($1 - m) }
+                lossRef += (log(z) + m - row[Int(labels[r])]) / Double(rows)
+                for c in 0..<cols { gradRef[r * cols + c] = (exp(row[c] - m) / z - (c == Int(labels[r]) ? 1 : 0)) / Double(rows) }
+            }
+            record("cross-entropy loss \(rows)×\(cols)", p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - lossRef) / abs(lossRef), 1e-5)
+            record("cross-entropy gradient \(rows)×\(cols)", p.rawValue, Self.relativeError(try host(dgrad, rows * cols, p), gradRef), tol)
+            for ptr in [dx, dl, dgrad, losses, mean] { gpu.free(ptr) }
+        }
+        // MSE
+        let n = 300
+        let pred = rounded(random(n), p), target = random(n)
+        let dp = try device(pred, p), dt = try device(target, .fp32)
+        let dd = try gpu.allocate(bytes: p.bytes * n, category: .workspace), losses = try gpu.allocate(bytes: 4 * n, category: .workspace)
+        let mean = try gpu.allocate(bytes: 4, category: .workspace)
+        try gpu.launch1D("mse" + s, count: n, [.pointer(dp), .pointer(dt), .pointer(dd), .pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(0)])
+        try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(mean)])
+        let ref = (0..<n).reduce(0.0) { $0 + pow(Double(pred[$1]) - Double(target[$1]), 2) } / Double(n)
+        record("mse loss", p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - ref) / ref, 1e-5)
+        record("mse gradient", p.rawValue, Self.relativeError(try host(dd, n, p), (0..<n).map { 2 * (Double(pred[$0]) - Double(target[$0])) / Double(n) }), tol)
+        for ptr in [dp, dt, dd, losses, mean] { gpu.free(ptr) }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+func libmErf(_ x: Double) -> Double { Glibc.erf(x) }
+#elseif canImport(Darwin)
+import Darwin
+func libmErf(_ x: Double) -> Double { Darwin.erf(x) }
+#endif

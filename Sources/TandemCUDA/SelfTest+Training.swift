@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import TandemCore
+import TandemNN
+import TandemOptim
+import TandemModels
+
+extension GPUSelfTest {
+    // MARK: - Optimizers
+
+    func optimizerChecks() throws {
+        let n = 1000
+        for (label, gpuOpt, cpuOpt) in [
+            ("sgd momentum nesterov wd", GPUOptimizer.sgd(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true),
+             try SGD(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true) as any Optimizer),
+            ("adamw", GPUOptimizer.adamw(learningRate: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1),
+             try AdamW(learningRate: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1)),
+        ] {
+            let w = random(n)
+            let parameter = Parameter(Tensor(w, shape: [n]))
+            let state = OptimizerState(cpuOpt)
+            let dp = try device(w, .fp32), dg = try gpu.allocate(bytes: 4 * n, category: .workspace)
+            let m = try device([Float](repeating: 0, count: n), .fp32), v = try device([Float](repeating: 0, count: n), .fp32)
+            for step in 0..<3 {
+                let g = random(n)
+                try gpu.upload(g, to: dg)
+                parameter.gradient = Tensor(g, shape: [n])
+                state.apply(to: [("w", parameter)])
+                switch gpuOpt {
+                case .sgd(let lr, let mu, let wd, let nesterov):
+                    try gpu.launch1D("sgd_f32", count: n, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)), .float(lr), .float(mu),
+                                                          .float(0), .float(wd), .int(nesterov ? 1 : 0), .pointer(0)])
+                case .adamw(let lr, let b1, let b2, let eps, let wd):
+                    try gpu.launch1D("adamw_f32", count: n, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(v), .pointer(0), .long(Int64(n)), .float(lr),
+                                                            .float(b1), .float(b2), .float(eps), .float(wd), .float(Float(step)), .pointer(0)])
+                }
+            }
+            record("optimizer \(label), 3 steps", "fp32", Self.relativeError(try gpu.downloadFloats(dp, count: n), Array(parameter.value.buffer)), 1e-6)
+            for ptr in [dp, dg, m, v] { gpu.free(ptr) }
+        }
+    }
+
+    // MARK: - A training step against the CPU step
+
+    static func testBatch(_ w: ReferenceModel) -> Int { w == .gpt ? 2 : 32 }
+
+    func modelStep(_ w: ReferenceModel, _ p: GPUPrecision) throws {
+        let batchSize = Self.testBatch(w)
+        let model = w.make(seed: 0)
+        var g = SeededGenerator(seed: 11)
+        let batch = w.syntheticBatch(size: batchSize, generator: &g)
+        let before = model.namedParameters.map { Array($0.parameter.value.buffer) }
+        let trainer = try GPUTrainer(gpu: gpu, workload: w, model: model, batch: batchSize, precision: p,
+                                     optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
+        try trainer.load(batch)
+        try trainer.step()
+        let gpuLoss = Double(try trainer.loss())
+        let gpuGrads = try trainer.downloadGradients()
+        let gpuAfter = try trainer.downloadParameters()
+        // The CPU step on the same weights and data.
+        let tape = Tape()
+        let loss = tape.record { model.loss(batch) }
+        model.zeroGradients()
+        tape.backward(loss)
+        let cpuLoss = Double(loss.item)
+        var gGPU: [Float] = [], gCPU: [Float] = [], dGPU: [Float] = [], dCPU: [Float] = []
+        for (i, (name, parameter)) in model.namedParameters.enumerated() {
+            gGPU += gpuGrads[name]!
+            gCPU += parameter.gradient.map { Array($0.buffer) } ?? [Float](repeating: 0, count: parameter.count)
+            dGPU += zip(gpuAfter[name]!, before[i]).map { $0 - $1 }
+        }
+        OptimizerState(try SGD(learningRate: 0.01, momentum: 0.9)).apply(to: model.namedParameters)
+        for (i, (_, parameter)) in model.namedParameters.enumerated() { dCPU += zip(parameter.value.buffer, before[i]).map { $0 - $1 } }
+        let lowPrecision = p.usesShadow
+        record("\(w.rawValue) step: loss (batch \(batchSize))", p.rawValue, abs(gpuLoss - cpuLoss) / abs(cpuLoss), lowPrecision ? 1e-2 : 1e-5,
+               note: "gpu \(gpuLoss) cpu \(cpuLoss)")
+        record("\(w.rawValue) step: gradients", p.rawValue, Self.relativeError(gGPU, gCPU), lowPrecision ? 3e-2 : 1e-4)
+        record("\(w.rawValue) step: weight update", p.rawValue, Self.relativeError(dGPU, dCPU), lowPrecision ? 3e-2 : 1e-4)
+    }
+
+    // MARK: - Graph replay against eager
+
+    func graphCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
+        let batchSize = Self.testBatch(w)
+        var g = SeededGenerator(seed: 5)
+        let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
+        let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
+        let eager = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+        let graphed = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+        var eagerLosses: [Float] = [], graphLosses: [Float] = []
+        for b in batches { try eager.load(b); try eager.step(); eagerLosses.append(try eager.loss()) }
+        try graphed.load(batches[0]); try graphed.step(); graphLosses.append(try graphed.loss())
+        try graphed.captureGraph()
+        for b in batches.dropFirst() { try graphed.load(b); try graphed.step(); graphLosses.append(try graphed.loss()) }
+        let a = try eager.downloadParameters(), b = try graphed.downloadParameters()
+        var x: [Float] = [], y: [Float] = []
+        for name in eager.names { x += a[name]!; y += b[name]! }
+        // Token-embedding gradients are summed with atomics, so gpt may differ by rounding.
+        record("\(w.rawValue) graph replay vs eager: weights after 3 steps", p.rawValue, Self.relativeError(y, x), w == .gpt ? 1e-5 : 0,
+               note: "losses eager \(eagerLosses) graph \(graphLosses)")
+    }
+
+    // MARK: - fp16 dynamic loss scaling
+
+    func lossScaling() throws {
+        let w = ReferenceModel.mlp, batchSize = 32
+        var g = SeededGenerator(seed: 3)
+        let batch = w.syntheticBatch(size: batchSize, generator: &g)
+        let model = w.make(seed: 0)
+        let cpuLoss = Double(model.loss(batch).item)
+        let trainer = try GPUTrainer(gpu: gpu, workload: w, model: model, batch: batchSize, precision: .fp16,
+                                     optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
+        try trainer.load(batch)
+        try trainer.step()
+        let s1 = try trainer.stepState()
+        record("fp16 first step: loss", "fp16", abs(Double(try trainer.loss()) - cpuLoss) / cpuLoss, 2e-3)
+        record("fp16 first step: scale kept at 65536, step counted", "fp16", (s1[2] == 65536 && s1[5] == 1 && s1[1] == 0) ? 0 : 1, 0,
+               note: "state \(s1)")
+        // Force an overflow: the step is skipped (weights unchanged) and the scale halves.
+        let before = try trainer.downloadParameters()
+        try gpu.upload([1 / 3e38, 0, 3e38, 0, 0, s1[5], 0, 0], to: trainer.state)
+        try trainer.step()
+        let s2 = try trainer.stepState()
+        let after = try trainer.downloadParameters()
+        let unchanged = trainer.names.allSatisfy { before[$0]! == after[$0]! }
+        record("fp16 overflow: step skipped, scale halved", "fp16", (unchanged && s2[2] == 1.5e38 && s2[5] == 1 && s2[1] == 0) ? 0 : 1, 0,
+               note: "state \(s2)")
+        // After `interval` clean steps the scale doubles.
+        try gpu.upload([1 / 1024, 0, 1024, 0, GPUTrainer.lossScaleInterval - 1, s2[5], 0, 0], to: trainer.state)
+        try trainer.step()
+        let s3 = try trainer.stepState()
+        let after3 = try trainer.downloadParameters()
+        let changed = trainer.names.contains { after[$0]! != after3[$0]! }
+        record("fp16 clean steps: scale doubles after \(Int(GPUTrainer.lossScaleInterval))", "fp16", (changed && s3[2] == 2048 && s3[4] == 0) ? 0 : 1, 0,
+               note: "state \(s3)")
+    }
+
+    // MARK: - Out of memory
+
+    func outOfMemoryCheck() throws {
+        let asked = 1 << 50
+        do {
+            _ = try gpu.allocate(bytes: asked, category: .activations)
+            record("out of memory is a clear error", "-", 1, 0, note: "a petabyte allocation succeeded")
+        } catch let error as CUDAError {
+            let text = error.description
+            let ok: Bool
+            if case .outOfMemory(let requested, let free, _, _) = error { ok = requested == asked && free > 0 && text.contains("\(asked) bytes") } else { ok = false }
+            record("out of memory is a clear error", "-", ok ? 0 : 1, 0, note: text)
+        }
+    }
+}
+
+extension GPUTrainer {
+    /// Every parameter's device value, by name (the CPU model is left alone).
+    public func downloadParameters() throws -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for (i, name) in names.enumerated() { out[name] = try gpu.downloadFloats(weight(i), count: shapes[i].reduce(1, *)) }
+        return out
+    }
+}

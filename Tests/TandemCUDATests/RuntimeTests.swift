@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import TandemCUDA
+
+// MARK: - A fake device for the allocator
+
+/// Hands out increasing addresses up to `capacity` bytes; records every call.
+final class FakeBacking: DeviceBacking {
+    let capacity: Int
+    var used = 0
+    var next: DevicePointer = 0x1000
+    var live: [DevicePointer: Int] = [:]
+    var allocations = 0, frees = 0
+    init(capacity: Int) { self.capacity = capacity }
+    func allocate(bytes: Int) throws(CUDAError) -> DevicePointer? {
+        guard used + bytes <= capacity else { return nil }
+        used += bytes
+        allocations += 1
+        let p = next
+        next += DevicePointer(bytes)
+        live[p] = bytes
+        return p
+    }
+    func free(_ pointer: DevicePointer) {
+        frees += 1
+        used -= live.removeValue(forKey: pointer)!
+    }
+    func memoryInfo() -> (free: Int, total: Int) { (capacity - used, capacity) }
+}
+
+@Suite("Device allocator")
+struct AllocatorTests {
+    @Test("size classes round up to 512 B below 1 MiB and to 2 MiB above", arguments: [
+        (1, 512), (512, 512), (513, 1024), (1 << 20, 1 << 20), ((1 << 20) + 1, 2 << 20), ((2 << 20) + 1, 4 << 20), (0, 512),
+    ])
+    func sizeClasses(bytes: Int, expected: Int) {
+        #expect(DeviceAllocator.sizeClass(bytes) == expected)
+    }
+
+    @Test("freed blocks are reused: the steady state never reaches the backing allocator")
+    func reuse() throws {
+        let fake = FakeBacking(capacity: 1 << 30)
+        let allocator = DeviceAllocator(backing: fake)
+        for _ in 0..<10 {
+            let a = try allocator.allocate(bytes: 1000, category: .activations)
+            let b = try allocator.allocate(bytes: 3 << 20, category: .activations)
+            allocator.free(a)
+            allocator.free(b)
+        }
+        #expect(fake.allocations == 2)
+        #expect(allocator.backingAllocations == 2)
+        #expect(allocator.totalInUse == 0)
+        #expect(allocator.reserved == 1024 + (4 << 20))
+    }
+
+    @Test("bytes in use and peak are kept per category")
+    func categories() throws {
+        let allocator = DeviceAllocator(backing: FakeBacking(capacity: 1 << 30))
+        let p = try allocator.allocate(bytes: 4096, category: .parameters)
+        let g = try allocator.allocate(bytes: 4096, category: .gradients)
+        let a1 = try allocator.allocate(bytes: 10_000, category: .activations)
+        let a2 = try allocator.allocate(bytes: 10_000, category: .activations)
+        #expect(allocator.inUse[.parameters] == 4096)
+        #expect(allocator.inUse[.gradients] == 4096)
+        #expect(allocator.inUse[.activations] == 2 * 10240)
+        allocator.free(a1)
+        allocator.free(a2)
+        #expect(allocator.inUse[.activations] == 0)
+        #expect(allocator.peak[.activations] == 2 * 10240)
+        #expect(allocator.peakTotal == 2 * 4096 + 2 * 10240)
+        allocator.resetPeak()
+        #expect(allocator.peak[.activations] == 0)
+        #expect(allocator.peakTotal == 2 * 4096)
+        allocator.free(p)
+        allocator.free(g)
+    }
+
+    @Test("an out-of-memory request releases the cache, retries, then names the bytes asked and free")
+    func outOfMemory() throws {
+        let fake = FakeBacking(capacity: 8 << 20)
+        let allocator = DeviceAllocator(backing: fake)
+        let a = try allocator.allocate(bytes: 4 << 20, category: .activations)
+        allocator.free(a)   // cached, still held from the fake
+        // 6 MiB fits only once the cached 4 MiB block is handed back.
+        let b = try allocator.allocate(bytes: 6 << 20, category: .parameters)
+        #expect(fake.frees == 1)
+        do {
+            _ = try allocator.allocate(bytes: 3 << 20, category: .optimizer)
+            Issue.record("expected an out-of-memory error")
+        } catch let error {
+            #expect(error == .outOfMemory(requested: 3 << 20, free: 2 << 20, total: 8 << 20, category: "optimizer"))
+            #expect(error.description.contains("asked for 3145728 bytes"))
+            #expect(error.description.contains("2097152 bytes (2.0 MiB) free"))
+        }
+        allocator.free(b)
+    }
+}
+
+// MARK: - Missing libraries
+
+@Suite("Native libraries", .serialized)
+struct LibraryTests {
+    @Test("a missing library is a clear error naming what was searched and what to install")
+    func missing() throws {
+        // The same restriction TANDEM_CUDA_LIBS makes, passed directly so tests running beside this one are unaffected.
+        let empty = "/tmp/tandem-empty-\(getpid())"
+        mkdir(empty, 0o755)
+        defer { rmdir(empty) }
+        for (names, what) in [(["libcuda.so.1"], "the CUDA driver"), (CuBLAS.names, "cuBLAS"), (NVRTC.names, "NVRTC")] {
+            do {
+                _ = try NativeLibrary.open(names: names, what: what, hint: "Install it.", directories: [empty])
+                Issue.record("\(what) opened from an empty folder")
+            } catch let error {
+                let text = error.description
+                #expect(text.contains(what) && text.contains(empty) && text.contains("Install it."), "\(text)")
+            }
+        }
+    }
+
+    @Test("the kernel cache key changes with every byte of the input")
+    func cacheKey() {
+        let a = KernelCache.key("source sm_90"), b = KernelCache.key("source sm_80"), c = KernelCache.key("source sm_90")
+        #expect(a != b)
+        #expect(a == c)
+        #expect(a.count == 32)
+    }
+}
