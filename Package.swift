@@ -33,7 +33,8 @@ let package = Package(
         .target(name: "TandemCollectives", dependencies: ["TandemCore"], swiftSettings: fast),
         .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives"], swiftSettings: strict),
         .target(name: "TandemScale", dependencies: ["TandemCore", "TandemModels", "TandemCollectives", "TandemParallel"], swiftSettings: strict),
-        .target(name: "TandemCUDA", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemModels"],
+        .target(name: "_TandemNCCLShims"),
+        .target(name: "TandemCUDA", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemModels", "TandemCollectives", "_TandemNCCLShims"],
                 swiftSettings: strict, linkerSettings: [.linkedLibrary("dl")]),
         .executableTarget(
             name: "tandem",

@@ -42,13 +42,18 @@ public struct Benchmark {
     }
 
     /// As `run(workers:)`, keeping every timed interval of every rank (`recordEvents`).
+    ///
+    /// With `independent`, each rank trains its replica alone (a one-rank group: no
+    /// gradient averaging, no communication) while the others do the same: the host's
+    /// contention probe. Its result's backend is ``independentBackend``.
     public func measure(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none,
-                        recordEvents: Bool = false) throws -> Measurement {
+                        recordEvents: Bool = false, independent: Bool = false) throws -> Measurement {
         let (workload, batch, steps, warmup, clock) = (self.workload, self.batch, self.steps, self.warmup, self.clock)
         Storage.resetPeak()
         let perRank = try ThreadLauncher.run(workers: workers) { rank, group in
             let model = workload.make(seed: 0)
-            let worker = try Worker(model: model, group: group, optimizer: try SGD(learningRate: 0.01, momentum: 0.9),
+            let own: any ProcessGroup = independent ? ThreadWorld(size: 1).group(rank: 0) : group
+            let worker = try Worker(model: model, group: own, optimizer: try SGD(learningRate: 0.01, momentum: 0.9),
                                     bucketBytes: bucketBytes, compression: compression)
             var generator = SeededGenerator(seed: UInt64(rank))
             let batches = (0..<4).map { _ in workload.syntheticBatch(size: batch, generator: &generator) }
@@ -75,7 +80,8 @@ public struct Benchmark {
         let bytes = perRank[0].bytes
         let paramBytes = perRank[0].params * 4
         var result = RunResult(
-            model: workload.rawValue, params: perRank[0].params, backend: workers > 1 ? "threads" : "none", device_name: cpuName(),
+            model: workload.rawValue, params: perRank[0].params,
+            backend: independent ? Self.independentBackend : workers > 1 ? "threads" : "none", device_name: cpuName(),
             workers: workers, batch_per_worker: batch, global_batch: batch * workers, steps: steps, warmup: warmup,
             seconds: wall, samples_per_s: Double(batch * workers * steps) / wall, step_ms: .init(stepTimes),
             breakdown_ms: .init(data: mean { $0.data }, forward: mean { $0.forward }, backward: mean { $0.backward },
@@ -90,7 +96,7 @@ public struct Benchmark {
         let collectivesPerStep = Double(perRank[0].collectiveCount) / n
         let perStep = cost.perStep(microBatches: 1, recording: recordEvents, collectives: Int(collectivesPerStep.rounded(.up)))
         result.instrumentation_overhead = result.step_ms.median > 0 ? perStep / (result.step_ms.median / 1000) : nil
-        if workers > 1 {
+        if workers > 1 && !independent {
             let busy = perRank.map(\.busy).reduce(0, +) / Double(workers)
             let overlap = busy > 0 ? min(1, max(0, 1 - commSeconds / busy)) : 0
             let algbw = busy > 0 ? Double(bytes) * n / busy / 1e9 : 0
@@ -100,6 +106,9 @@ public struct Benchmark {
         return Measurement(result: result, spans: perRank.map(\.spans.events), collectives: perRank.map(\.collectives),
                            clocks: perRank.map(\.clock))
     }
+
+    /// The backend name of a run of independent replicas (the contention probe).
+    public static let independentBackend = "independent"
 
     struct RankTiming: Sendable {
         var spans: StepSpans

@@ -24,7 +24,10 @@ public struct Analysis {
     public var table = ""
 
     /// - Parameter peakFLOPS: one worker's peak (for MFU).
-    public init(configurations: [Sweep.Configuration], mode: ScalingMode, comm: [CommBenchmark.Row], peakFLOPS: Double) throws {
+    /// - Parameter probes: contention probes (``Benchmark/independentBackend`` runs), at
+    ///   most one per workload; with one, the predictions include the host's contention.
+    public init(configurations: [Sweep.Configuration], mode: ScalingMode, comm: [CommBenchmark.Row], peakFLOPS: Double,
+                probes: [RunResult] = []) throws {
         let results = configurations.flatMap { $0.runs.map(\.result) }
         curves = try ScalingCurve.curves(from: results, mode: mode)
         let busbw = comm.map { (bytes: $0.bytes, gbps: $0.busbw_gbps) }
@@ -85,15 +88,22 @@ public struct Analysis {
             // Calibrate on the smallest worker count; predict the others.
             if let link, let first = configs.first, first.workers == 1, configs.count > 1,
                let calibration = try? Calibration(baseline: Self.typical(first.runs.map(\.result))) {
-                let model = CostModel(calibration: calibration, algorithm: .ring(link), bucketBytes: 25 << 20)
+                var model = CostModel(calibration: calibration, algorithm: .ring(link), bucketBytes: 25 << 20)
+                let baseline = Self.typical(first.runs.map(\.result))
+                if let probe = probes.first(where: { $0.model == curve.model }) {
+                    model.hostContention = try? HostContention(baseline: baseline, probe: probe)
+                }
+                let contention = model.hostContention.map {
+                    String(format: ", host contention from %d independent replicas: compute ×%.2f, optimizer ×%.2f", $0.workersPerHost, $0.computeSlowdown, $0.fixedSlowdown)
+                } ?? ""
                 for config in configs.dropFirst() {
                     let batch: CostModel.Batch = mode == .weak ? .perWorker(config.batchPerWorker) : .global(config.batchPerWorker * config.workers)
                     guard let predicted = model.predict(workers: [config.workers], batch: batch).first,
                           let measured = curve.point(workers: config.workers)?.throughput.median else { continue }
                     let check = PredictionCheck(model: curve.model, workers: config.workers, measured: measured, predicted: predicted.throughput)
                     predictions.append(check)
-                    own.append(String(format: "%@: the α-β model calibrated on 1 worker (α = %.1f µs, busbw %.1f GB/s) predicts %.1f samples/s at %d workers; measured %.1f (%+.0f%%).",
-                                      curve.model, link.alpha * 1e6, 1 / link.beta / 1e9, predicted.throughput, config.workers, measured, 100 * check.error))
+                    own.append(String(format: "%@: the α-β model calibrated on 1 worker (α = %.1f µs, busbw %.1f GB/s%@) predicts %.1f samples/s at %d workers; measured %.1f (%+.0f%%).",
+                                      curve.model, link.alpha * 1e6, 1 / link.beta / 1e9, contention, predicted.throughput, config.workers, measured, 100 * check.error))
                 }
             }
             let fit = curve.amdahlFit()

@@ -69,7 +69,7 @@ extension CostModel {
             let step = stepSeconds(workers: n, batchPerWorker: b)
             let throughput = Double(n) * b / step
             let speedup = batch.mode == .weak ? throughput / baseThroughput : baseStep / step
-            return Prediction(workers: n, batchPerWorker: b, computeSeconds: computeSeconds(batchPerWorker: b),
+            return Prediction(workers: n, batchPerWorker: b, computeSeconds: computeSeconds(workers: n, batchPerWorker: b),
                               communicationSeconds: communicationSeconds(workers: n),
                               exposedCommunicationSeconds: exposedCommunicationSeconds(workers: n, batchPerWorker: b),
                               stepSeconds: step, throughput: throughput, speedup: speedup, efficiency: speedup / Double(n))

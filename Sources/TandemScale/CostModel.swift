@@ -9,6 +9,9 @@
 ///     backward(b) = backwardFraction · compute(b)
 ///     step(N, b)  = compute(b) + fixedSecondsPerStep + exposed(N, b)
 ///
+/// With ``hostContention`` measured, compute and the fixed part are multiplied by the
+/// slowdown a worker sees when the other workers of its host are busy too.
+///
 /// **Buckets and overlap.** The gradient of n bytes is all-reduced in k = ⌈n / bucket⌉
 /// buckets of n/k bytes (``bucketBytes``; nil means one all-reduce after backward, as
 /// without hooks). One bucket takes c = a(N) + b(N)·n/k (``AllReduceAlgorithm/cost(workers:)``),
@@ -42,6 +45,9 @@ public struct CostModel: Sendable, Equatable {
     public var algorithm: AllReduceAlgorithm
     /// Bucket size in bytes, nil for one all-reduce after backward.
     public var bucketBytes: Int?
+    /// How much slower a worker computes when the other workers of its host compute too
+    /// (shared caches, memory bandwidth, clock boost); nil: not at all.
+    public var hostContention: HostContention?
 
     public init(computeSecondsPerSample: Double, fixedSecondsPerStep: Double = 0, backwardFraction: Double = 2.0 / 3,
                 overlappableFraction: Double = 1, gradientBytes: Int, algorithm: AllReduceAlgorithm,
@@ -76,8 +82,15 @@ public struct CostModel: Sendable, Equatable {
         return max(1, (gradientBytes + bucket - 1) / bucket)
     }
 
-    /// compute(b) = b · computeSecondsPerSample.
-    public func computeSeconds(batchPerWorker b: Double) -> Double { b * computeSecondsPerSample }
+    /// compute(b) = b · computeSecondsPerSample, times the host-contention factor at N workers.
+    public func computeSeconds(workers: Int = 1, batchPerWorker b: Double) -> Double {
+        b * computeSecondsPerSample * (hostContention?.computeFactor(workers: workers) ?? 1)
+    }
+
+    /// fixedSecondsPerStep, times the host-contention factor at N workers.
+    public func fixedSeconds(workers: Int = 1) -> Double {
+        fixedSecondsPerStep * (hostContention?.fixedFactor(workers: workers) ?? 1)
+    }
 
     /// T: all buckets' all-reduce time, k·a(N) + b(N)·n.
     public func communicationSeconds(workers: Int) -> Double {
@@ -89,7 +102,7 @@ public struct CostModel: Sendable, Equatable {
         exposedCommunicationSeconds(workers: workers, batchPerWorker: b, buckets: bucketCount)
     }
 
-    /// compute(b) + fixed + exposed(N, b).
+    /// compute(N, b) + fixed(N) + exposed(N, b).
     public func stepSeconds(workers: Int, batchPerWorker b: Double) -> Double {
         stepSeconds(workers: workers, batchPerWorker: b, buckets: bucketCount)
     }
@@ -111,11 +124,12 @@ public struct CostModel: Sendable, Equatable {
         guard workers > 1 else { return 0 }
         let perBucket = cost.seconds(bytes: Double(gradientBytes) / Double(k))
         let total = Double(k) * perBucket
-        let window = overlappableFraction * backwardFraction * computeSeconds(batchPerWorker: b)
+        let window = overlappableFraction * backwardFraction * computeSeconds(workers: workers, batchPerWorker: b)
         return max(perBucket, total - window * Double(k - 1) / Double(k))
     }
 
     func stepSeconds(workers: Int, batchPerWorker b: Double, buckets k: Int) -> Double {
-        computeSeconds(batchPerWorker: b) + fixedSecondsPerStep + exposedCommunicationSeconds(workers: workers, batchPerWorker: b, buckets: k)
+        computeSeconds(workers: workers, batchPerWorker: b) + fixedSeconds(workers: workers)
+            + exposedCommunicationSeconds(workers: workers, batchPerWorker: b, buckets: k)
     }
 }

@@ -87,6 +87,18 @@ public struct Sweep: Sendable {
     }
 }
 
+extension Sweep {
+    /// The host's contention probe for `model`: `workers` independent replicas training at
+    /// once with no communication (see ``HostContention``), each with the one-worker
+    /// configuration's batch. Its step over the one-worker run's is the slowdown the α-β
+    /// model cannot see.
+    public func probe(_ model: ReferenceModel, workers: Int) throws -> Benchmark.Measurement {
+        let benchmark = Benchmark(workload: model, batch: try batchPerWorker(model, workers: 1), steps: steps ?? Self.defaultSteps(model),
+                                  warmup: warmup)
+        return try benchmark.measure(workers: workers, independent: true)
+    }
+}
+
 /// Why a sweep cannot run as asked.
 public struct SweepError: Error, CustomStringConvertible {
     public let description: String

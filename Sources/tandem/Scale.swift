@@ -85,15 +85,27 @@ struct Scale: ParsableCommand {
             comm = try CommBenchmark(operation: .allReduce, workers: widest, sizes: (0..<8).map { 4096 << (2 * $0) }, iterations: 5).run()
             bar.finish()
         }
+        // The host's contention probe per workload: as many independent replicas as the widest
+        // run puts on this host's cores, with no communication (HostContention).
+        var probes: [RunResult] = []
+        let perHost = min(widest, ProcessInfo.processInfo.activeProcessorCount)
+        if perHost > 1 {
+            for (i, model) in sweep.models.enumerated() {
+                bar.show(i, sweep.models.count, "contention probe: \(model.rawValue) × \(perHost) independent replicas", nil)
+                probes.append(try sweep.probe(model, workers: perHost).result)
+            }
+            bar.finish()
+            try outputs.write("probes.jsonl", probes.map(jsonLine).joined())
+        }
         let peak = Ceilings.measure().gflops * 1e9
-        let analysis = try Analysis(configurations: configurations, mode: sweep.mode, comm: comm, peakFLOPS: peak)
+        let analysis = try Analysis(configurations: configurations, mode: sweep.mode, comm: comm, peakFLOPS: peak, probes: probes)
         try outputs.write("report.html", HTMLReport.render(analysis.reports, title: "Tandem scaling: \(sweep.mode.rawValue) scaling on \(cpuName())"))
         if let traced = configurations.last(where: { $0.model == configurations.first?.model }), let run = traced.runs.first {
             try outputs.write("trace.json", ChromeTrace.render(Analysis.events(run)))
         }
         print(analysis.table)
         for line in analysis.findings { print("  • \(line)") }
-        print("wrote \(outputs.directory)/results.jsonl, report.html, trace.json")
+        print("wrote \(outputs.directory)/results.jsonl, \(probes.isEmpty ? "" : "probes.jsonl, ")report.html, trace.json")
     }
 
     func jsonLine(_ r: RunResult) -> String {

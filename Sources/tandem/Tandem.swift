@@ -10,7 +10,7 @@ struct TandemCommand: ParsableCommand {
         commandName: "tandem",
         abstract: "Data-parallel training of neural networks, and measurements of how it scales.",
         version: Tandem.version,
-        subcommands: [Train.self, Bench.self, Comm.self, Scale.self, Predict.self, Compare.self, Doctor.self, SelfTestCommand.self])
+        subcommands: [Train.self, Bench.self, Comm.self, Scale.self, Predict.self, Compare.self, Doctor.self, SelfTestCommand.self, LaunchCommand.self])
 }
 
 /// Prints a result as one JSON line.
