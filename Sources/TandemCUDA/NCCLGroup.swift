@@ -39,6 +39,7 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     let scratch: DevicePointer
     private var sequence = 0
     private var failure: CollectiveError?
+    lazy var watchdog = Watchdog(group: self)
     private let lock = NSLockLite()
     private var busy = 0.0
 
@@ -89,7 +90,8 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     }
 
     deinit {
-        if failure == nil { _ = nccl.ncclCommDestroy(comm) }
+        watchdog.stop()
+        if failure == nil && watchdog.failure == nil { _ = nccl.ncclCommDestroy(comm) }
         _ = gpu.driver.cuStreamDestroy(stream)
         gpu.free(scratch)
     }
@@ -149,6 +151,11 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     }
 
     // MARK: Queueing and waiting
+
+    /// The next collective's number (every collective has one, stream-ordered ones too).
+    func nextSequence() -> Int { sequence += 1; return sequence }
+    var currentSequence: Int { sequence }
+    var currentFailure: CollectiveError? { failure }
 
     /// Runs `body` (NCCL calls on `stream`, inside one NCCL group) after the compute
     /// stream's work so far, between two timing events.
