@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "TandemData", targets: ["TandemData"]),
         .library(name: "TandemModels", targets: ["TandemModels"]),
         .library(name: "TandemCollectives", targets: ["TandemCollectives"]),
+        .library(name: "TandemMPI", targets: ["TandemMPI"]),
         .library(name: "TandemParallel", targets: ["TandemParallel"]),
         .library(name: "TandemScale", targets: ["TandemScale"]),
         .library(name: "TandemCUDA", targets: ["TandemCUDA"]),
@@ -31,7 +32,8 @@ let package = Package(
         .target(name: "TandemData", dependencies: ["TandemCore", "TandemFormats"], swiftSettings: strict),
         .target(name: "TandemModels", dependencies: ["TandemCore", "TandemNN", "TandemFormats"], swiftSettings: strict),
         .target(name: "TandemCollectives", dependencies: ["TandemCore"], swiftSettings: fast),
-        .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives"], swiftSettings: strict),
+        .target(name: "TandemMPI", dependencies: ["TandemCore", "TandemCollectives"], swiftSettings: fast, linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives", "TandemMPI"], swiftSettings: strict),
         .target(name: "TandemScale", dependencies: ["TandemCore", "TandemModels", "TandemCollectives", "TandemParallel"], swiftSettings: strict),
         .target(name: "_TandemNCCLShims"),
         .target(name: "TandemCUDA", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemModels", "TandemCollectives", "_TandemNCCLShims"],
@@ -39,7 +41,7 @@ let package = Package(
         .executableTarget(
             name: "tandem",
             dependencies: [
-                "TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel", "TandemScale", "TandemCUDA",
+                "TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemParallel", "TandemScale", "TandemMPI", "TandemCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -57,5 +59,6 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(name: "TandemCUDATests", dependencies: ["TandemCUDA", "TandemCore", "TandemModels"], swiftSettings: strict),
         .testTarget(name: "TandemScaleTests", dependencies: ["TandemScale", "TandemParallel"], swiftSettings: strict),
+        .testTarget(name: "TandemMPITests", dependencies: ["TandemMPI", "TandemCollectives", "TandemCore", "TandemFormats"], swiftSettings: strict),
     ]
 )

@@ -305,12 +305,15 @@ final class WorkQueue: @unchecked Sendable {
 }
 
 /// One collective as it ran on a rank's communication thread.
-public struct CollectiveRecord: Sendable, Equatable {
+public struct CollectiveRecord: Sendable, Equatable, Codable {
     public var operation: String
     public var sequence: Int
     public var start: Double
     public var duration: Double
     public var bytes: Int
+    public init(operation: String, sequence: Int, start: Double, duration: Double, bytes: Int) {
+        self.operation = operation; self.sequence = sequence; self.start = start; self.duration = duration; self.bytes = bytes
+    }
 }
 
 /// The collective log's own cost, for `InstrumentationCost`.

@@ -15,6 +15,8 @@ public struct Benchmark {
     public var steps: Int
     public var warmup: Int
     public var clock: any TimeSource = MonotonicClock()
+    /// Threads of this process, or this process as one rank of an MPI job (`workers` is then MPI's size).
+    public var backend: Backend = .threads
 
     public init(workload: ReferenceModel, batch: Int, steps: Int, warmup: Int) {
         self.workload = workload
@@ -50,7 +52,7 @@ public struct Benchmark {
                         recordEvents: Bool = false, independent: Bool = false) throws -> Measurement {
         let (workload, batch, steps, warmup, clock) = (self.workload, self.batch, self.steps, self.warmup, self.clock)
         Storage.resetPeak()
-        let perRank = try ThreadLauncher.run(workers: workers) { rank, group in
+        let perRank = try Launch.run(backend: backend, workers: workers) { rank, group in
             let model = workload.make(seed: 0)
             let own: any ProcessGroup = independent ? ThreadWorld(size: 1).group(rank: 0) : group
             let worker = try Worker(model: model, group: own, optimizer: try SGD(learningRate: 0.01, momentum: 0.9),
@@ -63,16 +65,19 @@ public struct Benchmark {
             try group.barrier().wait()
             worker.spans = StepSpans(recording: recordEvents)
             let busyBefore = group.busySeconds
-            let logBefore = group.log.count
+            let logBefore = group.collectiveLog.count
             let start = clock.now()
             for _ in 0..<steps { try worker.step { defer { i += 1 }; return batches[i % 4] } }
             let wall = clock.now() - start
             return RankTiming(spans: worker.spans, clock: alignment, wall: wall, busy: group.busySeconds - busyBefore,
-                              collectives: recordEvents ? Array(group.log.dropFirst(logBefore)) : [],
-                              collectiveCount: max(0, group.log.count - logBefore), params: model.parameterCount,
+                              collectives: recordEvents ? Array(group.collectiveLog.dropFirst(logBefore)) : [],
+                              collectiveCount: max(0, group.collectiveLog.count - logBefore), params: model.parameterCount,
                               flops: 3 * model.forwardFLOPsPerSample * Double(batch), bytes: worker.ddp.bytesPerStep)
         }
         let wall = perRank.map(\.wall).max() ?? 0
+        let workers = perRank.count
+        // Ranks sharing this process's memory counter: all of them on threads, one under MPI.
+        let processRanks = backend == .mpi ? 1 : workers
         let n = Double(max(steps, 1))
         let mean = { (f: (StepSpans) -> Double) in 1000 * perRank.map { f($0.spans) }.reduce(0, +) / Double(workers) / n }
         let stepTimes = perRank[0].spans.steps.map { 1000 * $0 }
@@ -80,14 +85,14 @@ public struct Benchmark {
         let bytes = perRank[0].bytes
         let paramBytes = perRank[0].params * 4
         var result = RunResult(
-            model: workload.rawValue, params: perRank[0].params,
-            backend: independent ? Self.independentBackend : workers > 1 ? "threads" : "none", device_name: cpuName(),
+            model: workload.rawValue, params: perRank[0].params, backend: independent ? Self.independentBackend : workers > 1 || backend == .mpi ? backend.rawValue : "none",
+            device_name: cpuName(),
             workers: workers, batch_per_worker: batch, global_batch: batch * workers, steps: steps, warmup: warmup,
             seconds: wall, samples_per_s: Double(batch * workers * steps) / wall, step_ms: .init(stepTimes),
             breakdown_ms: .init(data: mean { $0.data }, forward: mean { $0.forward }, backward: mean { $0.backward },
                                 comm_exposed: mean { $0.communication }, optimizer: mean { $0.optimizer }),
-            memory: .init(peak_bytes: Storage.peakBytes / workers, params: paramBytes, grads: paramBytes, optimizer: paramBytes,
-                          activations: max(0, Storage.peakBytes / workers - 3 * paramBytes)),
+            memory: .init(peak_bytes: Storage.peakBytes / processRanks, params: paramBytes, grads: paramBytes, optimizer: paramBytes,
+                          activations: max(0, Storage.peakBytes / processRanks - 3 * paramBytes)),
             loss: Double(perRank[0].spans.losses.last ?? .nan), flops_per_step: perRank[0].flops * Double(workers))
         result.per_rank_step_ms = perRank.map { 1000 * $0.spans.steps.reduce(0, +) / n }
         result.per_rank_steps_ms = perRank.map { $0.spans.steps.map { 1000 * $0 } }
@@ -110,7 +115,7 @@ public struct Benchmark {
     /// The backend name of a run of independent replicas (the contention probe).
     public static let independentBackend = "independent"
 
-    struct RankTiming: Sendable {
+    struct RankTiming: Sendable, Codable {
         var spans: StepSpans
         var clock: ClockAlignment
         var wall: Double

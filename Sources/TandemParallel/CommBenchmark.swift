@@ -1,5 +1,6 @@
 import TandemCore
 import TandemCollectives
+import TandemMPI
 
 // MARK: - Collective latency and bandwidth (as nccl-tests)
 
@@ -16,6 +17,10 @@ public struct CommBenchmark {
         public var microseconds: Double
         public var algbw_gbps: Double
         public var busbw_gbps: Double
+        /// The MPI library's own blocking `MPI_Allreduce` on the same sizes, timed alternately
+        /// with ours (``CommBenchmark/compareLibrary``).
+        public var library_us: Double?
+        public var library_busbw_gbps: Double?
     }
 
     public var operation: Operation
@@ -23,6 +28,11 @@ public struct CommBenchmark {
     public var sizes: [Int]
     public var iterations: Int
     public var warmup = 3
+    /// Threads of this process, or this process as one rank of an MPI job (`workers` is then MPI's size).
+    public var backend: Backend = .threads
+    /// MPI all-reduce only: also time `MPI_Allreduce` (float32, sum) on the same sizes, each
+    /// iteration right after ours.
+    public var compareLibrary = false
 
     public init(operation: Operation, workers: Int, sizes: [Int], iterations: Int) {
         self.operation = operation
@@ -42,16 +52,26 @@ public struct CommBenchmark {
     }
 
     public func run() throws -> [Row] {
-        let (operation, workers, sizes, iterations, warmup) = (self.operation, self.workers, self.sizes, self.iterations, self.warmup)
-        let perRank = try ThreadLauncher.run(workers: workers) { rank, group in
+        let (operation, sizes, iterations, warmup, compareLibrary) = (self.operation, self.sizes, self.iterations, self.warmup, self.compareLibrary)
+        let perRank = try Launch.run(backend: backend, workers: self.workers) { rank, group in
+            let workers = group.size
             let clock = MonotonicClock()
             var times: [[Double]] = []
+            var library: [[Double]] = []
             for bytes in sizes {
                 let count = max(bytes / 4, 1)
                 let send = Tensor(repeating: Float(rank + 1), shape: [count])
                 let receive = Tensor(zeros: [operation == .allGather ? count * workers : count])
-                var samples: [Double] = []
+                var samples: [Double] = [], librarySamples: [Double] = []
+                let reference = compareLibrary ? group as? MPIGroup : nil
+                let referenceOutput = reference == nil ? nil : Tensor(zeros: [count])
                 for i in 0..<(warmup + iterations) {
+                    if let reference, let referenceOutput {
+                        try group.barrier().wait()
+                        let t0 = clock.now()
+                        try reference.libraryAllReduce(send.pointer, into: referenceOutput.pointer, count: count)
+                        if i >= warmup { librarySamples.append(clock.now() - t0) }
+                    }
                     try group.barrier().wait()
                     let t0 = clock.now()
                     switch operation {
@@ -66,15 +86,26 @@ public struct CommBenchmark {
                     if i >= warmup { samples.append(clock.now() - t0) }
                 }
                 times.append(samples)
+                library.append(librarySamples)
             }
-            return times
+            return [times, library]
+        }
+        let workers = perRank.count
+        func median(_ table: Int, _ s: Int) -> Double? {
+            guard perRank.allSatisfy({ $0[table][s].count == iterations }) else { return nil }
+            let slowest = (0..<iterations).map { i in perRank.map { $0[table][s][i] }.max()! }.sorted()
+            return slowest[slowest.count / 2]
         }
         return sizes.enumerated().map { s, bytes in
-            let slowest = (0..<iterations).map { i in perRank.map { $0[s][i] }.max()! }.sorted()
-            let median = slowest[slowest.count / 2]
-            let algbw = Double(bytes) / median / 1e9
-            return Row(operation: operation.rawValue, workers: workers, bytes: bytes, microseconds: median * 1e6,
-                       algbw_gbps: algbw, busbw_gbps: algbw * Self.busFactor(operation, workers: workers))
+            let ours = median(0, s)!
+            let algbw = Double(bytes) / ours / 1e9
+            var row = Row(operation: operation.rawValue, workers: workers, bytes: bytes, microseconds: ours * 1e6,
+                          algbw_gbps: algbw, busbw_gbps: algbw * Self.busFactor(operation, workers: workers))
+            if let theirs = median(1, s) {
+                row.library_us = theirs * 1e6
+                row.library_busbw_gbps = Double(bytes) / theirs / 1e9 * Self.busFactor(operation, workers: workers)
+            }
+            return row
         }
     }
 }

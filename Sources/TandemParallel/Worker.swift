@@ -7,7 +7,7 @@ import TandemCollectives
 // MARK: - One rank's training step
 
 /// One timed interval of a rank's step, on the monotonic clock (seconds).
-public struct Span: Sendable, Equatable {
+public struct Span: Sendable, Equatable, Codable {
     public var name: String
     public var start: Double
     public var duration: Double
@@ -16,7 +16,7 @@ public struct Span: Sendable, Equatable {
 
 /// Where one rank's step time went, summed over steps (seconds), and, when asked for,
 /// every interval itself (for traces).
-public struct StepSpans: Sendable {
+public struct StepSpans: Sendable, Codable {
     public var data = 0.0, forward = 0.0, backward = 0.0, communication = 0.0, optimizer = 0.0
     public var steps: [Double] = []
     public var losses: [Float] = []

@@ -19,6 +19,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
     @Option(help: "Also write every rank's spans and collectives here as a Chrome trace (opens in Perfetto).") var trace: String?
     @Flag(help: "Print one JSON result line.") var json = false
+    @OptionGroup var launch: BackendOptions
     @Option(help: "cpu, or cuda (one GPU).") var device: ComputeDevice = .cpu
     @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
     @Flag(help: "On the GPU: capture the whole step in one CUDA graph after the warm-up and replay it.") var graph = false
@@ -32,21 +33,24 @@ struct Bench: ParsableCommand {
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
     }
 
-    func run() throws {
+    mutating func run() throws {
+        workers = try launch.prepare(workers: workers)
         if device == .cuda { try runOnGPU(); return }
         if let warning = BLAS.warning { printError(warning) }
         try TrainingData(data: "synthetic", model: model, hidden: nil, evalFraction: 0, seed: 0)
             .requireMemory(batch: batch ?? model.cpuBatch, replicas: workers)
-        let benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
+        var benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
+        benchmark.backend = launch.resolved
         let compression = GradientCompression(rawValue: compress)!
         let result: RunResult
         if let trace {
             let measurement = try benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, recordEvents: true)
-            try FileIO.writeAtomically(Array(ChromeTrace.render(Analysis.events(measurement)).utf8), to: trace)
+            if Launch.isPrimary { try FileIO.writeAtomically(Array(ChromeTrace.render(Analysis.events(measurement)).utf8), to: trace) }
             result = measurement.result
         } else {
             result = try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression)
         }
+        guard Launch.isPrimary else { return }
         if json { try printJSON(result); return }
         print("\(result.model): \(String(format: "%.1f", result.samples_per_s)) samples/s, step median \(String(format: "%.2f", result.step_ms.median)) ms, loss \(result.loss)")
     }

@@ -16,6 +16,7 @@ struct Doctor: ParsableCommand {
         }
         if let override = ProcessInfo.processInfo.environment["TANDEM_BLAS"] { print("  TANDEM_BLAS=\(override)") }
         for line in CUDAInventory.report() { print(line) }
+        for line in MPIDoctor.report() { print(line) }
         if measure {
             let (gflops, gbps) = Ceilings.measure()
             print(String(format: "one core: GEMM %.1f GFLOP/s (1024×1024×1024, best of 10), memory copy %.1f GB/s (64 MiB, best of 10)", gflops, gbps))

@@ -8,7 +8,7 @@ import TandemOptim
 import TandemParallel
 
 /// What a finished run tells the user (rank 0's view, plus every rank's step time).
-struct Outcome: Sendable {
+struct Outcome: Sendable, Codable {
     var params = 0
     var stepsRun = 0
     var seconds = 0.0
@@ -17,7 +17,7 @@ struct Outcome: Sendable {
     var perRankStepMilliseconds: [Double] = []
     var spans = StepSpans()
     var evaluation: Evaluation?
-    struct Evaluation: Sendable { var loss: Double; var accuracy: Double? }
+    struct Evaluation: Sendable, Codable { var loss: Double; var accuracy: Double? }
 }
 
 /// One `train` invocation: the distributed (DDP) and classic (DP) drivers.
@@ -44,7 +44,7 @@ struct Run: @unchecked Sendable {
         let strategy = DistributedSampler.Strategy(rawValue: c.shard)!
         let compression = GradientCompression(rawValue: c.compress)!
         let board = ProgressBoard(workers: c.workers)
-        let outcomes = try ThreadLauncher.run(workers: c.workers, timeout: c.timeout, verifyCalls: c.debugCollectives) { rank, group in
+        let outcomes = try Launch.run(backend: c.launch.resolved, workers: c.workers, timeout: c.timeout, verifyCalls: c.debugCollectives) { rank, group in
             let model = recipe.makeModel()
             if let path = c.`init` { try model.loadWeights(from: path) }
             let worker = try Worker(model: model, group: group, optimizer: try c.makeOptimizer(),

@@ -50,6 +50,7 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("debug-collectives"), help: "Check every collective call matches across workers.") var debugCollectives = false
     @Flag(help: "Print one JSON result line (WORKLOADS.md schema plus eval_loss, accuracy).") var json = false
     @Flag(help: "No progress line.") var quiet = false
+    @OptionGroup var launch: BackendOptions
     @Option(help: "cpu, or cuda (one GPU: mlp, mlp-wide, gpt).") var device: ComputeDevice = .cpu
     @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
     @Flag(help: "On the GPU: after three eager steps, capture the whole step in one CUDA graph and replay it.") var graph = false
@@ -77,6 +78,7 @@ struct Train: ParsableCommand {
         if let checkpointEvery { try requirePositive(checkpointEvery, "--checkpoint-every") }
         if (resume || checkpointEvery != nil) && checkpointDir == nil { throw ValidationError("--resume and --checkpoint-every need --checkpoint-dir") }
         guard verifyEvery >= 0 else { throw ValidationError("--verify-every must be ≥ 0, got \(verifyEvery)") }
+        if mode == "dp" && launch.resolved == .mpi { throw ValidationError("--mode dp runs in one process; use --backend threads") }
         if mode == "dp" && (compress != "none" || shard != "block") { throw ValidationError("--mode dp has no --compress or --shard: it scatters each batch in one process") }
         _ = try parsedHidden()
         _ = try parsedSchedule(steps: 1)
@@ -119,7 +121,8 @@ struct Train: ParsableCommand {
          "optimizer": optimizer, "accumulate": "\(accumulate)", "seed": "\(seed)", "hidden": hidden ?? ""]
     }
 
-    func run() throws {
+    mutating func run() throws {
+        workers = try launch.prepare(workers: workers)
         if device == .cuda { try runOnGPU(); return }
         if let warning = BLAS.warning { printError(warning) }
         let recipe = try TrainingData(data: data, model: model, hidden: try parsedHidden(), evalFraction: evalFraction, seed: seed)
@@ -130,14 +133,14 @@ struct Train: ParsableCommand {
         let schedule = try parsedSchedule(steps: totalSteps)
         let run = Run(command: self, recipe: recipe, batch: batchSize, steps: totalSteps, schedule: schedule)
         let outcome = mode == "dp" ? try run.dataParallel() : try run.distributed()
-        try report(outcome, batchSize: batchSize, steps: totalSteps)
+        if Launch.isPrimary { try report(outcome, batchSize: batchSize, steps: totalSteps) }
     }
 
     func report(_ o: Outcome, batchSize: Int, steps totalSteps: Int) throws {
         let global = batchSize * workers * accumulate
         let timed = Double(max(o.stepsRun, 1))
         var result = RunResult(
-            model: model.rawValue, params: o.params, backend: workers > 1 ? (mode == "dp" ? "threads-dp" : "threads") : "none",
+            model: model.rawValue, params: o.params, backend: workers > 1 ? (mode == "dp" ? "threads-dp" : launch.resolved.rawValue) : "none",
             device_name: cpuName(), workers: workers, batch_per_worker: batchSize * accumulate, global_batch: global,
             steps: o.stepsRun, warmup: 0, seconds: o.seconds, samples_per_s: Double(global * o.stepsRun) / max(o.seconds, 1e-9),
             step_ms: .init(o.stepMilliseconds), loss: Double(o.loss))

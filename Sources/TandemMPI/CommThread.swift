@@ -1,0 +1,98 @@
+import Foundation
+import TandemCollectives
+
+// MARK: - The communication thread and its handles
+
+/// A thread that runs submitted collectives one after another, in issue order.
+final class CommThread: @unchecked Sendable {
+    // Safe: `items` and `stopped` are guarded by `condition`.
+    private let condition = NSCondition()
+    private var items: [@Sendable () -> Void] = []
+    private var stopped = false
+
+    init(name: String) {
+        let thread = Thread { [self] in self.loop() }
+        thread.name = name
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+
+    func push(_ item: @escaping @Sendable () -> Void) {
+        condition.lock(); items.append(item); condition.signal(); condition.unlock()
+    }
+
+    func stop() {
+        condition.lock(); stopped = true; condition.signal(); condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while items.isEmpty && !stopped { condition.wait() }
+            if items.isEmpty && stopped { condition.unlock(); return }
+            let item = items.removeFirst()
+            condition.unlock()
+            item()
+        }
+    }
+}
+
+/// Completion of one collective, waited on by the issuing thread. While someone waits,
+/// the communication thread polls MPI without pausing.
+final class MPIHandle: CollectiveHandle, @unchecked Sendable {
+    // Safe: `done` and `error` are guarded by `condition`; `world` is immutable.
+    private let condition = NSCondition()
+    private var done = false
+    private var error: CollectiveError?
+    private let world: MPIWorld
+
+    init(world: MPIWorld) { self.world = world }
+
+    /// The first finish wins (the watchdog may finish a collective the library still holds).
+    func finish(_ error: CollectiveError?) {
+        condition.lock()
+        if !done { self.error = error; done = true; condition.broadcast() }
+        condition.unlock()
+    }
+
+    var isComplete: Bool { condition.lock(); defer { condition.unlock() }; return done }
+
+    func wait() throws(CollectiveError) {
+        condition.lock()
+        if !done {
+            world.adjustWaiting(1)
+            while !done { condition.wait() }
+            world.adjustWaiting(-1)
+        }
+        let error = self.error
+        condition.unlock()
+        if let error { throw error }
+    }
+}
+
+/// Busy seconds and the collective log, under a lock (written by the communication
+/// thread, read by the rank). The log keeps the latest 10,000 records.
+final class CollectiveLog: @unchecked Sendable {
+    // Safe: `value` and `kept` are guarded by `lock`.
+    private let lock = NSLock()
+    private var value = 0.0
+    private var kept: [CollectiveRecord] = []
+    func add(_ record: CollectiveRecord) {
+        lock.lock()
+        value += record.duration
+        if kept.count >= 10_000 { kept.removeFirst(kept.count / 2) }
+        kept.append(record)
+        lock.unlock()
+    }
+    var total: Double { lock.lock(); defer { lock.unlock() }; return value }
+    var records: [CollectiveRecord] { lock.lock(); defer { lock.unlock() }; return kept }
+}
+
+/// Seconds on the monotonic clock (the one spans and the threads backend use).
+enum BusyClockMPI {
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+}

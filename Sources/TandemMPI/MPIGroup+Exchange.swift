@@ -1,0 +1,144 @@
+import Foundation
+import TandemCore
+import TandemCollectives
+
+// MARK: - Messages between ranks, bounded by the timeout
+
+/// One message of a collective: to or from `peer`, `bytes` at `pointer`.
+struct Transfer {
+    var peer: Int
+    var receive: Bool
+    var pointer: UnsafeMutableRawPointer?
+    var bytes: Int
+}
+
+extension MPIGroup {
+    /// Posts every transfer (receives first), then polls them with `MPI_Test` until all are
+    /// done, the timeout passes, or another rank's abort notice arrives. A timeout names the
+    /// ranks whose messages to this rank did not arrive (or, when all did, those that did not
+    /// take this rank's): the ranks that have not reached collective `sequence`.
+    ///
+    /// Polling never sleeps while a caller waits on a handle (nothing else needs the core);
+    /// while the caller computes, it backs off up to 50 µs between tests, so an all-reduce
+    /// overlapping backward costs that backward little.
+    func exchange(_ transfers: [Transfer], tag: Int32, operation: String, sequence: Int) throws(CollectiveError) {
+        guard !transfers.isEmpty else { return }
+        let n = transfers.count
+        // (3) one zeroed 8-byte slot per request; the library writes 4 or 8 bytes into it.
+        let slots = UnsafeMutablePointer<UInt64>.allocate(capacity: n)
+        slots.initialize(repeating: 0, count: n)
+        // (4) MPI_Status fits in 64 bytes for both families.
+        let status = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+        var done = [Bool](repeating: false, count: n)
+        var posted = 0
+        var remaining = n
+        do throws(CollectiveError) {
+            try world.call { (lib: MPILibrary) throws(CollectiveError) in
+                for i in Self.postingOrder(transfers) {
+                    let t = transfers[i]
+                    guard t.bytes <= Int(Int32.max) else {
+                        throw .invalid("\(operation) #\(sequence): a message of \(t.bytes) bytes exceeds MPI's 2 GiB count; use smaller buckets")
+                    }
+                    let pointer = t.pointer ?? UnsafeMutableRawPointer(Self.empty)
+                    let code = (t.receive ? lib.irecv : lib.isend)(pointer, Int32(t.bytes), lib.constants.byte, Int32(t.peer), tag, world.dataComm, UnsafeMutableRawPointer(slots + i))
+                    if code != 0 {
+                        throw .invalid("\(operation) #\(sequence): \(t.receive ? "MPI_Irecv from" : "MPI_Isend to") rank \(t.peer) failed: \(lib.message(for: code))")
+                    }
+                    posted += 1
+                }
+            }
+            let deadline = BusyClockMPI.now() + timeout
+            watchdog.exchange(operation, deadline: deadline, missing: Self.unheard(transfers, done))
+            var pause = 1.0e-6
+            while remaining > 0 {
+                let progressed = try world.call { (lib: MPILibrary) throws(CollectiveError) -> Bool in
+                    var progressed = false
+                    for i in 0..<n where !done[i] {
+                        var flag: Int32 = 0
+                        status.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
+                        let code = lib.test(UnsafeMutableRawPointer(slots + i), &flag, status)
+                        let t = transfers[i]
+                        if code != 0 {
+                            done[i] = true; remaining -= 1
+                            throw .invalid("\(operation) #\(sequence): the message \(t.receive ? "from" : "to") rank \(t.peer) failed: \(lib.message(for: code))" +
+                                           (t.receive ? " (ranks called different collectives? run with --debug-collectives)" : ""))
+                        }
+                        guard flag != 0 else { continue }
+                        done[i] = true; remaining -= 1; progressed = true
+                        if t.receive {
+                            var count: Int32 = 0
+                            _ = lib.getCount(status, lib.constants.byte, &count)
+                            if Int(count) != t.bytes {
+                                throw .invalid("\(operation) #\(sequence): rank \(t.peer) sent \(count) bytes where rank \(rank) expected \(t.bytes) (ranks called different collectives; run with --debug-collectives to see each rank's call)")
+                            }
+                        }
+                    }
+                    if remaining > 0, let notice = world.pollNotice(lib) { throw notice }
+                    return progressed
+                }
+                if remaining == 0 { break }
+                if progressed { watchdog.update(missing: Self.unheard(transfers, done)) }
+                if BusyClockMPI.now() > deadline {
+                    throw .timeout(operation: operation, sequence: sequence, missing: Self.unheard(transfers, done), seconds: timeout)
+                }
+                if progressed || world.someoneWaits {
+                    pause = 1.0e-6
+                    sched_yield()
+                } else {
+                    usleep(UInt32(pause * 1e6))
+                    pause = min(pause * 2, 50e-6)
+                }
+            }
+        } catch {
+            // Requests still pending are cancelled and released; their memory is never freed,
+            // since the library may still write into it. (7)
+            _ = try? world.call { (lib: MPILibrary) throws(MPIError) in
+                for i in 0..<posted where !done[i] {
+                    if transfers[i].receive { _ = lib.cancel(UnsafeMutableRawPointer(slots + i)) }
+                    _ = lib.requestFree(UnsafeMutableRawPointer(slots + i))
+                }
+            }
+            throw error
+        }
+        slots.deallocate()
+        status.deallocate()
+    }
+
+    /// The ranks whose messages to this rank have not arrived (or, when all have, those that
+    /// have not taken this rank's).
+    static func unheard(_ transfers: [Transfer], _ done: [Bool]) -> [Int] {
+        let late = Set(transfers.indices.filter { !done[$0] && transfers[$0].receive }.map { transfers[$0].peer })
+        return (late.isEmpty ? Set(transfers.indices.filter { !done[$0] }.map { transfers[$0].peer }) : late).sorted()
+    }
+
+    /// Receives first, then sends, each in peer order.
+    static func postingOrder(_ transfers: [Transfer]) -> [Int] {
+        transfers.indices.filter { transfers[$0].receive } + transfers.indices.filter { !transfers[$0].receive }
+    }
+
+    /// A valid address for zero-byte messages.
+    nonisolated(unsafe) static let empty = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+
+    // MARK: Checking calls match (--debug-collectives)
+
+    /// Every rank sends every other its description of collective `seq`; all ranks compare
+    /// the same set, so all of them throw the same mismatch.
+    func fingerprint(_ call: String, seq: Int) throws(CollectiveError) {
+        let width = 192
+        let table = UnsafeMutableRawPointer.allocate(byteCount: width * size, alignment: 8)
+        table.initializeMemory(as: UInt8.self, repeating: 0, count: width * size)
+        let mine = Array(call.utf8.prefix(width - 1))
+        (table + rank * width).copyMemory(from: mine, byteCount: mine.count)
+        var transfers: [Transfer] = []
+        for peer in 0..<size where peer != rank {
+            transfers.append(Transfer(peer: peer, receive: true, pointer: table + peer * width, bytes: width))
+            transfers.append(Transfer(peer: peer, receive: false, pointer: table + rank * width, bytes: width))
+        }
+        try exchange(transfers, tag: Self.tag(seq, phase: 0), operation: "collective", sequence: seq)
+        let calls = (0..<size).map { r in
+            String(decoding: UnsafeRawBufferPointer(start: table + r * width, count: width).prefix { $0 != 0 }, as: UTF8.self)
+        }
+        table.deallocate()
+        if Set(calls).count > 1 { throw .mismatch(sequence: seq, calls: calls) }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+
+// MARK: - Collectives and training over MPI, against closed forms and the threads backend
+
+/// (implementation, processes) pairs: Open MPI for 1 to 4 processes (oversubscribed on this
+/// machine's cores), MPICH for 2 and 4.
+let worlds: [(Implementation, Int)] = Implementation.installed.flatMap { i in
+    (i.name == "Open MPI" ? [1, 2, 3, 4] : [2, 4]).map { (i, $0) }
+}
+
+@Suite(.serialized) struct CollectivesOverMPITests {
+    /// Every collective, sizes 0, 1, uneven, large; sum/average/max; fp32/bf16/fp16.
+    @Test(arguments: worlds)
+    func collectivesAreCorrect(_ implementation: Implementation, _ n: Int) throws {
+        let run = try mpirun(implementation, n, ["comm", "--backend", "mpi", "--verify"], timeout: 120)
+        #expect(run.status == 0 && !run.timedOut, "\(run)")
+        #expect(run.output.contains("collectives correct on \(n) rank\(n == 1 ? "" : "s") (mpi backend)"), "\(run)")
+    }
+
+    /// The same training run gives bit-identical weights over MPI and over threads: same
+    /// data shards, same reduction order. Large layers take the rank-order all-reduce; the
+    /// small-bucket run takes the tree; bf16 compression rounds as the threads backend does.
+    @Test(arguments: Implementation.installed, [2, 4])
+    func sameWeightsAsThreads(_ implementation: Implementation, _ n: Int) throws {
+        let tandem = try Tools.requireTandem()
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let digits = Tools.root.appendingPathComponent("datasets/digits").path
+        let configurations: [(String, [String])] = [
+            ("rank order", ["--hidden", "128,96", "--shard", "cyclic"]),
+            ("tree order, bf16", ["--hidden", "32,32", "--bucket-mb", "0.004", "--compress", "bf16"]),
+        ]
+        for (label, extra) in configurations {
+            let common = ["train", "--model", "mlp", "--data", digits, "--steps", "12", "--batch", "8", "--lr", "0.05", "--quiet"] + extra
+            let threads = try runCommand([tandem] + common + ["--workers", "\(n)", "--save", scratch.file("threads.safetensors")])
+            #expect(threads.status == 0, "\(threads)")
+            let mpi = try mpirun(implementation, n, common + ["--backend", "mpi", "--save", scratch.file("mpi.safetensors")])
+            #expect(mpi.status == 0, "\(mpi)")
+            let a = try Data(contentsOf: URL(fileURLWithPath: scratch.file("threads.safetensors")))
+            let b = try Data(contentsOf: URL(fileURLWithPath: scratch.file("mpi.safetensors")))
+            #expect(a.count > 1000)
+            #expect(a == b, "\(label), \(n) ranks over \(implementation): the weights differ from the threads backend's")
+            // Only rank 0 reports.
+            #expect(mpi.lines("trained mlp").count == 1, "\(mpi)")
+        }
+    }
+
+    /// bench and comm run under mpirun, rank 0 printing one result with every rank's data.
+    @Test func benchAndCommUnderMPI() throws {
+        guard let implementation = Implementation.installed.first else { return }
+        let bench = try mpirun(implementation, 2, ["bench", "--backend", "mpi", "--model", "mlp", "--batch", "8", "--steps", "3", "--warmup", "1", "--json"])
+        #expect(bench.status == 0, "\(bench)")
+        let line = try #require(bench.lines("{").first, "\(bench)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(result["backend"] as? String == "mpi")
+        #expect(result["workers"] as? Int == 2)
+        #expect((result["per_rank_steps_ms"] as? [[Double]])?.map(\.count) == [3, 3], "every rank's steps reach rank 0: \(line)")
+        #expect(bench.lines("{").count == 1, "only rank 0 prints: \(bench)")
+        let comm = try mpirun(implementation, 2, ["comm", "--backend", "mpi", "--compare-library", "--min-bytes", "4096", "--max-bytes", "65536", "--iterations", "3"])
+        #expect(comm.status == 0, "\(comm)")
+        #expect(comm.output.contains("against the MPI library's MPI_Allreduce"), "\(comm)")
+        #expect(comm.lines("        4096").count == 1 && comm.lines("       65536").count == 1, "\(comm)")
+    }
+}

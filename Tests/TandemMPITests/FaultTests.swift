@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+
+// MARK: - Failures end the job with an error naming the rank, on every survivor
+
+/// Each fault is injected into rank 1 of 3 at its 5th all-reduce (`TANDEM_MPI_FAULT`), in
+/// a training run whose collective timeout is 3 s. Open MPI's `mpirun` ends a job the
+/// moment one process dies (its message names the rank); with `--enable-recovery` the
+/// survivors run on to their own timeout, which is what the kill test checks. The other
+/// faults leave every process alive, so the job ends by the survivors' `MPI_Abort`, non-zero.
+@Suite(.serialized) struct FaultTests {
+    static let timeout = 3.0
+
+    func train(_ fault: String, debug: Bool = false, recovery: Bool = false) throws -> Run? {
+        guard Implementation.installed.contains(where: { $0.name == "Open MPI" }) else { return nil }
+        let digits = Tools.root.appendingPathComponent("datasets/digits").path
+        var arguments = ["train", "--backend", "mpi", "--model", "mlp", "--data", digits, "--hidden", "64,64", "--steps", "200",
+                         "--batch", "16", "--quiet", "--timeout", "\(Self.timeout)"]
+        if debug { arguments.append("--debug-collectives") }
+        return try mpirun(.openMPI, 3, arguments, environment: ["TANDEM_MPI_FAULT": fault], launcherFlags: recovery ? ["--enable-recovery"] : [], timeout: 60)
+    }
+
+    /// Every survivor (ranks 0 and 2) printed an error that names rank 1: its own timeout,
+    /// or the notice of the survivor that failed first; within the timeout plus start-up
+    /// and the one-second grace for reports.
+    func expectSurvivorsName(_ run: Run, _ matches: (String) -> Bool, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(!run.timedOut, "the job hung: \(run)", sourceLocation: sourceLocation)
+        #expect(run.seconds < Self.timeout + 12, "the job took \(run.seconds) s: \(run)", sourceLocation: sourceLocation)
+        for survivor in [0, 2] {
+            let reports = run.lines("tandem: rank \(survivor): ").filter(matches)
+            #expect(!reports.isEmpty, "rank \(survivor) did not report \(what): \(run)", sourceLocation: sourceLocation)
+        }
+        #expect(!run.output.contains("Fatal error"), "\(run)", sourceLocation: sourceLocation)
+    }
+
+    /// A timeout of an all-reduce after 3 s whose missing ranks include rank 1 (a stopped
+    /// rank may finish sending one collective's messages before the stop takes hold, so the
+    /// sequence number, and whether a survivor that already gave up is also named, vary).
+    static func namesRank1TimingOut(_ line: String) -> Bool {
+        guard line.contains("all-reduce #"), line.contains("timed out after 3.0 s: rank"),
+              let range = line.range(of: #"ranks? [0-9, ]+ did not arrive"#, options: .regularExpression) else { return false }
+        let ranks = line[range].dropFirst(5).split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        return ranks.contains(1)
+    }
+
+    @Test func killedRankIsNamed() throws {
+        // mpirun's recovery mode also makes its own exit status 0, so only the reports are checked.
+        guard let run = try train("1:kill:5", recovery: true) else { return }
+        expectSurvivorsName(run, Self.namesRank1TimingOut, "a timeout naming rank 1")
+    }
+
+    @Test func stoppedRankIsNamed() throws {
+        guard let run = try train("1:stop:5") else { return }
+        expectSurvivorsName(run, Self.namesRank1TimingOut, "a timeout naming rank 1")
+        #expect(run.status != 0, "\(run)")
+    }
+
+    @Test func rankSkippingACollectiveIsNamed() throws {
+        guard let run = try train("1:skip:5") else { return }
+        expectSurvivorsName(run, Self.namesRank1TimingOut, "a timeout naming rank 1")
+        #expect(run.status != 0, "\(run)")
+    }
+
+    /// With --debug-collectives every rank sees every rank's call and names the odd one's count.
+    @Test func mismatchedSizesAreNamed() throws {
+        guard let run = try train("1:resize:5", debug: true) else { return }
+        expectSurvivorsName(run, { $0.contains("collective #12 differs across ranks") }, "the mismatch")
+        let report = try #require(run.lines("tandem: rank 0: error: collective #12").first, "\(run)")
+        #expect(report.contains("rank 1: all-reduce(average, float32×10, float32×640, float32×64, float32×4096, float32×64, float32×4095)"), "\(report)")
+        #expect(report.contains("rank 2: all-reduce(average, float32×10, float32×640, float32×64, float32×4096, float32×64, float32×4096)"), "\(report)")
+        #expect(run.status != 0, "\(run)")
+    }
+
+    /// Without --debug-collectives, the receiver of the short message names its sender.
+    @Test func mismatchedSizesWithoutDebugAreNamed() throws {
+        guard let run = try train("1:resize:5") else { return }
+        expectSurvivorsName(run, { $0.contains("all-reduce #12: rank 1 sent 5460 bytes where rank") }, "rank 1's short message")
+    }
+}
