@@ -33,3 +33,19 @@ if [ "${TANDEM_BROWSER_TESTS:-1}" != "0" ] && ! has_command chromium && ! has_co
     echo "setup: could not install Chromium; the report's browser check will be skipped" >&2
   fi
 fi
+
+# MPI, both ABI families side by side (Debian: mpirun.openmpi + libmpi.so.40, mpirun.mpich +
+# libmpich.so.12), for --backend mpi and its tests; iproute2 and util-linux for the
+# multi-host tests (network namespaces).
+if ! has_library 'libmpi\.so\.40' || ! has_command mpirun.openmpi; then
+  install openmpi-bin libopenmpi3
+  echo "setup: installed Open MPI"
+fi
+if ! has_library 'libmpich\.so\.12' || ! has_command mpirun.mpich; then
+  install mpich libmpich12
+  echo "setup: installed MPICH"
+fi
+if ! has_command ip || ! has_command unshare; then
+  install iproute2 util-linux
+  echo "setup: installed iproute2"
+fi
