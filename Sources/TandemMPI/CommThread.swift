@@ -5,9 +5,10 @@ import TandemCollectives
 
 /// A thread that runs submitted collectives one after another, in issue order.
 final class CommThread: @unchecked Sendable {
-    // Safe: `items` and `stopped` are guarded by `condition`.
+    // Safe: `items`, `running` and `stopped` are guarded by `condition`.
     private let condition = NSCondition()
     private var items: [@Sendable () -> Void] = []
+    private var running = false
     private var stopped = false
 
     init(name: String) {
@@ -21,6 +22,19 @@ final class CommThread: @unchecked Sendable {
         condition.lock(); items.append(item); condition.signal(); condition.unlock()
     }
 
+    /// Runs `item` on the calling thread when nothing is queued or running (so order is
+    /// kept), and returns true; otherwise returns false and runs nothing. Small collectives
+    /// take this path: handing them to the thread and back costs more than they do.
+    func runInlineIfIdle(_ item: () -> Void) -> Bool {
+        condition.lock()
+        guard items.isEmpty && !running && !stopped else { condition.unlock(); return false }
+        running = true
+        condition.unlock()
+        item()
+        condition.lock(); running = false; condition.signal(); condition.unlock()
+        return true
+    }
+
     func stop() {
         condition.lock(); stopped = true; condition.signal(); condition.unlock()
     }
@@ -28,11 +42,13 @@ final class CommThread: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while items.isEmpty && !stopped { condition.wait() }
+            while (items.isEmpty || running) && !stopped { condition.wait() }
             if items.isEmpty && stopped { condition.unlock(); return }
             let item = items.removeFirst()
+            running = true
             condition.unlock()
             item()
+            condition.lock(); running = false; condition.unlock()
         }
     }
 }
@@ -61,6 +77,7 @@ final class MPIHandle: CollectiveHandle, @unchecked Sendable {
         condition.lock()
         if !done {
             world.adjustWaiting(1)
+            // No spinning here: the communication thread needs the core to move the data.
             while !done { condition.wait() }
             world.adjustWaiting(-1)
         }

@@ -83,7 +83,7 @@ extension MPIGroup {
                 }
                 if progressed || world.someoneWaits {
                     pause = 1.0e-6
-                    sched_yield()
+                    // Busy: the caller waits for this, nothing else needs the core.
                 } else {
                     usleep(UInt32(pause * 1e6))
                     pause = min(pause * 2, 50e-6)

@@ -60,6 +60,38 @@ extension MPIGroup {
         }
     }
 
+    /// A small all-reduce in one round: every rank sends every buffer whole to every other,
+    /// and each reduces all of it in tree order (the threads backend's order for small
+    /// all-reduces), so all ranks compute the same bits.
+    /// - Complexity: (N−1)·count elements sent per rank, one message latency.
+    func exchangeAndReduce(_ buffers: [CollectiveBuffer], operation: ReduceOperation, seq: Int) throws(CollectiveError) {
+        let n = size, me = rank
+        var offsets: [Int] = [], total = 0
+        for b in buffers { offsets.append(total); total += b.count * b.dtype.byteSize * (n - 1) }
+        let base = scratch.reserve(total)
+        var transfers: [Transfer] = []
+        for (i, b) in buffers.enumerated() where b.count > 0 {
+            let bytes = b.count * b.dtype.byteSize
+            var k = 0
+            for peer in 0..<n where peer != me {
+                transfers.append(Transfer(peer: peer, receive: true, pointer: base + offsets[i] + k * bytes, bytes: bytes))
+                transfers.append(Transfer(peer: peer, receive: false, pointer: b.base, bytes: bytes))
+                k += 1
+            }
+        }
+        try exchange(transfers, tag: Self.tag(seq, phase: 1), operation: "all-reduce", sequence: seq)
+        for (i, b) in buffers.enumerated() where b.count > 0 {
+            let bytes = b.count * b.dtype.byteSize
+            var operands: [Operand] = [], k = 0
+            for r in 0..<n {
+                if r == me { operands.append(Operand(base: b.base!, dtype: b.dtype)) } else {
+                    operands.append(Operand(base: base + offsets[i] + k * bytes, dtype: b.dtype)); k += 1
+                }
+            }
+            scratch.combine(operands, count: b.count, operation: operation, order: .tree, into: operands[me])
+        }
+    }
+
     /// Phase 2 of an all-reduce: every rank sends its reduced chunk of every buffer to all.
     func allGatherPhase(_ buffers: [CollectiveBuffer], seq: Int, name: String) throws(CollectiveError) {
         var transfers: [Transfer] = []

@@ -67,9 +67,9 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
         let injected = allReduce ? fault?.action(atAllReduce: allReduces) : nil
         let handle = MPIHandle(world: world)
         if injected == .skip { handle.finish(nil); return handle }
-        queue.push { [self] in
+        let work: @Sendable (Bool) -> Void = { [self] inline in
             let start = BusyClockMPI.now()
-            watchdog.begin(handle, sequence: seq)
+            watchdog.begin(handle, sequence: seq, inline: inline)
             defer { watchdog.end() }
             do throws(CollectiveError) {
                 if let failure = world.error { throw failure }
@@ -83,6 +83,16 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
                 handle.finish(error)
             }
         }
+        if bytes <= treeThresholdBytes && injected == nil {
+            // The caller would only wait for it: run it here, polling without pauses.
+            let ran = queue.runInlineIfIdle {
+                world.adjustWaiting(1)
+                work(true)
+                world.adjustWaiting(-1)
+            }
+            if ran { return handle }
+        }
+        queue.push { work(false) }
         return handle
     }
 
@@ -97,9 +107,13 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
         let call = "all-reduce(\(operation), " + buffers.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")"
         let buffersCopy = buffers
         return submit("all-reduce", call: call, bytes: total, allReduce: true) { g, seq throws(CollectiveError) in
-            let order: ReductionOrder = total <= g.treeThresholdBytes ? .tree : .rank
-            try g.reduceScatterPhase(buffersCopy, targets: nil, operation: operation, order: order, seq: seq, name: "all-reduce")
-            try g.allGatherPhase(buffersCopy, seq: seq, name: "all-reduce")
+            if total <= g.treeThresholdBytes {
+                // Small: one round (every rank gets every buffer and reduces all of it), half the latency.
+                try g.exchangeAndReduce(buffersCopy, operation: operation, seq: seq)
+            } else {
+                try g.reduceScatterPhase(buffersCopy, targets: nil, operation: operation, order: .rank, seq: seq, name: "all-reduce")
+                try g.allGatherPhase(buffersCopy, seq: seq, name: "all-reduce")
+            }
         }
     }
 

@@ -18,6 +18,7 @@ final class MPIWatchdog: @unchecked Sendable {
     private var deadline = Double.infinity
     private var missing: [Int] = []
     private var stopped = false
+    private var inline = false
     let timeout: Double
     let grace: Double
     private let world: MPIWorld
@@ -33,8 +34,10 @@ final class MPIWatchdog: @unchecked Sendable {
     }
 
     /// Collective `sequence` starts on the communication thread.
-    func begin(_ handle: MPIHandle, sequence: Int) {
-        lock.lock(); self.handle = handle; self.sequence = sequence; deadline = .infinity; missing = []; lock.unlock()
+    /// `inline`: it runs on the caller's own thread (a small collective), so a library that
+    /// does not return would hold the caller itself; then the watchdog ends the process.
+    func begin(_ handle: MPIHandle, sequence: Int, inline: Bool) {
+        lock.lock(); self.handle = handle; self.sequence = sequence; deadline = .infinity; missing = []; self.inline = inline; lock.unlock()
     }
 
     /// An exchange of `operation` must end by `deadline`; `missing` are the ranks not yet heard from.
@@ -58,9 +61,14 @@ final class MPIWatchdog: @unchecked Sendable {
             let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)
             self.handle = nil
             deadline = .infinity
+            let stuckCaller = inline
             lock.unlock()
             world.fail(error)
             handle.finish(error)
+            if stuckCaller {
+                world.tellOthers("\(error)")
+                world.abortJob("tandem: rank \(world.rank): error: \(error) (the MPI library did not return; ending the process)")
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ public struct Benchmark {
     }
 
     /// A run's result with every rank's spans and collectives, for traces.
-    public struct Measurement: Sendable {
+    public struct Measurement: Sendable, Codable {
         public var result: RunResult
         public var spans: [[Span]]
         public var collectives: [[CollectiveRecord]]

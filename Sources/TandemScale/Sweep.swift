@@ -18,6 +18,9 @@ public struct Sweep: Sendable {
     public var warmup: Int
     public var repeats: Int
     public var batch: Int?
+    /// Runs one configuration elsewhere (say, as an MPI job of `workers` processes) instead
+    /// of on threads of this process: (benchmark, workers, record events) → its measurement.
+    public var runner: (@Sendable (Benchmark, Int, Bool) throws -> Benchmark.Measurement)?
 
     public init(models: [ReferenceModel], workers: [Int], mode: ScalingMode, steps: Int? = nil, warmup: Int = 1, repeats: Int = 3, batch: Int? = nil) {
         self.models = models
@@ -77,7 +80,7 @@ public struct Sweep: Sendable {
                 progress(done, total, "\(model.rawValue) × \(n) worker\(n == 1 ? "" : "s"), repeat \(r + 1)/\(repeats)",
                          done > 0 ? elapsed / Double(done) * Double(total - done) : nil)
                 let benchmark = Benchmark(workload: model, batch: b, steps: steps ?? Self.defaultSteps(model), warmup: warmup)
-                runs.append(try benchmark.measure(workers: n, recordEvents: r == 0))
+                runs.append(try runner?(benchmark, n, r == 0) ?? benchmark.measure(workers: n, recordEvents: r == 0))
                 done += 1
             }
             out.append(Configuration(model: model, workers: n, batchPerWorker: b, runs: runs))

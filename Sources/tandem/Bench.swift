@@ -20,6 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Also write every rank's spans and collectives here as a Chrome trace (opens in Perfetto).") var trace: String?
     @Flag(help: "Print one JSON result line.") var json = false
     @OptionGroup var launch: BackendOptions
+    @OptionGroup var measurementOptions: MeasurementOptions
     @Option(help: "cpu, or cuda (one GPU).") var device: ComputeDevice = .cpu
     @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
     @Flag(help: "On the GPU: capture the whole step in one CUDA graph after the warm-up and replay it.") var graph = false
@@ -42,6 +43,10 @@ struct Bench: ParsableCommand {
         var benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
         benchmark.backend = launch.resolved
         let compression = GradientCompression(rawValue: compress)!
+        if measurementOptions.measurementOut != nil {
+            return try measurementOptions.write(benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression,
+                                                                  recordEvents: measurementOptions.recordEvents))
+        }
         let result: RunResult
         if let trace {
             let measurement = try benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, recordEvents: true)

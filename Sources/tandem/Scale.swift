@@ -20,7 +20,7 @@ struct Scale: ParsableCommand {
     @Option(help: "Workload, or all.") var model = "all"
     @Option(help: "Worker counts, comma-separated.") var workers = "1,2"
     @Option(help: "weak (batch per worker fixed) or strong (global batch fixed).") var mode = "weak"
-    @Option(help: "threads (mpi is not available in this build).") var backend = "threads"
+    @Option(help: "threads (ranks are threads of this process) or mpi (each configuration runs as an mpirun job of N processes).") var backend = "threads"
     @Option(help: "Timed steps per run (default: per workload, a few seconds each).") var steps: Int?
     @Option(help: "Untimed steps per run.") var warmup = 1
     @Option(help: "Repeats of each configuration (median and spread).") var repeats = 3
@@ -50,10 +50,7 @@ struct Scale: ParsableCommand {
         _ = try parsedModels()
         _ = try parsedWorkers()
         guard ScalingMode(rawValue: mode) != nil else { throw ValidationError("--mode must be weak or strong, got '\(mode)'") }
-        guard backend == "threads" else {
-            throw ValidationError(backend == "mpi" ? "--backend mpi: the MPI backend has not landed in this build; use --backend threads"
-                                                   : "--backend must be threads or mpi, got '\(backend)'")
-        }
+        guard backend == "threads" || backend == "mpi" else { throw ValidationError("--backend must be threads or mpi, got '\(backend)'") }
         if let steps { try requirePositive(steps, "--steps") }
         if let batch { try requirePositive(batch, "--batch") }
         try requirePositive(repeats, "--repeats")
@@ -69,8 +66,10 @@ struct Scale: ParsableCommand {
 
     func run() throws {
         let outputs = try Outputs(directory: out)
-        let sweep = Sweep(models: try parsedModels(), workers: try parsedWorkers(), mode: ScalingMode(rawValue: mode)!,
+        var sweep = Sweep(models: try parsedModels(), workers: try parsedWorkers(), mode: ScalingMode(rawValue: mode)!,
                           steps: steps, warmup: warmup, repeats: repeats, batch: batch)
+        let mpi = backend == "mpi" ? try MPIJobRunner() : nil
+        if let mpi { sweep.runner = { try mpi.measure($0, workers: $1, recordEvents: $2) } }
         let bar = ProgressBar(enabled: !quiet)
         let configurations = try sweep.run { done, total, label, left in bar.show(done, total, label, left) }
         bar.finish()
@@ -82,7 +81,9 @@ struct Scale: ParsableCommand {
         var comm: [CommBenchmark.Row] = []
         if widest > 1 {
             bar.show(0, 1, "all-reduce sweep on \(widest) workers", nil)
-            comm = try CommBenchmark(operation: .allReduce, workers: widest, sizes: (0..<8).map { 4096 << (2 * $0) }, iterations: 5).run()
+            let sizes = (0..<8).map { 4096 << (2 * $0) }
+            comm = try mpi?.commRows(workers: widest, sizes: sizes, iterations: 5)
+                ?? CommBenchmark(operation: .allReduce, workers: widest, sizes: sizes, iterations: 5).run()
             bar.finish()
         }
         // The host's contention probe per workload: as many independent replicas as the widest

@@ -52,7 +52,8 @@ struct Run: @unchecked Sendable {
             worker.clipNorm = c.clipNorm
             var drawn = 0
             if c.resume, let dir = c.checkpointDir {
-                drawn = try Checkpoint.resume(from: dir, model: model, optimizer: worker.optimizer, settings: c.checkpointSettings).batchesDrawn
+                let record = try Checkpoint.resume(from: dir, model: model, optimizer: worker.optimizer, settings: c.checkpointSettings)
+                drawn = c.resharded(record, rank: rank)
             }
             let stream = try recipe.stream(rank: rank, worldSize: c.workers, strategy: strategy, batch: batch, drawn: drawn, prefetch: c.prefetch)
             let clock = MonotonicClock()
@@ -114,7 +115,7 @@ struct Run: @unchecked Sendable {
         let optimizer = OptimizerState(try c.makeOptimizer())
         var drawn = 0
         if c.resume, let dir = c.checkpointDir {
-            drawn = try Checkpoint.resume(from: dir, model: dp.master, optimizer: optimizer, settings: c.checkpointSettings).batchesDrawn
+            drawn = c.resharded(try Checkpoint.resume(from: dir, model: dp.master, optimizer: optimizer, settings: c.checkpointSettings), rank: 0)
         }
         // One process reads the global batch (workers × batch) and scatters it.
         let stream = try recipe.stream(rank: 0, worldSize: 1, strategy: .block, batch: batch * c.workers, drawn: drawn, prefetch: c.prefetch)

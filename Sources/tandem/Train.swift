@@ -115,9 +115,10 @@ struct Train: ParsableCommand {
         } catch { throw ValidationError(error.description) }
     }
 
-    /// Settings a checkpoint must agree with to be resumed.
+    /// Settings a checkpoint must agree with to be resumed. The number of workers may differ:
+    /// the data is re-sharded, continuing from the same number of samples seen.
     var checkpointSettings: [String: String] {
-        ["model": model.rawValue, "data": data, "batch": "\(batch ?? model.cpuBatch)", "workers": "\(workers)", "mode": mode,
+        ["model": model.rawValue, "data": data, "batch": "\(batch ?? model.cpuBatch)", "mode": mode,
          "optimizer": optimizer, "accumulate": "\(accumulate)", "seed": "\(seed)", "hidden": hidden ?? ""]
     }
 

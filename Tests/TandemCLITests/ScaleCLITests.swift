@@ -148,7 +148,7 @@ struct ScaleCLITests {
         BadScale(flags: ["--workers", "0"], words: ["--workers", "'0'"]),
         BadScale(flags: ["--workers", "1,x"], words: ["--workers", "'1,x'"]),
         BadScale(flags: ["--mode", "sideways"], words: ["--mode", "'sideways'"]),
-        BadScale(flags: ["--backend", "mpi"], words: ["--backend mpi", "not", "this build"]),
+        BadScale(flags: ["--backend", "carrier-pigeon"], words: ["--backend", "'carrier-pigeon'"]),
         BadScale(flags: ["--repeats", "0"], words: ["--repeats", "positive"]),
         // Global batch 5 × 4 = 20, which 3 workers cannot share evenly.
         BadScale(flags: ["--mode", "strong", "--workers", "3,4", "--batch", "5"], words: ["strong", "20", "3 workers", "unevenly"]),

@@ -63,3 +63,51 @@ let worlds: [(Implementation, Int)] = Implementation.installed.flatMap { i in
         #expect(comm.lines("        4096").count == 1 && comm.lines("       65536").count == 1, "\(comm)")
     }
 }
+
+// MARK: - scale --backend mpi
+
+@Suite struct ScaleOverMPITests {
+    /// A sweep whose configurations run as mpirun jobs: every configuration's result is an
+    /// MPI run with every rank's steps, and the report is written.
+    @Test func scaleRunsEachConfigurationAsAnMPIJob() throws {
+        guard let implementation = Implementation.installed.first else { return }
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let run = try runCommand([try Tools.requireTandem(), "scale", "--backend", "mpi", "--model", "mlp", "--workers", "1,2", "--steps", "2",
+                                  "--warmup", "0", "--repeats", "1", "--batch", "4", "--out", scratch.path, "--quiet"],
+                                 environment: ["TANDEM_MPI": implementation.library], timeout: 300)
+        #expect(run.status == 0, "\(run)")
+        let lines = try String(contentsOfFile: scratch.file("results.jsonl"), encoding: .utf8).split(separator: "\n")
+        let results = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(results.map { $0["workers"] as? Int } == [1, 2], "\(lines)")
+        #expect(results.allSatisfy { $0["backend"] as? String == "mpi" }, "\(lines)")
+        #expect(results.map { ($0["per_rank_steps_ms"] as? [[Double]])?.count } == [1, 2], "\(lines)")
+        #expect(FileManager.default.fileExists(atPath: scratch.file("report.html")))
+    }
+}
+
+// MARK: - Resuming on another number of ranks
+
+@Suite struct ResumeOverMPITests {
+    /// A checkpoint written by two threads resumes under MPI on three processes (the data
+    /// re-sharded), and that one on one thread; each run continues from the step it stopped at.
+    @Test func resumeOnADifferentNumberOfRanks() throws {
+        guard let implementation = Implementation.installed.first else { return }
+        let tandem = try Tools.requireTandem()
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let digits = Tools.root.appendingPathComponent("datasets/digits").path
+        let common = ["train", "--model", "mlp", "--data", digits, "--hidden", "32", "--batch", "8", "--checkpoint-dir", scratch.file("ckpt")]
+        let first = try runCommand([tandem] + common + ["--workers", "2", "--steps", "5", "--quiet"])
+        #expect(first.status == 0, "\(first)")
+        let second = try mpirun(implementation, 3, common + ["--backend", "mpi", "--steps", "9", "--resume", "--save", scratch.file("w.safetensors")])
+        #expect(second.status == 0, "\(second)")
+        #expect(second.output.contains("resuming a checkpoint of 2 workers on 3"), "\(second)")
+        #expect(second.output.contains("step 9/9"), "\(second)")
+        #expect(!second.output.contains("step 5/9"), "the resumed run repeated step 5: \(second)")
+        let third = try runCommand([tandem] + common + ["--workers", "1", "--steps", "11", "--resume"])
+        #expect(third.status == 0, "\(third)")
+        #expect(third.output.contains("resuming a checkpoint of 3 workers on 1"), "\(third)")
+        #expect(third.output.contains("trained mlp for 11 steps"), "\(third)")
+    }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of the MPI backend (docs/performance.md, "The MPI backend").
+
+    python3 scripts/bench_mpi.py                       # mlp-wide, 2 workers, 3 repeats, Open MPI
+    python3 scripts/bench_mpi.py --model mlp --workers 2 --repeats 5 --mpi mpich
+
+Training throughput: for the model and worker count, runs alternately (tandem threads,
+tandem mpi, pytorch, tandem threads, ...) --repeats times each, in this one invocation:
+    <tandem> bench --model M --workers N --json                                  (threads)
+    <mpirun> -np N <tandem> bench --backend mpi --model M --json                 (MPI)
+    <torch-python> <torch-bench> --model M --workers N --threads 1 --port P      (DDP over gloo)
+and prints the median samples/s of each with min-max, and the ratios mpi/threads and
+mpi/pytorch. Then the all-reduce busbw of `tandem comm --backend mpi --compare-library`
+(ours beside the library's own MPI_Allreduce), --repeats times, median ratio per size.
+Figures on shared machines drift: compare only figures of one invocation.
+"""
+import argparse, json, os, statistics, subprocess, sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH = {"mlp": 64, "mlp-wide": 64, "cnn": 64, "lstm": 32, "gpt": 4}
+STEPS = {"mlp": 50, "mlp-wide": 10, "cnn": 30, "lstm": 10, "gpt": 3}
+WARMUP = {"mlp": 5, "mlp-wide": 2, "cnn": 5, "lstm": 2, "gpt": 2}
+MPI = {"openmpi": ("mpirun.openmpi", "libmpi.so.40", ["--allow-run-as-root", "--oversubscribe"]),
+       "mpich": ("mpirun.mpich", "libmpich.so.12", [])}
+
+
+def last_json(text):
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
+def run(cmd, env=None, timeout=900):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
+    if p.returncode != 0:
+        print("failed:", " ".join(cmd), p.stderr[-800:], file=sys.stderr)
+        return None
+    return p.stdout
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="mlp-wide")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mpi", default="openmpi", choices=sorted(MPI))
+    p.add_argument("--tandem", default=os.path.join(REPO, ".build", "release", "tandem"))
+    p.add_argument("--torch-python", default=os.path.expanduser("~/torchenv/bin/python"))
+    p.add_argument("--torch-bench", default="/work/shared/bench/torch_bench.py")
+    p.add_argument("--port", type=int, default=29711)
+    p.add_argument("--skip-comm", action="store_true")
+    a = p.parse_args()
+    launcher, library, flags = MPI[a.mpi]
+    m, n = a.model, a.workers
+    common = ["--model", m, "--batch", str(BATCH[m]), "--steps", str(STEPS[m]), "--warmup", str(WARMUP[m]), "--json"]
+    engines = {
+        "tandem threads": lambda i: ([a.tandem, "bench", "--workers", str(n)] + common, {}),
+        "tandem mpi": lambda i: ([launcher] + flags + ["-np", str(n), a.tandem, "bench", "--backend", "mpi"] + common, {"TANDEM_MPI": library}),
+        "pytorch ddp (gloo)": lambda i: ([a.torch_python, a.torch_bench, "--model", m, "--workers", str(n), "--batch", str(BATCH[m]),
+                                          "--steps", str(STEPS[m]), "--warmup", str(WARMUP[m]), "--threads", "1", "--port", str(a.port + i)],
+                                         {"OMP_NUM_THREADS": "1"}),
+    }
+    results = {k: [] for k in engines}
+    for i in range(a.repeats):
+        for name, make in engines.items():
+            cmd, env = make(i)
+            out = run(cmd, env)
+            r = last_json(out or "")
+            if r:
+                results[name].append(r["samples_per_s"])
+                print(f"  {name}: {r['samples_per_s']:.1f} samples/s", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in results.items() if v}
+    print(f"\n{m}, {n} workers, {a.repeats} alternating repeats, MPI: {a.mpi}\n")
+    print("| engine | samples/s median | min–max |")
+    print("| --- | --- | --- |")
+    for k, v in results.items():
+        if v:
+            print(f"| {k} | {med[k]:.1f} | {min(v):.1f}–{max(v):.1f} |")
+    if "tandem mpi" in med and "tandem threads" in med:
+        print(f"\nmpi / threads: {med['tandem mpi'] / med['tandem threads']:.3f}")
+    if "tandem mpi" in med and "pytorch ddp (gloo)" in med:
+        print(f"mpi / pytorch: {med['tandem mpi'] / med['pytorch ddp (gloo)']:.3f}")
+    if a.skip_comm:
+        return
+    ratios = {}
+    for i in range(a.repeats):
+        out = run([launcher] + flags + ["-np", str(n), a.tandem, "comm", "--backend", "mpi", "--compare-library", "--json",
+                                        "--min-bytes", "4096", "--max-bytes", str(64 << 20), "--iterations", "10"], {"TANDEM_MPI": library})
+        for line in (out or "").splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                ratios.setdefault(row["bytes"], []).append((row["busbw_gbps"], row["library_busbw_gbps"]))
+    print(f"\nall-reduce busbw, {n} processes, ours against MPI_Allreduce ({a.mpi}), medians of {a.repeats}\n")
+    print("| bytes | tandem busbw GB/s | MPI_Allreduce busbw GB/s | ratio |")
+    print("| --- | --- | --- | --- |")
+    for b in sorted(ratios):
+        ours = statistics.median(x for x, _ in ratios[b])
+        theirs = statistics.median(y for _, y in ratios[b])
+        print(f"| {b} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
