@@ -7,7 +7,8 @@ import TandemCollectives
 final class CommThread: @unchecked Sendable {
     // Safe: `items`, `running` and `stopped` are guarded by `condition`.
     private let condition = NSCondition()
-    private var items: [@Sendable () -> Void] = []
+    private var items: [(token: Int, run: @Sendable () -> Void)] = []
+    private var issued = 0
     private var running = false
     private var stopped = false
 
@@ -18,8 +19,32 @@ final class CommThread: @unchecked Sendable {
         thread.start()
     }
 
-    func push(_ item: @escaping @Sendable () -> Void) {
-        condition.lock(); items.append(item); condition.signal(); condition.unlock()
+    /// Queues `item`; the token lets its waiter run it itself (``runIfNext(_:_:)``).
+    @discardableResult
+    func push(_ item: @escaping @Sendable () -> Void) -> Int {
+        condition.lock()
+        issued += 1
+        let token = issued
+        items.append((token, item))
+        condition.signal()
+        condition.unlock()
+        return token
+    }
+
+    /// Takes the queued item `token` off the queue and runs `body` (its work, as the caller
+    /// wants it run) on the calling thread instead, when it is next in line and the thread
+    /// has not started it: a caller about to wait for it would only wait for the thread to
+    /// wake up. Returns whether it ran here.
+    func runIfNext(_ token: Int, instead body: () -> Void) -> Bool {
+        condition.lock()
+        guard !running, let first = items.first, first.token == token else { condition.unlock(); return false }
+        items.removeFirst()
+        running = true
+        condition.unlock()
+        _ = first
+        body()
+        condition.lock(); running = false; condition.signal(); condition.unlock()
+        return true
     }
 
     /// Runs `item` on the calling thread when nothing is queued or running (so order is
@@ -47,7 +72,7 @@ final class CommThread: @unchecked Sendable {
             let item = items.removeFirst()
             running = true
             condition.unlock()
-            item()
+            item.run()
             condition.lock(); running = false; condition.unlock()
         }
     }
@@ -61,6 +86,8 @@ final class MPIHandle: CollectiveHandle, @unchecked Sendable {
     private var done = false
     private var error: CollectiveError?
     private let world: MPIWorld
+    /// Runs the collective on the waiting thread if the communication thread has not started it.
+    var runHere: (() -> Void)?
 
     init(world: MPIWorld) { self.world = world }
 
@@ -74,6 +101,7 @@ final class MPIHandle: CollectiveHandle, @unchecked Sendable {
     var isComplete: Bool { condition.lock(); defer { condition.unlock() }; return done }
 
     func wait() throws(CollectiveError) {
+        if !isComplete, let runHere { runHere() }
         condition.lock()
         if !done {
             world.adjustWaiting(1)

@@ -73,7 +73,14 @@ extension MPIGroup {
                             }
                         }
                     }
-                    if remaining > 0, let notice = world.pollNotice(lib) { throw notice }
+                    if remaining > 0, let notice = world.pollNotice(lib) {
+                        // A rank this collective still waits for gave up elsewhere (say, one
+                        // collective ahead, having skipped this one): name it as the missing one.
+                        if case .aborted(let from, let message) = notice, Self.unheard(transfers, done).contains(from) {
+                            throw .invalid("\(operation) #\(sequence): rank \(from) did not arrive (it stopped: \(message))")
+                        }
+                        throw notice
+                    }
                     return progressed
                 }
                 if remaining == 0 { break }

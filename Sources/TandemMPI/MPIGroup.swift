@@ -92,7 +92,14 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
             }
             if ran { return handle }
         }
-        queue.push { work(false) }
+        let token = queue.push { work(false) }
+        handle.runHere = { [queue, world] in
+            _ = queue.runIfNext(token) {
+                world.adjustWaiting(1)
+                work(true)
+                world.adjustWaiting(-1)
+            }
+        }
         return handle
     }
 
