@@ -19,40 +19,43 @@ extension NCCLGroup {
     /// timeout — which ends the NCCL kernels, so the host's next synchronisation returns —
     /// and ``checkHealth()`` then throws the error naming the ranks behind.
     public func allReduceInStream(_ buffers: [CollectiveBuffer], operation: ReduceOperation, stream: OpaquePointer?) throws {
+        try communicator.use { comm in
+            try nccl.check(nccl.ncclGroupStart(), "ncclGroupStart")
+            for b in buffers where b.count > 0 {
+                let rc = nccl.ncclAllReduce(b.base, b.base, b.count, Self.type(b), Self.op(operation), comm, stream)
+                if rc != 0 { _ = nccl.ncclGroupEnd(); try nccl.check(rc, "ncclAllReduce") }
+            }
+            try nccl.check(nccl.ncclGroupEnd(), "ncclGroupEnd")
+        }
+    }
+
+    /// Marks this rank's progress (a new number in the rendezvous folder, so a timeout can
+    /// name the ranks behind — graph replays included) and puts a marker on `stream` after
+    /// the work queued so far; the watchdog aborts the communicator if the GPU has not
+    /// reached it within the timeout.
+    public func watch(stream: OpaquePointer?) throws {
         try checkHealth()
         let seq = nextSequence()
         rendezvous?.announce(seq)
-        try nccl.check(nccl.ncclGroupStart(), "ncclGroupStart")
-        for b in buffers where b.count > 0 {
-            let rc = nccl.ncclAllReduce(b.base, b.base, b.count, Self.type(b), Self.op(operation), comm, stream)
-            if rc != 0 { _ = nccl.ncclGroupEnd(); try nccl.check(rc, "ncclAllReduce") }
-        }
-        try nccl.check(nccl.ncclGroupEnd(), "ncclGroupEnd")
-    }
-
-    /// Puts a marker on `stream` after the work queued so far; the watchdog aborts the
-    /// communicator if the GPU has not reached it within the timeout.
-    public func watch(stream: OpaquePointer?) throws {
-        try checkHealth()
         let d = gpu.driver
         var event: CUHandle?
         try d.check(d.cuEventCreate(&event, 2), "cuEventCreate")   // CU_EVENT_DISABLE_TIMING
         try d.check(d.cuEventRecord(event, stream), "cuEventRecord")
-        watchdog.add(Watchdog.Mark(event: event, sequence: currentSequence, deadline: monotonicSeconds() + timeout))
+        watchdog.add(Watchdog.Mark(event: event, sequence: seq, deadline: monotonicSeconds() + timeout))
     }
 
-    /// Throws the failure the watchdog (or an earlier collective) found, if any.
+    /// Throws the failure that ended the communicator (the watchdog's, a collective's, an abort), if any.
     public func checkHealth() throws(CollectiveError) {
-        if let failure = watchdog.failure ?? currentFailure { throw failure }
+        if let failure = communicator.error { throw failure }
     }
 }
 
 /// A thread that checks, oldest first, that the GPU passes each watched marker before its
-/// deadline; on a miss it records a timeout naming the ranks behind and aborts the
-/// communicator. The group stops it (and waits for it) before destroying the communicator.
+/// deadline; on a miss it fails the communicator with a timeout naming the ranks behind
+/// (which aborts it). The group stops it, and waits for it, before ending the communicator.
 final class Watchdog: @unchecked Sendable {
-    // Safe: `marks`, `found` and the flags are guarded by `lock`; the thread uses only the
-    // immutable copies below, and NCCL's abort is thread-safe.
+    // Safe: `marks` and the flags are guarded by `lock`; the thread uses only the immutable
+    // references below, and the communicator serialises its own use.
     struct Mark: @unchecked Sendable {
         let event: CUHandle?
         let sequence: Int
@@ -60,23 +63,18 @@ final class Watchdog: @unchecked Sendable {
     }
     private let lock = NSLockLite()
     private var marks: [Mark] = []
-    private var found: CollectiveError?
     private var running = false
     private var stopped = false
     private let exited = DispatchSemaphore(value: 0)
-    let nccl: NCCLLibrary
+    let communicator: NCCLCommunicator
     let driver: CUDADriver
-    let comm: NCCLLibrary.Comm
     let rendezvous: NCCLRendezvous?
     let timeout: Double
-    let rank: Int
 
     init(group: NCCLGroup) {
-        nccl = group.nccl; driver = group.gpu.driver; comm = group.comm
-        rendezvous = group.rendezvous; timeout = group.timeout; rank = group.rank
+        communicator = group.communicator; driver = group.gpu.driver
+        rendezvous = group.rendezvous; timeout = group.timeout
     }
-
-    var failure: CollectiveError? { lock.locked { found } }
 
     func add(_ mark: Mark) {
         let start = lock.locked { () -> Bool in
@@ -86,15 +84,17 @@ final class Watchdog: @unchecked Sendable {
         }
         if start {
             let thread = Thread { [self] in loop() }
-            thread.name = "tandem-nccl-watchdog-\(rank)"
+            thread.name = "tandem-nccl-watchdog"
             thread.start()
         }
     }
 
-    /// Ends the thread and waits until it has.
-    func stop() {
-        let wasRunning = lock.locked { () -> Bool in stopped = true; return running }
+    /// Ends the thread, waits until it has, and says whether marks were still outstanding.
+    @discardableResult
+    func stop() -> Bool {
+        let (wasRunning, pending) = lock.locked { () -> (Bool, Bool) in stopped = true; return (running, !marks.isEmpty) }
         if wasRunning { exited.wait() }
+        return pending
     }
 
     private func loop() {
@@ -103,17 +103,14 @@ final class Watchdog: @unchecked Sendable {
             let next = lock.locked { () -> Mark?? in stopped ? .none : .some(marks.first) }
             guard case .some(let mark) = next else { return }
             guard let mark else { usleep(1_000); continue }
-            let rc = nccl.cuEventQuery(mark.event)
+            let rc = communicator.nccl.cuEventQuery(mark.event)
             if rc == 600 && monotonicSeconds() <= mark.deadline { usleep(200); continue }   // CUDA_ERROR_NOT_READY
-            if rc == 600 || rc != 0 {
+            if rc != 0 {
                 let missing = rendezvous?.behind(mark.sequence) ?? []
-                let error: CollectiveError = rc == 600
-                    ? .timeout(operation: "collectives up to", sequence: mark.sequence, missing: missing, seconds: timeout)
-                    : .aborted(rank: rank, message: "the GPU reported \(driver.message(rc)) before collective #\(mark.sequence)")
-                lock.locked { found = found ?? error }
-                _ = nccl.ncclCommAbort(comm)
-                // Wait to be stopped: the group reads `failure` and tears down.
-                while !lock.locked({ stopped }) { usleep(1_000) }
+                communicator.fail(rc == 600
+                    ? .timeout(operation: "step (collectives in stream order)", sequence: mark.sequence, missing: missing, seconds: timeout)
+                    : .invalid("the GPU reported \(driver.message(rc)) before progress mark #\(mark.sequence)"))
+                while !lock.locked({ stopped }) { usleep(1_000) }   // the group reads the failure and tears down
                 return
             }
             _ = driver.cuEventDestroy(mark.event)

@@ -33,12 +33,11 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     public let timeout: Double
     let nccl: NCCLLibrary
     let gpu: CUDAContext
-    let comm: NCCLLibrary.Comm
+    let communicator: NCCLCommunicator
     let stream: OpaquePointer?
     let rendezvous: NCCLRendezvous?
     let scratch: DevicePointer
     private var sequence = 0
-    private var failure: CollectiveError?
     lazy var watchdog = Watchdog(group: self)
     private let lock = NSLockLite()
     private var busy = 0.0
@@ -54,7 +53,12 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
         self.timeout = timeout
         self.rendezvous = rendezvous
         try gpu.makeCurrent()
-        comm = try nccl.communicator(id: id, size: size, rank: rank)
+        rendezvous?.announce(0)
+        let comm = try nccl.communicator(id: id, size: size, rank: rank, gpu: gpu, timeout: timeout) { [rendezvous] in
+            // Ranks that never reached this point (progress 0); unknown without a rendezvous folder.
+            rendezvous?.behind(0) ?? []
+        }
+        communicator = NCCLCommunicator(nccl: nccl, comm: comm)
         var s: CUHandle?
         try gpu.driver.check(gpu.driver.cuStreamCreate(&s, 1), "cuStreamCreate")   // CU_STREAM_NON_BLOCKING
         stream = s
@@ -90,8 +94,7 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     }
 
     deinit {
-        watchdog.stop()
-        if failure == nil && watchdog.failure == nil { _ = nccl.ncclCommDestroy(comm) }
+        communicator.end(outstanding: watchdog.stop())
         _ = gpu.driver.cuStreamDestroy(stream)
         gpu.free(scratch)
     }
@@ -100,18 +103,18 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
 
     public func allReduce(_ buffers: [CollectiveBuffer], operation: ReduceOperation) -> any CollectiveHandle {
         let bytes = buffers.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
-        return enqueue("all-reduce", bytes: bytes) { n throws(CUDAError) in
+        return enqueue("all-reduce", bytes: bytes) { n, comm throws(CUDAError) in
             for b in buffers where b.count > 0 {
-                try n.nccl.check(n.nccl.ncclAllReduce(b.base, b.base, b.count, Self.type(b), Self.op(operation), n.comm, n.stream), "ncclAllReduce")
+                try n.nccl.check(n.nccl.ncclAllReduce(b.base, b.base, b.count, Self.type(b), Self.op(operation), comm, n.stream), "ncclAllReduce")
             }
         }
     }
 
     public func broadcast(_ buffer: CollectiveBuffer, root: Int) -> any CollectiveHandle {
         guard (0..<size).contains(root) else { return FailedHandle(error: .invalid("broadcast root \(root) is outside a world of \(size)")) }
-        return enqueue("broadcast", bytes: buffer.count * buffer.dtype.byteSize) { n throws(CUDAError) in
+        return enqueue("broadcast", bytes: buffer.count * buffer.dtype.byteSize) { n, comm throws(CUDAError) in
             guard buffer.count > 0 else { return }
-            try n.nccl.check(n.nccl.ncclBroadcast(buffer.base, buffer.base, buffer.count, Self.type(buffer), Int32(root), n.comm, n.stream), "ncclBroadcast")
+            try n.nccl.check(n.nccl.ncclBroadcast(buffer.base, buffer.base, buffer.count, Self.type(buffer), Int32(root), comm, n.stream), "ncclBroadcast")
         }
     }
 
@@ -119,9 +122,12 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
         guard receive.count == send.count * size else {
             return FailedHandle(error: .invalid("all-gather on rank \(rank): receive holds \(receive.count) elements, expected \(size)·\(send.count)"))
         }
-        return enqueue("all-gather", bytes: receive.count * receive.dtype.byteSize) { n throws(CUDAError) in
+        guard receive.dtype == send.dtype else {
+            return FailedHandle(error: .invalid("all-gather on rank \(rank): send is \(send.dtype), receive \(receive.dtype); they must match"))
+        }
+        return enqueue("all-gather", bytes: receive.count * receive.dtype.byteSize) { n, comm throws(CUDAError) in
             guard send.count > 0 else { return }
-            try n.nccl.check(n.nccl.ncclAllGather(send.base, receive.base, send.count, Self.type(send), n.comm, n.stream), "ncclAllGather")
+            try n.nccl.check(n.nccl.ncclAllGather(send.base, receive.base, send.count, Self.type(send), comm, n.stream), "ncclAllGather")
         }
     }
 
@@ -129,9 +135,12 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
         guard send.count == receive.count * size else {
             return FailedHandle(error: .invalid("reduce-scatter on rank \(rank): NCCL splits evenly; send holds \(send.count) elements, expected \(size)·\(receive.count)"))
         }
-        return enqueue("reduce-scatter", bytes: send.count * send.dtype.byteSize) { n throws(CUDAError) in
+        guard receive.dtype == send.dtype else {
+            return FailedHandle(error: .invalid("reduce-scatter on rank \(rank): send is \(send.dtype), receive \(receive.dtype); they must match"))
+        }
+        return enqueue("reduce-scatter", bytes: send.count * send.dtype.byteSize) { n, comm throws(CUDAError) in
             guard receive.count > 0 else { return }
-            try n.nccl.check(n.nccl.ncclReduceScatter(send.base, receive.base, receive.count, Self.type(send), Self.op(operation), n.comm, n.stream),
+            try n.nccl.check(n.nccl.ncclReduceScatter(send.base, receive.base, receive.count, Self.type(send), Self.op(operation), comm, n.stream),
                              "ncclReduceScatter")
         }
     }
@@ -139,15 +148,13 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     /// An all-reduce of one float: it completes only when every rank has called it.
     public func barrier() -> any CollectiveHandle {
         let word = UnsafeMutableRawPointer(bitPattern: UInt(scratch))
-        return enqueue("barrier", bytes: 4) { n throws(CUDAError) in
-            try n.nccl.check(n.nccl.ncclAllReduce(word, word, 1, 7, 0, n.comm, n.stream), "ncclAllReduce (barrier)")
+        return enqueue("barrier", bytes: 4) { n, comm throws(CUDAError) in
+            try n.nccl.check(n.nccl.ncclAllReduce(word, word, 1, 7, 0, comm, n.stream), "ncclAllReduce (barrier)")
         }
     }
 
     public func abort(_ message: String) {
-        guard failure == nil else { return }
-        failure = .aborted(rank: rank, message: message)
-        _ = nccl.ncclCommAbort(comm)
+        communicator.fail(.aborted(rank: rank, message: message))
     }
 
     // MARK: Queueing and waiting
@@ -155,16 +162,15 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     /// The next collective's number (every collective has one, stream-ordered ones too).
     func nextSequence() -> Int { sequence += 1; return sequence }
     var currentSequence: Int { sequence }
-    var currentFailure: CollectiveError? { failure }
 
     /// Runs `body` (NCCL calls on `stream`, inside one NCCL group) after the compute
     /// stream's work so far, between two timing events.
-    private func enqueue(_ operation: String, bytes: Int, _ body: (NCCLGroup) throws(CUDAError) -> Void) -> any CollectiveHandle {
+    private func enqueue(_ operation: String, bytes: Int, _ body: (NCCLGroup, NCCLLibrary.Comm) throws(CUDAError) -> Void) -> any CollectiveHandle {
         sequence += 1
         let seq = sequence
-        if let failure { return FailedHandle(error: failure) }
+        if let failure = communicator.error { return FailedHandle(error: failure) }
         rendezvous?.announce(seq)
-        do throws(CUDAError) {
+        do {
             let d = gpu.driver
             var ready: CUHandle?, start: CUHandle?, end: CUHandle?
             try d.check(d.cuEventCreate(&ready, 2), "cuEventCreate")    // CU_EVENT_DISABLE_TIMING
@@ -174,19 +180,21 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
             try d.check(d.cuEventCreate(&start, 0), "cuEventCreate")
             try d.check(d.cuEventCreate(&end, 0), "cuEventCreate")
             try d.check(d.cuEventRecord(start, stream), "cuEventRecord")
-            try nccl.check(nccl.ncclGroupStart(), "ncclGroupStart")
-            do throws(CUDAError) { try body(self) } catch {
-                _ = nccl.ncclGroupEnd()
-                throw error
+            try communicator.use { comm in
+                try nccl.check(nccl.ncclGroupStart(), "ncclGroupStart")
+                do throws(CUDAError) { try body(self, comm) } catch {
+                    _ = nccl.ncclGroupEnd()
+                    throw error
+                }
+                try nccl.check(nccl.ncclGroupEnd(), "ncclGroupEnd")
             }
-            try nccl.check(nccl.ncclGroupEnd(), "ncclGroupEnd")
             try d.check(d.cuEventRecord(end, stream), "cuEventRecord")
             return NCCLHandle(group: self, operation: operation, sequence: seq, start: start, end: end,
                               deadline: monotonicSeconds() + timeout)
+        } catch let error as CollectiveError {
+            return FailedHandle(error: error)
         } catch {
-            let failed = CollectiveError.aborted(rank: rank, message: "\(operation) #\(seq): \(error)")
-            failure = failed
-            return FailedHandle(error: failed)
+            return FailedHandle(error: communicator.fail(.aborted(rank: rank, message: "\(operation) #\(seq): \(error)")))
         }
     }
 
@@ -196,6 +204,8 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
         while true {
             let rc = nccl.cuEventQuery(h.end)
             if rc == 0 {
+                // An abort (by another handle or the watchdog) also completes the events: no success then.
+                if let failure = communicator.error { throw failure }
                 var ms: Float = 0
                 if gpu.driver.cuEventElapsedTime(&ms, h.start, h.end) == 0 { lock.locked { busy += Double(ms) / 1000 } }
                 return
@@ -204,7 +214,9 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
                 throw fail(.aborted(rank: rank, message: "\(h.operation) #\(h.sequence): the GPU reported \(gpu.driver.message(rc))"))
             }
             var async: Int32 = 0
-            if nccl.ncclCommGetAsyncError(comm, &async) == 0, async != 0, async != 7 {   // 7: ncclInProgress
+            let asked: Int32
+            do { asked = try communicator.use { nccl.ncclCommGetAsyncError($0, &async) } } catch let error as CollectiveError { throw error } catch { throw fail(.invalid("\(error)")) }
+            if asked == 0, async != 0, async != 7 {   // 7: ncclInProgress
                 throw fail(.aborted(rank: rank, message: "\(h.operation) #\(h.sequence): NCCL reported \(nccl.message(async)) (a peer failed or left)"))
             }
             if monotonicSeconds() > h.deadline {
@@ -217,13 +229,7 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     }
 
     /// Records the failure, aborts the communicator (stopping its kernels) and returns it.
-    private func fail(_ error: CollectiveError) -> CollectiveError {
-        if failure == nil {
-            failure = error
-            _ = nccl.ncclCommAbort(comm)
-        }
-        return error
-    }
+    private func fail(_ error: CollectiveError) -> CollectiveError { communicator.fail(error) }
 
     static func type(_ b: CollectiveBuffer) -> Int32 { NCCLLibrary.dataType(b.dtype.byteSize, bfloat: b.dtype == .bfloat16) }
     static func op(_ o: ReduceOperation) -> Int32 {

@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
+import TandemCollectives
 import _TandemNCCLShims
 
 // MARK: - NCCL, opened at run time
@@ -108,13 +110,42 @@ public struct NCCLLibrary: @unchecked Sendable {
         return id
     }
 
-    /// This rank's communicator of `size` ranks named by `id` (blocks until every rank has joined).
-    func communicator(id: [UInt8], size: Int, rank: Int) throws(CUDAError) -> Comm {
+    /// This rank's communicator of `size` ranks named by `id`, made on a thread of its own
+    /// with `gpu` current: `ncclCommInitRank` blocks until every rank has joined and has no
+    /// timeout of its own, so this waits at most `timeout` seconds and then throws a timeout
+    /// naming `missing()` (the thread is left behind, blocked in NCCL; the caller is expected
+    /// to end the job).
+    func communicator(id: [UInt8], size: Int, rank: Int, gpu: CUDAContext, timeout: Double,
+                      missing: @escaping @Sendable () -> [Int]) throws -> Comm {
         precondition(id.count == 128, "an NCCL unique id has 128 bytes")
-        var comm: UnsafeMutableRawPointer?
-        let rc = id.withUnsafeBytes { tandem_nccl_comm_init_rank(initRank, &comm, Int32(size), $0.baseAddress!, Int32(rank)) }   // (3)
-        try check(rc, "ncclCommInitRank(rank \(rank) of \(size))")
-        guard let comm else { throw .call(library: "libnccl", function: "ncclCommInitRank", code: 0, message: "returned no communicator") }
+        final class Call: @unchecked Sendable {
+            // Safe: the inputs are read, and the outputs written, only by the init thread
+            // before `done` is signalled; the caller reads the outputs after.
+            let function: UnsafeMutableRawPointer
+            let gpu: CUDAContext
+            let id: [UInt8]
+            var code: Int32 = 0
+            var comm: UnsafeMutableRawPointer?
+            var contextError: (any Error)?
+            let done = DispatchSemaphore(value: 0)
+            init(function: UnsafeMutableRawPointer, gpu: CUDAContext, id: [UInt8]) { self.function = function; self.gpu = gpu; self.id = id }
+        }
+        let outcome = Call(function: initRank, gpu: gpu, id: id)
+        let thread = Thread {
+            do { try outcome.gpu.makeCurrent() } catch { outcome.contextError = error; outcome.done.signal(); return }
+            outcome.code = outcome.id.withUnsafeBytes {
+                tandem_nccl_comm_init_rank(outcome.function, &outcome.comm, Int32(size), $0.baseAddress!, Int32(rank))   // (3)
+            }
+            outcome.done.signal()
+        }
+        thread.name = "tandem-nccl-init-\(rank)"
+        thread.start()
+        guard outcome.done.wait(timeout: .now() + timeout) == .success else {
+            throw CollectiveError.timeout(operation: "ncclCommInitRank (joining a job of \(size))", sequence: 0, missing: missing(), seconds: timeout)
+        }
+        if let error = outcome.contextError { throw error }
+        try check(outcome.code, "ncclCommInitRank(rank \(rank) of \(size))")
+        guard let comm = outcome.comm else { throw CUDAError.call(library: "libnccl", function: "ncclCommInitRank", code: 0, message: "returned no communicator") }
         return Comm(comm)
     }
 

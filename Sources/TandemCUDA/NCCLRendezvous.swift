@@ -34,7 +34,7 @@ public final class NCCLRendezvous: @unchecked Sendable {
         guard progress >= 0 else {
             throw CUDAError.unsupported("rendezvous folder \(directory) is not writable (\(String(cString: strerror(errno))))")
         }
-        announce(0)
+        announce(-1)   // here, but not yet joining: progress 0 is written when joining starts
     }
 
     /// The rendezvous of a process started by `tandem launch` (or by hand with the same

@@ -41,6 +41,10 @@ public struct Benchmark {
         /// Each rank's clock against rank 0's (see `ClockAlignment`); add the offset to a
         /// rank's times to put them on rank 0's clock.
         public var clocks: [ClockAlignment] = []
+
+        public init(result: RunResult, spans: [[Span]] = [], collectives: [[CollectiveRecord]] = [], clocks: [ClockAlignment] = []) {
+            self.result = result; self.spans = spans; self.collectives = collectives; self.clocks = clocks
+        }
     }
 
     /// As `run(workers:)`, keeping every timed interval of every rank (`recordEvents`).

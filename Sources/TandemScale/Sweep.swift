@@ -21,6 +21,9 @@ public struct Sweep: Sendable {
     /// Runs one configuration elsewhere (say, as an MPI job of `workers` processes) instead
     /// of on threads of this process: (benchmark, workers, record events) → its measurement.
     public var runner: (@Sendable (Benchmark, Int, Bool) throws -> Benchmark.Measurement)?
+    /// The batch per worker of a workload when `batch` is not given (the CPU batch of
+    /// WORKLOADS.md; a GPU sweep passes the GPU batch).
+    public var defaultBatch: @Sendable (ReferenceModel) -> Int = { $0.cpuBatch }
 
     public init(models: [ReferenceModel], workers: [Int], mode: ScalingMode, steps: Int? = nil, warmup: Int = 1, repeats: Int = 3, batch: Int? = nil) {
         self.models = models
@@ -46,7 +49,7 @@ public struct Sweep: Sendable {
 
     /// The batch per worker of `model` at `n` workers.
     public func batchPerWorker(_ model: ReferenceModel, workers n: Int) throws(SweepError) -> Int {
-        let base = batch ?? model.cpuBatch
+        let base = batch ?? defaultBatch(model)
         guard mode == .strong else { return base }
         let global = base * (workers.max() ?? 1)
         guard global % n == 0 else {

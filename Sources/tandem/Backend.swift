@@ -8,19 +8,24 @@ import TandemParallel
 /// The `--backend` option of train, bench and comm.
 struct BackendOptions: ParsableArguments {
     @Option(help: """
-        threads (ranks are threads of this process) or mpi (this process is one rank of a job \
-        started by mpirun or srun). Default: mpi when an MPI launcher started several processes, else threads.
+        threads (ranks are threads of this process), mpi (this process is one rank of a job \
+        started by mpirun or srun) or nccl (with --device cuda: one process per GPU, started by \
+        tandem launch or mpirun). Default: mpi when an MPI launcher started several processes, else threads.
         """)
     var backend: String?
 
     func validate() throws {
-        if let backend, Backend(rawValue: backend) == nil {
-            throw ValidationError("--backend must be threads or mpi, got '\(backend)'")
+        if let backend, Backend(rawValue: backend) == nil && backend != "nccl" {
+            throw ValidationError("--backend must be threads, mpi or nccl (with --device cuda), got '\(backend)'")
         }
     }
 
-    /// The backend asked for, or the one the environment implies.
+    /// NCCL between GPUs (one process per GPU; see `tandem launch`), for --device cuda.
+    var isNCCL: Bool { backend == "nccl" }
+
+    /// The backend asked for, or the one the environment implies (the CPU side of an NCCL job runs on threads).
     var resolved: Backend {
+        if isNCCL { return .threads }
         if let backend { return Backend(rawValue: backend)! }
         return LaunchEnvironment.current()?.wantsMPI == true ? .mpi : .threads
     }
@@ -28,6 +33,7 @@ struct BackendOptions: ParsableArguments {
     /// The number of ranks: `workers` on threads; on MPI, the job's size (MPI is started
     /// here, and its view checked against the launcher's; `--workers` is not used).
     func prepare(workers: Int) throws -> Int {
+        guard !isNCCL else { return workers }
         guard resolved == .mpi else { return workers }
         let world: MPIWorld
         do { world = try MPIWorld.shared() } catch {

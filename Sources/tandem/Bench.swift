@@ -19,11 +19,12 @@ struct Bench: ParsableCommand {
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
     @Option(help: "Also write every rank's spans and collectives here as a Chrome trace (opens in Perfetto).") var trace: String?
     @Flag(help: "Print one JSON result line.") var json = false
-    @OptionGroup var launch: BackendOptions
-    @OptionGroup var measurementOptions: MeasurementOptions
     @Option(help: "cpu, or cuda (one GPU).") var device: ComputeDevice = .cpu
     @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
     @Flag(help: "On the GPU: capture the whole step in one CUDA graph after the warm-up and replay it.") var graph = false
+    @Flag(help: "On the GPU: time every kernel and GEMM of a few eager steps and print them, largest first.") var profile = false
+    @OptionGroup var launch: BackendOptions
+    @OptionGroup var measurementOptions: MeasurementOptions
 
     func validate() throws {
         try requirePositive(workers, "--workers")
@@ -35,6 +36,7 @@ struct Bench: ParsableCommand {
     }
 
     mutating func run() throws {
+        if launch.isNCCL && device != .cuda { throw ValidationError("--backend nccl runs between GPUs: add --device cuda") }
         workers = try launch.prepare(workers: workers)
         if device == .cuda { try runOnGPU(); return }
         if let warning = BLAS.warning { printError(warning) }

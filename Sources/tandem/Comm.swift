@@ -27,6 +27,7 @@ struct Comm: ParsableCommand {
 
     mutating func run() throws {
         workers = try launch.prepare(workers: workers)
+        if verify && launch.isNCCL { throw ValidationError("--verify checks the threads and MPI backends; NCCL's collectives are checked by `tandem selftest --device cuda`") }
         if verify { return try verifyCollectives() }
         if compareLibrary && (launch.resolved != .mpi || operation != "all-reduce") {
             throw ValidationError("--compare-library needs --backend mpi and --operation all-reduce")
@@ -34,6 +35,7 @@ struct Comm: ParsableCommand {
         var sizes: [Int] = []
         var s = minBytes
         while s <= maxBytes { sizes.append(s); s *= 4 }
+        if launch.isNCCL { return try runOverNCCL(sizes: sizes) }
         var benchmark = CommBenchmark(operation: CommBenchmark.Operation(rawValue: operation)!, workers: workers, sizes: sizes, iterations: iterations)
         benchmark.backend = launch.resolved
         benchmark.compareLibrary = compareLibrary

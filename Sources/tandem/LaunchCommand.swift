@@ -31,11 +31,20 @@ struct LaunchCommand: ParsableCommand {
     var arguments: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
 
     func run() throws {
-        let folder = try rendezvous ?? makeFolder()
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("--rendezvous \(folder): no such folder (expected one every rank can read and write)")
+        if let rendezvous {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: rendezvous, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--rendezvous \(rendezvous): no such folder (expected one every rank can read and write)")
+            }
         }
+        // A fresh folder per job (inside --rendezvous when given), so no rank reads an earlier job's id or progress.
+        let folder = try makeFolder(in: rendezvous ?? NSTemporaryDirectory())
+        // Ctrl-C or a TERM to the launcher reaches every rank (each runs in a process group of its own).
+        signal(SIGINT) { launchSignal = $0 }
+        signal(SIGTERM) { launchSignal = $0 }
+        var wanted = sigset_t()
+        sigemptyset(&wanted); sigaddset(&wanted, SIGINT); sigaddset(&wanted, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &wanted, nil)   // a parent may have started us with them blocked
         var ranks: [pid_t] = []
         for rank in 0..<gpus {
             var env = ProcessInfo.processInfo.environment
@@ -47,7 +56,7 @@ struct LaunchCommand: ParsableCommand {
             }
         }
         let status = Self.supervise(ranks, grace: grace)
-        if rendezvous == nil { try? FileManager.default.removeItem(atPath: folder) }
+        try? FileManager.default.removeItem(atPath: folder)
         if status != 0 { throw ExitCode(status) }
     }
 
@@ -57,8 +66,13 @@ struct LaunchCommand: ParsableCommand {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        // Own process group; no blocked signals and default handlers, whatever this process has.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         posix_spawnattr_setpgroup(&attributes, 0)
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none); sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
@@ -89,7 +103,14 @@ struct LaunchCommand: ParsableCommand {
                     FileHandle.standardError.write(Data("tandem launch: rank \(rank) exited with status \(status); the others have \(grace) s to finish\n".utf8))
                 }
             }
-            if let d = deadline, Date() > d, !stopping {
+            if launchSignal != 0 && !stopping {
+                let received = launchSignal
+                FileHandle.standardError.write(Data("tandem launch: signal \(received): stopping every rank\n".utf8))
+                for (rank, pid) in ranks.enumerated() where statuses[rank] == nil { kill(-pid, received) }
+                firstFailure = firstFailure ?? 128 + received
+                stopping = true
+                deadline = Date().addingTimeInterval(2)
+            } else if let d = deadline, Date() > d, !stopping {
                 stopping = true
                 for (rank, pid) in ranks.enumerated() where statuses[rank] == nil {
                     FileHandle.standardError.write(Data("tandem launch: stopping rank \(rank)\n".utf8))
@@ -104,11 +125,17 @@ struct LaunchCommand: ParsableCommand {
         return firstFailure ?? statuses.first { $0 != 0 }.flatMap { $0 } ?? 0
     }
 
-    func makeFolder() throws -> String {
-        var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent("tandem-rendezvous-XXXXXX").utf8CString)
+    func makeFolder(in parent: String) throws -> String {
+        var template = Array((parent as NSString).appendingPathComponent("tandem-rendezvous-XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw ValidationError("tandem launch: cannot make a rendezvous folder under \(NSTemporaryDirectory())")
+            throw ValidationError("tandem launch: cannot make a rendezvous folder in \(parent) (\(String(cString: strerror(errno))))")
         }
         return String(cString: made)
     }
+}
+
+/// The signal the launcher received (0: none), set by its handlers.
+nonisolated(unsafe) var launchSignal: Int32 = 0
+
+extension LaunchCommand {
 }

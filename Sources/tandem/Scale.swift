@@ -20,7 +20,9 @@ struct Scale: ParsableCommand {
     @Option(help: "Workload, or all.") var model = "all"
     @Option(help: "Worker counts, comma-separated.") var workers = "1,2"
     @Option(help: "weak (batch per worker fixed) or strong (global batch fixed).") var mode = "weak"
-    @Option(help: "threads (ranks are threads of this process) or mpi (each configuration runs as an mpirun job of N processes).") var backend = "threads"
+    @Option(help: "threads (ranks are threads of this process), mpi (each configuration runs as an mpirun job of N processes) or nccl (N GPUs, one process each, started by tandem launch).") var backend = "threads"
+    @Option(help: "With --backend nccl: fp32, tf32, bf16 or fp16.") var precision = "fp32"
+    @Flag(help: "With --backend nccl: capture each step in a CUDA graph.") var graph = false
     @Option(help: "Timed steps per run (default: per workload, a few seconds each).") var steps: Int?
     @Option(help: "Untimed steps per run.") var warmup = 1
     @Option(help: "Repeats of each configuration (median and spread).") var repeats = 3
@@ -50,7 +52,9 @@ struct Scale: ParsableCommand {
         _ = try parsedModels()
         _ = try parsedWorkers()
         guard ScalingMode(rawValue: mode) != nil else { throw ValidationError("--mode must be weak or strong, got '\(mode)'") }
-        guard backend == "threads" || backend == "mpi" else { throw ValidationError("--backend must be threads or mpi, got '\(backend)'") }
+        guard ["threads", "mpi", "nccl"].contains(backend) else { throw ValidationError("--backend must be threads, mpi or nccl, got '\(backend)'") }
+        guard ["fp32", "tf32", "bf16", "fp16"].contains(precision) else { throw ValidationError("--precision must be fp32, tf32, bf16 or fp16, got '\(precision)'") }
+        if backend != "nccl" && (graph || precision != "fp32") { throw ValidationError("--precision and --graph apply to --backend nccl (GPUs)") }
         if let steps { try requirePositive(steps, "--steps") }
         if let batch { try requirePositive(batch, "--batch") }
         try requirePositive(repeats, "--repeats")
@@ -70,6 +74,12 @@ struct Scale: ParsableCommand {
                           steps: steps, warmup: warmup, repeats: repeats, batch: batch)
         let mpi = backend == "mpi" ? try MPIJobRunner() : nil
         if let mpi { sweep.runner = { try mpi.measure($0, workers: $1, recordEvents: $2) } }
+        let nccl = backend == "nccl" ? NCCLJobRunner(precision: precision, graph: graph) : nil
+        if let nccl {
+            sweep.runner = { try nccl.measure($0, workers: $1, recordEvents: $2) }
+            sweep.defaultBatch = { $0.gpuBatch }
+            if steps == nil { sweep.steps = 50; sweep.warmup = max(warmup, 10) }
+        }
         let bar = ProgressBar(enabled: !quiet)
         let configurations = try sweep.run { done, total, label, left in bar.show(done, total, label, left) }
         bar.finish()
@@ -83,13 +93,15 @@ struct Scale: ParsableCommand {
             bar.show(0, 1, "all-reduce sweep on \(widest) workers", nil)
             let sizes = (0..<8).map { 4096 << (2 * $0) }
             comm = try mpi?.commRows(workers: widest, sizes: sizes, iterations: 5)
+                ?? nccl?.commRows(workers: widest, sizes: sizes, iterations: 20)
                 ?? CommBenchmark(operation: .allReduce, workers: widest, sizes: sizes, iterations: 5).run()
             bar.finish()
         }
         // The host's contention probe per workload: as many independent replicas as the widest
         // run puts on this host's cores, with no communication (HostContention).
         var probes: [RunResult] = []
-        let perHost = min(widest, ProcessInfo.processInfo.activeProcessorCount)
+        // (GPUs do not share their compute: no probe for an NCCL sweep.)
+        let perHost = nccl != nil ? 1 : min(widest, ProcessInfo.processInfo.activeProcessorCount)
         if perHost > 1 {
             for (i, model) in sweep.models.enumerated() {
                 bar.show(i, sweep.models.count, "contention probe: \(model.rawValue) × \(perHost) independent replicas", nil)

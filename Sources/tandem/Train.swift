@@ -50,10 +50,10 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("debug-collectives"), help: "Check every collective call matches across workers.") var debugCollectives = false
     @Flag(help: "Print one JSON result line (WORKLOADS.md schema plus eval_loss, accuracy).") var json = false
     @Flag(help: "No progress line.") var quiet = false
-    @OptionGroup var launch: BackendOptions
-    @Option(help: "cpu, or cuda (one GPU: mlp, mlp-wide, gpt).") var device: ComputeDevice = .cpu
+    @Option(help: "cpu, or cuda (one GPU).") var device: ComputeDevice = .cpu
     @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
     @Flag(help: "On the GPU: after three eager steps, capture the whole step in one CUDA graph and replay it.") var graph = false
+    @OptionGroup var launch: BackendOptions
 
     func validate() throws {
         if let batch { try requirePositive(batch, "--batch") }
@@ -123,6 +123,7 @@ struct Train: ParsableCommand {
     }
 
     mutating func run() throws {
+        if launch.isNCCL && device != .cuda { throw ValidationError("--backend nccl runs between GPUs: add --device cuda") }
         workers = try launch.prepare(workers: workers)
         if device == .cuda { try runOnGPU(); return }
         if let warning = BLAS.warning { printError(warning) }

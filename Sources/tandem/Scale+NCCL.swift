@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import TandemModels
+import TandemParallel
+
+// MARK: - scale --backend nccl: every configuration as a `tandem launch` job
+
+/// Runs benchmark configurations as `tandem launch --gpus N -- tandem bench --device cuda
+/// --backend nccl …` child jobs, one per configuration, and reads rank 0's result line.
+struct NCCLJobRunner: Sendable {
+    let tandem: String
+    let precision: String
+    let graph: Bool
+    let timeout: Double
+
+    init(precision: String, graph: Bool, timeout: Double = 900) {
+        tandem = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        self.precision = precision
+        self.graph = graph
+        self.timeout = timeout
+    }
+
+    /// One configuration: `workers` GPUs, one process each.
+    func measure(_ benchmark: Benchmark, workers: Int, recordEvents: Bool) throws -> Benchmark.Measurement {
+        let output = try run(workers, ["bench", "--device", "cuda", "--backend", "nccl", "--model", benchmark.workload.rawValue,
+                                       "--batch", "\(benchmark.batch)", "--steps", "\(benchmark.steps)", "--warmup", "\(benchmark.warmup)",
+                                       "--precision", precision, "--json"] + (graph ? ["--graph"] : []))
+        guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+            throw ValidationError("--backend nccl: the job for \(benchmark.workload.rawValue) × \(workers) GPUs printed no result:\n\(output.suffix(2000))")
+        }
+        let result = try JSONDecoder.tandem.decode(RunResult.self, from: Data(line.utf8))
+        return Benchmark.Measurement(result: result, spans: [], collectives: [])
+    }
+
+    /// The all-reduce sweep between `workers` GPUs.
+    func commRows(workers: Int, sizes: [Int], iterations: Int) throws -> [CommBenchmark.Row] {
+        let output = try run(workers, ["comm", "--backend", "nccl", "--json", "--min-bytes", "\(sizes.min()!)", "--max-bytes", "\(sizes.max()!)",
+                                       "--iterations", "\(iterations)"])
+        return try output.split(separator: "\n").filter { $0.hasPrefix("{") }.map { try JSONDecoder().decode(CommBenchmark.Row.self, from: Data($0.utf8)) }
+    }
+
+    /// Runs `tandem launch --gpus workers -- tandem arguments…`; its standard output, or an error with its tail.
+    func run(_ workers: Int, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tandem)
+        process.arguments = ["launch", "--gpus", "\(workers)", "--grace", "30", "--", tandem] + arguments
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-scale-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = FileHandle.standardError
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try? handle.close()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        if process.isRunning { process.terminate(); usleep(2_000_000); kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        let output = String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
+        guard process.terminationReason == .exit && process.terminationStatus == 0 else {
+            throw ValidationError("--backend nccl: tandem launch --gpus \(workers) -- tandem \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))")
+        }
+        return output
+    }
+}
