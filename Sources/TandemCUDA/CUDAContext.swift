@@ -22,11 +22,20 @@ public final class CUDAContext {
     public let device: CUDADeviceInfo
     public let context: CUHandle?
     public let stream: CUHandle?
+    /// A second stream for work that may overlap the main one (the optimizer during backward).
+    public let sideStream: CUHandle?
+    /// Where ``launch(_:grid:block:sharedBytes:_:)`` queues: `stream`, or `sideStream` inside ``onSideStream(_:)``.
+    private var launchStream: CUHandle?
+    private var syncEvents: [CUHandle?] = []
+    private var syncEventsUsed = 0
     public let allocator: DeviceAllocator
     public let blas: CuBLAS
     let workspace: DevicePointer
     private var module: CUHandle?
     private var functions: [String: CUHandle?] = [:]
+    /// When set, every launch through ``launch(_:grid:block:sharedBytes:_:)`` and every ``profiled(_:_:)``
+    /// region is timed with a pair of events (eager steps only: not while capturing a graph).
+    public var profiler: KernelProfiler?
     /// Seconds spent compiling or loading kernels (a disk-cache hit is fast).
     public private(set) var compileSeconds = 0.0
 
@@ -47,6 +56,14 @@ public final class CUDAContext {
         var s: CUHandle?
         try driver.check(driver.cuStreamCreate(&s, 1), "cuStreamCreate")   // (1) CU_STREAM_NON_BLOCKING = 1
         stream = s
+        launchStream = s
+        // The side stream gets the highest priority: its memory-bound blocks (the optimizer) are
+        // scheduled as soon as the main stream's compute-bound GEMM blocks free a slot.
+        var least: Int32 = 0, greatest: Int32 = 0
+        try driver.check(driver.cuCtxGetStreamPriorityRange(&least, &greatest), "cuCtxGetStreamPriorityRange")
+        var side: CUHandle?
+        try driver.check(driver.cuStreamCreateWithPriority(&side, 1, greatest), "cuStreamCreateWithPriority")
+        sideStream = side
         allocator = DeviceAllocator(backing: DriverBacking(driver: driver))
         let workspaceBytes = 32 << 20
         workspace = try allocator.allocate(bytes: workspaceBytes, category: .workspace)
@@ -82,6 +99,23 @@ public final class CUDAContext {
     /// Launches kernel `name` on the stream with `grid` blocks of `block` threads.
     public func launch(_ name: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        _ arguments: [KernelArgument]) throws {
+        if let profiler { return try profiled(name) { try launchUnprofiled(name, grid: grid, block: block, sharedBytes: sharedBytes, arguments) } }
+        _ = profiler
+        try launchUnprofiled(name, grid: grid, block: block, sharedBytes: sharedBytes, arguments)
+    }
+
+    /// Times `body` on the stream under `label` when profiling; otherwise just runs it.
+    public func profiled(_ label: @autoclosure () -> String, _ body: () throws -> Void) throws {
+        guard let profiler else { return try body() }
+        let (start, end) = try profiler.pair(driver: driver)
+        try driver.check(driver.cuEventRecord(start, launchStream), "cuEventRecord")
+        try body()
+        try driver.check(driver.cuEventRecord(end, launchStream), "cuEventRecord")
+        profiler.pending.append((label(), start, end))
+    }
+
+    func launchUnprofiled(_ name: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int,
+                          _ arguments: [KernelArgument]) throws {
         let f = try function(name)
         // (2) cuLaunchKernel reads each argument through the pointer in `params` before it returns.
         let storage = UnsafeMutableRawPointer.allocate(byteCount: 8 * max(arguments.count, 1), alignment: 8)
@@ -99,9 +133,15 @@ public final class CUDAContext {
         }
         let rc = params.withUnsafeMutableBufferPointer {
             driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1),
-                                  UInt32(block.2), UInt32(sharedBytes), stream, $0.baseAddress, nil)
+                                  UInt32(block.2), UInt32(sharedBytes), launchStream, $0.baseAddress, nil)
         }
         try driver.check(rc, "cuLaunchKernel(\(name), grid \(grid), block \(block))")
+    }
+
+    /// One thread per pixel of `planes × images` planes of `pixels` each: grid (⌈pixels / block⌉, planes, images).
+    public func launchPlanes(_ name: String, pixels: Int, planes: Int, images: Int, _ arguments: [KernelArgument]) throws {
+        let threads = min(256, (pixels + 31) / 32 * 32)
+        try launch(name, grid: ((pixels + threads - 1) / threads, planes, images), block: (threads, 1, 1), arguments)
     }
 
     /// A one-dimensional launch over `count` items, `threads` per block.
@@ -165,6 +205,35 @@ public final class CUDAContext {
 
     // MARK: - Events and graphs
 
+    /// Makes `waiter` wait for everything queued so far on `signaller` (an event between them;
+    /// inside a graph capture this becomes an edge of the graph).
+    public func order(_ waiter: CUHandle?, after signaller: CUHandle?) throws {
+        if syncEventsUsed == syncEvents.count {
+            var e: CUHandle?
+            try driver.check(driver.cuEventCreate(&e, 2), "cuEventCreate")   // (4) CU_EVENT_DISABLE_TIMING = 2
+            syncEvents.append(e)
+        }
+        let event = syncEvents[syncEventsUsed]
+        syncEventsUsed += 1
+        try driver.check(driver.cuEventRecord(event, signaller), "cuEventRecord")
+        try driver.check(driver.cuStreamWaitEvent(waiter, event, 0), "cuStreamWaitEvent")
+    }
+
+    /// Starts a new round of ordering events (call once per step: an event may be recorded again
+    /// once the waits on its last recording have been queued).
+    public func resetOrdering() { syncEventsUsed = 0 }
+
+    /// Queues `body`'s launches on the side stream, after everything queued so far on the main stream.
+    public func onSideStream(_ body: () throws -> Void) throws {
+        try order(sideStream, after: stream)
+        launchStream = sideStream
+        defer { launchStream = stream }
+        try body()
+    }
+
+    /// Makes the main stream wait for everything queued on the side stream.
+    public func joinSideStream() throws { try order(stream, after: sideStream) }
+
     /// Milliseconds the stream spends on `body`, measured with two events.
     public func time(_ body: () throws -> Void) throws -> Double {
         var start: CUHandle?, end: CUHandle?
@@ -223,6 +292,45 @@ public final class CUDAContext {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
         return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+}
+
+/// Per-label device time of profiled launches: ``CUDAContext/profiler``.
+public final class KernelProfiler {
+    var events: [CUHandle?] = []
+    var used = 0
+    var pending: [(String, CUHandle?, CUHandle?)] = []
+    /// Total milliseconds and count per label, over every collected step.
+    public private(set) var totals: [String: (ms: Double, count: Int)] = [:]
+
+    public init() {}
+
+    func pair(driver: CUDADriver) throws -> (CUHandle?, CUHandle?) {
+        while used + 2 > events.count {
+            var e: CUHandle?
+            try driver.check(driver.cuEventCreate(&e, 0), "cuEventCreate")
+            events.append(e)
+        }
+        used += 2
+        return (events[used - 2], events[used - 1])
+    }
+
+    /// Waits for the timed launches and adds their times to ``totals``.
+    public func collect(_ gpu: CUDAContext) throws {
+        try gpu.synchronize()
+        for (label, start, end) in pending {
+            var ms: Float = 0
+            try gpu.driver.check(gpu.driver.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime")
+            let old = totals[label] ?? (0, 0)
+            totals[label] = (old.ms + Double(ms), old.count + 1)
+        }
+        pending = []
+        used = 0
+    }
+
+    /// Labels by total time, largest first.
+    public var ranked: [(label: String, ms: Double, count: Int)] {
+        totals.map { ($0.key, $0.value.ms, $0.value.count) }.sorted { $0.ms > $1.ms }
     }
 }
 

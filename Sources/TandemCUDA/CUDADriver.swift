@@ -50,6 +50,9 @@ public struct CUDADriver: @unchecked Sendable {
     typealias FEndCapture = @convention(c) (CUHandle?, UnsafeMutablePointer<CUHandle?>) -> Result
     typealias FGraphInstantiate = @convention(c) (UnsafeMutablePointer<CUHandle?>, CUHandle?, UInt64) -> Result
     typealias FGraphLaunch = @convention(c) (CUHandle?, CUHandle?) -> Result
+    typealias FEventWait = @convention(c) (CUHandle?, CUHandle?, UInt32) -> Result
+    typealias FStreamPriority = @convention(c) (UnsafeMutablePointer<CUHandle?>, UInt32, Int32) -> Result
+    typealias FPriorityRange = @convention(c) (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Result
     typealias FGetErrorString = @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
 
     public let path: String
@@ -91,6 +94,9 @@ public struct CUDADriver: @unchecked Sendable {
     let cuGraphDestroy: FHandleIn
     let cuGraphExecDestroy: FHandleIn
     let cuGetErrorString: FGetErrorString
+    let cuStreamWaitEvent: FEventWait
+    let cuStreamCreateWithPriority: FStreamPriority
+    let cuCtxGetStreamPriorityRange: FPriorityRange
 
     static let hint = "Install the NVIDIA driver (it provides libcuda.so.1), or set TANDEM_CUDA_LIBS to the folder holding it."
 
@@ -130,7 +136,10 @@ public struct CUDADriver: @unchecked Sendable {
             cuGraphLaunch: try f("cuGraphLaunch", FGraphLaunch.self),
             cuGraphDestroy: try f("cuGraphDestroy", FHandleIn.self),
             cuGraphExecDestroy: try f("cuGraphExecDestroy", FHandleIn.self),
-            cuGetErrorString: try f("cuGetErrorString", FGetErrorString.self))
+            cuGetErrorString: try f("cuGetErrorString", FGetErrorString.self),
+            cuStreamWaitEvent: try f("cuStreamWaitEvent", FEventWait.self),
+            cuStreamCreateWithPriority: try f("cuStreamCreateWithPriority", FStreamPriority.self),
+            cuCtxGetStreamPriorityRange: try f("cuCtxGetStreamPriorityRange", FPriorityRange.self))
     }
 
     private static let loaded: Swift.Result<CUDADriver, CUDAError> = {

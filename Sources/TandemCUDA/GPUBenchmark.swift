@@ -15,6 +15,8 @@ public struct GPUBenchmark {
     public var warmup: Int
     public var precision: GPUPrecision
     public var graph: Bool
+    /// Data parallel over NCCL: this process is one rank, its synthetic batches seeded by its rank.
+    public var collective: NCCLGroup?
 
     public init(workload: ReferenceModel, batch: Int, steps: Int, warmup: Int, precision: GPUPrecision, graph: Bool) {
         self.workload = workload; self.batch = batch; self.steps = steps; self.warmup = warmup
@@ -33,11 +35,27 @@ public struct GPUBenchmark {
         public var flopsPerStep: Double
     }
 
-    public func run(gpu: CUDAContext) throws -> Measurement {
+    /// Eager steps with every kernel and GEMM timed: (label, total ms per step, launches per step), largest first.
+    public func profile(gpu: CUDAContext, steps: Int = 5) throws -> [(label: String, ms: Double, count: Int)] {
         let model = workload.make(seed: 0)
         var generator = SeededGenerator(seed: 0)
         let trainer = try GPUTrainer(gpu: gpu, workload: workload, model: model, batch: batch, precision: precision,
                                      optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
+        try trainer.load(workload.syntheticBatch(size: batch, generator: &generator))
+        for _ in 0..<2 { try trainer.step() }
+        let profiler = KernelProfiler()
+        gpu.profiler = profiler
+        defer { gpu.profiler = nil }
+        for _ in 0..<steps { try trainer.step(); try profiler.collect(gpu) }
+        return profiler.ranked.map { ($0.label, $0.ms / Double(steps), $0.count / steps) }
+    }
+
+    public func run(gpu: CUDAContext) throws -> Measurement {
+        let model = workload.make(seed: 0)
+        var generator = SeededGenerator(seed: UInt64(collective?.rank ?? 0))
+        let trainer = try GPUTrainer(gpu: gpu, workload: workload, model: model, batch: batch, precision: precision,
+                                     optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
+        if let collective { try trainer.join(collective) }
         let staged = try (0..<4).map { _ in try trainer.stage(workload.syntheticBatch(size: batch, generator: &generator)) }
         var i = 0
         func oneStep() throws {
@@ -50,6 +68,7 @@ public struct GPUBenchmark {
         try gpu.synchronize()
         gpu.allocator.resetPeak()
         let times = try gpu.timeline(steps) { _ in try oneStep() }
+        try collective?.checkHealth()
         return Measurement(seconds: times.wall, stepMilliseconds: times.steps, loss: Double(try trainer.loss()),
                            parameters: trainer.parameterCount, peakBytes: gpu.allocator.peakTotal, bytes: gpu.allocator.inUse,
                            flopsPerStep: 3 * model.forwardFLOPsPerSample * Double(batch))

@@ -27,6 +27,7 @@ final class GPTNetwork: GPUNetwork {
     var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]
     let lnFinal: DevicePointer, statsFinal: DevicePointer, logits: DevicePointer, losses: DevicePointer
     // Backward temporaries.
+    /// The residual gradient in fp32, and in the activation type (`dCast`, written by every LayerNorm backward beside it).
     let dResidual: DevicePointer, dCast: DevicePointer, dWide: DevicePointer, dNarrow: DevicePointer, dHeads: DevicePointer
     let dq: DevicePointer, dk: DevicePointer, dv: DevicePointer, dScores: DevicePointer, dQKV: DevicePointer
     let tmp: DevicePointer
@@ -69,25 +70,44 @@ final class GPTNetwork: GPUNetwork {
     func p(_ name: String) -> Int { index[name]! }
 
     func layerNorm(_ t: GPUTrainer, x: DevicePointer, weight: Int, y: DevicePointer, stats: DevicePointer) throws {
-        try t.gpu.launch("layernorm_fwd" + precision.suffix, grid: (N, 1, 1), block: (128, 1, 1),
+        try t.gpu.launch("layernorm_fwd" + precision.suffix, grid: ((N + 7) / 8, 1, 1), block: (256, 1, 1),
                          [.pointer(x), .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)), .pointer(y), .pointer(stats),
                           .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
     }
 
     func layerNormBackward(_ t: GPUTrainer, dy: DevicePointer, x: DevicePointer, weight: Int, stats: DevicePointer, accumulate: Bool) throws {
-        let chunks = 132
+        let chunks = min(264, (N + 7) / 8)
         let dwPartial = t.scratch, dbPartial = t.scratch + DevicePointer(4 * chunks * C)
-        try t.gpu.launch("layernorm_bwd" + precision.suffix, grid: (chunks, 1, 1), block: (128, 1, 1),
+        try t.gpu.launch("layernorm_bwd" + precision.suffix, grid: (chunks, 1, 1), block: (256, 1, 1),
                          [.pointer(dy), .pointer(x), .pointer(t.weight(weight)), .pointer(stats), .pointer(stats + DevicePointer(4 * N)),
-                          .pointer(dResidual), .pointer(dwPartial), .pointer(dbPartial), .int(Int32(N)), .int(Int32(C)), .int(accumulate ? 1 : 0)])
+                          .pointer(dResidual), .pointer(dCast == dResidual ? 0 : dCast), .pointer(dwPartial), .pointer(dbPartial), .int(Int32(N)), .int(Int32(C)), .int(accumulate ? 1 : 0)])
         try t.sumPartials(chunks: chunks, cols: C, into: t.gradient(weight), from: dwPartial)
         try t.sumPartials(chunks: chunks, cols: C, into: t.gradient(weight + 1), from: dbPartial)
     }
 
-    /// `dCast` = the residual gradient in the activation type.
-    func castResidualGradient(_ t: GPUTrainer) throws {
-        if dCast != dResidual {
-            try t.elementwise("cast_from_f32" + precision.suffix, count: N * C, [.pointer(dResidual), .pointer(dCast), .long(Int64(N * C))])
+    /// qkv [B, T, 3, H, hd] ↔ q, k, v [B, H, T, hd]: 16 bytes a thread when a head row is a multiple of 16 bytes.
+    func splitHeads(_ t: GPUTrainer, _ qkv: DevicePointer, _ q: DevicePointer, _ k: DevicePointer, _ v: DevicePointer, backward: Bool) throws {
+        let hd = C / H, rowBytes = hd * precision.bytes
+        if rowBytes % 16 == 0 {
+            let hdv = rowBytes / 16
+            try t.elementwise("split_heads_vec", count: B * T * H * hdv, [.pointer(qkv), .pointer(q), .pointer(k), .pointer(v),
+                                                                        .int(Int32(B)), .int(Int32(T)), .int(Int32(H)), .int(Int32(hdv)), .int(backward ? 1 : 0)])
+        } else {
+            try t.elementwise("split_heads" + precision.suffix, count: N * C, [.pointer(qkv), .pointer(q), .pointer(k), .pointer(v),
+                                                                             .int(Int32(B)), .int(Int32(T)), .int(Int32(H)), .int(Int32(hd)), .int(backward ? 1 : 0)])
+        }
+    }
+
+    /// o [B, H, T, hd] ↔ y [B, T, H·hd].
+    func mergeHeads(_ t: GPUTrainer, _ o: DevicePointer, _ y: DevicePointer, backward: Bool) throws {
+        let hd = C / H, rowBytes = hd * precision.bytes
+        if rowBytes % 16 == 0 {
+            let hdv = rowBytes / 16
+            try t.elementwise("merge_heads_vec", count: B * T * H * hdv, [.pointer(o), .pointer(y), .int(Int32(B)), .int(Int32(T)), .int(Int32(H)),
+                                                                        .int(Int32(hdv)), .int(backward ? 1 : 0)])
+        } else {
+            try t.elementwise("merge_heads" + precision.suffix, count: N * C, [.pointer(o), .pointer(y), .int(Int32(B)), .int(Int32(T)), .int(Int32(H)),
+                                                                             .int(Int32(hd)), .int(backward ? 1 : 0)])
         }
     }
 
@@ -106,16 +126,14 @@ final class GPTNetwork: GPUNetwork {
             let wIn = p(pre + "att.in_proj_weight")
             try t.gemm(transA: false, transB: true, m: N, n: 3 * C, k: C, a: ln1[l], lda: C, b: t.operand(wIn), ldb: C, c: qkv[l], ldc: 3 * C)
             try t.elementwise("bias_act" + s, count: 3 * N * C, [.pointer(qkv[l]), .pointer(t.weight(wIn + 1)), .int(ints.n), .int(Int32(3 * C)), .int(0)])
-            try t.elementwise("split_heads" + s, count: N * C, [.pointer(qkv[l]), .pointer(q[l]), .pointer(k[l]), .pointer(v[l]),
-                                                               .int(Int32(B)), .int(Int32(T)), .int(Int32(H)), .int(Int32(hd)), .int(0)])
+            try splitHeads(t, qkv[l], q[l], k[l], v[l], backward: false)
             let P = probabilities[l]
             try t.gemm(transA: false, transB: true, m: T, n: T, k: hd, a: q[l], lda: hd, b: k[l], ldb: hd, c: P, ldc: T, alpha: scale,
                        batch: BH, strides: (T * hd, T * hd, T * T))
             try t.gpu.launch("causal_softmax" + s, grid: ((BH * T + 7) / 8, 1, 1), block: (256, 1, 1), [.pointer(P), .long(Int64(BH * T)), .int(Int32(T))])
             try t.gemm(transA: false, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: v[l], ldb: hd, c: dHeads, ldc: hd,
                        batch: BH, strides: (T * T, T * hd, T * hd))
-            try t.elementwise("merge_heads" + s, count: N * C, [.pointer(dHeads), .pointer(merged[l]), .int(Int32(B)), .int(Int32(T)),
-                                                               .int(Int32(H)), .int(Int32(hd)), .int(0)])
+            try mergeHeads(t, dHeads, merged[l], backward: false)
             let wOut = p(pre + "att.out_proj.weight")
             try t.gemm(transA: false, transB: true, m: N, n: C, k: C, a: merged[l], lda: C, b: t.operand(wOut), ldb: C, c: tmp, ldc: C)
             try t.elementwise("residual_add" + s, count: N * C, [.pointer(x), .pointer(tmp), .pointer(t.weight(wOut + 1)), .pointer(mid[l]), .int(ints.n), .int(ints.c)])
@@ -129,9 +147,8 @@ final class GPTNetwork: GPUNetwork {
         try layerNorm(t, x: residual[L], weight: p("ln.weight"), y: lnFinal, stats: statsFinal)
         let wHead = p("out.weight")
         try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
-        try t.elementwise("bias_act" + s, count: N * V, [.pointer(logits), .pointer(t.weight(wHead + 1)), .int(ints.n), .int(Int32(V)), .int(0)])
-        // Loss and its gradient, in place over the logits.
-        try t.crossEntropy(logits: logits, labels: io.targets, dlogits: logits, losses: losses, rows: N, cols: V)
+        // Loss and its gradient, in place over the logits, with the output bias added on the fly.
+        try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses, rows: N, cols: V)
 
         // Backward: the head.
         let dLogits = logits
@@ -139,11 +156,11 @@ final class GPTNetwork: GPUNetwork {
         try t.gemm(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C, cF32: true)
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
         try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false)
+        try t.parametersDone([wHead, wHead + 1, p("ln.weight"), p("ln.weight") + 1])
         for l in stride(from: L - 1, through: 0, by: -1) {
             let pre = "blocks.\(l)."
             let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
             // MLP branch: residual[l + 1] = mid + proj(gelu(fc(ln2(mid)))).
-            try castResidualGradient(t)
             try t.activationBackward(dy: dCast, ref: dCast, act: 0, rows: N, cols: C, biasGradient: t.gradient(wProj + 1))
             try t.gemm(transA: true, transB: false, m: C, n: 4 * C, k: N, a: dCast, lda: C, b: postGELU[l], ldb: 4 * C, c: t.gradient(wProj), ldc: 4 * C, cF32: true)
             try t.gemm(transA: false, transB: false, m: N, n: 4 * C, k: C, a: dCast, lda: C, b: t.operand(wProj), ldb: 4 * C, c: dWide, ldc: 4 * C)
@@ -153,12 +170,10 @@ final class GPTNetwork: GPUNetwork {
             try layerNormBackward(t, dy: dNarrow, x: mid[l], weight: p(pre + "ln2.weight"), stats: stats2[l], accumulate: true)
             // Attention branch: mid = x + out_proj(attention(ln1(x))).
             let wIn = p(pre + "att.in_proj_weight"), wOut = p(pre + "att.out_proj.weight")
-            try castResidualGradient(t)
             try t.activationBackward(dy: dCast, ref: dCast, act: 0, rows: N, cols: C, biasGradient: t.gradient(wOut + 1))
             try t.gemm(transA: true, transB: false, m: C, n: C, k: N, a: dCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C, cF32: true)
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: dCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
-            try t.elementwise("merge_heads" + s, count: N * C, [.pointer(dHeads), .pointer(dNarrow), .int(Int32(B)), .int(Int32(T)),
-                                                               .int(Int32(H)), .int(Int32(hd)), .int(1)])
+            try mergeHeads(t, dHeads, dNarrow, backward: true)
             let P = probabilities[l]
             try t.gemm(transA: false, transB: true, m: T, n: T, k: hd, a: dHeads, lda: hd, b: v[l], ldb: hd, c: dScores, ldc: T,
                        batch: BH, strides: (T * hd, T * hd, T * T))
@@ -170,12 +185,12 @@ final class GPTNetwork: GPUNetwork {
                        batch: BH, strides: (T * T, T * hd, T * hd))
             try t.gemm(transA: true, transB: false, m: T, n: hd, k: T, a: dScores, lda: T, b: q[l], ldb: hd, c: dk, ldc: hd, alpha: scale,
                        batch: BH, strides: (T * T, T * hd, T * hd))
-            try t.elementwise("split_heads" + s, count: N * C, [.pointer(dQKV), .pointer(dq), .pointer(dk), .pointer(dv),
-                                                               .int(Int32(B)), .int(Int32(T)), .int(Int32(H)), .int(Int32(hd)), .int(1)])
+            try splitHeads(t, dQKV, dq, dk, dv, backward: true)
             try t.activationBackward(dy: dQKV, ref: dQKV, act: 0, rows: N, cols: 3 * C, biasGradient: t.gradient(wIn + 1))
             try t.gemm(transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C, c: t.gradient(wIn), ldc: C, cF32: true)
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 3 * C, a: dQKV, lda: 3 * C, b: t.operand(wIn), ldb: C, c: dNarrow, ldc: C)
             try layerNormBackward(t, dy: dNarrow, x: residual[l], weight: p(pre + "ln1.weight"), stats: stats1[l], accumulate: true)
+            try t.parametersDone(Array(p(pre + "ln1.weight")...p(pre + "mlp.2.bias")))
         }
         // Embeddings.
         try t.elementwise("position_bwd", count: T * C, [.pointer(dResidual), .pointer(t.gradient(p("pos"))), .int(Int32(B)), .int(Int32(T)), .int(ints.c)])

@@ -4,7 +4,8 @@ import TandemModels
 
 /// `mlp` and `mlp-wide` on the GPU: Linear layers with ReLU between them, cross-entropy.
 ///
-/// Forward per layer: one GEMM (`z = a·Wᵀ`) and one fused bias + ReLU pass in place. Backward per
+/// Forward per layer: one GEMM (`z = a·Wᵀ`) and one fused bias + ReLU pass in place (the last
+/// layer's bias is added inside the fused softmax cross-entropy). Backward per
 /// layer: one fused pass for the ReLU mask and the bias gradient's partial column sums, one GEMM
 /// for the weight gradient (written in fp32 straight into the flat gradient buffer) and one for
 /// the input gradient.
@@ -47,11 +48,13 @@ final class MLPNetwork: GPUNetwork {
         for l in 0..<layers {
             let (i, o) = (dims[l], dims[l + 1])
             try t.gemm(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o)
-            try t.elementwise("bias_act" + p.suffix, count: batch * o,
-                              [.pointer(outputs[l]), .pointer(t.weight(2 * l + 1)), .int(Int32(batch)), .int(Int32(o)), .int(l < layers - 1 ? 1 : 0)])
+            if l < layers - 1 {   // the last layer's bias is added inside the loss kernel
+                try t.elementwise("bias_act" + p.suffix, count: batch * o,
+                                  [.pointer(outputs[l]), .pointer(t.weight(2 * l + 1)), .int(Int32(batch)), .int(Int32(o)), .int(1)])
+            }
             a = outputs[l]
         }
-        try t.crossEntropy(logits: outputs[layers - 1], labels: io.targets, dlogits: gradients[layers - 1], losses: losses,
+        try t.crossEntropy(logits: outputs[layers - 1], bias: t.weight(2 * layers - 1), labels: io.targets, dlogits: gradients[layers - 1], losses: losses,
                            rows: batch, cols: dims[layers])
         // Backward.
         for l in stride(from: layers - 1, through: 0, by: -1) {
@@ -65,6 +68,7 @@ final class MLPNetwork: GPUNetwork {
                 // da_prev[batch, i] = dz · W
                 try t.gemm(transA: false, transB: false, m: batch, n: i, k: o, a: dz, lda: o, b: t.operand(2 * l), ldb: i, c: gradients[l - 1], ldc: i)
             }
+            try t.parametersDone([2 * l, 2 * l + 1])
         }
     }
 }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import TandemCore
 import TandemNN
 import TandemModels
@@ -67,6 +72,9 @@ public final class GPUTrainer {
     let normPartial: DevicePointer
     let scratch: DevicePointer
     let scratchFloats = 4 << 20
+    /// Ones in the activation type, for bias gradients as a GEMM (`dyᵀ · 1`).
+    let ones: DevicePointer
+    let onesCount = 1 << 16
     var network: any GPUNetwork
     private var graph: CUDAGraph?
     public let model: any Model
@@ -105,6 +113,13 @@ public final class GPUTrainer {
         lossValue = try gpu.allocate(bytes: 4, category: .activations)
         normPartial = try gpu.allocate(bytes: 4 * Self.normBlocks, category: .workspace)
         scratch = try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace)
+        ones = try gpu.allocate(bytes: precision.bytes * onesCount, category: .workspace)
+        // (1) 1.0 is 0x3F800000 in fp32, 0x3F80 in bf16 and 0x3C00 in fp16; two 16-bit ones per word.
+        switch precision {
+        case .fp32, .tf32: try gpu.fill(ones, words: onesCount, pattern: 0x3F80_0000)
+        case .bf16: try gpu.fill(ones, words: onesCount / 2, pattern: 0x3F80_3F80)
+        case .fp16: try gpu.fill(ones, words: onesCount / 2, pattern: 0x3C00_3C00)
+        }
         for p in [params, grads, slot1] { try gpu.fill(p, words: total, pattern: 0) }
         if slot2 != 0 { try gpu.fill(slot2, words: total, pattern: 0) }
         let scale: Float = precision == .fp16 ? 65536 : 1
@@ -112,8 +127,8 @@ public final class GPUTrainer {
         switch workload {
         case .mlp, .mlpWide: network = try MLPNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         case .gpt: network = try GPTNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
-        case .cnn, .lstm:
-            throw CUDAError.unsupported("the GPU engine does not train \(workload.rawValue) yet (mlp, mlp-wide and gpt run on the GPU)")
+        case .cnn: network = try CNNNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
+        case .lstm: network = try LSTMNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         }
         try uploadWeights()
     }
@@ -166,8 +181,37 @@ public final class GPUTrainer {
     // MARK: Step
 
     /// Queues one whole training step: forward, loss, backward, optimizer.
+    /// Parameters whose optimizer update is already queued (on the side stream) this step.
+    var updated: Set<Int> = []
+    /// Whether each parameter may be updated as soon as backward is done with it, on the side
+    /// stream, overlapping the rest of backward: only when nothing global stands between the
+    /// gradient and the update (no clipping, no loss scaling, no all-reduce).
+    /// Off unless `TANDEM_OVERLAP_OPTIMIZER=1`: on the H200 it gained nothing (the GEMMs hold every
+    /// multiprocessor) and cost up to 7% on small models (docs/gpu-notes.md).
+    var overlapsOptimizer: Bool { clipNorm == 0 && precision != .fp16 && collective == nil && Self.overlapAllowed }
+    static let overlapAllowed: Bool = getenv("TANDEM_OVERLAP_OPTIMIZER").map { String(cString: $0) == "1" } ?? false
+
+    /// Backward calls this once it has made its last use of parameters `indices` (their
+    /// gradients final, their values no longer read): their update starts at once on the side stream.
+    func parametersDone(_ indices: [Int]) throws {
+        guard overlapsOptimizer else { return }
+        try gpu.onSideStream {
+            for i in indices where !updated.contains(i) {
+                let end = i + 1 < offsets.count ? offsets[i + 1] : flatCount
+                try launchOptimizer(from: offsets[i], count: end - offsets[i])
+                updated.insert(i)
+            }
+        }
+    }
+
     func enqueueStep() throws {
+        gpu.resetOrdering()
+        updated = []
         try network.forwardBackward(self)
+        if let collective {
+            // Data parallel over NCCL: the averaged gradient, in stream order (graph-capturable).
+            try collective.allReduceInStream([.device(grads, count: flatCount)], operation: .average, stream: gpu.stream)
+        }
         try enqueueOptimizer()
     }
 
@@ -179,27 +223,64 @@ public final class GPUTrainer {
             try gpu.launch("finish_norm", grid: (1, 1, 1), block: (256, 1, 1),
                            [.pointer(normPartial), .int(Int32(Self.normBlocks)), .float(clipNorm), statePtr])
         }
-        let blocks = min((flatCount + 255) / 256, 132 * 16)
-        let shadowArg = KernelArgument.pointer(precision.usesShadow ? shadow : 0)
-        let suffix = precision.usesShadow ? precision.suffix : "_f32"
-        switch optimizer {
-        case .sgd(let lr, let momentum, let wd, let nesterov):
-            try gpu.launch("sgd" + suffix, grid: (blocks, 1, 1), block: (256, 1, 1),
-                           [.pointer(params), .pointer(grads), .pointer(slot1), shadowArg, .long(Int64(flatCount)), .float(lr),
-                            .float(momentum), .float(0), .float(wd), .int(nesterov ? 1 : 0), statePtr])
-        case .adamw(let lr, let b1, let b2, let eps, let wd):
-            try gpu.launch("adamw" + suffix, grid: (blocks, 1, 1), block: (256, 1, 1),
-                           [.pointer(params), .pointer(grads), .pointer(slot1), .pointer(slot2), shadowArg, .long(Int64(flatCount)),
-                            .float(lr), .float(b1), .float(b2), .float(eps), .float(wd), .float(0), statePtr])
+        if updated.isEmpty {
+            try launchOptimizer(from: 0, count: flatCount)
+        } else {
+            // The parameters backward did not hand over, then wait for the side stream.
+            for i in 0..<offsets.count where !updated.contains(i) {
+                let end = i + 1 < offsets.count ? offsets[i + 1] : flatCount
+                try launchOptimizer(from: offsets[i], count: end - offsets[i])
+            }
+            try gpu.joinSideStream()
         }
         try gpu.launch("finish_step", grid: (1, 1, 1), block: (32, 1, 1),
                        [statePtr, .int(precision == .fp16 ? 1 : 0), .float(Self.lossScaleInterval)])
     }
 
+    /// The optimizer over the flat slice [from, from + count) of parameters, gradients and state.
+    func launchOptimizer(from start: Int, count: Int) throws {
+        guard count > 0 else { return }
+        let statePtr = KernelArgument.pointer(state)
+        let blocks = min((count + 255) / 256, 132 * 16)
+        func at(_ p: DevicePointer, _ bytes: Int) -> KernelArgument { .pointer(p == 0 ? 0 : p + DevicePointer(bytes * start)) }
+        let shadowArg = precision.usesShadow ? at(shadow, 2) : .pointer(0)
+        let suffix = precision.usesShadow ? precision.suffix : "_f32"
+        switch optimizer {
+        case .sgd(let lr, let momentum, let wd, let nesterov):
+            // Slices start on 64-element boundaries, so a slice of a multiple of 4 takes the 16-byte kernel.
+            let wide = count % 4 == 0
+            try gpu.launch((wide ? "sgd4" : "sgd") + suffix, grid: (wide ? max(1, min((count / 4 + 255) / 256, 132 * 16)) : blocks, 1, 1), block: (256, 1, 1),
+                           [at(params, 4), at(grads, 4), at(slot1, 4), shadowArg, .long(Int64(count)), .float(lr),
+                            .float(momentum), .float(0), .float(wd), .int(nesterov ? 1 : 0), statePtr])
+        case .adamw(let lr, let b1, let b2, let eps, let wd):
+            try gpu.launch("adamw" + suffix, grid: (blocks, 1, 1), block: (256, 1, 1),
+                           [at(params, 4), at(grads, 4), at(slot1, 4), at(slot2, 4), shadowArg, .long(Int64(count)),
+                            .float(lr), .float(b1), .float(b2), .float(eps), .float(wd), .float(0), statePtr])
+        }
+    }
+
     /// Runs one step on the batch already loaded: eagerly, or by replaying the captured graph
     /// once ``captureGraph()`` has run.
     public func step() throws {
+        try collective?.checkHealth()   // an aborted communicator is never used again
         if let graph { try graph.launch() } else { try enqueueStep() }
+        if let collective { try collective.watch(stream: gpu.stream) }
+    }
+
+    /// The NCCL group this replica averages its gradients over (nil: one GPU).
+    public private(set) var collective: NCCLGroup?
+
+    /// Joins `group`, as DDP does at construction: rank 0's weights become every rank's;
+    /// from then on each step averages the gradients over the group.
+    public func join(_ group: NCCLGroup) throws {
+        collective = group
+        guard group.size > 1 else { return }
+        try group.broadcast(.device(params, count: flatCount), root: 0).wait()
+        if precision.usesShadow {
+            try gpu.launch1D("cast_from_f32" + precision.suffix, count: min(flatCount, 1 << 20),
+                             [.pointer(params), .pointer(shadow), .long(Int64(flatCount))])
+        }
+        try gpu.synchronize()
     }
 
     /// Captures one whole step into a CUDA graph; later ``step()`` calls replay it. Run a few
@@ -236,8 +317,18 @@ public final class GPUTrainer {
     /// `dy *= act'(ref)` in place and, when `bias` ≥ 0, that parameter's gradient = column sums of dy.
     func activationBackward(dy: DevicePointer, ref: DevicePointer, act: Int32, rows: Int, cols: Int, biasGradient: DevicePointer?,
                             accumulate: Bool = false) throws {
+        if act == 0 {
+            guard let biasGradient else { return }
+            if rows <= onesCount {
+                // A plain layer's bias gradient is dyᵀ · 1: one cuBLAS call reading dy once.
+                try gemm(transA: true, transB: false, m: cols, n: 1, k: rows, a: dy, lda: cols, b: ones, ldb: 1,
+                         c: biasGradient, ldc: 1, cF32: true, beta: accumulate ? 1 : 0)
+                return
+            }
+        }
         let colBlocks = (cols + 31) / 32
-        let chunks = max(1, min(max(1, rows / 16), max(1, 264 / colBlocks), scratchFloats / max(cols, 1)))
+        // About 2048 blocks: enough rows in flight per column block, few partial rows to add up.
+        let chunks = max(1, min(max(1, rows / 8), max(1, 2048 / colBlocks), scratchFloats / max(cols, 1)))
         try gpu.launch("act_backward_colsum" + precision.suffix, grid: (colBlocks, chunks, 1), block: (32, 8, 1),
                        [.pointer(dy), .pointer(ref), .pointer(biasGradient == nil ? 0 : scratch), .int(Int32(rows)), .int(Int32(cols)), .int(act)])
         if let biasGradient {
@@ -246,7 +337,7 @@ public final class GPUTrainer {
     }
 
     func sumPartials(chunks: Int, cols: Int, into out: DevicePointer, accumulate: Bool = false, from partial: DevicePointer? = nil) throws {
-        try gpu.launch("sum_partials", grid: ((cols + 255) / 256, 1, 1), block: (256, 1, 1),
+        try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1),
                        [.pointer(partial ?? scratch), .int(Int32(chunks)), .int(Int32(cols)), .pointer(out), .int(accumulate ? 1 : 0)])
     }
 
@@ -255,15 +346,18 @@ public final class GPUTrainer {
               c: DevicePointer, ldc: Int, cF32: Bool = false, alpha: Float = 1, beta: Float = 0,
               batch: Int = 1, strides: (Int, Int, Int) = (0, 0, 0)) throws {
         let t = precision.dataType
-        try gpu.blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                          types: (t, t, cF32 ? .f32 : t), compute: precision.compute, alpha: alpha, beta: beta,
-                          batch: batch, strides: strides)
+        try gpu.profiled("gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")") {
+            try gpu.blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                              types: (t, t, cF32 ? .f32 : t), compute: precision.compute, alpha: alpha, beta: beta,
+                              batch: batch, strides: strides)
+        }
     }
 
-    /// Softmax cross-entropy over `rows` of `cols` logits: dlogits and the mean loss.
-    func crossEntropy(logits: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer, rows: Int, cols: Int) throws {
+    /// Softmax cross-entropy over `rows` of `cols` logits (plus `bias`, fused): dlogits and the mean loss.
+    func crossEntropy(logits: DevicePointer, bias: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer,
+                      rows: Int, cols: Int) throws {
         try gpu.launch("cross_entropy" + precision.suffix, grid: (rows, 1, 1), block: (cols >= 1024 ? 512 : 128, 1, 1),
-                       [.pointer(logits), .pointer(labels), .pointer(dlogits), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)),
+                       [.pointer(logits), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)),
                         .float(1 / Float(rows)), .pointer(state)])
         try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1),
                        [.pointer(losses), .long(Int64(rows)), .float(1 / Float(rows)), .pointer(lossValue)])

@@ -39,7 +39,9 @@ struct F16 { typedef u16 T;
   extern "C" __global__ void name##_bf16 sig { name##_impl<BF16> args; } \
   extern "C" __global__ void name##_f16 sig { name##_impl<F16> args; }
 
-#define GRID_STRIDE(i, n) for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (n); i += (long)blockDim.x * gridDim.x)
+// 32-bit indices (every tensor here has fewer than 2^31 elements; the launcher checks): 64-bit
+// division and modulo cost many times more on the GPU.
+#define GRID_STRIDE(i, n) for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (int)(n); i += blockDim.x * gridDim.x)
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -147,13 +149,20 @@ template <class D> __device__ void act_backward_colsum_impl(void* dy, const void
 INSTANTIATE(act_backward_colsum, (void* dy, const void* ref, float* partial, int rows, int cols, int act),
             (dy, ref, partial, rows, cols, act))
 
-// out[col] (+)= sum over chunks of partial[chunk, col]; accumulate adds to out.
+// out[col] (+)= sum over chunks of partial[chunk, col]; accumulate adds to out. Block (32, 8):
+// 32 columns, 8 lanes over the chunks, added in a fixed order (deterministic).
 extern "C" __global__ void sum_partials(const float* partial, int chunks, int cols, float* out, int accumulate) {
-  int col = blockIdx.x * blockDim.x + threadIdx.x;
-  if (col >= cols) return;
+  __shared__ float acc[8][33];
+  int col = blockIdx.x * 32 + threadIdx.x;
   float s = 0.f;
-  for (int k = 0; k < chunks; k++) s += partial[(long)k * cols + col];
-  out[col] = accumulate ? out[col] + s : s;
+  if (col < cols) for (int k = threadIdx.y; k < chunks; k += 8) s += partial[(long)k * cols + col];
+  acc[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+    float t = 0.f;
+    for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
+    out[col] = accumulate ? out[col] + t : t;
+  }
 }
 
 // out = x + y (+ b) with x, out float (the residual stream; out may be x) and y in D, over [rows, cols].
@@ -163,6 +172,28 @@ template <class D> __device__ void residual_add_impl(const float* x, const void*
 }
 INSTANTIATE(residual_add, (const float* x, const void* y, const float* b, float* out, int rows, int cols), (x, y, b, out, rows, cols))
 
+// Partial row sums of x [rows, cols]: grid (rows, chunks); partial[chunk, row] (reduced by sum_partials).
+template <class D> __device__ void row_sums_partial_impl(const void* x, float* partial, int rows, int cols) {
+  int row = blockIdx.x;
+  int chunk = (cols + gridDim.y - 1) / gridDim.y;
+  int c0 = blockIdx.y * chunk, c1 = min(cols, c0 + chunk);
+  float s = 0.f;
+  for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) s += D::ld(x, (long)row * cols + c);
+  s = block_sum(s);
+  if (threadIdx.x == 0) partial[(long)blockIdx.y * rows + row] = s;
+}
+INSTANTIATE(row_sums_partial, (const void* x, float* partial, int rows, int cols), (x, partial, rows, cols))
+
+// y[t, b, :] = x[b, t, :] (x float, y in D).
+template <class D> __device__ void batch_to_time_impl(const float* x, void* y, int B, int T, int F) {
+  long n = (long)B * T * F;
+  GRID_STRIDE(i, n) {
+    int f = i % F; int r = i / F; int t = r % T; int b = r / T;
+    D::st(y, ((long)t * B + b) * F + f, x[i]);
+  }
+}
+INSTANTIATE(batch_to_time, (const float* x, void* y, int B, int T, int F), (x, y, B, T, F))
+
 extern "C" __global__ void fill_f32(float* x, long n, float v) { GRID_STRIDE(i, n) x[i] = v; }
 extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) { GRID_STRIDE(i, n) y[i] += a * x[i]; }
 """#
@@ -170,30 +201,34 @@ extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) {
     // MARK: - Losses
 
     static let losses = #"""
-// One block per row: loss[row] = logsumexp(x) - x[label]; dx = (softmax(x) - onehot) * scale,
-// scale = gradScale * (lossScale ? lossScale[2] : 1). Labels out of range give NaN loss.
-template <class D> __device__ void cross_entropy_impl(const void* logits, const int* labels, void* dlogits, float* losses,
-                                                      int rows, int cols, float gradScale, const float* state) {
+// One block per row: x = logits + bias (bias may be null); loss[row] = logsumexp(x) - x[label];
+// dx = (softmax(x) - onehot) * scale, scale = gradScale * (state ? state[2] : 1) (the loss scale).
+// Three passes over the row (maximum, normaliser, gradient; the row stays in L1/L2): measured
+// faster here than the two-pass online softmax. dlogits may be logits (in place): the label's
+// logit is read before any thread writes. Labels out of range give a NaN loss.
+template <class D> __device__ void cross_entropy_impl(const void* logits, const float* bias, const int* labels, void* dlogits,
+                                                      float* losses, int rows, int cols, float gradScale, const float* state) {
   int row = blockIdx.x;
   const long base = (long)row * cols;
+  int label = labels[row];
+  bool valid = label >= 0 && label < cols;
+  float xl = valid ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
   float m = -INFINITY;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, D::ld(logits, base + i));
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, D::ld(logits, base + i) + (bias ? bias[i] : 0.f));
   m = block_max(m);
   float s = 0.f;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += expf(D::ld(logits, base + i) - m);
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m);
   s = block_sum(s);
-  int label = labels[row];
   float scale = gradScale * (state ? state[2] : 1.f);
   float inv = 1.f / s;
   for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-    float p = expf(D::ld(logits, base + i) - m) * inv;
+    float p = expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m) * inv;
     D::st(dlogits, base + i, (p - (i == label ? 1.f : 0.f)) * scale);
   }
-  if (threadIdx.x == 0)
-    losses[row] = (label >= 0 && label < cols) ? logf(s) + m - D::ld(logits, base + label) : NAN;
+  if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
 }
-INSTANTIATE(cross_entropy, (const void* logits, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state),
-            (logits, labels, dlogits, losses, rows, cols, gradScale, state))
+INSTANTIATE(cross_entropy, (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state),
+            (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state))
 
 // Mean squared error terms: loss[i] = (p - t)^2; dp = 2 (p - t) * scale.
 template <class D> __device__ void mse_impl(const void* pred, const float* target, void* dpred, float* losses, long n,
@@ -245,6 +280,36 @@ template <class D> __device__ void sgd_impl(float* p, const float* g, float* m, 
   }
 }
 INSTANTIATE(sgd, (float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum, float dampening, float wd, int nesterov, const float* state),
+            (p, g, m, shadow, n, lr, momentum, dampening, wd, nesterov, state))
+
+// The same SGD, four parameters a thread with 16-byte loads and stores (n a multiple of 4, the
+// pointers 16-byte aligned): the optimizer is memory-bound, so wide accesses are its speed.
+__device__ __forceinline__ float sgd_one(float w, float g, float* m, float mult, float lr, float momentum, float dampening, float wd, int nesterov) {
+  float d = g * mult + wd * w;
+  if (momentum != 0.f) {
+    float b = momentum * *m + (1.f - dampening) * d;
+    *m = b;
+    d = nesterov ? d + momentum * b : b;
+  }
+  return w - lr * d;
+}
+template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum,
+                                             float dampening, float wd, int nesterov, const float* state) {
+  if (state && state[1] != 0.f) return;
+  float mult = state ? state[0] : 1.f;
+  GRID_STRIDE(j, n / 4) {
+    float4 w = ((const float4*)p)[j], gg = ((const float4*)g)[j];
+    float4 mm = momentum != 0.f ? ((const float4*)m)[j] : make_float4(0.f, 0.f, 0.f, 0.f);
+    w.x = sgd_one(w.x, gg.x, &mm.x, mult, lr, momentum, dampening, wd, nesterov);
+    w.y = sgd_one(w.y, gg.y, &mm.y, mult, lr, momentum, dampening, wd, nesterov);
+    w.z = sgd_one(w.z, gg.z, &mm.z, mult, lr, momentum, dampening, wd, nesterov);
+    w.w = sgd_one(w.w, gg.w, &mm.w, mult, lr, momentum, dampening, wd, nesterov);
+    ((float4*)p)[j] = w;
+    if (momentum != 0.f) ((float4*)m)[j] = mm;
+    if (shadow) { D::st(shadow, 4 * j, w.x); D::st(shadow, 4 * j + 1, w.y); D::st(shadow, 4 * j + 2, w.z); D::st(shadow, 4 * j + 3, w.w); }
+  }
+}
+INSTANTIATE(sgd4, (float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum, float dampening, float wd, int nesterov, const float* state),
             (p, g, m, shadow, n, lr, momentum, dampening, wd, nesterov, state))
 
 // AdamW (Loshchilov & Hutter, 2019), PyTorch's form: p -= lr·wd·p; m = β1 m + (1-β1) g;
@@ -312,68 +377,84 @@ extern "C" __global__ void finish_step(float* state, int dynamic, float interval
     // MARK: - Transformer pieces
 
     static let transformer = #"""
-// LayerNorm over the last dimension, one block of 128 threads per row. x float, y in D.
+// LayerNorm over the last dimension (cols ≤ 512): one warp per row, each lane holding cols/32
+// values in registers. x float, y in D; mean and rstd kept for backward.
 template <class D> __device__ void layernorm_fwd_impl(const float* x, const float* w, const float* b, void* y, float* mean,
                                                       float* rstd, int rows, int cols) {
-  int row = blockIdx.x;
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
   const float* xr = x + (long)row * cols;
+  float v[16];
   float s = 0.f;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += xr[i];
-  float mu = block_sum(s) / cols;
+#pragma unroll
+  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; v[k] = i < cols ? xr[i] : 0.f; s += v[k]; }
+  float mu = warp_sum(s) / cols;
   float q = 0.f;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) { float d = xr[i] - mu; q += d * d; }
-  float r = rsqrtf(block_sum(q) / cols + 1e-5f);
-  for (int i = threadIdx.x; i < cols; i += blockDim.x)
-    D::st(y, (long)row * cols + i, (xr[i] - mu) * r * w[i] + b[i]);
-  if (threadIdx.x == 0) { mean[row] = mu; rstd[row] = r; }
+#pragma unroll
+  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; if (i < cols) { float d = v[k] - mu; q += d * d; } }
+  float r = rsqrtf(warp_sum(q) / cols + 1e-5f);
+#pragma unroll
+  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; if (i < cols) D::st(y, (long)row * cols + i, (v[k] - mu) * r * w[i] + b[i]); }
+  if (lane == 0) { mean[row] = mu; rstd[row] = r; }
 }
 INSTANTIATE(layernorm_fwd, (const float* x, const float* w, const float* b, void* y, float* mean, float* rstd, int rows, int cols),
             (x, w, b, y, mean, rstd, rows, cols))
 
-// LayerNorm backward. dx (+)= rstd·(dy·w − mean(dy·w) − x̂·mean(dy·w·x̂)); partial sums of dw, db
-// per block (rows in chunks of gridDim.x), reduced by sum_partials. cols ≤ 4·blockDim.x.
+// LayerNorm backward (cols ≤ 512); the new dx is also written in D to `dxCast` when not null (the
+// operand the next GEMMs read: one pass fewer over the residual gradient). Each warp takes rows warp, warp + W, … (W warps in the grid):
+// dx (+)= rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·w; each lane sums dw = Σ dy·x̂ and db = Σ dy
+// for its columns in registers, the block's warps are added in a fixed order, and each block
+// writes one row of partial sums (reduced by sum_partials): deterministic, no atomics.
 template <class D> __device__ void layernorm_bwd_impl(const void* dy, const float* x, const float* w, const float* mean,
-                                                      const float* rstd, float* dx, float* dwPartial, float* dbPartial,
+                                                      const float* rstd, float* dx, void* dxCast, float* dwPartial, float* dbPartial,
                                                       int rows, int cols, int accumulate) {
-  float aw[4] = {0, 0, 0, 0}, ab[4] = {0, 0, 0, 0};
-  int chunk = (rows + gridDim.x - 1) / gridDim.x;
-  int r0 = blockIdx.x * chunk, r1 = min(rows, r0 + chunk);
-  for (int row = r0; row < r1; row++) {
+  __shared__ float sw[8][512], sb[8][512];
+  int warp = threadIdx.x / 32, lane = threadIdx.x & 31, warps = blockDim.x / 32;
+  float aw[16], ab[16];
+#pragma unroll
+  for (int k = 0; k < 16; k++) { aw[k] = 0.f; ab[k] = 0.f; }
+  for (int row = blockIdx.x * warps + warp; row < rows; row += gridDim.x * warps) {
     long base = (long)row * cols;
     float mu = mean[row], r = rstd[row];
-    float g[4], xh[4];
+    float g[16], xh[16], gy[16];
     float s1 = 0.f, s2 = 0.f;
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
-      int i = threadIdx.x + k * blockDim.x;
-      g[k] = 0.f; xh[k] = 0.f;
+    for (int k = 0; k < 16; k++) {
+      int i = lane + 32 * k;
+      g[k] = 0.f; xh[k] = 0.f; gy[k] = 0.f;
       if (i < cols) {
-        float gy = D::ld(dy, base + i);
+        gy[k] = D::ld(dy, base + i);
         xh[k] = (x[base + i] - mu) * r;
-        g[k] = gy * w[i];
+        g[k] = gy[k] * w[i];
         s1 += g[k]; s2 += g[k] * xh[k];
-        aw[k] += gy * xh[k]; ab[k] += gy;
       }
     }
-    s1 = block_sum(s1) / cols;
-    s2 = block_sum(s2) / cols;
+    s1 = warp_sum(s1) / cols;
+    s2 = warp_sum(s2) / cols;
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
-      int i = threadIdx.x + k * blockDim.x;
+    for (int k = 0; k < 16; k++) {
+      int i = lane + 32 * k;
       if (i < cols) {
         float v = r * (g[k] - s1 - xh[k] * s2);
-        dx[base + i] = accumulate ? dx[base + i] + v : v;
+        v = accumulate ? dx[base + i] + v : v;
+        dx[base + i] = v;
+        if (dxCast) D::st(dxCast, base + i, v);
+        aw[k] += gy[k] * xh[k]; ab[k] += gy[k];
       }
     }
   }
 #pragma unroll
-  for (int k = 0; k < 4; k++) {
-    int i = threadIdx.x + k * blockDim.x;
-    if (i < cols) { dwPartial[(long)blockIdx.x * cols + i] = aw[k]; dbPartial[(long)blockIdx.x * cols + i] = ab[k]; }
+  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; if (i < cols) { sw[warp][i] = aw[k]; sb[warp][i] = ab[k]; } }
+  __syncthreads();
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float tw = 0.f, tb = 0.f;
+    for (int k = 0; k < warps; k++) { tw += sw[k][i]; tb += sb[k][i]; }
+    dwPartial[(long)blockIdx.x * cols + i] = tw;
+    dbPartial[(long)blockIdx.x * cols + i] = tb;
   }
 }
-INSTANTIATE(layernorm_bwd, (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, float* dwPartial, float* dbPartial, int rows, int cols, int accumulate),
-            (dy, x, w, mean, rstd, dx, dwPartial, dbPartial, rows, cols, accumulate))
+INSTANTIATE(layernorm_bwd, (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* dwPartial, float* dbPartial, int rows, int cols, int accumulate),
+            (dy, x, w, mean, rstd, dx, dxCast, dwPartial, dbPartial, rows, cols, accumulate))
 
 // x[b, t, :] = wte[token] + wpe[t].
 extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, const float* wpe, float* x, int BT, int T, int C) {
@@ -402,7 +483,7 @@ extern "C" __global__ void token_bwd(const int* tokens, const float* dx, float* 
 template <class D> __device__ void split_heads_impl(void* qkv, void* q, void* k, void* v, int B, int T, int H, int hd, int backward) {
   long C = (long)H * hd, n = (long)B * T * C;
   GRID_STRIDE(i, n) {
-    int d = i % hd; long r = i / hd; int h = r % H; r /= H; int t = r % T; int b = r / T;
+    int d = i % hd; int r = i / hd; int h = r % H; r /= H; int t = r % T; int b = r / T;
     long src = ((long)b * T + t) * 3 * C + (long)h * hd + d;
     long dst = (((long)b * H + h) * T + t) * hd + d;
     if (backward) {
@@ -415,11 +496,32 @@ template <class D> __device__ void split_heads_impl(void* qkv, void* q, void* k,
 INSTANTIATE(split_heads, (void* qkv, void* q, void* k, void* v, int B, int T, int H, int hd, int backward),
             (qkv, q, k, v, B, T, H, hd, backward))
 
+// The same two permutations moved 16 bytes at a time (hdv = hd · element bytes / 16 chunks per
+// head row): a pure copy, so one kernel serves every element type.
+extern "C" __global__ void split_heads_vec(uint4* qkv, uint4* q, uint4* k, uint4* v, int B, int T, int H, int hdv, int backward) {
+  long Cv = (long)H * hdv;
+  GRID_STRIDE(i, (long)B * T * H * hdv) {
+    int d = i % hdv; int r = i / hdv; int h = r % H; r /= H; int t = r % T; int b = r / T;
+    long src = ((long)(b * T + t) * 3 * H + h) * hdv + d;
+    long dst = ((long)(b * H + h) * T + t) * hdv + d;
+    if (backward) { qkv[src] = q[dst]; qkv[src + Cv] = k[dst]; qkv[src + 2 * Cv] = v[dst]; }
+    else { q[dst] = qkv[src]; k[dst] = qkv[src + Cv]; v[dst] = qkv[src + 2 * Cv]; }
+  }
+}
+extern "C" __global__ void merge_heads_vec(uint4* o, uint4* y, int B, int T, int H, int hdv, int backward) {
+  GRID_STRIDE(i, (long)B * T * H * hdv) {
+    int d = i % hdv; int r = i / hdv; int h = r % H; r /= H; int t = r % T; int b = r / T;
+    long yi = ((long)(b * T + t) * H + h) * hdv + d;
+    long oi = ((long)(b * H + h) * T + t) * hdv + d;
+    if (backward) o[oi] = y[yi]; else y[yi] = o[oi];
+  }
+}
+
 // o [B, H, T, hd] ↔ y [B, T, H·hd]; `backward` copies y's layout into o's.
 template <class D> __device__ void merge_heads_impl(void* o, void* y, int B, int T, int H, int hd, int backward) {
   long C = (long)H * hd, n = (long)B * T * C;
   GRID_STRIDE(i, n) {
-    int d = i % hd; long r = i / hd; int h = r % H; r /= H; int t = r % T; int b = r / T;
+    int d = i % hd; int r = i / hd; int h = r % H; r /= H; int t = r % T; int b = r / T;
     long yi = ((long)b * T + t) * C + (long)h * hd + d;
     long oi = (((long)b * H + h) * T + t) * hd + d;
     if (backward) D::st(o, oi, D::ld(y, yi)); else D::st(y, yi, D::ld(o, oi));
@@ -430,11 +532,11 @@ INSTANTIATE(merge_heads, (void* o, void* y, int B, int T, int H, int hd, int bac
 // Causal softmax in place over rows of length T (row index % T = query position t: keys 0..t).
 // One warp per row.
 template <class D> __device__ void causal_softmax_impl(void* s, long rows, int T) {
-  long row = blockIdx.x * (long)(blockDim.x / 32) + threadIdx.x / 32;
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   int lane = threadIdx.x & 31;
   if (row >= rows) return;
   int t = row % T;
-  long base = row * T;
+  long base = (long)row * T;
   float m = -INFINITY;
   for (int j = lane; j <= t; j += 32) m = fmaxf(m, D::ld(s, base + j));
   m = warp_max(m);
@@ -448,11 +550,11 @@ INSTANTIATE(causal_softmax, (void* s, long rows, int T), (s, rows, T))
 
 // dS = P ⊙ (dP − Σ P·dP), written over dP.
 template <class D> __device__ void causal_softmax_bwd_impl(const void* p, void* dp, long rows, int T) {
-  long row = blockIdx.x * (long)(blockDim.x / 32) + threadIdx.x / 32;
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   int lane = threadIdx.x & 31;
   if (row >= rows) return;
   int t = row % T;
-  long base = row * T;
+  long base = (long)row * T;
   float s = 0.f;
   for (int j = lane; j <= t; j += 32) s += D::ld(p, base + j) * D::ld(dp, base + j);
   s = warp_sum(s);
@@ -467,54 +569,57 @@ INSTANTIATE(causal_softmax_bwd, (const void* p, void* dp, long rows, int T), (p,
     // MARK: - Convolution and pooling (NCHW)
 
     static let convolution = #"""
-// im2col for a 3×3-style kernel: col[(c·K + ky)·K + kx, (n·OH + oy)·OW + ox] = x[n, c, oy + ky − pad, ox + kx − pad].
+// The convolution kernels run on a grid (pixels of one plane / blockDim.x, rows, images):
+// everything but the pixel index is uniform in a block, so a thread does one division.
+//
+// im2col: col[(c·K + ky)·K + kx, (n·H + oy)·W + ox] = x[n, c, oy + ky − pad, ox + kx − pad]
+// (0 outside). Grid (⌈H·W / blockDim.x⌉, C·K·K, N).
 template <class D> __device__ void im2col_impl(const void* x, void* col, int N, int C, int H, int W, int K, int pad) {
-  long cols = (long)N * H * W, n = (long)C * K * K * cols;
-  GRID_STRIDE(i, n) {
-    long j = i % cols; int r = i / cols;
-    int kx = r % K, ky = (r / K) % K, c = r / (K * K);
-    int ox = j % W, oy = (j / W) % H, b = j / (W * H);
-    int iy = oy + ky - pad, ix = ox + kx - pad;
-    float v = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? D::ld(x, (((long)b * C + c) * H + iy) * W + ix) : 0.f;
-    D::st(col, i, v);
-  }
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= H * W) return;
+  int r = blockIdx.y, b = blockIdx.z;
+  int kx = r % K, ky = (r / K) % K, c = r / (K * K);
+  int oy = p / W, ox = p - oy * W;
+  int iy = oy + ky - pad, ix = ox + kx - pad;
+  float v = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? D::ld(x, ((long)(b * C + c) * H + iy) * W + ix) : 0.f;
+  D::st(col, (long)r * N * H * W + (long)b * H * W + p, v);
 }
 INSTANTIATE(im2col, (const void* x, void* col, int N, int C, int H, int W, int K, int pad), (x, col, N, C, H, W, K, pad))
 
 // The adjoint of im2col: dx[n, c, y, x] = Σ over (ky, kx) of dcol at the output that read it.
+// Grid (⌈H·W / blockDim.x⌉, C, N).
 template <class D> __device__ void col2im_impl(const void* dcol, void* dx, int N, int C, int H, int W, int K, int pad) {
-  long cols = (long)N * H * W, n = (long)N * C * H * W;
-  GRID_STRIDE(i, n) {
-    int ix = i % W, iy = (i / W) % H, c = (i / ((long)W * H)) % C, b = i / ((long)W * H * C);
-    float s = 0.f;
-    for (int ky = 0; ky < K; ky++) for (int kx = 0; kx < K; kx++) {
-      int oy = iy - ky + pad, ox = ix - kx + pad;
-      if (oy >= 0 && oy < H && ox >= 0 && ox < W)
-        s += D::ld(dcol, ((long)(c * K + ky) * K + kx) * cols + ((long)b * H + oy) * W + ox);
-    }
-    D::st(dx, i, s);
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= H * W) return;
+  int c = blockIdx.y, b = blockIdx.z;
+  int iy = p / W, ix = p - iy * W;
+  long cols = (long)N * H * W;
+  float s = 0.f;
+  for (int ky = 0; ky < K; ky++) for (int kx = 0; kx < K; kx++) {
+    int oy = iy - ky + pad, ox = ix - kx + pad;
+    if (oy >= 0 && oy < H && ox >= 0 && ox < W)
+      s += D::ld(dcol, (long)((c * K + ky) * K + kx) * cols + ((long)b * H + oy) * W + ox);
   }
+  D::st(dx, (long)(b * C + c) * H * W + p, s);
 }
 INSTANTIATE(col2im, (const void* dcol, void* dx, int N, int C, int H, int W, int K, int pad), (dcol, dx, N, C, H, W, K, pad))
 
-// y[c, n·HW] (GEMM output) + bias, ReLU → out[n, c, hw] (NCHW).
+// y[c, n·HW] (GEMM output) + bias, ReLU → out[n, c, hw] (NCHW). Grid (⌈HW / blockDim.x⌉, C, N).
 template <class D> __device__ void conv_out_impl(const void* y, const float* b, void* out, int N, int C, int HW) {
-  long n = (long)N * C * HW;
-  GRID_STRIDE(i, n) {
-    int p = i % HW, c = (i / HW) % C, s = i / ((long)HW * C);
-    D::st(out, i, fmaxf(D::ld(y, (long)c * N * HW + (long)s * HW + p) + b[c], 0.f));
-  }
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= HW) return;
+  int c = blockIdx.y, n = blockIdx.z;
+  D::st(out, (long)(n * C + c) * HW + p, fmaxf(D::ld(y, (long)c * N * HW + (long)n * HW + p) + b[c], 0.f));
 }
 INSTANTIATE(conv_out, (const void* y, const float* b, void* out, int N, int C, int HW), (y, b, out, N, C, HW))
 
-// d(NCHW) masked by ReLU of out → dy[c, n·HW] (GEMM layout).
+// d(NCHW) masked by ReLU of out → dy[c, n·HW] (GEMM layout). Grid (⌈HW / blockDim.x⌉, C, N).
 template <class D> __device__ void conv_out_bwd_impl(const void* dout, const void* out, void* dy, int N, int C, int HW) {
-  long n = (long)N * C * HW;
-  GRID_STRIDE(i, n) {
-    int p = i % HW, c = (i / HW) % C, s = i / ((long)HW * C);
-    float g = D::ld(out, i) > 0.f ? D::ld(dout, i) : 0.f;
-    D::st(dy, (long)c * N * HW + (long)s * HW + p, g);
-  }
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= HW) return;
+  int c = blockIdx.y, n = blockIdx.z;
+  long i = (long)(n * C + c) * HW + p;
+  D::st(dy, (long)c * N * HW + (long)n * HW + p, D::ld(out, i) > 0.f ? D::ld(dout, i) : 0.f);
 }
 INSTANTIATE(conv_out_bwd, (const void* dout, const void* out, void* dy, int N, int C, int HW), (dout, out, dy, N, C, HW))
 
@@ -523,7 +628,7 @@ template <class D> __device__ void maxpool_impl(const void* x, void* y, unsigned
   int OH = H / 2, OW = W / 2;
   long n = (long)NC * OH * OW;
   GRID_STRIDE(i, n) {
-    int ox = i % OW, oy = (i / OW) % OH; long p = i / ((long)OW * OH);
+    int ox = i % OW, oy = (i / OW) % OH; long p = i / ((int)OW * OH);
     long base = (p * H + 2 * oy) * W + 2 * ox;
     float best = D::ld(x, base); int a = 0;
     float v1 = D::ld(x, base + 1), v2 = D::ld(x, base + W), v3 = D::ld(x, base + W + 1);
@@ -539,7 +644,7 @@ template <class D> __device__ void maxpool_bwd_impl(const void* dy, const unsign
   long n = (long)NC * H * W;
   int OW = W / 2, OH = H / 2;
   GRID_STRIDE(i, n) {
-    int ix = i % W, iy = (i / W) % H; long p = i / ((long)W * H);
+    int ix = i % W, iy = (i / W) % H; long p = i / ((int)W * H);
     int ox = ix / 2, oy = iy / 2;
     float g = 0.f;
     if (ox < OW && oy < OH) {

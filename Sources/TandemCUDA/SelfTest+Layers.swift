@@ -19,7 +19,7 @@ extension GPUSelfTest {
             let dx = try device(x, .fp32), dw = try device(w, .fp32), db = try device(b, .fp32), ddy = try device(dy, p)
             let y = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
             let stats = try gpu.allocate(bytes: 8 * rows, category: .workspace)
-            try gpu.launch("layernorm_fwd" + s, grid: (rows, 1, 1), block: (128, 1, 1),
+            try gpu.launch("layernorm_fwd" + s, grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1),
                            [.pointer(dx), .pointer(dw), .pointer(db), .pointer(y), .pointer(stats), .pointer(stats + DevicePointer(4 * rows))] + args(rows, cols))
             var yRef = [Double](), dxRef = [Double](), dwRef = [Double](repeating: 0, count: cols), dbRef = [Double](repeating: 0, count: cols)
             for r in 0..<rows {
@@ -38,13 +38,16 @@ extension GPUSelfTest {
             let gx = try gpu.allocate(bytes: 4 * rows * cols, category: .workspace)
             let pw = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace), pb = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace)
             let gw = try gpu.allocate(bytes: 4 * cols, category: .workspace), gb = try gpu.allocate(bytes: 4 * cols, category: .workspace)
-            try gpu.launch("layernorm_bwd" + s, grid: (chunks, 1, 1), block: (128, 1, 1),
+            let gxCast = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
+            try gpu.launch("layernorm_bwd" + s, grid: (chunks, 1, 1), block: (256, 1, 1),
                            [.pointer(ddy), .pointer(dx), .pointer(dw), .pointer(stats), .pointer(stats + DevicePointer(4 * rows)), .pointer(gx),
-                            .pointer(pw), .pointer(pb)] + args(rows, cols, 0))
+                            .pointer(gxCast), .pointer(pw), .pointer(pb)] + args(rows, cols, 0))
             for (partial, out) in [(pw, gw), (pb, gb)] {
-                try gpu.launch("sum_partials", grid: ((cols + 255) / 256, 1, 1), block: (256, 1, 1), [.pointer(partial)] + args(chunks, cols) + [.pointer(out), .int(0)])
+                try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1), [.pointer(partial)] + args(chunks, cols) + [.pointer(out), .int(0)])
             }
             record("layernorm backward dx", p.rawValue, Self.relativeError(try gpu.downloadFloats(gx, count: rows * cols), dxRef), 1e-4)
+            record("layernorm backward dx (activation copy)", p.rawValue, Self.relativeError(try host(gxCast, rows * cols, p), dxRef), tol)
+            gpu.free(gxCast)
             record("layernorm backward dw", p.rawValue, Self.relativeError(try gpu.downloadFloats(gw, count: cols), dwRef), 1e-4)
             record("layernorm backward db", p.rawValue, Self.relativeError(try gpu.downloadFloats(gb, count: cols), dbRef), 1e-5)
             for ptr in [dx, dw, db, ddy, y, stats, gx, pw, pb, gw, gb] { gpu.free(ptr) }
@@ -147,7 +150,7 @@ extension GPUSelfTest {
         let dx = try device(x, p)
         let colCount = C * K * K * N * H * W
         let col = try gpu.allocate(bytes: p.bytes * colCount, category: .workspace)
-        try gpu.launch1D("im2col" + s, count: colCount, [.pointer(dx), .pointer(col)] + args(N, C, H, W, K, pad))
+        try gpu.launchPlanes("im2col" + s, pixels: H * W, planes: C * K * K, images: N, [.pointer(dx), .pointer(col)] + args(N, C, H, W, K, pad))
         var ref = [Double](repeating: 0, count: colCount)
         let cols = N * H * W
         for c in 0..<C { for ky in 0..<K { for kx in 0..<K { for b in 0..<N { for oy in 0..<H { for ox in 0..<W {
@@ -160,7 +163,7 @@ extension GPUSelfTest {
         let g = rounded(random(colCount), p)
         let dgcol = try device(g, p)
         let back = try gpu.allocate(bytes: p.bytes * N * C * H * W, category: .workspace)
-        try gpu.launch1D("col2im" + s, count: N * C * H * W, [.pointer(dgcol), .pointer(back)] + args(N, C, H, W, K, pad))
+        try gpu.launchPlanes("col2im" + s, pixels: H * W, planes: C, images: N, [.pointer(dgcol), .pointer(back)] + args(N, C, H, W, K, pad))
         var adj = [Double](repeating: 0, count: N * C * H * W)
         for c in 0..<C { for ky in 0..<K { for kx in 0..<K { for b in 0..<N { for oy in 0..<H { for ox in 0..<W {
             let iy = oy + ky - pad, ix = ox + kx - pad
@@ -174,7 +177,7 @@ extension GPUSelfTest {
             let y = rounded(random(C * N * HW), p), b = random(C), dout = rounded(random(N * C * HW), p)
             let dy = try device(y, p), db = try device(b, .fp32), ddout = try device(dout, p)
             let out = try gpu.allocate(bytes: p.bytes * N * C * HW, category: .workspace), gy = try gpu.allocate(bytes: p.bytes * N * C * HW, category: .workspace)
-            try gpu.launch1D("conv_out" + s, count: N * C * HW, [.pointer(dy), .pointer(db), .pointer(out)] + args(N, C, HW))
+            try gpu.launchPlanes("conv_out" + s, pixels: HW, planes: C, images: N, [.pointer(dy), .pointer(db), .pointer(out)] + args(N, C, HW))
             var r = [Double](repeating: 0, count: N * C * HW), gr = r
             let o = try host(out, N * C * HW, p)
             for n in 0..<N { for c in 0..<C { for q in 0..<HW {
@@ -182,7 +185,7 @@ extension GPUSelfTest {
                 gr[c * N * HW + n * HW + q] = o[(n * C + c) * HW + q] > 0 ? Double(dout[(n * C + c) * HW + q]) : 0
             } } }
             record("conv bias + relu to NCHW", p.rawValue, Self.relativeError(o, r), tol)
-            try gpu.launch1D("conv_out_bwd" + s, count: N * C * HW, [.pointer(ddout), .pointer(out), .pointer(gy)] + args(N, C, HW))
+            try gpu.launchPlanes("conv_out_bwd" + s, pixels: HW, planes: C, images: N, [.pointer(ddout), .pointer(out), .pointer(gy)] + args(N, C, HW))
             record("conv relu backward to GEMM layout", p.rawValue, Self.relativeError(try host(gy, N * C * HW, p), gr), 0)
             for ptr in [dy, db, ddout, out, gy] { gpu.free(ptr) }
         }

@@ -14,7 +14,7 @@ extension GPUSelfTest {
     func optimizerChecks() throws {
         let n = 1000
         for (label, gpuOpt, cpuOpt) in [
-            ("sgd momentum nesterov wd", GPUOptimizer.sgd(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true),
+            ("sgd momentum nesterov wd (16-byte and scalar kernels)", GPUOptimizer.sgd(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true),
              try SGD(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true) as any Optimizer),
             ("adamw", GPUOptimizer.adamw(learningRate: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1),
              try AdamW(learningRate: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1)),
@@ -31,7 +31,7 @@ extension GPUSelfTest {
                 state.apply(to: [("w", parameter)])
                 switch gpuOpt {
                 case .sgd(let lr, let mu, let wd, let nesterov):
-                    try gpu.launch1D("sgd_f32", count: n, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)), .float(lr), .float(mu),
+                    try gpu.launch1D(step == 1 ? "sgd_f32" : "sgd4_f32", count: step == 1 ? n : n / 4, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)), .float(lr), .float(mu),
                                                           .float(0), .float(wd), .int(nesterov ? 1 : 0), .pointer(0)])
                 case .adamw(let lr, let b1, let b2, let eps, let wd):
                     try gpu.launch1D("adamw_f32", count: n, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(v), .pointer(0), .long(Int64(n)), .float(lr),
@@ -45,7 +45,7 @@ extension GPUSelfTest {
 
     // MARK: - A training step against the CPU step
 
-    static func testBatch(_ w: ReferenceModel) -> Int { w == .gpt ? 2 : 32 }
+    static func testBatch(_ w: ReferenceModel) -> Int { w == .gpt ? 2 : w == .lstm ? 8 : 32 }
 
     func modelStep(_ w: ReferenceModel, _ p: GPUPrecision) throws {
         let batchSize = Self.testBatch(w)
@@ -77,8 +77,11 @@ extension GPUSelfTest {
         let lowPrecision = p.usesShadow
         record("\(w.rawValue) step: loss (batch \(batchSize))", p.rawValue, abs(gpuLoss - cpuLoss) / abs(cpuLoss), lowPrecision ? 1e-2 : 1e-5,
                note: "gpu \(gpuLoss) cpu \(cpuLoss)")
-        record("\(w.rawValue) step: gradients", p.rawValue, Self.relativeError(gGPU, gCPU), lowPrecision ? 3e-2 : 1e-4)
-        record("\(w.rawValue) step: weight update", p.rawValue, Self.relativeError(dGPU, dCPU), lowPrecision ? 3e-2 : 1e-4)
+        // bf16 against fp32: PyTorch's own autocast bf16 gradients of this mlp differ from its fp32 ones by 5.1%
+        // (the hidden layers' gradients, after cancellation); fp16 keeps 3 more bits.
+        let lowTolerance = p == .bf16 ? 8e-2 : 1e-2
+        record("\(w.rawValue) step: gradients", p.rawValue, Self.relativeError(gGPU, gCPU), lowPrecision ? lowTolerance : 1e-4)
+        record("\(w.rawValue) step: weight update", p.rawValue, Self.relativeError(dGPU, dCPU), lowPrecision ? lowTolerance : 1e-4)
     }
 
     // MARK: - Graph replay against eager

@@ -79,7 +79,7 @@ public final class GPUSelfTest {
 
     // MARK: - Run everything
 
-    public func runAll(models: [ReferenceModel] = [.mlp, .mlpWide, .gpt]) throws {
+    public func runAll(models: [ReferenceModel] = ReferenceModel.allCases) throws {
         for p in [GPUPrecision.fp32, .bf16, .fp16] { try operations(p) }
         try gemmChecks(.tf32)
         try optimizerChecks()
@@ -88,8 +88,10 @@ public final class GPUSelfTest {
         }
         try graphCheck(.mlp, .fp32)
         try graphCheck(.gpt, .bf16)
+        try graphCheck(.lstm, .fp32)
         try lossScaling()
         try outOfMemoryCheck()
+        try ncclChecks()
     }
 
     public var failures: [SelfTestCase] { cases.filter { !$0.passed } }

@@ -5,6 +5,7 @@ import TandemModels
 import TandemOptim
 import TandemParallel
 import TandemCUDA
+import TandemData
 
 // MARK: - Devices on the command line
 
@@ -39,15 +40,26 @@ func openGPU() throws -> CUDAContext {
 
 extension Bench {
     func runOnGPU() throws {
-        let gpu = try openGPU()
+        let job = launch.isNCCL ? try NCCLJob.join(timeout: 300) : nil
+        let gpu = try job?.gpu ?? openGPU()
         let b = batch ?? model.gpuBatch
-        let benchmark = GPUBenchmark(workload: model, batch: b, steps: steps, warmup: warmup, precision: precision, graph: graph)
+        var benchmark = GPUBenchmark(workload: model, batch: b, steps: steps, warmup: warmup, precision: precision, graph: graph)
+        benchmark.collective = job?.group
+        if profile {
+            let rows = try benchmark.profile(gpu: gpu)
+            let total = rows.reduce(0) { $0 + $1.ms }
+            print(String(format: "%@ %@: %.3f ms of kernels per eager step (each launch timed with events)", model.rawValue, precision.rawValue, total))
+            for r in rows.prefix(40) { print(String(format: "%9.3f ms %5.1f%% %4d×  %@", r.ms, 100 * r.ms / total, r.count, r.label)) }
+            return
+        }
         let m = try benchmark.run(gpu: gpu)
+        guard job?.isPrimary ?? true else { return }
         let paramBytes = 4 * m.parameters
+        let ranks = job?.group.size ?? 1
         var result = RunResult(
-            model: model.rawValue, params: m.parameters, backend: "none", device_name: gpu.device.name, workers: 1,
-            batch_per_worker: b, global_batch: b, steps: steps, warmup: warmup, seconds: m.seconds,
-            samples_per_s: Double(b * steps) / m.seconds, step_ms: .init(m.stepMilliseconds),
+            model: model.rawValue, params: m.parameters, backend: job == nil ? "none" : "nccl", device_name: gpu.device.name, workers: ranks,
+            batch_per_worker: b, global_batch: b * ranks, steps: steps, warmup: warmup, seconds: m.seconds,
+            samples_per_s: Double(b * ranks * steps) / m.seconds, step_ms: .init(m.stepMilliseconds),
             memory: .init(peak_bytes: m.peakBytes, params: paramBytes, grads: paramBytes,
                           optimizer: m.bytes[.optimizer] ?? paramBytes, activations: m.bytes[.activations] ?? 0),
             loss: m.loss, flops_per_step: m.flopsPerStep)
@@ -74,16 +86,22 @@ extension Train {
         let network = data.makeModel()
         if let initial = `init` { try network.loadWeights(from: initial) }
         let b = batch ?? model.gpuBatch
-        let stream = try data.stream(rank: 0, worldSize: 1, strategy: .block, batch: b, prefetch: prefetch)
-        let total = steps ?? epochs.map { $0 * data.stepsPerEpoch(batch: b, worldSize: 1, accumulate: 1) } ?? 100
+        // Over NCCL: this process is one rank (one GPU) and reads its shard of the data.
+        let job = launch.isNCCL ? try NCCLJob.join(timeout: timeout) : nil
+        let (rank, ranks) = (job?.group.rank ?? 0, job?.group.size ?? 1)
+        let strategy = DistributedSampler.Strategy(rawValue: shard) ?? .block
+        let stream = try data.stream(rank: rank, worldSize: ranks, strategy: strategy, batch: b, prefetch: prefetch)
+        let total = steps ?? epochs.map { $0 * data.stepsPerEpoch(batch: b, worldSize: ranks, accumulate: 1) } ?? 100
         let rates = try parsedSchedule(steps: total)
-        let gpu = try openGPU()
+        let gpu = try job?.gpu ?? openGPU()
         let opt: GPUOptimizer = optimizer == "adamw"
             ? .adamw(learningRate: lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: weightDecay)
             : .sgd(learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
         if optimizer == "sgd" { _ = try makeOptimizer() }   // the CPU optimizer's checks of the hyperparameters
         let trainer = try GPUTrainer(gpu: gpu, workload: model, model: network, batch: b, precision: precision, optimizer: opt,
                                      clipNorm: clipNorm ?? 0)
+        if let job { try trainer.join(job.group) }
+        let quiet = self.quiet || !(job?.isPrimary ?? true)
         let start = Date()
         var loss: Float = .nan
         for step in 0..<total {
@@ -96,13 +114,15 @@ extension Train {
                 try requireFiniteLoss(loss)
                 if !quiet {
                     let elapsed = Date().timeIntervalSince(start)
-                    printError(String(format: "step %d/%d  loss %.4f  %.0f samples/s", step + 1, total, loss, Double(b * (step + 1)) / elapsed))
+                    printError(String(format: "step %d/%d  loss %.4f  %.0f samples/s", step + 1, total, loss, Double(b * ranks * (step + 1)) / elapsed))
                 }
             }
         }
         try gpu.synchronize()
+        try job?.group.checkHealth()
         let seconds = Date().timeIntervalSince(start)
         try trainer.downloadWeights()
+        guard job?.isPrimary ?? true else { return }
         if let save { try network.saveWeights(to: save) }
         let held = data.evalBatches()
         let e: (loss: Double, accuracy: Double?)? = held.isEmpty ? nil : TandemParallel.Evaluation.run(network, held)
@@ -112,9 +132,10 @@ extension Train {
         }
         let state = try trainer.stepState()
         if json {
-            var result = RunResult(model: model.rawValue, params: trainer.parameterCount, backend: "none", device_name: gpu.device.name, workers: 1,
-                                   batch_per_worker: b, global_batch: b, steps: total, warmup: 0, seconds: seconds,
-                                   samples_per_s: Double(b * total) / seconds, step_ms: .init([1000 * seconds / Double(total)]), loss: Double(loss))
+            var result = RunResult(model: model.rawValue, params: trainer.parameterCount, backend: job == nil ? "none" : "nccl",
+                                   device_name: gpu.device.name, workers: ranks,
+                                   batch_per_worker: b, global_batch: b * ranks, steps: total, warmup: 0, seconds: seconds,
+                                   samples_per_s: Double(b * ranks * total) / seconds, step_ms: .init([1000 * seconds / Double(total)]), loss: Double(loss))
             result.device = "cuda"
             result.precision = precision.rawValue
             if let e { result.eval_loss = e.loss; result.accuracy = e.accuracy }
@@ -122,7 +143,7 @@ extension Train {
             return
         }
         print(String(format: "%@ on %@ (%@%@): %d steps, loss %.4f, %.1f samples/s%@%@", model.rawValue, gpu.device.name, precision.rawValue,
-                     graph ? ", graph" : "", total, loss, Double(b * total) / seconds, evaluation,
+                     graph ? ", graph" : "", total, loss, Double(b * ranks * total) / seconds, evaluation,
                      precision == .fp16 ? String(format: ", loss scale %.0f, %d steps skipped", state[2], total - Int(state[5])) : ""))
     }
 }

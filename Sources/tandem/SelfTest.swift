@@ -13,7 +13,7 @@ struct SelfTestCommand: ParsableCommand {
 
     @Option(help: "Device to test (cuda).") var device: ComputeDevice = .cuda
     @Option(help: "Models whose training step is checked, comma-separated (default: those the GPU engine trains).")
-    var models = "mlp,mlp-wide,gpt"
+    var models = "mlp,mlp-wide,cnn,lstm,gpt"
     @Option(help: "Seed of the random inputs.") var seed: UInt64 = 1
 
     func run() throws {

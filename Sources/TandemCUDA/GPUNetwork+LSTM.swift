@@ -1,0 +1,120 @@
+import TandemCore
+import TandemNN
+import TandemModels
+
+/// `lstm` on the GPU: a multi-layer LSTM (PyTorch's gate order i, f, g, o and two biases) over
+/// time-major sequences, a linear head on the last step, mean squared error.
+///
+/// Per layer, the input projections of all steps are one GEMM; each step adds `h·W_hhᵀ` (one
+/// GEMM with β = 1) and runs the fused cell. Backward walks the steps in reverse with the fused
+/// cell backward and one GEMM for the recurrent gradient per step, then gets `W_ih`, `W_hh` and
+/// the input gradient with one GEMM each over all steps.
+final class LSTMNetwork: GPUNetwork {
+    struct Layer {
+        let wih: Int, whh: Int, bih: Int, bhh: Int, input: Int
+        var x: DevicePointer = 0        // time-major input [T, B, input] (D); layer 0's is the transposed batch
+        var gates: DevicePointer = 0    // [T, B, 4H] (D), activated in place
+        var c: DevicePointer = 0        // [T, B, H] fp32
+        var h: DevicePointer = 0        // [T, B, H] (D)
+    }
+    let B: Int, T: Int, H: Int, outputs: Int
+    let io: InputBuffers
+    var layers: [Layer] = []
+    let head: Int
+    let prediction: DevicePointer, dPrediction: DevicePointer, losses: DevicePointer, dLast: DevicePointer
+    let dGates: DevicePointer, dhNext: DevicePointer, dc: DevicePointer, dSequence: DevicePointer
+    let precision: GPUPrecision
+
+    init(model: any Model, gpu: CUDAContext, batch: Int, precision: GPUPrecision) throws {
+        guard let lstm = model as? LSTMRegressor else { throw CUDAError.unsupported("the LSTM engine needs an LSTM model") }
+        B = batch; T = lstm.steps; H = lstm.rnn.hiddenSize; outputs = lstm.head.weight.shape[0]
+        self.precision = precision
+        let e = precision.bytes
+        var index: [String: Int] = [:]
+        for (i, p) in lstm.namedParameters.enumerated() { index[p.name] = i }
+        io = try InputBuffers(gpu: gpu, inputCount: B * T * lstm.rnn.inputSize, targetCount: B * outputs, classTargets: false)
+        func act(_ n: Int) throws -> DevicePointer { try gpu.allocate(bytes: e * n, category: .activations) }
+        for l in 0..<lstm.rnn.layerCount {
+            let input = l == 0 ? lstm.rnn.inputSize : H
+            var layer = Layer(wih: index["rnn.weight_ih_l\(l)"]!, whh: index["rnn.weight_hh_l\(l)"]!, bih: index["rnn.bias_ih_l\(l)"]!,
+                              bhh: index["rnn.bias_hh_l\(l)"]!, input: input)
+            layer.x = l == 0 ? try act(T * B * input) : layers[l - 1].h
+            layer.gates = try act(T * B * 4 * H)
+            layer.c = try gpu.allocate(bytes: 4 * T * B * H, category: .activations)
+            layer.h = try act(T * B * H)
+            layers.append(layer)
+        }
+        head = index["head.weight"]!
+        prediction = try act(B * outputs); dPrediction = try act(B * outputs)
+        losses = try gpu.allocate(bytes: 4 * B * outputs, category: .activations)
+        dLast = try act(B * H)
+        dGates = try act(T * B * 4 * H)
+        dhNext = try gpu.allocate(bytes: 4 * B * H, category: .activations)
+        dc = try gpu.allocate(bytes: 4 * B * H, category: .activations)
+        dSequence = try act(T * B * H)
+    }
+
+    func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
+    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }
+    func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
+
+    func forwardBackward(_ t: GPUTrainer) throws {
+        let s = precision.suffix, e = precision.bytes
+        func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
+        func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }
+        let G = 4 * H
+        try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(layers[0].x), i32(B), i32(T), i32(layers[0].input)])
+        for layer in layers {
+            try t.gemm(transA: false, transB: true, m: T * B, n: G, k: layer.input, a: layer.x, lda: layer.input, b: t.operand(layer.wih), ldb: layer.input,
+                       c: layer.gates, ldc: G)
+            for step in 0..<T {
+                let g = at(layer.gates, step, G, bytes: e)
+                if step > 0 {
+                    try t.gemm(transA: false, transB: true, m: B, n: G, k: H, a: at(layer.h, step - 1, H, bytes: e), lda: H, b: t.operand(layer.whh), ldb: H,
+                               c: g, ldc: G, beta: 1)
+                }
+                try t.elementwise("lstm_cell" + s, count: B * H, [.pointer(g), .pointer(t.weight(layer.bih)), .pointer(t.weight(layer.bhh)),
+                                                               .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(at(layer.c, step, H, bytes: 4)),
+                                                               .pointer(at(layer.h, step, H, bytes: e)), i32(B), i32(H)])
+            }
+        }
+        let top = layers[layers.count - 1]
+        let last = at(top.h, T - 1, H, bytes: e)
+        try t.gemm(transA: false, transB: true, m: B, n: outputs, k: H, a: last, lda: H, b: t.operand(head), ldb: H, c: prediction, ldc: outputs)
+        try t.elementwise("bias_act" + s, count: B * outputs, [.pointer(prediction), .pointer(t.weight(head + 1)), i32(B), i32(outputs), i32(0)])
+        let n = B * outputs
+        try t.elementwise("mse" + s, count: n, [.pointer(prediction), .pointer(io.targets), .pointer(dPrediction), .pointer(losses), .long(Int64(n)),
+                                                .float(1 / Float(n)), .pointer(t.state)])
+        try t.gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
+        // Backward: the head.
+        try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
+        try t.gemm(transA: true, transB: false, m: outputs, n: H, k: B, a: dPrediction, lda: outputs, b: last, ldb: H, c: t.gradient(head), ldc: H, cF32: true)
+        try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H, c: dLast, ldc: H)
+        for (l, layer) in layers.enumerated().reversed() {
+            let isTop = l == layers.count - 1
+            try t.gpu.fill(dhNext, words: B * H, pattern: 0)
+            try t.gpu.fill(dc, words: B * H, pattern: 0)
+            for step in stride(from: T - 1, through: 0, by: -1) {
+                let dhOut: DevicePointer = isTop ? (step == T - 1 ? dLast : 0) : at(dSequence, step, H, bytes: e)
+                let dg = at(dGates, step, G, bytes: e)
+                try t.elementwise("lstm_cell_bwd" + s, count: B * H, [.pointer(at(layer.gates, step, G, bytes: e)), .pointer(at(layer.c, step, H, bytes: 4)),
+                                                                   .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(dhOut),
+                                                                   .pointer(dhNext), .pointer(dc), .pointer(dg), i32(B), i32(H)])
+                if step > 0 {
+                    try t.gemm(transA: false, transB: false, m: B, n: H, k: G, a: dg, lda: G, b: t.operand(layer.whh), ldb: H, c: dhNext, ldc: H, cF32: true)
+                }
+            }
+            // Both bias gradients are the column sums of the gate gradients over every step.
+            try t.activationBackward(dy: dGates, ref: dGates, act: 0, rows: T * B, cols: G, biasGradient: t.gradient(layer.bih))
+            try t.gpu.copy(t.gradient(layer.bih), to: t.gradient(layer.bhh), bytes: 4 * G)
+            try t.gemm(transA: true, transB: false, m: G, n: H, k: (T - 1) * B, a: at(dGates, 1, G, bytes: e), lda: G, b: layer.h, ldb: H,
+                       c: t.gradient(layer.whh), ldc: H, cF32: true)
+            try t.gemm(transA: true, transB: false, m: G, n: layer.input, k: T * B, a: dGates, lda: G, b: layer.x, ldb: layer.input,
+                       c: t.gradient(layer.wih), ldc: layer.input, cF32: true)
+            if l > 0 {
+                try t.gemm(transA: false, transB: false, m: T * B, n: layer.input, k: G, a: dGates, lda: G, b: t.operand(layer.wih), ldb: layer.input,
+                           c: dSequence, ldc: layer.input)
+            }
+        }
+    }
+}
