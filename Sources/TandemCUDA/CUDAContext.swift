@@ -100,7 +100,6 @@ public final class CUDAContext {
     public func launch(_ name: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        _ arguments: [KernelArgument]) throws {
         if let profiler { return try profiled(name) { try launchUnprofiled(name, grid: grid, block: block, sharedBytes: sharedBytes, arguments) } }
-        _ = profiler
         try launchUnprofiled(name, grid: grid, block: block, sharedBytes: sharedBytes, arguments)
     }
 

@@ -127,3 +127,19 @@ struct LibraryTests {
         #expect(a.count == 32)
     }
 }
+
+@Suite("What doctor reports")
+struct InventoryTests {
+    @Test("every CUDA library gets a line: where it was found and its version, or what to install")
+    func lines() {
+        let lines = CUDAInventory.report()
+        for library in ["CUDA driver", "NVRTC", "cuBLAS", "cuDNN", "NCCL"] {
+            let line = lines.first { $0.hasPrefix(library + ":") }
+            #expect(line != nil, "no line for \(library)")
+            if let line {
+                let found = line.contains("(") && !line.contains("not found")
+                #expect(found || line.contains("Install") || line.contains("pip install"), "\(line)")
+            }
+        }
+    }
+}
