@@ -51,7 +51,8 @@ def main():
     p.add_argument("--torch-python", default=os.path.expanduser("~/torchenv/bin/python"))
     p.add_argument("--torch-bench", default="/work/shared/bench/torch_bench.py")
     p.add_argument("--port", type=int, default=29711)
-    p.add_argument("--skip-comm", action="store_true")
+    p.add_argument("--skip-comm", action="store_true", help="only the training throughput")
+    p.add_argument("--comm-only", action="store_true", help="only the all-reduce comparison")
     a = p.parse_args()
     launcher, library, flags = MPI[a.mpi]
     m, n = a.model, a.workers
@@ -64,7 +65,7 @@ def main():
                                          {"OMP_NUM_THREADS": "1"}),
     }
     results = {k: [] for k in engines}
-    for i in range(a.repeats):
+    for i in range(0 if a.comm_only else a.repeats):
         for name, make in engines.items():
             cmd, env = make(i)
             out = run(cmd, env)
@@ -73,9 +74,11 @@ def main():
                 results[name].append(r["samples_per_s"])
                 print(f"  {name}: {r['samples_per_s']:.1f} samples/s", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items() if v}
-    print(f"\n{m}, {n} workers, {a.repeats} alternating repeats, MPI: {a.mpi}\n")
-    print("| engine | samples/s median | min–max |")
-    print("| --- | --- | --- |")
+    if not a.comm_only:
+        print(f"\n{m}, {n} workers, {a.repeats} alternating repeats, MPI: {a.mpi}\n")
+    if med:
+        print("| engine | samples/s median | min–max |")
+        print("| --- | --- | --- |")
     for k, v in results.items():
         if v:
             print(f"| {k} | {med[k]:.1f} | {min(v):.1f}–{max(v):.1f} |")
