@@ -45,6 +45,9 @@ public final class DeviceAllocator {
 
     public var totalInUse: Int { inUse.values.reduce(0, +) }
 
+    /// Every block handed out and not yet freed.
+    public var livePointers: Set<DevicePointer> { Set(sizes.keys) }
+
     /// A block of at least `bytes` for `category`: from the cache when one of its class is
     /// free, else from the backing allocator; when that has no room the cache is released
     /// and the request tried once more, then the error names the bytes asked and free.

@@ -86,6 +86,7 @@ public final class GPUTrainer {
     /// Builds the device copy of `model` (a reference workload) for batches of `batch`.
     public init(gpu: CUDAContext, workload: ReferenceModel, model: any Model, batch: Int, precision: GPUPrecision,
                 optimizer: GPUOptimizer, clipNorm: Float = 0) throws {
+        let before = gpu.allocator.livePointers
         self.gpu = gpu
         self.workload = workload
         self.model = model
@@ -131,6 +132,18 @@ public final class GPUTrainer {
         case .lstm: network = try LSTMNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         }
         try uploadWeights()
+        owned = gpu.allocator.livePointers.subtracting(before)
+    }
+
+    /// The device blocks this trainer allocated (its network's and its staged batches included),
+    /// returned to the context's cache when the trainer goes, so the next one reuses them.
+    private var owned: Set<DevicePointer> = []
+
+    deinit {
+        // Work still queued on the stream runs before anything queued later reuses these blocks
+        // (one stream), and the cache hands nothing back to the driver, so a graph destroyed
+        // after this point still references valid memory.
+        for p in owned { gpu.allocator.free(p) }
     }
 
     /// Device address of parameter `i` (fp32 master), its gradient, and its 16-bit copy (or the master).
@@ -175,7 +188,11 @@ public final class GPUTrainer {
     public func load(_ batch: Batch) throws { try network.load(batch, gpu: gpu) }
 
     /// Device-resident batches, to be copied into the input buffers without the host (benchmarks).
-    public func stage(_ batch: Batch) throws -> StagedBatch { try network.stage(batch, gpu: gpu) }
+    public func stage(_ batch: Batch) throws -> StagedBatch {
+        let staged = try network.stage(batch, gpu: gpu)
+        owned.formUnion([staged.inputs, staged.targets])
+        return staged
+    }
     public func load(staged: StagedBatch) throws { try network.load(staged: staged, gpu: gpu) }
 
     // MARK: Step

@@ -29,6 +29,8 @@ struct Scale: ParsableCommand {
     @Option(help: "Batch per worker (weak) or per worker at the largest count (strong).") var batch: Int?
     @Option(help: "Output directory.") var out = "scale-results"
     @Flag(help: "No progress bar.") var quiet = false
+    @Option(help: "cpu, or cuda: sweep the batch size on one GPU (--batches) instead of the worker count.") var device: ComputeDevice = .cpu
+    @Option(help: "With --device cuda: batch sizes, comma-separated (default: ¼×, ½×, 1×, 2×, 4× the GPU batch of WORKLOADS.md).") var batches: String?
 
     func parsedWorkers() throws -> [Int] {
         let parts = workers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -54,7 +56,12 @@ struct Scale: ParsableCommand {
         guard ScalingMode(rawValue: mode) != nil else { throw ValidationError("--mode must be weak or strong, got '\(mode)'") }
         guard ["threads", "mpi", "nccl"].contains(backend) else { throw ValidationError("--backend must be threads, mpi or nccl, got '\(backend)'") }
         guard ["fp32", "tf32", "bf16", "fp16"].contains(precision) else { throw ValidationError("--precision must be fp32, tf32, bf16 or fp16, got '\(precision)'") }
-        if backend != "nccl" && (graph || precision != "fp32") { throw ValidationError("--precision and --graph apply to --backend nccl (GPUs)") }
+        if device == .cuda {
+            guard backend == "threads" else { throw ValidationError("--device cuda sweeps the batch size on one GPU; --backend nccl sweeps the number of GPUs") }
+            _ = try parsedBatches(.mlp)
+        } else if backend != "nccl" && (graph || precision != "fp32") {
+            throw ValidationError("--precision and --graph apply to --backend nccl (GPUs) and --device cuda")
+        }
         if let steps { try requirePositive(steps, "--steps") }
         if let batch { try requirePositive(batch, "--batch") }
         try requirePositive(repeats, "--repeats")
@@ -69,6 +76,7 @@ struct Scale: ParsableCommand {
     }
 
     func run() throws {
+        if device == .cuda { try runBatchSweepOnGPU(); return }
         let outputs = try Outputs(directory: out)
         var sweep = Sweep(models: try parsedModels(), workers: try parsedWorkers(), mode: ScalingMode(rawValue: mode)!,
                           steps: steps, warmup: warmup, repeats: repeats, batch: batch)

@@ -77,6 +77,21 @@ struct AllocatorTests {
         allocator.free(g)
     }
 
+    @Test("live pointers are exactly the blocks handed out and not freed (what a trainer gives back)")
+    func livePointers() throws {
+        let allocator = DeviceAllocator(backing: FakeBacking(capacity: 1 << 30))
+        let a = try allocator.allocate(bytes: 100, category: .parameters)
+        let before = allocator.livePointers
+        let b = try allocator.allocate(bytes: 200, category: .activations), c = try allocator.allocate(bytes: 5 << 20, category: .gradients)
+        let owned = allocator.livePointers.subtracting(before)
+        #expect(owned == [b, c])
+        for p in owned { allocator.free(p) }
+        #expect(allocator.livePointers == [a])
+        #expect(allocator.inUse[.activations] == 0 && allocator.inUse[.gradients] == 0)
+        // The next allocations of those sizes reuse the freed blocks.
+        #expect(try allocator.allocate(bytes: 200, category: .activations) == b)
+    }
+
     @Test("an out-of-memory request releases the cache, retries, then names the bytes asked and free")
     func outOfMemory() throws {
         let fake = FakeBacking(capacity: 8 << 20)
