@@ -93,7 +93,7 @@ extension MPIGroup {
                     // Busy: the caller waits for this, nothing else needs the core.
                 } else {
                     usleep(UInt32(pause * 1e6))
-                    pause = min(pause * 2, 50e-6)
+                    pause = min(pause * 2, 500e-6)
                 }
             }
         } catch {

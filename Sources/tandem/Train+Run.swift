@@ -32,7 +32,9 @@ struct Run: @unchecked Sendable {
     func progressLine(step: Int, loss: Float, samplesPerSecond: Double, secondsLeft: Double, slowest: (rank: Int, ms: Double)?) {
         guard !command.quiet else { return }
         var line = String(format: "step %d/%d  loss %.4f  %.0f samples/s", step, steps, loss, samplesPerSecond)
-        if let slowest, command.workers > 1 { line += String(format: "  %d workers, slowest rank %d at %.1f ms/step", command.workers, slowest.rank, slowest.ms) }
+        // Under MPI this process sees only its own rank's step times, so no slowest rank is named.
+        if let slowest, command.workers > 1, command.launch.resolved == .threads { line += String(format: "  %d workers, slowest rank %d at %.1f ms/step", command.workers, slowest.rank, slowest.ms) }
+        else if command.workers > 1 { line += String(format: "  %d processes (mpi)", command.workers) }
         line += String(format: "  %.0fs left", secondsLeft)
         printError(line)
     }
