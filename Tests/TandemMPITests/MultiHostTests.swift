@@ -29,6 +29,7 @@ struct TestHosts {
         let probe = "tdm-probe-\(getpid())"
         guard (try? runCommand(["ip", "netns", "add", probe]))?.status == 0 else { return "`ip netns add` is not permitted here" }
         _ = try? runCommand(["ip", "netns", "del", probe])
+        guard (try? runCommand(["unshare", "--uts", "true"]))?.status == 0 else { return "`unshare --uts` is not permitted here" }
         return nil
     }()
 
