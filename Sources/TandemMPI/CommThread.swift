@@ -106,7 +106,12 @@ final class MPIHandle: CollectiveHandle, @unchecked Sendable {
         if !done {
             world.adjustWaiting(1)
             // No spinning here: the communication thread needs the core to move the data.
-            while !done { condition.wait() }
+            // Once the job has failed, a collective still queued behind one the library holds
+            // (the watchdog ended that one) would never be run: it fails with the job's error.
+            while !done {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 0.05))
+                if !done, let failure = world.error { error = failure; done = true }
+            }
             world.adjustWaiting(-1)
         }
         let error = self.error

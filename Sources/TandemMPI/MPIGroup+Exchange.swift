@@ -30,8 +30,11 @@ extension MPIGroup {
         // (4) MPI_Status fits in 64 bytes for both families.
         let status = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
         var done = [Bool](repeating: false, count: n)
-        var posted = 0
+        var posted: [Int] = []   // the requests actually posted (in posting order, not index order)
         var remaining = n
+        // Armed before posting: a post that blocks is bounded too.
+        let deadline = BusyClockMPI.now() + timeout
+        watchdog.exchange(operation, deadline: deadline, missing: Self.unheard(transfers, done))
         do throws(CollectiveError) {
             try world.call { (lib: MPILibrary) throws(CollectiveError) in
                 for i in Self.postingOrder(transfers) {
@@ -44,11 +47,9 @@ extension MPIGroup {
                     if code != 0 {
                         throw .invalid("\(operation) #\(sequence): \(t.receive ? "MPI_Irecv from" : "MPI_Isend to") rank \(t.peer) failed: \(lib.message(for: code))")
                     }
-                    posted += 1
+                    posted.append(i)
                 }
             }
-            let deadline = BusyClockMPI.now() + timeout
-            watchdog.exchange(operation, deadline: deadline, missing: Self.unheard(transfers, done))
             var pause = 1.0e-6
             while remaining > 0 {
                 let progressed = try world.call { (lib: MPILibrary) throws(CollectiveError) -> Bool in
@@ -100,13 +101,15 @@ extension MPIGroup {
             // Requests still pending are cancelled and released; their memory is never freed,
             // since the library may still write into it. (7)
             _ = try? world.call { (lib: MPILibrary) throws(MPIError) in
-                for i in 0..<posted where !done[i] {
+                for i in posted where !done[i] {
                     if transfers[i].receive { _ = lib.cancel(UnsafeMutableRawPointer(slots + i)) }
                     _ = lib.requestFree(UnsafeMutableRawPointer(slots + i))
                 }
             }
             throw error
         }
+        // Disarmed until the next exchange: reducing what arrived is this rank's own work.
+        watchdog.exchange(operation, deadline: .infinity, missing: [])
         slots.deallocate()
         status.deallocate()
     }
