@@ -119,30 +119,3 @@ final class MPIHandle: CollectiveHandle, @unchecked Sendable {
         if let error { throw error }
     }
 }
-
-/// Busy seconds and the collective log, under a lock (written by the communication
-/// thread, read by the rank). The log keeps the latest 10,000 records.
-final class CollectiveLog: @unchecked Sendable {
-    // Safe: `value` and `kept` are guarded by `lock`.
-    private let lock = NSLock()
-    private var value = 0.0
-    private var kept: [CollectiveRecord] = []
-    func add(_ record: CollectiveRecord) {
-        lock.lock()
-        value += record.duration
-        if kept.count >= 10_000 { kept.removeFirst(kept.count / 2) }
-        kept.append(record)
-        lock.unlock()
-    }
-    var total: Double { lock.lock(); defer { lock.unlock() }; return value }
-    var records: [CollectiveRecord] { lock.lock(); defer { lock.unlock() }; return kept }
-}
-
-/// Seconds on the monotonic clock (the one spans and the threads backend use).
-enum BusyClockMPI {
-    static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
-}

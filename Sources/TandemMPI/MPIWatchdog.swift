@@ -57,7 +57,7 @@ final class MPIWatchdog: @unchecked Sendable {
             usleep(50_000)
             lock.lock()
             if stopped { lock.unlock(); return }
-            guard let handle, BusyClockMPI.now() > deadline + grace else { lock.unlock(); continue }
+            guard let handle, BusyClock.now() > deadline + grace else { lock.unlock(); continue }
             let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)
             self.handle = nil
             deadline = .infinity

@@ -35,9 +35,9 @@ extension MPIWorld {
                 if lib.isend(buffer, Int32(length), lib.constants.byte, Int32(peer), NoticeReceiver.tag, controlComm, slots + i) == 0 { posted.append(i) }
             }
         }
-        let deadline = BusyClockMPI.now() + patience
+        let deadline = BusyClock.now() + patience
         var pending = posted
-        while !pending.isEmpty && BusyClockMPI.now() < deadline {
+        while !pending.isEmpty && BusyClock.now() < deadline {
             _ = try? call(within: patience) { (lib: MPILibrary) throws(MPIError) in
                 pending = pending.filter { i in
                     var flag: Int32 = 0

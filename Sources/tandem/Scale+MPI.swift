@@ -57,9 +57,19 @@ struct MPIJobRunner: Sendable {
     /// Runs `mpirun -np workers tandem arguments…`; its standard output, or an error with its tail.
     @discardableResult
     func run(_ workers: Int, _ arguments: [String]) throws -> String {
+        try ChildJob.run(launcher, flags + ["-np", "\(workers)", tandem] + arguments, timeout: timeout,
+                         what: "--backend mpi: \(launcher) -np \(workers) tandem \(arguments.joined(separator: " "))")
+    }
+}
+
+/// A child job of a sweep: runs `executable arguments…` with its output (both streams) in a
+/// temporary log, ends it at `timeout` (TERM, then KILL 5 s later), and returns its output,
+/// or an error with the output's tail when it fails.
+enum ChildJob {
+    static func run(_ executable: String, _ arguments: [String], timeout: Double, what: String) throws -> String {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: launcher)
-        process.arguments = flags + ["-np", "\(workers)", tandem] + arguments
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-scale-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
@@ -71,11 +81,16 @@ struct MPIJobRunner: Sendable {
         try? handle.close()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(50_000) }
-        if process.isRunning { process.terminate(); usleep(2_000_000); kill(process.processIdentifier, SIGKILL) }
+        if process.isRunning {
+            process.terminate()
+            let grace = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < grace { usleep(50_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         process.waitUntilExit()
         let output = String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
         guard process.terminationReason == .exit && process.terminationStatus == 0 else {
-            throw ValidationError("--backend mpi: \(launcher) -np \(workers) tandem \(arguments.joined(separator: " ")) failed:\n\(output.suffix(2000))")
+            throw ValidationError("\(what) failed (status \(process.terminationStatus)):\n\(output.suffix(2000))")
         }
         return output
     }

@@ -39,28 +39,9 @@ struct NCCLJobRunner: Sendable {
         return try output.split(separator: "\n").filter { $0.hasPrefix("{") }.map { try JSONDecoder().decode(CommBenchmark.Row.self, from: Data($0.utf8)) }
     }
 
-    /// Runs `tandem launch --gpus workers -- tandem arguments…`; its standard output, or an error with its tail.
+    /// Runs `tandem launch --gpus workers -- tandem arguments…`; its output, or an error with its tail.
     func run(_ workers: Int, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tandem)
-        process.arguments = ["launch", "--gpus", "\(workers)", "--grace", "30", "--", tandem] + arguments
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-scale-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: log) }
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = FileHandle.standardError
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try? handle.close()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(50_000) }
-        if process.isRunning { process.terminate(); usleep(2_000_000); kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        let output = String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
-        guard process.terminationReason == .exit && process.terminationStatus == 0 else {
-            throw ValidationError("--backend nccl: tandem launch --gpus \(workers) -- tandem \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))")
-        }
-        return output
+        try ChildJob.run(tandem, ["launch", "--gpus", "\(workers)", "--grace", "30", "--", tandem] + arguments, timeout: timeout,
+                         what: "--backend nccl: tandem launch --gpus \(workers) -- tandem \(arguments.joined(separator: " "))")
     }
 }
