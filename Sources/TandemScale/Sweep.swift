@@ -36,11 +36,12 @@ public struct Sweep: Sendable {
     }
 
     /// Timed steps per run when not given: enough to see a median, few enough that
-    /// `--model all --workers 1,2` stays within three minutes on two cores.
+    /// `--model all --workers 1,2` stays within three minutes on two cores. (mlp's 13 ms
+    /// steps need more of them: at 20, one slow step moves a 2-worker run by 10%.)
     public static func defaultSteps(_ model: ReferenceModel) -> Int {
         switch model {
-        case .mlp: 20
-        case .mlpWide: 5
+        case .mlp: 50
+        case .mlpWide: 10
         case .cnn: 10
         case .lstm: 5
         case .gpt: 2

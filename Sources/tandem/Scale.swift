@@ -24,7 +24,7 @@ struct Scale: ParsableCommand {
     @Option(help: "With --backend nccl: fp32, tf32, bf16 or fp16.") var precision = "fp32"
     @Flag(help: "With --backend nccl: capture each step in a CUDA graph.") var graph = false
     @Option(help: "Timed steps per run (default: per workload, a few seconds each).") var steps: Int?
-    @Option(help: "Untimed steps per run.") var warmup = 1
+    @Option(help: "Untimed steps per run (each rank's first steps fill its buffer cache and fault pages in).") var warmup = 3
     @Option(help: "Repeats of each configuration (median and spread).") var repeats = 3
     @Option(help: "Batch per worker (weak) or per worker at the largest count (strong).") var batch: Int?
     @Option(help: "Output directory.") var out = "scale-results"
