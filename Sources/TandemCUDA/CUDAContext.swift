@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import TandemCore
 
 /// A kernel argument, passed by value to `cuLaunchKernel`.
 public enum KernelArgument {
@@ -75,7 +76,7 @@ public final class CUDAContext {
     public func makeCurrent() throws { try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent") }
 
     private func loadKernels() throws {
-        let start = Self.seconds()
+        let start = monotonicSeconds()
         let nvrtc = try NVRTC.shared()
         let cubin = try nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture)
         var m: CUHandle?
@@ -83,7 +84,7 @@ public final class CUDAContext {
             try driver.check(driver.cuModuleLoadData(&m, raw.baseAddress!), "cuModuleLoadData")
         }
         module = m
-        compileSeconds = Self.seconds() - start
+        compileSeconds = monotonicSeconds() - start
     }
 
     func function(_ name: String) throws -> CUHandle? {
@@ -254,14 +255,14 @@ public final class CUDAContext {
         var events = [CUHandle?](repeating: nil, count: count + 1)
         for i in 0...count { try driver.check(driver.cuEventCreate(&events[i], 0), "cuEventCreate") }
         defer { for e in events { _ = driver.cuEventDestroy(e) } }
-        let start = Self.seconds()
+        let start = monotonicSeconds()
         for i in 0..<count {
             try driver.check(driver.cuEventRecord(events[i], stream), "cuEventRecord")
             try body(i)
         }
         try driver.check(driver.cuEventRecord(events[count], stream), "cuEventRecord")
         try driver.check(driver.cuEventSynchronize(events[count]), "cuEventSynchronize")
-        let wall = Self.seconds() - start
+        let wall = monotonicSeconds() - start
         var steps: [Double] = []
         for i in 0..<count {
             var ms: Float = 0
@@ -285,12 +286,6 @@ public final class CUDAContext {
         defer { _ = driver.cuGraphDestroy(graph) }
         try driver.check(driver.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiateWithFlags")
         return CUDAGraph(driver: driver, exec: exec, stream: stream)
-    }
-
-    static func seconds() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 }
 

@@ -154,16 +154,21 @@ public final class GPUTrainer {
 
     // MARK: Weights
 
-    /// Copies the CPU model's weights to the device (and refreshes the 16-bit copy).
-    public func uploadWeights() throws {
-        for (i, p) in model.namedParameters.enumerated() {
-            try gpu.upload(UnsafeRawPointer(p.parameter.value.pointer), to: weight(i), bytes: 4 * p.parameter.count)
-        }
+    /// Makes the 16-bit copy of the weights (bf16/fp16 steps) match the fp32 ones, and waits.
+    func refreshShadow() throws {
         if precision.usesShadow {
             try gpu.launch1D("cast_from_f32" + precision.suffix, count: min(flatCount, 1 << 20),
                              [.pointer(params), .pointer(shadow), .long(Int64(flatCount))])
         }
         try gpu.synchronize()
+    }
+
+    /// Copies the CPU model's weights to the device (and refreshes the 16-bit copy).
+    public func uploadWeights() throws {
+        for (i, p) in model.namedParameters.enumerated() {
+            try gpu.upload(UnsafeRawPointer(p.parameter.value.pointer), to: weight(i), bytes: 4 * p.parameter.count)
+        }
+        try refreshShadow()
     }
 
     /// Copies the device weights back into the CPU model (for checkpoints and checks).
@@ -293,11 +298,7 @@ public final class GPUTrainer {
         collective = group
         guard group.size > 1 else { return }
         try group.broadcast(.device(params, count: flatCount), root: 0).wait()
-        if precision.usesShadow {
-            try gpu.launch1D("cast_from_f32" + precision.suffix, count: min(flatCount, 1 << 20),
-                             [.pointer(params), .pointer(shadow), .long(Int64(flatCount))])
-        }
-        try gpu.synchronize()
+        try refreshShadow()
     }
 
     /// Captures one whole step into a CUDA graph; later ``step()`` calls replay it. Run a few

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Foundation
 import TandemCollectives
+import TandemCore
 
 // MARK: - Collectives in the compute stream, under a watchdog
 
@@ -61,7 +62,7 @@ final class Watchdog: @unchecked Sendable {
         let sequence: Int
         let deadline: Double
     }
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var marks: [Mark] = []
     private var running = false
     private var stopped = false
@@ -77,7 +78,7 @@ final class Watchdog: @unchecked Sendable {
     }
 
     func add(_ mark: Mark) {
-        let start = lock.locked { () -> Bool in
+        let start = lock.withLock { () -> Bool in
             marks.append(mark)
             defer { running = true }
             return !running
@@ -92,7 +93,7 @@ final class Watchdog: @unchecked Sendable {
     /// Ends the thread, waits until it has, and says whether marks were still outstanding.
     @discardableResult
     func stop() -> Bool {
-        let (wasRunning, pending) = lock.locked { () -> (Bool, Bool) in stopped = true; return (running, !marks.isEmpty) }
+        let (wasRunning, pending) = lock.withLock { () -> (Bool, Bool) in stopped = true; return (running, !marks.isEmpty) }
         if wasRunning { exited.wait() }
         return pending
     }
@@ -100,7 +101,7 @@ final class Watchdog: @unchecked Sendable {
     private func loop() {
         defer { exited.signal() }
         while true {
-            let next = lock.locked { () -> Mark?? in stopped ? .none : .some(marks.first) }
+            let next = lock.withLock { () -> Mark?? in stopped ? .none : .some(marks.first) }
             guard case .some(let mark) = next else { return }
             guard let mark else { usleep(1_000); continue }
             let rc = communicator.nccl.cuEventQuery(mark.event)
@@ -110,11 +111,11 @@ final class Watchdog: @unchecked Sendable {
                 communicator.fail(rc == 600
                     ? .timeout(operation: "step (collectives in stream order)", sequence: mark.sequence, missing: missing, seconds: timeout)
                     : .invalid("the GPU reported \(driver.message(rc)) before progress mark #\(mark.sequence)"))
-                while !lock.locked({ stopped }) { usleep(1_000) }   // the group reads the failure and tears down
+                while !lock.withLock({ stopped }) { usleep(1_000) }   // the group reads the failure and tears down
                 return
             }
             _ = driver.cuEventDestroy(mark.event)
-            lock.locked { _ = marks.removeFirst() }
+            lock.withLock { _ = marks.removeFirst() }
         }
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 import TandemCore
 import TandemCollectives
 
@@ -39,10 +40,10 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
     let scratch: DevicePointer
     private var sequence = 0
     lazy var watchdog = Watchdog(group: self)
-    private let lock = NSLockLite()
+    private let lock = NSLock()
     private var busy = 0.0
 
-    public var busySeconds: Double { lock.locked { busy } }
+    public var busySeconds: Double { lock.withLock { busy } }
 
     /// Joins communicator `id` as `rank` of `size` on `gpu` (every rank must call it).
     public init(gpu: CUDAContext, id: [UInt8], rank: Int, size: Int, timeout: Double = 300, rendezvous: NCCLRendezvous? = nil) throws {
@@ -207,7 +208,7 @@ public final class NCCLGroup: ProcessGroup, @unchecked Sendable {
                 // An abort (by another handle or the watchdog) also completes the events: no success then.
                 if let failure = communicator.error { throw failure }
                 var ms: Float = 0
-                if gpu.driver.cuEventElapsedTime(&ms, h.start, h.end) == 0 { lock.locked { busy += Double(ms) / 1000 } }
+                if gpu.driver.cuEventElapsedTime(&ms, h.start, h.end) == 0 { lock.withLock { busy += Double(ms) / 1000 } }
                 return
             }
             if rc != 600 {   // CUDA_ERROR_NOT_READY
@@ -282,20 +283,4 @@ extension CollectiveBuffer {
         if dtype == .float32 { return CollectiveBuffer(raw.assumingMemoryBound(to: Float.self), count: count) }
         return CollectiveBuffer(raw.assumingMemoryBound(to: UInt16.self), count: count, dtype: dtype)
     }
-}
-
-/// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}
-
-/// A pthread mutex around a closure.
-final class NSLockLite: @unchecked Sendable {
-    // Safe: every access goes through the mutex.
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func locked<T>(_ body: () -> T) -> T { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return body() }
 }

@@ -35,10 +35,10 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
         let seq = sequence
         let handle = ThreadHandle()
         queue.push { [self] in
-            let start = BusyClock.now()
+            let start = monotonicSeconds()
             do throws(CollectiveError) {
                 try body(self, seq)
-                busy.add(CollectiveRecord(operation: name, sequence: seq, start: start, duration: BusyClock.now() - start, bytes: bytes))
+                busy.add(CollectiveRecord(operation: name, sequence: seq, start: start, duration: monotonicSeconds() - start, bytes: bytes))
                 handle.finish(nil)
             } catch {
                 handle.finish(error)
@@ -326,8 +326,8 @@ public enum CollectiveLog {
             let log = BusyClock()
             let start = clock()
             for i in 0..<iterations {
-                let t = BusyClock.now()
-                log.add(CollectiveRecord(operation: "allReduce", sequence: i, start: t, duration: BusyClock.now() - t, bytes: 0))
+                let t = monotonicSeconds()
+                log.add(CollectiveRecord(operation: "allReduce", sequence: i, start: t, duration: monotonicSeconds() - t, bytes: 0))
             }
             rounds.append((clock() - start) / Double(max(iterations, 1)))
         }
@@ -352,9 +352,4 @@ public final class BusyClock: @unchecked Sendable {
     }
     public var total: Double { lock.lock(); defer { lock.unlock() }; return value }
     public var records: [CollectiveRecord] { lock.lock(); defer { lock.unlock() }; return kept }
-    public static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
 }

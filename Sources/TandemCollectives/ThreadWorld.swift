@@ -43,8 +43,8 @@ public final class ThreadWorld: @unchecked Sendable {
     /// Waits, yielding the core, until `ready()` (called with the lock held) or the spin
     /// time is over; returns with the lock held.
     static func spin(_ condition: NSCondition, until ready: () -> Bool) {
-        let end = BusyClock.now() + spinSeconds
-        while !ready() && BusyClock.now() < end {
+        let end = monotonicSeconds() + spinSeconds
+        while !ready() && monotonicSeconds() < end {
             condition.unlock(); sched_yield(); condition.lock()
         }
     }

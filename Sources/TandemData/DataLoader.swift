@@ -72,7 +72,7 @@ public final class DataLoader {
     ///   for a different number of samples than `dataset` has.
     public init(
         dataset: Dataset, sampler: DistributedSampler, batchSize: Int, dropLast: Bool = false, prefetch: Int = 2,
-        clock: @escaping () -> Double = DataLoader.monotonicSeconds
+        clock: @escaping () -> Double = monotonicSeconds
     ) throws {
         func fail(_ message: String) -> DataError { DataError(source: "DataLoader", message: message) }
         guard batchSize >= 1 else { throw fail("batch size \(batchSize), expected at least 1") }
@@ -94,7 +94,7 @@ public final class DataLoader {
     /// epoch (`seed &+ epoch`) or in file order.
     public convenience init(
         dataset: Dataset, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0, dropLast: Bool = false,
-        prefetch: Int = 2, clock: @escaping () -> Double = DataLoader.monotonicSeconds
+        prefetch: Int = 2, clock: @escaping () -> Double = monotonicSeconds
     ) throws {
         let sampler = try DistributedSampler(count: dataset.count, rank: 0, worldSize: 1, shuffle: shuffle, seed: seed)
         try self.init(
@@ -184,13 +184,6 @@ public final class DataLoader {
     public var lastWaitSeconds: Double { meter.last }
     /// Restarts `waitSeconds` from 0 (at the start of a measured window).
     public func resetWaitSeconds() { meter.reset() }
-
-    /// Seconds on the monotonic clock (`CLOCK_MONOTONIC`).
-    public static func monotonicSeconds() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
-    }
 }
 
 // MARK: - Wait meter

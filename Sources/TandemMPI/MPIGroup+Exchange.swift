@@ -33,7 +33,7 @@ extension MPIGroup {
         var posted: [Int] = []   // the requests actually posted (in posting order, not index order)
         var remaining = n
         // Armed before posting: a post that blocks is bounded too.
-        let deadline = BusyClock.now() + timeout
+        let deadline = monotonicSeconds() + timeout
         watchdog.exchange(operation, deadline: deadline, missing: Self.unheard(transfers, done))
         do throws(CollectiveError) {
             try world.call { (lib: MPILibrary) throws(CollectiveError) in
@@ -86,7 +86,7 @@ extension MPIGroup {
                 }
                 if remaining == 0 { break }
                 if progressed { watchdog.update(missing: Self.unheard(transfers, done)) }
-                if BusyClock.now() > deadline {
+                if monotonicSeconds() > deadline {
                     throw .timeout(operation: operation, sequence: sequence, missing: Self.unheard(transfers, done), seconds: timeout)
                 }
                 if progressed || world.someoneWaits {

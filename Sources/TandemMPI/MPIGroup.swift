@@ -68,7 +68,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
         let handle = MPIHandle(world: world)
         if injected == .skip { handle.finish(nil); return handle }
         let work: @Sendable (Bool) -> Void = { [self] inline in
-            let start = BusyClock.now()
+            let start = monotonicSeconds()
             watchdog.begin(handle, sequence: seq, inline: inline)
             defer { watchdog.end() }
             do throws(CollectiveError) {
@@ -76,7 +76,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
                 if let injected { injected.strike() }
                 if verifyCalls { try fingerprint(call, seq: seq) }
                 try body(self, seq)
-                busy.add(CollectiveRecord(operation: name, sequence: seq, start: start, duration: BusyClock.now() - start, bytes: bytes))
+                busy.add(CollectiveRecord(operation: name, sequence: seq, start: start, duration: monotonicSeconds() - start, bytes: bytes))
                 handle.finish(nil)
             } catch {
                 world.fail(error)

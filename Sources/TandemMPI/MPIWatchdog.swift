@@ -1,5 +1,6 @@
 import Foundation
 import TandemCollectives
+import TandemCore
 
 // MARK: - The deadline, even when the library does not return
 
@@ -57,7 +58,7 @@ final class MPIWatchdog: @unchecked Sendable {
             usleep(50_000)
             lock.lock()
             if stopped { lock.unlock(); return }
-            guard let handle, BusyClock.now() > deadline + grace else { lock.unlock(); continue }
+            guard let handle, monotonicSeconds() > deadline + grace else { lock.unlock(); continue }
             let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)
             self.handle = nil
             deadline = .infinity

@@ -1,5 +1,6 @@
 import Foundation
 import TandemCollectives
+import TandemCore
 
 // MARK: - Failure: sticky, and told to every rank
 
@@ -35,9 +36,9 @@ extension MPIWorld {
                 if lib.isend(buffer, Int32(length), lib.constants.byte, Int32(peer), NoticeReceiver.tag, controlComm, slots + i) == 0 { posted.append(i) }
             }
         }
-        let deadline = BusyClock.now() + patience
+        let deadline = monotonicSeconds() + patience
         var pending = posted
-        while !pending.isEmpty && BusyClock.now() < deadline {
+        while !pending.isEmpty && monotonicSeconds() < deadline {
             _ = try? call(within: patience) { (lib: MPILibrary) throws(MPIError) in
                 pending = pending.filter { i in
                     var flag: Int32 = 0

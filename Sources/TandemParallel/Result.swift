@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import TandemCore
 
 // MARK: - Clock
 
@@ -13,11 +14,7 @@ public protocol TimeSource: Sendable {
 
 public struct MonotonicClock: TimeSource {
     public init() {}
-    public func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
+    public func now() -> Double { monotonicSeconds() }
 }
 
 // MARK: - Result schema

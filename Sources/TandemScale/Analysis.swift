@@ -37,11 +37,13 @@ public struct Analysis {
         for curve in curves {
             // Smallest worker count first: it is the calibration baseline, whatever the input order.
             let configs = configurations.filter { $0.model.rawValue == curve.model }.sorted { $0.workers < $1.workers }
+            // Each configuration's median-throughput run, once.
+            let typicals = configs.map { Self.typical($0.runs.map(\.result)) }
             var points: [ReportPoint] = []
             var own: [String] = []
             for point in curve.points {
-                guard let config = configs.first(where: { $0.workers == point.workers }) else { continue }
-                let typical = Self.typical(config.runs.map(\.result))
+                guard let index = configs.firstIndex(where: { $0.workers == point.workers }) else { continue }
+                let config = configs[index], typical = typicals[index]
                 var diagnostics = RunDiagnostics(result: typical, peakFLOPSPerWorker: peakFLOPS)
                 // Synchronous steps take equally long on every rank; imbalance is in the compute.
                 if let compute = typical.per_rank_compute_ms { diagnostics.balance = LoadBalance(perRankMilliseconds: compute) }
@@ -75,21 +77,20 @@ public struct Analysis {
                                       curve.model, balance.slowestRank, point.workers, 100 * balance.imbalance))
                 }
             }
-            let overheads = configs.compactMap { c in Self.typical(c.runs.map(\.result)).instrumentation_overhead.map { (c.workers, $0) } }
+            let overheads = zip(configs, typicals).compactMap { c, t in t.instrumentation_overhead.map { (c.workers, $0) } }
             if let worst = overheads.max(by: { $0.1 < $1.1 }) {
                 own.append(String(format: "%@: spans and collective records cost %.3f%% of the step at most (%d worker%@), measured in the run; they stay on.",
                                   curve.model, 100 * worst.1, worst.0, worst.0 == 1 ? "" : "s"))
             }
-            let uncertainties = configs.filter { $0.workers > 1 }.compactMap { Self.typical($0.runs.map(\.result)).clock_uncertainty_us }
+            let uncertainties = zip(configs, typicals).filter { $0.0.workers > 1 }.compactMap { $0.1.clock_uncertainty_us }
             if let widest = uncertainties.max() {
                 own.append(String(format: "%@: the ranks' clocks were aligned to rank 0's within ±%.1f µs (barrier and broadcast at start-up); the trace is on rank 0's clock.",
                                   curve.model, widest))
             }
             // Calibrate on the smallest worker count; predict the others.
-            if let link, let first = configs.first, first.workers == 1, configs.count > 1,
-               let calibration = try? Calibration(baseline: Self.typical(first.runs.map(\.result))) {
+            if let link, let first = configs.first, first.workers == 1, configs.count > 1, let baseline = typicals.first,
+               let calibration = try? Calibration(baseline: baseline) {
                 var model = CostModel(calibration: calibration, algorithm: .ring(link), bucketBytes: 25 << 20)
-                let baseline = Self.typical(first.runs.map(\.result))
                 if let probe = probes.first(where: { $0.model == curve.model }) {
                     model.hostContention = try? HostContention(baseline: baseline, probe: probe)
                 }

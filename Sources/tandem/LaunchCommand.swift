@@ -122,7 +122,7 @@ struct LaunchCommand: ParsableCommand {
             }
             usleep(10_000)
         }
-        return firstFailure ?? statuses.first { $0 != 0 }.flatMap { $0 } ?? 0
+        return firstFailure ?? statuses.compactMap { $0 }.first { $0 != 0 } ?? 0
     }
 
     func makeFolder(in parent: String) throws -> String {
