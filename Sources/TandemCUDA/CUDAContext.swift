@@ -31,6 +31,15 @@ public final class CUDAContext {
     private var syncEventsUsed = 0
     public let allocator: DeviceAllocator
     public let blas: CuBLAS
+    /// cuDNN on `stream`, made at first use: nil when the library is missing or `TANDEM_CUDNN=0`
+    /// (``dnnUnavailable`` says why); convolutions and the LSTM then take their own kernels.
+    public private(set) lazy var dnn: CuDNN? = makeDNN()
+    /// Why ``dnn`` is nil, once it has been asked for.
+    public private(set) var dnnUnavailable: String?
+    /// Whether trainers made from now on may use cuDNN (the self-test turns it off to compare the two paths).
+    var dnnEnabled = true
+    /// ``dnn`` when trainers may use it.
+    var dnnForTrainers: CuDNN? { dnnEnabled ? dnn : nil }
     let workspace: DevicePointer
     private var module: CUHandle?
     private var functions: [String: CUHandle?] = [:]
@@ -70,6 +79,11 @@ public final class CUDAContext {
         workspace = try allocator.allocate(bytes: workspaceBytes, category: .workspace)
         blas = try CuBLAS(stream: s, workspace: workspace, workspaceBytes: workspaceBytes)
         try loadKernels()
+    }
+
+    private func makeDNN() -> CuDNN? {
+        if CuDNN.disabledByEnvironment { dnnUnavailable = "turned off by TANDEM_CUDNN=0"; return nil }
+        do { return try CuDNN(stream: stream) } catch let error { dnnUnavailable = error.description; return nil }
     }
 
     /// Makes this context current on the calling thread (the driver's current context is per thread).

@@ -35,8 +35,9 @@ public struct GPUBenchmark {
         public var flopsPerStep: Double
     }
 
-    /// Eager steps with every kernel and GEMM timed: (label, total ms per step, launches per step), largest first.
-    public func profile(gpu: CUDAContext, steps: Int = 5) throws -> [(label: String, ms: Double, count: Int)] {
+    /// Eager steps with every kernel and GEMM timed: (label, total ms per step, launches per step), largest first,
+    /// and how the model's layers are computed (``GPUTrainer/engine``).
+    public func profile(gpu: CUDAContext, steps: Int = 5) throws -> (rows: [(label: String, ms: Double, count: Int)], engine: String) {
         let model = workload.make(seed: 0)
         var generator = SeededGenerator(seed: 0)
         let trainer = try GPUTrainer(gpu: gpu, workload: workload, model: model, batch: batch, precision: precision,
@@ -47,7 +48,7 @@ public struct GPUBenchmark {
         gpu.profiler = profiler
         defer { gpu.profiler = nil }
         for _ in 0..<steps { try trainer.step(); try profiler.collect(gpu) }
-        return profiler.ranked.map { ($0.label, $0.ms / Double(steps), $0.count / steps) }
+        return (profiler.ranked.map { ($0.label, $0.ms / Double(steps), $0.count / steps) }, trainer.engine)
     }
 
     public func run(gpu: CUDAContext) throws -> Measurement {
@@ -150,23 +151,19 @@ public enum CUDAInventory {
             let blas = try CuBLAS.library()
             lines.append("cuBLAS: \(blas.path) (\(blas.version))")
         } catch let error { lines.append("cuBLAS: \(error.description)") }
-        lines.append(versioned("cuDNN", names: ["libcudnn.so.9", "libcudnn.so.8", "libcudnn.so"], symbol: "cudnnGetVersion",
-                               hint: "Optional: convolutions use im2col + cuBLAS without it (`pip install nvidia-cudnn-cu13`).") { v in
-            "\(v / 10000).\(v % 10000 / 100).\(v % 100)"
-        })
+        do {
+            let dnn = try CuDNN.library()
+            lines.append("cuDNN: \(dnn.path) (\(dnn.version))")
+            lines.append(CuDNN.disabledByEnvironment
+                         ? "  convolutions: im2col + cuBLAS, LSTM: step by step (cuDNN turned off by TANDEM_CUDNN=0)"
+                         : "  convolutions and LSTM: cuDNN (every entry point found)")
+        } catch let error {
+            lines.append("cuDNN: \(error.description)")
+            lines.append("  convolutions: im2col + cuBLAS, LSTM: step by step")
+        }
         lines.append(ncclLine())
         if let dirs = NativeLibrary.overrideDirectories { lines.append("  TANDEM_CUDA_LIBS=\(dirs.joined(separator: ":"))") }
         return lines
-    }
-
-    static func versioned(_ what: String, names: [String], symbol: String, hint: String, format: (Int) -> String) -> String {
-        typealias GetVersion = @convention(c) () -> Int
-        do {
-            let (h, path) = try NativeLibrary.open(names: names, what: what, hint: hint)
-            // (1) cudnnGetVersion returns size_t, e.g. 90100 for 9.1.0.
-            guard let f = NativeLibrary.optionalSymbol(h, symbol, as: GetVersion.self) else { return "\(what): \(path) (no \(symbol))" }
-            return "\(what): \(path) (\(format(f())))"
-        } catch let error { return "\(what): \(error.description)" }
     }
 
     static func ncclLine() -> String {

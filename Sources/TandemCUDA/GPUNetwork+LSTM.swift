@@ -5,10 +5,14 @@ import TandemModels
 /// `lstm` on the GPU: a multi-layer LSTM (PyTorch's gate order i, f, g, o and two biases) over
 /// time-major sequences, a linear head on the last step, mean squared error.
 ///
-/// Per layer, the input projections of all steps are one GEMM; each step adds `h·W_hhᵀ` (one
-/// GEMM with β = 1) and runs the fused cell. Backward walks the steps in reverse with the fused
-/// cell backward and one GEMM for the recurrent gradient per step, then gets `W_ih`, `W_hh` and
-/// the input gradient with one GEMM each over all steps.
+/// Two ways to run the recurrence, chosen once in ``prepare(_:)``:
+/// - **cuDNN** (when the library is there): the whole sequence of every layer in one
+///   `cudnnRNNForward` and two backward calls (``CuDNNLSTM``), reading Tandem's parameters in
+///   place when cuDNN's weight layout matches them (it does for PyTorch's order), copying otherwise.
+/// - **Step by step**: per layer, the input projections of all steps are one GEMM; each step adds
+///   `h·W_hhᵀ` (one GEMM with β = 1) and runs the fused cell. Backward walks the steps in reverse
+///   with the fused cell backward and one GEMM for the recurrent gradient per step, then gets
+///   `W_ih`, `W_hh` and the input gradient with one GEMM each over all steps.
 final class LSTMNetwork: GPUNetwork {
     struct Layer {
         let wih: Int, whh: Int, bih: Int, bhh: Int, input: Int
@@ -21,9 +25,27 @@ final class LSTMNetwork: GPUNetwork {
     let io: InputBuffers
     var layers: [Layer] = []
     let head: Int
-    let prediction: DevicePointer, dPrediction: DevicePointer, losses: DevicePointer, dLast: DevicePointer
-    let dGates: DevicePointer, dhNext: DevicePointer, dc: DevicePointer, dSequence: DevicePointer
+    let prediction: DevicePointer, dPrediction: DevicePointer, losses: DevicePointer
+    /// The step-by-step path's buffers (allocated only when cuDNN is not used).
+    var dLast: DevicePointer = 0, dGates: DevicePointer = 0, dhNext: DevicePointer = 0, dc: DevicePointer = 0, dSequence: DevicePointer = 0
     let precision: GPUPrecision
+    /// The cuDNN path, when in use.
+    var cudnn: CuDNNPath?
+    var engine = "step by step: one GEMM + one fused cell kernel per step"
+
+    /// cuDNN's LSTM and the buffers around it.
+    struct CuDNNPath {
+        let lstm: CuDNNLSTM
+        /// The top layer's outputs [T, B, H] and their gradient (zero except the last step, which the head writes).
+        let y: DevicePointer, dy: DevicePointer
+        /// The input gradient cuDNN insists on writing (unused: the input is data).
+        let dx: DevicePointer
+        /// Weight space and its gradient: Tandem's own parameters when the layouts match (`aliased`), else copies.
+        let weights: DevicePointer, weightGradients: DevicePointer
+        let aliased: Bool
+        /// (Tandem flat element offset, cuDNN byte offset, element count) of each piece, for the copies.
+        let pieces: [(tandem: Int, cudnn: Int, count: Int)]
+    }
 
     init(model: any Model, gpu: CUDAContext, batch: Int, precision: GPUPrecision) throws {
         guard let lstm = model as? LSTMRegressor else { throw CUDAError.unsupported("the LSTM engine needs an LSTM model") }
@@ -38,15 +60,37 @@ final class LSTMNetwork: GPUNetwork {
             let input = l == 0 ? lstm.rnn.inputSize : H
             var layer = Layer(wih: index["rnn.weight_ih_l\(l)"]!, whh: index["rnn.weight_hh_l\(l)"]!, bih: index["rnn.bias_ih_l\(l)"]!,
                               bhh: index["rnn.bias_hh_l\(l)"]!, input: input)
-            layer.x = l == 0 ? try act(T * B * input) : layers[l - 1].h
-            layer.gates = try act(T * B * 4 * H)
-            layer.c = try gpu.allocate(bytes: 4 * T * B * H, category: .activations)
-            layer.h = try act(T * B * H)
+            if l == 0 { layer.x = try act(T * B * input) }
             layers.append(layer)
         }
         head = index["head.weight"]!
         prediction = try act(B * outputs); dPrediction = try act(B * outputs)
         losses = try gpu.allocate(bytes: 4 * B * outputs, category: .activations)
+    }
+
+    func prepare(_ t: GPUTrainer) throws {
+        if let dnn = t.gpu.dnnForTrainers {
+            do {
+                cudnn = try makeCuDNNPath(t, dnn)
+                return
+            } catch let error {
+                engine = "step by step (cuDNN's LSTM refused: \(error))"
+            }
+        } else if let why = t.gpu.dnnUnavailable {
+            engine += " (no cuDNN: \(why))"
+        }
+        try allocateStepwise(t.gpu)
+    }
+
+    private func allocateStepwise(_ gpu: CUDAContext) throws {
+        let e = precision.bytes
+        func act(_ n: Int) throws -> DevicePointer { try gpu.allocate(bytes: e * n, category: .activations) }
+        for l in layers.indices {
+            if l > 0 { layers[l].x = layers[l - 1].h }
+            layers[l].gates = try act(T * B * 4 * H)
+            layers[l].c = try gpu.allocate(bytes: 4 * T * B * H, category: .activations)
+            layers[l].h = try act(T * B * H)
+        }
         dLast = try act(B * H)
         dGates = try act(T * B * 4 * H)
         dhNext = try gpu.allocate(bytes: 4 * B * H, category: .activations)
@@ -59,6 +103,7 @@ final class LSTMNetwork: GPUNetwork {
     func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
 
     func forwardBackward(_ t: GPUTrainer) throws {
+        if let cudnn { return try forwardBackward(t, cudnn) }
         let s = precision.suffix, e = precision.bytes
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
         func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }

@@ -132,6 +132,7 @@ public final class GPUTrainer {
         case .lstm: network = try LSTMNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         }
         try uploadWeights()
+        try network.prepare(self)
         owned = gpu.allocator.livePointers.subtracting(before)
     }
 
@@ -310,6 +311,9 @@ public final class GPUTrainer {
 
     public var usesGraph: Bool { graph != nil }
 
+    /// How the model's layers are computed (cuDNN or Tandem's own kernels, and why).
+    public var engine: String { network.engine }
+
     /// Sets the learning rate of the following eager steps.
     public func setLearningRate(_ rate: Float) {
         switch optimizer {
@@ -402,6 +406,16 @@ protocol GPUNetwork {
     func load(staged: StagedBatch, gpu: CUDAContext) throws
     /// Queues forward, loss and backward; gradients land in the trainer's flat gradient buffer.
     func forwardBackward(_ t: GPUTrainer) throws
+    /// Runs once the trainer's parameters are on the device, before any step: where a network picks
+    /// library algorithms on its real buffers or lays its weights out for a library.
+    func prepare(_ t: GPUTrainer) throws
+    /// How the network computes its layers, for `--profile` and the self-test ("cuDNN …", "im2col + cuBLAS").
+    var engine: String { get }
+}
+
+extension GPUNetwork {
+    func prepare(_ t: GPUTrainer) throws {}
+    var engine: String { "Tandem kernels + cuBLAS" }
 }
 
 /// Input buffers shared by the networks: float inputs and int32 class ids or float targets.

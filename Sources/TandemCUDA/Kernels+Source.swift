@@ -623,6 +623,36 @@ template <class D> __device__ void conv_out_bwd_impl(const void* dout, const voi
 }
 INSTANTIATE(conv_out_bwd, (const void* dout, const void* out, void* dy, int N, int C, int HW), (dout, out, dy, N, C, HW))
 
+// The cuDNN path's epilogue, in place on cuDNN's NCHW output: y = max(y + b[c], 0). Grid (⌈HW / blockDim.x⌉, C, N).
+template <class D> __device__ void bias_relu_nchw_impl(void* y, const float* b, int C, int HW) {
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= HW) return;
+  int c = blockIdx.y, n = blockIdx.z;
+  long i = (long)(n * C + c) * HW + p;
+  D::st(y, i, fmaxf(D::ld(y, i) + b[c], 0.f));
+}
+INSTANTIATE(bias_relu_nchw, (void* y, const float* b, int C, int HW), (y, b, C, HW))
+
+// The cuDNN path's backward epilogue, in place on NCHW: dy *= (out > 0), and partial[chunk, c] = the sum of
+// the masked dy over this chunk's images (the bias gradient, finished by sum_partials). Grid (C, chunks).
+template <class D> __device__ void relu_bwd_channel_sums_impl(void* dy, const void* out, float* partial, int N, int C, int HW) {
+  int c = blockIdx.x;
+  int per = (N + gridDim.y - 1) / gridDim.y;
+  int n0 = blockIdx.y * per, n1 = min(N, n0 + per);
+  int count = max(0, n1 - n0) * HW;
+  float s = 0.f;
+  for (int k = threadIdx.x; k < count; k += blockDim.x) {
+    int q = k / HW;
+    long i = (long)((n0 + q) * C + c) * HW + (k - q * HW);
+    float v = D::ld(out, i) > 0.f ? D::ld(dy, i) : 0.f;
+    D::st(dy, i, v);
+    s += v;
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) partial[(long)blockIdx.y * C + c] = s;
+}
+INSTANTIATE(relu_bwd_channel_sums, (void* dy, const void* out, float* partial, int N, int C, int HW), (dy, out, partial, N, C, HW))
+
 // 2×2 max-pool, stride 2, NCHW; argmax (0..3) kept for backward.
 template <class D> __device__ void maxpool_impl(const void* x, void* y, unsigned char* arg, int NC, int H, int W) {
   int OH = H / 2, OW = W / 2;

@@ -76,7 +76,7 @@ extension GPUSelfTest {
         for (i, (_, parameter)) in model.namedParameters.enumerated() { dCPU += zip(parameter.value.buffer, before[i]).map { $0 - $1 } }
         let lowPrecision = p.usesShadow
         record("\(w.rawValue) step: loss (batch \(batchSize))", p.rawValue, abs(gpuLoss - cpuLoss) / abs(cpuLoss), lowPrecision ? 1e-2 : 1e-5,
-               note: "gpu \(gpuLoss) cpu \(cpuLoss)")
+               note: "gpu \(gpuLoss) cpu \(cpuLoss); \(trainer.engine)")
         // bf16 against fp32: PyTorch's own autocast bf16 gradients of this mlp differ from its fp32 ones by 5.1%
         // (the hidden layers' gradients, after cancellation); fp16 keeps 3 more bits.
         let lowTolerance = p == .bf16 ? 8e-2 : 1e-2
@@ -101,9 +101,11 @@ extension GPUSelfTest {
         let a = try eager.downloadParameters(), b = try graphed.downloadParameters()
         var x: [Float] = [], y: [Float] = []
         for name in eager.names { x += a[name]!; y += b[name]! }
-        // Token-embedding gradients are summed with atomics, so gpt may differ by rounding.
-        record("\(w.rawValue) graph replay vs eager: weights after 3 steps", p.rawValue, Self.relativeError(y, x), w == .gpt ? 1e-5 : 0,
-               note: "losses eager \(eagerLosses) graph \(graphLosses)")
+        // Token-embedding gradients are summed with atomics, so gpt may differ by rounding; so may a cuDNN
+        // algorithm that reports itself non-deterministic.
+        let exact = w != .gpt && !eager.engine.hasPrefix("cuDNN")
+        record("\(w.rawValue) graph replay vs eager: weights after 3 steps", p.rawValue, Self.relativeError(y, x), exact ? 0 : 1e-5,
+               note: "losses eager \(eagerLosses) graph \(graphLosses); \(eager.engine)")
     }
 
     // MARK: - fp16 dynamic loss scaling

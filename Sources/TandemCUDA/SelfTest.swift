@@ -83,12 +83,16 @@ public final class GPUSelfTest {
         for p in [GPUPrecision.fp32, .bf16, .fp16] { try operations(p) }
         try gemmChecks(.tf32)
         try optimizerChecks()
+        for p in [GPUPrecision.fp32, .bf16] { try cudnnChecks(p) }
         for m in models {
             for p in [GPUPrecision.fp32, .bf16] { try modelStep(m, p) }
         }
         try graphCheck(.mlp, .fp32)
         try graphCheck(.gpt, .bf16)
         try graphCheck(.lstm, .fp32)
+        try graphCheck(.lstm, .bf16)
+        try graphCheck(.cnn, .fp32)
+        try graphCheck(.cnn, .bf16)
         try lossScaling()
         try outOfMemoryCheck()
         try ncclChecks()

@@ -46,7 +46,8 @@ extension Bench {
         var benchmark = GPUBenchmark(workload: model, batch: b, steps: steps, warmup: warmup, precision: precision, graph: graph)
         benchmark.collective = job?.group
         if profile {
-            let rows = try benchmark.profile(gpu: gpu)
+            let (rows, engine) = try benchmark.profile(gpu: gpu)
+            print("layers: \(engine)")
             let total = rows.reduce(0) { $0 + $1.ms }
             print(String(format: "%@ %@: %.3f ms of kernels per eager step (each launch timed with events)", model.rawValue, precision.rawValue, total))
             for r in rows.prefix(40) { print(String(format: "%9.3f ms %5.1f%% %4d×  %@", r.ms, 100 * r.ms / total, r.count, r.label)) }

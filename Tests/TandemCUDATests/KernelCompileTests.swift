@@ -23,7 +23,8 @@ struct KernelCompileTests {
         #expect(Array(cubin.prefix(4)) == [0x7f, 0x45, 0x4c, 0x46], "a cubin is an ELF file")
         // Every typed kernel exists in each element type.
         let text = String(decoding: cubin.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
-        for name in ["bias_act", "cross_entropy", "layernorm_bwd", "causal_softmax", "sgd", "adamw", "im2col", "lstm_cell_bwd"] {
+        for name in ["bias_act", "cross_entropy", "layernorm_bwd", "causal_softmax", "sgd", "adamw", "im2col", "lstm_cell_bwd",
+                     "bias_relu_nchw", "relu_bwd_channel_sums"] {
             for suffix in ["_f32", "_bf16", "_f16"] { #expect(text.contains(name + suffix), "\(name + suffix) missing") }
         }
     }

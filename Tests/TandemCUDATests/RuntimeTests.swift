@@ -123,7 +123,8 @@ struct LibraryTests {
         let empty = "/tmp/tandem-empty-\(getpid())"
         mkdir(empty, 0o755)
         defer { rmdir(empty) }
-        for (names, what) in [(["libcuda.so.1"], "the CUDA driver"), (CuBLAS.names, "cuBLAS"), (NVRTC.names, "NVRTC")] {
+        for (names, what) in [(["libcuda.so.1"], "the CUDA driver"), (CuBLAS.names, "cuBLAS"), (NVRTC.names, "NVRTC"),
+                              (CuDNN.names, "cuDNN")] {
             do {
                 _ = try NativeLibrary.open(names: names, what: what, hint: "Install it.", directories: [empty])
                 Issue.record("\(what) opened from an empty folder")
@@ -156,5 +157,7 @@ struct InventoryTests {
                 #expect(found || line.contains("Install") || line.contains("pip install"), "\(line)")
             }
         }
+        // And which path convolutions and the LSTM take.
+        #expect(lines.contains { $0.contains("convolutions") }, "\(lines)")
     }
 }

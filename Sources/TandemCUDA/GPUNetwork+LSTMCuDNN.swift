@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The cuDNN path of ``LSTMNetwork``: setting it up once, and one step.
+extension LSTMNetwork {
+    // MARK: - Set-up
+
+    /// Builds cuDNN's LSTM for every algorithm that accepts this shape and precision, times one forward and
+    /// backward of each on the real buffers, and keeps the fastest. `TANDEM_CUDNN_RNN_ALGO` (standard,
+    /// static or dynamic) forces one.
+    func makeCuDNNPath(_ t: GPUTrainer, _ dnn: CuDNN) throws -> CuDNNPath {
+        let gpu = t.gpu, e = precision.bytes, input = layers[0].input
+        func act(_ n: Int) throws -> DevicePointer { try gpu.allocate(bytes: e * n, category: .activations) }
+        var candidates: [CuDNN.RNNAlgorithm] = [.standard, .persistStatic, .persistDynamic]
+        if let forced = getenv("TANDEM_CUDNN_RNN_ALGO").map({ String(cString: $0) }) {
+            let names: [String: CuDNN.RNNAlgorithm] = ["standard": .standard, "static": .persistStatic, "dynamic": .persistDynamic]
+            guard let algorithm = names[forced] else { throw CUDAError.unsupported("TANDEM_CUDNN_RNN_ALGO=\(forced): expected standard, static or dynamic") }
+            candidates = [algorithm]
+        }
+        let y = try act(T * B * H), dy = try act(T * B * H), dx = try act(T * B * input)
+        try gpu.fill(dy, words: T * B * H * e / 4, pattern: 0)
+        // Never time on zeros: 0x3C003C00 is about 0.0078 in fp32 and 1.0 / 0.0078 in the 16-bit types.
+        try gpu.fill(layers[0].x, words: T * B * input * e / 4, pattern: 0x3C00_3C00)
+        var layout: (weights: DevicePointer, gradients: DevicePointer, aliased: Bool, pieces: [(tandem: Int, cudnn: Int, count: Int)])?
+        var layoutBytes = 0
+        var best: (path: CuDNNPath, ms: Double)?
+        var refused: [String] = []
+        for algorithm in candidates {
+            let lstm: CuDNNLSTM
+            do {
+                lstm = try CuDNNLSTM(gpu: gpu, dnn: dnn, precision: precision, algorithm: algorithm, batch: B, steps: T,
+                                     inputSize: input, hidden: H, layers: layers.count)
+            } catch let error {
+                refused.append("\(algorithm): \(error)")
+                continue
+            }
+            if layout == nil { layout = try weightLayout(t, lstm); layoutBytes = lstm.weightSpaceBytes }
+            guard let layout, lstm.weightSpaceBytes == layoutBytes else { refused.append("\(algorithm): a different weight space"); continue }
+            let path = CuDNNPath(lstm: lstm, y: y, dy: dy, dx: dx, weights: layout.weights, weightGradients: layout.gradients,
+                                 aliased: layout.aliased, pieces: layout.pieces)
+            do {
+                try recurrence(t, path, forward: true, backward: true)   // warm-up: cuDNN loads its kernels here
+                var times: [Double] = []
+                for _ in 0..<3 { times.append(try gpu.time { try recurrence(t, path, forward: true, backward: true) }) }
+                let ms = times.sorted()[1]
+                if best == nil || ms < best!.ms { best = (path, ms) }
+                refused.append("\(algorithm): \(Double(Int(ms * 1000)) / 1000) ms")
+            } catch let error {
+                try? gpu.synchronize()
+                refused.append("\(algorithm): \(error)")
+            }
+        }
+        guard let best else { throw CUDAError.unsupported("no cuDNN LSTM algorithm ran (\(refused.joined(separator: "; ")))") }
+        engine = "cuDNN LSTM, \(best.path.lstm.algorithm) algorithm, weights \(best.path.aliased ? "read in place" : "copied") "
+            + "(timed: \(refused.joined(separator: "; ")))"
+        return best.path
+    }
+
+    /// Where each cuDNN weight piece sits among Tandem's flat parameters. When every piece's place in cuDNN's
+    /// weight space equals its place among Tandem's parameters (counted from `weight_ih_l0`), cuDNN reads the
+    /// parameters (or their 16-bit copy) in place and fp32 gradients land in place; otherwise both are copied.
+    func weightLayout(_ t: GPUTrainer, _ lstm: CuDNNLSTM) throws
+        -> (weights: DevicePointer, gradients: DevicePointer, aliased: Bool, pieces: [(tandem: Int, cudnn: Int, count: Int)]) {
+        let e = precision.bytes
+        var pieces: [(tandem: Int, cudnn: Int, count: Int)] = []
+        for s in try lstm.segments() {
+            let layer = layers[s.layer]
+            let start: Int
+            if s.isBias {
+                start = s.id < 4 ? t.offsets[layer.bih] + s.id * H : t.offsets[layer.bhh] + (s.id - 4) * H
+            } else {
+                start = s.id < 4 ? t.offsets[layer.wih] + s.id * H * layer.input : t.offsets[layer.whh] + (s.id - 4) * H * H
+            }
+            pieces.append((start, s.offset, s.count))
+        }
+        guard pieces.count == 16 * layers.count else { throw CUDAError.unsupported("cuDNN reported \(pieces.count) LSTM weight pieces, expected \(16 * layers.count)") }
+        let base = t.offsets[layers[0].wih]
+        let end = t.offsets[layers[layers.count - 1].bhh] + 4 * H
+        let aliased = pieces.allSatisfy { $0.cudnn == e * ($0.tandem - base) } && lstm.weightSpaceBytes <= e * (end - base)
+        let gpu = t.gpu
+        let weights = aliased ? t.operand(layers[0].wih) : try gpu.allocate(bytes: lstm.weightSpaceBytes, category: .parameters)
+        // fp32 gradients alias the flat gradients; 16-bit ones are cuDNN's type, cast to fp32 after backward.
+        let gradients = aliased && e == 4 ? t.gradient(layers[0].wih) : try gpu.allocate(bytes: lstm.weightSpaceBytes, category: .gradients)
+        return (weights, gradients, aliased, pieces)
+    }
+
+    // MARK: - One step
+
+    func forwardBackward(_ t: GPUTrainer, _ path: CuDNNPath) throws {
+        let s = precision.suffix, e = precision.bytes
+        func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
+        try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(layers[0].x), i32(B), i32(T), i32(layers[0].input)])
+        try recurrence(t, path, forward: true, backward: false)
+        let last = path.y + DevicePointer(e * (T - 1) * B * H)
+        try t.gemm(transA: false, transB: true, m: B, n: outputs, k: H, a: last, lda: H, b: t.operand(head), ldb: H, c: prediction, ldc: outputs)
+        try t.elementwise("bias_act" + s, count: B * outputs, [.pointer(prediction), .pointer(t.weight(head + 1)), i32(B), i32(outputs), i32(0)])
+        let n = B * outputs
+        try t.elementwise("mse" + s, count: n, [.pointer(prediction), .pointer(io.targets), .pointer(dPrediction), .pointer(losses), .long(Int64(n)),
+                                                .float(1 / Float(n)), .pointer(t.state)])
+        try t.gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
+        // Backward: the head, whose input gradient is the last step's output gradient (every other step's stays zero).
+        try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
+        try t.gemm(transA: true, transB: false, m: outputs, n: H, k: B, a: dPrediction, lda: outputs, b: last, ldb: H, c: t.gradient(head), ldc: H, cF32: true)
+        try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H,
+                   c: path.dy + DevicePointer(e * (T - 1) * B * H), ldc: H)
+        try recurrence(t, path, forward: false, backward: true)
+    }
+
+    /// cuDNN's part of a step: weights in (when copied), forward; and/or zeroed gradients, backward, gradients out.
+    func recurrence(_ t: GPUTrainer, _ path: CuDNNPath, forward: Bool, backward: Bool) throws {
+        let gpu = t.gpu, e = precision.bytes
+        func operand(_ offset: Int) -> DevicePointer { precision.usesShadow ? t.shadow + DevicePointer(2 * offset) : t.params + DevicePointer(4 * offset) }
+        if forward {
+            if !path.aliased {
+                for p in path.pieces { try gpu.copy(operand(p.tandem), to: path.weights + DevicePointer(p.cudnn), bytes: e * p.count) }
+            }
+            try gpu.profiled("cudnn lstm forward (\(path.lstm.algorithm))") { try path.lstm.forward(x: layers[0].x, y: path.y, weights: path.weights) }
+        }
+        guard backward else { return }
+        try gpu.fill(path.weightGradients, words: (path.lstm.weightSpaceBytes + 3) / 4, pattern: 0)
+        try gpu.profiled("cudnn lstm backward (\(path.lstm.algorithm))") {
+            try path.lstm.backward(x: layers[0].x, y: path.y, dy: path.dy, dx: path.dx, weights: path.weights, weightGradients: path.weightGradients)
+        }
+        if path.aliased && e == 4 { return }
+        if path.aliased {
+            let base = t.offsets[layers[0].wih], count = path.lstm.weightSpaceBytes / e
+            try t.elementwise("cast_to_f32" + precision.suffix, count: count,
+                              [.pointer(path.weightGradients), .pointer(t.grads + DevicePointer(4 * base)), .long(Int64(count))])
+            return
+        }
+        for p in path.pieces {
+            let destination = t.grads + DevicePointer(4 * p.tandem), source = path.weightGradients + DevicePointer(p.cudnn)
+            if e == 4 {
+                try gpu.copy(source, to: destination, bytes: 4 * p.count)
+            } else {
+                try t.elementwise("cast_to_f32" + precision.suffix, count: p.count, [.pointer(source), .pointer(destination), .long(Int64(p.count))])
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import TandemCore
+import TandemModels
+
+extension GPUSelfTest {
+    // MARK: - cuDNN against the CPU and against Tandem's own kernels
+
+    /// cuDNN's convolution (forward, input gradient, filter gradient) against direct CPU loops in
+    /// double precision, the two epilogue kernels of the cuDNN path, and one training step of cnn and
+    /// lstm through cuDNN against the same step through Tandem's own kernels. Without cuDNN each is
+    /// one line saying so.
+    func cudnnChecks(_ p: GPUPrecision) throws {
+        guard let dnn = gpu.dnn else {
+            record("cuDNN checks skipped", p.rawValue, 0, 0, note: gpu.dnnUnavailable ?? "no cuDNN")
+            return
+        }
+        let tol = tolerance(p), e = p.bytes
+        let (N, C, K, H, W, R) = (2, 3, 4, 6, 5, 3)
+        func index(_ n: Int, _ c: Int, _ y: Int, _ x: Int, _ channels: Int) -> Int { ((n * channels + c) * H + y) * W + x }
+        // The search fills its buffers with a pattern: search on scratch buffers, run on the real ones.
+        let scratch = try (0..<4).map { _ in try gpu.allocate(bytes: e * N * max(C, K) * H * W, category: .workspace) }
+        let conv = try CuDNNConvolution(gpu: gpu, dnn: dnn, precision: p, batch: N, cin: C, cout: K, h: H, w: W, kernel: R,
+                                        x: scratch[0], y: scratch[1], dy: scratch[2], dx: scratch[3], searchBytes: 16 << 20)
+        for s in scratch { gpu.free(s) }
+        let x = rounded(random(N * C * H * W), p), w = rounded(random(K * C * R * R), p), g = rounded(random(N * K * H * W), p)
+        let dx = try device(x, p), dw = try device(w, p), dg = try device(g, p)
+        let y = try gpu.allocate(bytes: e * N * K * H * W, category: .workspace)
+        let gx = try gpu.allocate(bytes: e * N * C * H * W, category: .workspace), gw = try gpu.allocate(bytes: e * K * C * R * R, category: .workspace)
+        let workspace = try gpu.allocate(bytes: max(256, conv.workspaceBytes), category: .workspace)
+        try gpu.fill(y, words: N * K * H * W * e / 4, pattern: 0x7FC0_7FC0)   // NaN: every output must be written
+        try conv.forward(x: dx, w: dw, y: y, workspace: workspace)
+        try conv.backwardData(w: dw, dy: dg, dx: gx, workspace: workspace)
+        try conv.backwardFilter(x: dx, dy: dg, dw: gw, workspace: workspace)
+        var yRef = [Double](repeating: 0, count: N * K * H * W), gxRef = [Double](repeating: 0, count: N * C * H * W)
+        var gwRef = [Double](repeating: 0, count: K * C * R * R)
+        for n in 0..<N { for k in 0..<K { for oy in 0..<H { for ox in 0..<W { for c in 0..<C { for ky in 0..<R { for kx in 0..<R {
+            let iy = oy + ky - 1, ix = ox + kx - 1
+            guard iy >= 0 && iy < H && ix >= 0 && ix < W else { continue }
+            let wi = ((k * C + c) * R + ky) * R + kx
+            yRef[index(n, k, oy, ox, K)] += Double(x[index(n, c, iy, ix, C)]) * Double(w[wi])
+            gxRef[index(n, c, iy, ix, C)] += Double(g[index(n, k, oy, ox, K)]) * Double(w[wi])
+            gwRef[wi] += Double(g[index(n, k, oy, ox, K)]) * Double(x[index(n, c, iy, ix, C)])
+        } } } } } } }
+        let note = conv.summary
+        record("cuDNN convolution forward (\(p == .fp32 ? "FMA math: true fp32" : "tensor-op math"))", p.rawValue,
+               Self.relativeError(try host(y, N * K * H * W, p), yRef), tol, note: note)
+        record("cuDNN convolution input gradient", p.rawValue, Self.relativeError(try host(gx, N * C * H * W, p), gxRef), tol)
+        record("cuDNN convolution filter gradient", p.rawValue, Self.relativeError(try host(gw, K * C * R * R, p), gwRef), tol)
+        for ptr in [dx, dw, dg, y, gx, gw, workspace] { gpu.free(ptr) }
+
+        // The epilogues: bias + ReLU in place, and the ReLU mask fused with the per-channel bias-gradient sums.
+        do {
+            let (N, C, HW) = (5, 3, 37)
+            let v = rounded(random(N * C * HW), p), b = random(C), d = rounded(random(N * C * HW), p)
+            let dv = try device(v, p), db = try device(b, .fp32), dd = try device(d, p)
+            try gpu.launchPlanes("bias_relu_nchw" + p.suffix, pixels: HW, planes: C, images: N, [.pointer(dv), .pointer(db)] + args(C, HW))
+            let out = try host(dv, N * C * HW, p)
+            let ref = (0..<N * C * HW).map { max(0, Double(v[$0]) + Double(b[($0 / HW) % C])) }
+            record("bias + relu in place (NCHW)", p.rawValue, Self.relativeError(out, ref), tol)
+            let chunks = 2
+            let partial = try gpu.allocate(bytes: 4 * chunks * C, category: .workspace), sums = try gpu.allocate(bytes: 4 * C, category: .workspace)
+            try gpu.launch("relu_bwd_channel_sums" + p.suffix, grid: (C, chunks, 1), block: (256, 1, 1),
+                           [.pointer(dd), .pointer(dv), .pointer(partial)] + args(N, C, HW))
+            try gpu.launch("sum_partials", grid: ((C + 31) / 32, 1, 1), block: (32, 8, 1), [.pointer(partial), .int(Int32(chunks)), .int(Int32(C)), .pointer(sums), .int(0)])
+            let masked = (0..<N * C * HW).map { out[$0] > 0 ? Double(d[$0]) : 0 }
+            let sumRef = (0..<C).map { c in (0..<N * C * HW).filter { ($0 / HW) % C == c }.reduce(0.0) { $0 + masked[$1] } }
+            record("relu backward in place (NCHW)", p.rawValue, Self.relativeError(try host(dd, N * C * HW, p), masked), 0)
+            record("relu backward: per-channel bias gradient", p.rawValue, Self.relativeError(try gpu.downloadFloats(sums, count: C), sumRef), tol)
+            for ptr in [dv, db, dd, partial, sums] { gpu.free(ptr) }
+        }
+
+        // A whole step of cnn and lstm: cuDNN against Tandem's own kernels on the same weights and batch.
+        for w in [ReferenceModel.cnn, .lstm] {
+            let batchSize = Self.testBatch(w)
+            var generator = SeededGenerator(seed: 17)
+            let batch = w.syntheticBatch(size: batchSize, generator: &generator)
+            let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
+            var gradients: [[Float]] = [], engines: [String] = []
+            for useDNN in [true, false] {
+                gpu.dnnEnabled = useDNN
+                defer { gpu.dnnEnabled = true }
+                let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+                try trainer.load(batch)
+                try trainer.step()
+                let grads = try trainer.downloadGradients()
+                gradients.append(trainer.names.flatMap { grads[$0]! })
+                engines.append(trainer.engine)
+            }
+            // Both sum the same products in different orders; bf16 rounds the intermediate activations differently too.
+            record("\(w.rawValue) step: cuDNN gradients vs Tandem's kernels", p.rawValue, Self.relativeError(gradients[0], gradients[1]),
+                   p == .fp32 ? 1e-4 : 3e-2, note: engines[0])
+        }
+    }
+}
