@@ -50,8 +50,12 @@ public struct Benchmark {
     /// As `run(workers:)`, keeping every timed interval of every rank (`recordEvents`).
     ///
     /// With `independent`, each rank trains its replica alone (a one-rank group: no
-    /// gradient averaging, no communication) while the others do the same: the host's
-    /// contention probe. Its result's backend is ``independentBackend``.
+    /// gradient averaging, no communication) while the others do the same, meeting them at
+    /// a barrier where gradients would be averaged: the host's contention probe. The ranks
+    /// stay in phase as in data-parallel training, so the probe sees what lock-step costs
+    /// without communication — forward passes and optimizer updates competing for memory
+    /// bandwidth at the same moments, and every step waiting for the slowest replica. Its
+    /// result's backend is ``independentBackend``.
     public func measure(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none,
                         recordEvents: Bool = false, independent: Bool = false) throws -> Measurement {
         let (workload, batch, steps, warmup, clock) = (self.workload, self.batch, self.steps, self.warmup, self.clock)
@@ -61,6 +65,7 @@ public struct Benchmark {
             let own: any ProcessGroup = independent ? ThreadWorld(size: 1).group(rank: 0) : group
             let worker = try Worker(model: model, group: own, optimizer: try SGD(learningRate: 0.01, momentum: 0.9),
                                     bucketBytes: bucketBytes, compression: compression)
+            if independent { worker.lockstep = group }
             var generator = SeededGenerator(seed: UInt64(rank))
             let batches = (0..<4).map { _ in workload.syntheticBatch(size: batch, generator: &generator) }
             var i = 0

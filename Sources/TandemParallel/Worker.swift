@@ -39,6 +39,9 @@ public final class Worker {
     public let ddp: DistributedDataParallel
     public let optimizer: OptimizerState
     public var clipNorm: Float?
+    /// Ranks to meet (a barrier) where gradients are synchronised, without exchanging
+    /// them: replicas that train alone but in lock-step, as the host's contention probe.
+    public var lockstep: (any ProcessGroup)?
     public var clock: any TimeSource = MonotonicClock()
     public var spans = StepSpans()
     let tape = Tape()
@@ -72,6 +75,7 @@ public final class Worker {
         }
         let t4 = clock.now()
         try ddp.synchronize()
+        try lockstep?.barrier().wait()
         let t5 = clock.now()
         if let clipNorm { clipGradientNorm(model.parameters, maxNorm: clipNorm) }
         optimizer.apply(to: model.namedParameters)

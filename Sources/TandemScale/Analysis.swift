@@ -26,8 +26,11 @@ public struct Analysis {
     /// - Parameter peakFLOPS: one worker's peak (for MFU).
     /// - Parameter probes: contention probes (``Benchmark/independentBackend`` runs), at
     ///   most one per workload; with one, the predictions include the host's contention.
+    /// - Parameter overlappableFraction: the share of backward under which communication can
+    ///   hide (``CostModel/overlappableFraction``): 0 when the all-reduce runs on the cores
+    ///   that compute (CPU ranks filling their host), 1 when it runs beside them.
     public init(configurations: [Sweep.Configuration], mode: ScalingMode, comm: [CommBenchmark.Row], peakFLOPS: Double,
-                probes: [RunResult] = []) throws {
+                probes: [RunResult] = [], overlappableFraction: Double = 1) throws {
         let results = configurations.flatMap { $0.runs.map(\.result) }
         curves = try ScalingCurve.curves(from: results, mode: mode)
         let busbw = comm.map { (bytes: $0.bytes, gbps: $0.busbw_gbps) }
@@ -90,13 +93,14 @@ public struct Analysis {
             // Calibrate on the smallest worker count; predict the others.
             if let link, let first = configs.first, first.workers == 1, configs.count > 1, let baseline = typicals.first,
                let calibration = try? Calibration(baseline: baseline) {
-                var model = CostModel(calibration: calibration, algorithm: .ring(link), bucketBytes: 25 << 20)
+                var model = CostModel(calibration: calibration, algorithm: .ring(link), bucketBytes: 25 << 20,
+                                      overlappableFraction: overlappableFraction)
                 if let probe = probes.first(where: { $0.model == curve.model }) {
                     model.hostContention = try? HostContention(baseline: baseline, probe: probe)
                 }
-                let contention = model.hostContention.map {
-                    String(format: ", host contention from %d independent replicas: compute ×%.2f, optimizer ×%.2f", $0.workersPerHost, $0.computeSlowdown, $0.fixedSlowdown)
-                } ?? ""
+                let contention = (model.hostContention.map {
+                    String(format: ", host contention from %d lock-step replicas: compute ×%.2f, optimizer ×%.2f", $0.workersPerHost, $0.computeSlowdown, $0.fixedSlowdown)
+                } ?? "") + (overlappableFraction < 1 ? String(format: ", %.0f%% of backward to hide communication under", 100 * overlappableFraction) : "")
                 for config in configs.dropFirst() {
                     let batch: CostModel.Batch = mode == .weak ? .perWorker(config.batchPerWorker) : .global(config.batchPerWorker * config.workers)
                     guard let predicted = model.predict(workers: [config.workers], batch: batch).first,

@@ -6,10 +6,14 @@ import TandemParallel
 ///
 /// Workers on one host share its last-level cache, its memory bandwidth and its power
 /// budget, so a step that takes t alone takes longer with the host full, with no
-/// communication at all. The α-β model knows nothing of this; without it a prediction
-/// from one worker is optimistic by that slowdown. It is measured once per workload by a
-/// probe: `workersPerHost` independent replicas training at the same time, each alone in
-/// its own one-rank group (``Benchmark/measure(workers:bucketBytes:compression:recordEvents:independent:)``).
+/// communication at all; and in lock-step every step waits for the slowest of them. The
+/// α-β model knows nothing of this; without it a prediction from one worker is optimistic
+/// by that slowdown. It is measured once per workload by a probe: `workersPerHost`
+/// replicas training at the same time, each alone in its own one-rank group, meeting at a
+/// barrier where gradients would be averaged
+/// (``Benchmark/measure(workers:bucketBytes:compression:recordEvents:independent:)``). In
+/// phase, their forward passes and optimizer updates hit memory at the same moments, as
+/// in data-parallel training; out of phase (without the barrier) they would miss that.
 ///
 /// Between 1 and `workersPerHost` workers the slowdown is taken as growing linearly with
 /// the number of busy workers; beyond, hosts are full and it stays at the probe's.
@@ -40,7 +44,8 @@ public struct HostContention: Sendable, Equatable {
     }
 
     /// The contention between a one-worker run and a probe of the same workload and batch
-    /// (`backend` "independent", several workers, no communication).
+    /// (`backend` "independent", several workers in lock-step, no communication). The
+    /// probe's compute includes its wait at the barrier: the straggler's share.
     public init(baseline: RunResult, probe: RunResult) throws(CalibrationError) {
         guard probe.backend == Benchmark.independentBackend, probe.workers > 1 else {
             throw CalibrationError("a contention probe is a run of independent replicas on several workers, got backend \(probe.backend) with \(probe.workers) workers")

@@ -96,7 +96,7 @@ public struct Sweep: Sendable {
 
 extension Sweep {
     /// The host's contention probe for `model`: `workers` independent replicas training at
-    /// once with no communication (see ``HostContention``), each with the one-worker
+    /// once in lock-step with no communication (see ``HostContention``), each with the one-worker
     /// configuration's batch. Its step over the one-worker run's is the slowdown the α-β
     /// model cannot see.
     public func probe(_ model: ReferenceModel, workers: Int) throws -> Benchmark.Measurement {

@@ -19,6 +19,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Efficiency target for the knee and the batch/bucket questions.") var efficiency = 0.9
     @Option(help: "Answer: what batch or bucket keeps --efficiency at this many workers.") var at: Int?
     @Option(help: "A `probes.jsonl` from `tandem scale`: the host-contention probe of the same model, applied to compute and optimizer.") var probes: String?
+    @Option(help: "Share of backward that communication can hide under, 0–1: 1 where the all-reduce runs beside compute (GPUs, spare cores), 0 where it runs on the cores that compute (CPU ranks filling their host).") var overlap = 1.0
 
     func link() throws -> Interconnect {
         if let alphaMicroseconds, let bandwidthGBps {
@@ -64,6 +65,7 @@ struct Predict: ParsableCommand {
         guard efficiency > 0 && efficiency < 1 else { throw ValidationError("--efficiency must be in (0, 1), got \(efficiency)") }
         guard bucketMB > 0 && bucketMB.isFinite else { throw ValidationError("--bucket-mb must be > 0, got \(bucketMB)") }
         if let at { try requirePositive(at, "--at") }
+        guard (0...1).contains(overlap) else { throw ValidationError("--overlap must be in [0, 1], got \(overlap)") }
     }
 
     func run() throws {
@@ -72,14 +74,15 @@ struct Predict: ParsableCommand {
             throw ValidationError("\(from): no one-worker run\(model.map { " of \($0)" } ?? "") to calibrate from")
         }
         let link = try link()
-        var cost = CostModel(calibration: try Calibration(baseline: baseline), algorithm: try parsedAlgorithm(link), bucketBytes: Int(bucketMB * 1_048_576))
+        var cost = CostModel(calibration: try Calibration(baseline: baseline), algorithm: try parsedAlgorithm(link), bucketBytes: Int(bucketMB * 1_048_576),
+                              overlappableFraction: overlap)
         if let probes {
             guard let probe = try ResultsFile.read(path: probes).first(where: { $0.model == baseline.model && $0.backend == Benchmark.independentBackend }) else {
                 throw ValidationError("\(probes): no contention probe (backend \(Benchmark.independentBackend)) of \(baseline.model)")
             }
             do { cost.hostContention = try HostContention(baseline: baseline, probe: probe) } catch { throw ValidationError("\(probes): \(error)") }
             let c = cost.hostContention!
-            print(String(format: "host contention from %d independent replicas: compute ×%.2f, optimizer ×%.2f", c.workersPerHost, c.computeSlowdown, c.fixedSlowdown))
+            print(String(format: "host contention from %d lock-step replicas: compute ×%.2f, optimizer ×%.2f", c.workersPerHost, c.computeSlowdown, c.fixedSlowdown))
         }
         let batch = CostModel.Batch.perWorker(baseline.batch_per_worker)
         print("\(baseline.model), batch \(baseline.batch_per_worker) per worker, \(AllReduceAlgorithm.ring(link).name == cost.algorithm.name ? "ring" : algorithm) over \(link.name) (α \(String(format: "%.1f", link.alpha * 1e6)) µs, \(String(format: "%.1f", 1 / link.beta / 1e9)) GB/s)")

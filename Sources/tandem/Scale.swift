@@ -106,7 +106,7 @@ struct Scale: ParsableCommand {
             bar.finish()
         }
         // The host's contention probe per workload: as many independent replicas as the widest
-        // run puts on this host's cores, with no communication (HostContention).
+        // run puts on this host's cores, in lock-step with no communication (HostContention).
         var probes: [RunResult] = []
         // (GPUs do not share their compute: no probe for an NCCL sweep.)
         let perHost = nccl != nil ? 1 : min(widest, ProcessInfo.processInfo.activeProcessorCount)
@@ -119,7 +119,11 @@ struct Scale: ParsableCommand {
             try outputs.write("probes.jsonl", probes.map(jsonLine).joined())
         }
         let peak = Ceilings.measure().gflops * 1e9
-        let analysis = try Analysis(configurations: configurations, mode: sweep.mode, comm: comm, peakFLOPS: peak, probes: probes)
+        // CPU ranks reduce gradients on the cores they compute on: with the host full, no
+        // idle core is left for the all-reduce to hide on.
+        let overlap = nccl == nil && perHost >= ProcessInfo.processInfo.activeProcessorCount ? 0.0 : 1.0
+        let analysis = try Analysis(configurations: configurations, mode: sweep.mode, comm: comm, peakFLOPS: peak, probes: probes,
+                                    overlappableFraction: overlap)
         try outputs.write("report.html", HTMLReport.render(analysis.reports, title: "Tandem scaling: \(sweep.mode.rawValue) scaling on \(cpuName())"))
         if let traced = configurations.last(where: { $0.model == configurations.first?.model }), let run = traced.runs.first {
             try outputs.write("trace.json", ChromeTrace.render(Analysis.events(run)))

@@ -98,7 +98,35 @@ struct HostContentionTests {
         var model = CostModel(calibration: try Calibration(baseline: one), algorithm: .ring(link), bucketBytes: 25 << 20)
         model.hostContention = try HostContention(baseline: one, probe: probe)
         expectScaleClose(b.predicted, model.throughput(workers: 2, batchPerWorker: 64), tolerance: 1e-9, relative: true, "probed prediction")
-        #expect(probed.findings.contains { $0.contains("host contention from 2 independent replicas: compute ×1.17, optimizer ×1.50") },
+        #expect(probed.findings.contains { $0.contains("host contention from 2 lock-step replicas: compute ×1.17, optimizer ×1.50") },
                 "\(probed.findings)")
+    }
+
+    @Test("with no core left for the all-reduce (a full CPU host), all of it adds to the step")
+    func noOverlapOnAFullHost() throws {
+        // 10 M parameters: 40 MB of gradient in two 25 MiB buckets, the first of which could hide.
+        var one = Self.run(workers: 1, backend: "none", stepMs: 64, optimizerMs: 4)
+        one.params = 10_000_000
+        var two = Self.run(workers: 2, backend: "threads", stepMs: 80, optimizerMs: 6)
+        two.params = one.params
+        var probe = Self.run(workers: 2, backend: Benchmark.independentBackend, stepMs: 76, optimizerMs: 6, perRank: [76, 76])
+        probe.params = one.params
+        let configs = [(1, one), (2, two)].map { n, r in
+            Sweep.Configuration(model: .mlp, workers: n, batchPerWorker: 64, runs: [Benchmark.Measurement(result: r, spans: [], collectives: [])])
+        }
+        let rows = [
+            #"{"operation": "all-reduce", "workers": 2, "bytes": 4096, "microseconds": 20, "algbw_gbps": 0.2, "busbw_gbps": 0.2}"#,
+            #"{"operation": "all-reduce", "workers": 2, "bytes": 4194304, "microseconds": 2000, "algbw_gbps": 2.1, "busbw_gbps": 2.1}"#,
+        ].map { try! JSONDecoder().decode(CommBenchmark.Row.self, from: Data($0.utf8)) }
+        let hidden = try #require(try Analysis(configurations: configs, mode: .weak, comm: rows, peakFLOPS: 1e11, probes: [probe]).predictions.first)
+        let full = try Analysis(configurations: configs, mode: .weak, comm: rows, peakFLOPS: 1e11, probes: [probe], overlappableFraction: 0)
+        let c = try #require(full.predictions.first)
+        let link = try Calibration.interconnect(samples: rows.compactMap(CollectiveSample.init(row:)))
+        let model = CostModel(calibration: try Calibration(baseline: one), algorithm: .ring(link), bucketBytes: 25 << 20)
+        #expect(model.bucketCount == 2)
+        let step = 70e-3 + 6e-3 + model.communicationSeconds(workers: 2)
+        expectScaleClose(c.predicted, 128 / step, tolerance: 1e-9, relative: true, "no overlap: compute + optimizer + all of T")
+        #expect(c.predicted < hidden.predicted, "\(c.predicted) vs \(hidden.predicted)")
+        #expect(full.findings.contains { $0.contains("0% of backward to hide communication under") }, "\(full.findings)")
     }
 }
