@@ -30,7 +30,7 @@ public final class ThreadGroup: ProcessGroup, @unchecked Sendable {
     deinit { queue.stop() }
 
     /// Runs `body` on the communication thread as collective number `sequence`.
-    private func submit(_ name: String, call: String, bytes: Int = 0, _ body: @escaping @Sendable (ThreadGroup, Int) throws(CollectiveError) -> Void) -> any CollectiveHandle {
+    func submit(_ name: String, call: String, bytes: Int = 0, _ body: @escaping @Sendable (ThreadGroup, Int) throws(CollectiveError) -> Void) -> any CollectiveHandle {
         sequence += 1
         let seq = sequence
         let handle = ThreadHandle()

@@ -15,6 +15,29 @@ public protocol Optimizer: AnyObject {
     func update(parameter: Parameter, gradient: Tensor, state: inout [Tensor], step: Int)
 }
 
+// MARK: - Element-wise update rules
+
+/// An update rule in which each weight's new value depends only on that weight, its
+/// gradient and its own state (SGD, AdamW): any slice of a parameter can be updated apart
+/// from the rest, which is what a sharded optimizer step (ZeRO stage 1) needs, where each
+/// rank updates only its part of the flattened parameters.
+public protocol ElementwiseOptimizer: Optimizer {
+    /// Updates `count` weights in place from their gradients and their state (one pointer
+    /// per name of `stateNames`, each `count` long, zero before the first step); `step` is 1-based.
+    func update(weights: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+                state: [UnsafeMutablePointer<Float>], count: Int, step: Int)
+}
+
+extension ElementwiseOptimizer {
+    /// The whole-parameter update through the slice rule: one code path for both, so a
+    /// sharded step computes the same bits as an unsharded one. State starts at zero.
+    public func updateElementwise(parameter: Parameter, gradient: Tensor, state: inout [Tensor], step: Int) {
+        if state.isEmpty { state = stateNames.map { _ in Tensor(zeros: parameter.shape) } }
+        update(weights: parameter.value.pointer, gradient: gradient.pointer, state: state.map(\.pointer),
+               count: parameter.count, step: step)
+    }
+}
+
 /// Drives an `Optimizer` over a module's named parameters, keeping state and the step count.
 public final class OptimizerState {
     public let optimizer: any Optimizer
@@ -52,7 +75,7 @@ public struct HyperparameterError: Error, CustomStringConvertible, Equatable {
 /// Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay,
 /// exactly as `torch.optim.SGD` (dampening 0): g ← g + λw; b ← μb + g (b = g at the first
 /// step); step along g + μb (Nesterov) or b. Sutskever et al., ICML 2013.
-public final class SGD: Optimizer {
+public final class SGD: ElementwiseOptimizer {
     public var learningRate: Float
     public let momentum: Float, weightDecay: Float, nesterov: Bool
 
@@ -70,21 +93,19 @@ public final class SGD: Optimizer {
     public var stateNames: [String] { momentum == 0 ? [] : ["momentum_buffer"] }
 
     public func update(parameter: Parameter, gradient: Tensor, state: inout [Tensor], step: Int) {
-        let n = parameter.count, w = parameter.value.pointer, g = gradient.pointer
+        updateElementwise(parameter: parameter, gradient: gradient, state: &state, step: step)
+    }
+
+    /// The momentum buffer starts at zero, so the first step's b = μ·0 + g + λw is exactly
+    /// PyTorch's b = g + λw.
+    public func update(weights w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>,
+                       state: [UnsafeMutablePointer<Float>], count n: Int, step: Int) {
         let lr = learningRate, mu = momentum, wd = weightDecay
         if mu == 0 {
             for i in 0..<n { w[i] -= lr * (g[i] + wd * w[i]) }
             return
         }
-        if state.isEmpty {
-            let buffer = Tensor(uninitializedShape: parameter.shape)
-            let b = buffer.pointer
-            for i in 0..<n { b[i] = g[i] + wd * w[i] }
-            state = [buffer]
-            for i in 0..<n { let d = g[i] + wd * w[i]; w[i] -= lr * (nesterov ? d + mu * b[i] : b[i]) }
-            return
-        }
-        let b = state[0].pointer
+        let b = state[0]
         if nesterov {
             for i in 0..<n { let d = g[i] + wd * w[i]; b[i] = mu * b[i] + d; w[i] -= lr * (d + mu * b[i]) }
         } else {
@@ -98,7 +119,7 @@ public final class SGD: Optimizer {
 /// Adam with decoupled weight decay, as `torch.optim.AdamW` (Loshchilov & Hutter, ICLR 2019):
 /// w ← w(1 − ηλ); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
 /// w ← w − η·(m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε).
-public final class AdamW: Optimizer {
+public final class AdamW: ElementwiseOptimizer {
     public var learningRate: Float
     public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float
 
@@ -118,9 +139,12 @@ public final class AdamW: Optimizer {
     public var stateNames: [String] { ["exp_avg", "exp_avg_sq"] }
 
     public func update(parameter: Parameter, gradient: Tensor, state: inout [Tensor], step: Int) {
-        if state.isEmpty { state = [Tensor(zeros: parameter.shape), Tensor(zeros: parameter.shape)] }
-        let n = parameter.count, w = parameter.value.pointer, g = gradient.pointer
-        let m = state[0].pointer, v = state[1].pointer
+        updateElementwise(parameter: parameter, gradient: gradient, state: &state, step: step)
+    }
+
+    public func update(weights w: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>,
+                       state: [UnsafeMutablePointer<Float>], count n: Int, step: Int) {
+        let m = state[0], v = state[1]
         let lr = learningRate, b1 = beta1, b2 = beta2
         let correction1 = 1 - Float(Double(b1).power(step)), correction2 = 1 - Float(Double(b2).power(step))
         let stepSize = lr / correction1, root2 = correction2.squareRoot()

@@ -31,10 +31,16 @@ public final class DistributedDataParallel {
     public var synchronizesGradients = true
     /// Seconds spent blocked in `synchronize` during the last step (exposed communication).
     public private(set) var lastWaitSeconds = 0.0
-    /// Bytes all-reduced per synchronised step.
-    public var bytesPerStep: Int { buckets.reduce(0) { $0 + $1.count * compression.dtype.byteSize } }
+    /// Bytes all-reduced per synchronised step (under a ``ShardedOptimizer``, reduce-scattered
+    /// and all-gathered).
+    public var bytesPerStep: Int { sharding?.bytesPerStep ?? buckets.reduce(0) { $0 + $1.count * compression.dtype.byteSize } }
     var nextLaunch = 0
     let clock: any TimeSource
+    /// The bucket size asked for at construction.
+    public let bucketBytes: Int
+    /// Set by a ``ShardedOptimizer``: it reduce-scatters the gradients instead of the
+    /// all-reduce here (weak: the optimizer holds this object).
+    weak var sharding: ShardedOptimizer?
 
     final class Bucket {
         let parameters: [Parameter]
@@ -75,15 +81,9 @@ public final class DistributedDataParallel {
         for p in parameters {
             try group.broadcast(CollectiveBuffer(p.value.pointer, count: p.count), root: 0).wait()
         }
-        var buckets: [Bucket] = [], current: [Parameter] = [], bytes = 0
+        self.bucketBytes = bucketBytes
         // One rank has nothing to average: no buckets, no hooks.
-        for p in group.size > 1 ? parameters.reversed() : [] {
-            current.append(p)
-            bytes += p.count * 4
-            if bytes >= bucketBytes { buckets.append(Bucket(parameters: current, compressed: compression != .none)); current = []; bytes = 0 }
-        }
-        if !current.isEmpty { buckets.append(Bucket(parameters: current, compressed: compression != .none)) }
-        self.buckets = buckets
+        buckets = group.size > 1 ? Self.partition(parameters, bucketBytes: bucketBytes).map { Bucket(parameters: $0, compressed: compression != .none) } : []
         for (b, bucket) in buckets.enumerated() {
             for (i, p) in bucket.parameters.enumerated() {
                 p.onGradientReady = { [unowned self] parameter in self.gradientReady(parameter, bucket: b, index: i) }
@@ -92,6 +92,18 @@ public final class DistributedDataParallel {
     }
 
     deinit { for p in model.parameters { p.onGradientReady = nil } }
+
+    /// Parameters grouped into buckets of about `bucketBytes`, last registered first.
+    static func partition(_ parameters: [Parameter], bucketBytes: Int) -> [[Parameter]] {
+        var buckets: [[Parameter]] = [], current: [Parameter] = [], bytes = 0
+        for p in parameters.reversed() {
+            current.append(p)
+            bytes += p.count * 4
+            if bytes >= bucketBytes { buckets.append(current); current = []; bytes = 0 }
+        }
+        if !current.isEmpty { buckets.append(current) }
+        return buckets
+    }
 
     /// Every rank must have the same number of parameters with the same shapes.
     static func verifyShapes(_ model: any Model, group: any ProcessGroup) throws {
@@ -116,6 +128,7 @@ public final class DistributedDataParallel {
 
     func gradientReady(_ parameter: Parameter, bucket b: Int, index i: Int) {
         guard synchronizesGradients, let gradient = parameter.gradient else { return }
+        if let sharding { sharding.gradientReady(bucket: b, index: i); return }
         let bucket = buckets[b]
         stage(gradient, bucket: bucket, index: i)
         if !bucket.marked[i] { bucket.marked[i] = true; bucket.ready += 1 }
@@ -144,8 +157,15 @@ public final class DistributedDataParallel {
 
     /// Waits for every bucket and writes the averaged gradients back into the parameters.
     /// Parameters that got no gradient this step contribute zeros.
+    ///
+    /// Under a ``ShardedOptimizer``, this rank ends with its shard of the averaged gradients
+    /// instead (see ``ShardedOptimizer/reduceGradients()``).
     public func synchronize() throws {
         let start = clock.now()
+        if let sharding {
+            defer { lastWaitSeconds = clock.now() - start }
+            return try sharding.reduceGradients()
+        }
         // Parameters whose hook did not fire in this backward: unused (zeros), or used only in
         // an earlier micro-batch under `withoutSync` (their accumulated gradient is staged now).
         for bucket in buckets where bucket.ready < bucket.parameters.count {

@@ -33,11 +33,15 @@ public struct StepSpans: Sendable, Codable {
 
 /// A rank's replica, its `DistributedDataParallel` wrapper and optimizer: one step is K
 /// micro-batches of forward and backward (the first K−1 without communication), then
-/// wait for the averaged gradients, clip, and update.
+/// wait for the averaged gradients, clip, and update — or, with a sharded optimizer
+/// (``ShardedOptimizer``), reduce-scatter, clip and update this rank's shard, all-gather.
 public final class Worker {
     public let model: any Model
     public let ddp: DistributedDataParallel
+    /// The update rule and step count (and, unsharded, the state).
     public let optimizer: OptimizerState
+    /// The sharded step, when the worker was made with `shardOptimizer`.
+    public let sharded: ShardedOptimizer?
     public var clipNorm: Float?
     /// Ranks to meet (a barrier) where gradients are synchronised, without exchanging
     /// them: replicas that train alone but in lock-step, as the host's contention probe.
@@ -47,11 +51,30 @@ public final class Worker {
     let tape = Tape()
 
     public init(model: any Model, group: any ProcessGroup, optimizer: any Optimizer, bucketBytes: Int = 25 << 20,
-                compression: GradientCompression = .none) throws {
+                compression: GradientCompression = .none, shardOptimizer: Bool = false) throws {
         self.model = model
         ddp = try DistributedDataParallel(model, group: group, bucketBytes: bucketBytes, compression: compression)
         self.optimizer = OptimizerState(optimizer)
+        sharded = shardOptimizer ? try ShardedOptimizer(state: self.optimizer, ddp: ddp) : nil
     }
+
+    /// Bytes of optimizer state this rank holds.
+    public var optimizerStateBytes: Int {
+        sharded?.stateBytes ?? optimizer.slots.values.reduce(0) { $0 + $1.reduce(0) { $0 + 4 * $1.count } }
+    }
+
+    // MARK: Checkpoints
+
+    /// Collective when sharded (every rank calls it at the same step): makes `optimizer.slots`
+    /// hold the full state, for `Checkpoint.write`. Nothing to do unsharded.
+    public func gatherOptimizerState() throws { try sharded?.gatherState() }
+
+    /// Frees what ``gatherOptimizerState()`` gathered (sharded only).
+    public func releaseGatheredState() { sharded?.releaseGatheredState() }
+
+    /// After `Checkpoint.resume` filled `optimizer.slots` with a full state: takes this rank's
+    /// slices of it (sharded only).
+    public func loadOptimizerState() throws { try sharded?.loadState() }
 
     /// One optimizer step over `microBatches` drawn from `nextBatch`; returns the mean loss
     /// of this rank's micro-batches.
@@ -74,11 +97,16 @@ public final class Worker {
             spans.add("data", t0, t1); spans.add("forward", t1, t2); spans.add("backward", t2, t3)
         }
         let t4 = clock.now()
+        sharded?.clipNorm = clipNorm
         try ddp.synchronize()
         try lockstep?.barrier().wait()
         let t5 = clock.now()
-        if let clipNorm { clipGradientNorm(model.parameters, maxNorm: clipNorm) }
-        optimizer.apply(to: model.namedParameters)
+        if let sharded {
+            try sharded.step()
+        } else {
+            if let clipNorm { clipGradientNorm(model.parameters, maxNorm: clipNorm) }
+            optimizer.apply(to: model.namedParameters)
+        }
         let t6 = clock.now()
         spans.communication += t5 - t4
         spans.optimizer += t6 - t5

@@ -26,12 +26,12 @@ struct RankRun: Sendable {
 func trainDistributed(
     _ workload: Workload, data: Dataset, ranks: Int, strategy: DistributedSampler.Strategy = .block, batch: Int = 2,
     accumulate: Int = 1, steps: Int = 3, optimizer: OptimizerKind = .sgd, compression: GradientCompression = .none,
-    bucketBytes: Int = 512, samplerSeed: UInt64 = 5, clipNorm: Float? = nil
+    bucketBytes: Int = 512, samplerSeed: UInt64 = 5, clipNorm: Float? = nil, shardOptimizer: Bool = false
 ) throws -> [RankRun] {
     try ThreadLauncher.run(workers: ranks, timeout: 120) { rank, group in
         let model = workload.make(seed: rank == 0 ? 0 : 1000 + UInt64(rank))
         let worker = try Worker(model: model, group: group, optimizer: try optimizer.make(), bucketBytes: bucketBytes,
-                                compression: compression)
+                                compression: compression, shardOptimizer: shardOptimizer)
         worker.clipNorm = clipNorm
         let sampler = try DistributedSampler(count: data.count, rank: rank, worldSize: ranks, strategy: strategy,
                                              shuffle: true, seed: samplerSeed)
@@ -40,6 +40,7 @@ func trainDistributed(
         for _ in 0..<steps {
             try worker.step(microBatches: accumulate) { try draw(loader, workload, rank: rank, into: &drawn) }
         }
+        if shardOptimizer { try worker.ddp.verifyReplicas() }
         return RankRun(weights: weights(model), drawn: drawn, bytesPerStep: worker.ddp.bytesPerStep)
     }
 }

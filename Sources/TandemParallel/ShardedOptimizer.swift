@@ -1,0 +1,465 @@
+import TandemCore
+import TandemNN
+import TandemOptim
+import TandemCollectives
+
+// MARK: - Sharded optimizer step (ZeRO stage 1)
+
+/// An optimizer step sharded over the ranks of a ``DistributedDataParallel``: each rank
+/// keeps the optimizer state of only its 1/N of the parameters and updates only those;
+/// the gradients are reduce-scattered instead of all-reduced, and the updated weights are
+/// all-gathered. Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
+/// Parameter Models", SC 2020 (stage 1); PyTorch's `ZeroRedundancyOptimizer`.
+///
+/// ```swift
+/// let ddp = try DistributedDataParallel(model, group: group)
+/// let optimizer = try ShardedOptimizer(SGD(learningRate: 0.01, momentum: 0.9), ddp: ddp)
+/// let loss = tape.record { model.loss(batch) }
+/// model.zeroGradients()
+/// tape.backward(loss)          // buckets start their reduce-scatter as gradients become final
+/// try ddp.synchronize()        // this rank now holds its shard of the averaged gradients
+/// try optimizer.step()         // update that shard, then every rank gets every shard's weights
+/// ```
+///
+/// Each bucket of C elements (the buckets of the ``DistributedDataParallel``) is split into
+/// N slices of S = ⌈C/N⌉ elements over the bucket's parameters laid end to end; rank r owns
+/// elements [r·S, min((r+1)·S, C)), so any C works, divisible by N or not. The update per
+/// rank and the optimizer state per rank shrink by N; the result is the same as the
+/// unsharded step's: bit for bit where the reduce-scatter sums the ranks in the same order
+/// as the all-reduce (the threads backend: always for N ≤ 3, and for any N once a bucket
+/// exceeds the tree threshold; see `docs/perf-drafts/ddp.md`); clipping's global norm is
+/// summed shard by shard, so it can differ from the unsharded norm in its last bit.
+///
+/// On groups whose ranks share memory (``SharedMemoryGroup``: the threads backend) the three
+/// phases are fused into one pass: the owner of a slice sums every rank's gradient tile,
+/// updates its weights and writes them into every replica. Elsewhere (MPI, NCCL) it uses the
+/// group's `reduceScatter` and `allGather` on packed, padded copies of each bucket, started
+/// from the autodiff hooks so they overlap backward. Compressed gradients (bf16, fp16) take
+/// the second path on every backend (the weights always travel in float32).
+///
+/// Checkpoints hold the full state: ``gatherState()`` collects every shard into
+/// `state.slots` (a collective), and ``loadState()`` takes this rank's slices from there, so a
+/// checkpoint moves between sharded and unsharded runs and between worker counts.
+///
+/// - Complexity: per rank and step, C·(N−1)/N elements reduce-scattered and as many
+///   all-gathered (as one all-reduce), C/N elements updated, C/N elements of each state slot kept.
+public final class ShardedOptimizer {
+    public let ddp: DistributedDataParallel
+    /// The update rule, the step count and, only between ``gatherState()`` and
+    /// ``releaseGatheredState()`` or before ``loadState()``, the full state.
+    public let state: OptimizerState
+    /// Clip the averaged gradients to this global L2 norm before the update.
+    public var clipNorm: Float?
+    /// The global gradient norm of the last step, when it was clipped.
+    public private(set) var lastGradientNorm: Float?
+    /// Whether the fused shared-memory pass is used (else the group's reduce-scatter and all-gather).
+    public let usesSharedMemory: Bool
+
+    let rule: any ElementwiseOptimizer
+    let shards: [Shard]
+    var group: any ProcessGroup { ddp.group }
+    /// Shards whose reduce-scatter has been started (collectives path), in order.
+    var launched = 0
+    /// Whether ``reduceGradients()`` has run for the current step.
+    var reduced = false
+    /// One tile of averaged gradient (the fused pass), used only by this rank's communication thread.
+    let tile: UnsafeMutablePointer<Float>
+    static let tileCount = 2048
+
+    /// Shards the update of `optimizer` over `ddp`'s ranks.
+    ///
+    /// - Parameter sharedMemory: fuse the reduction, update and gather where the group's
+    ///   ranks share memory; `false` always uses the group's reduce-scatter and all-gather
+    ///   (the path of MPI and NCCL; kept selectable to compare the two).
+    public convenience init(_ optimizer: any Optimizer, ddp: DistributedDataParallel, sharedMemory: Bool = true) throws {
+        try self.init(state: OptimizerState(optimizer), ddp: ddp, sharedMemory: sharedMemory)
+    }
+
+    /// Shards the update of `state`'s optimizer (its step count is kept; any full state in
+    /// its `slots` is taken in as by ``loadState()``).
+    public init(state: OptimizerState, ddp: DistributedDataParallel, sharedMemory: Bool = true) throws {
+        guard let rule = state.optimizer as? any ElementwiseOptimizer else {
+            throw ShardingError("a sharded optimizer step needs an element-wise update rule (SGD, AdamW); \(type(of: state.optimizer)) is not one")
+        }
+        guard ddp.sharding == nil else { throw ShardingError("this DistributedDataParallel already has a sharded optimizer") }
+        self.ddp = ddp
+        self.state = state
+        self.rule = rule
+        usesSharedMemory = sharedMemory && ddp.compression == .none && ddp.group is any SharedMemoryGroup
+        let names = Dictionary(uniqueKeysWithValues: ddp.model.namedParameters.map { (ObjectIdentifier($0.parameter), $0.name) })
+        // The DDP's own buckets (its hooks report by bucket index); one rank has none, so cut them the same way.
+        let partition = ddp.buckets.isEmpty
+            ? DistributedDataParallel.partition(ddp.model.parameters, bucketBytes: ddp.bucketBytes)
+            : ddp.buckets.map(\.parameters)
+        let (rank, size, slots) = (ddp.group.rank, ddp.group.size, rule.stateNames.count)
+        let (collectives, compressed) = (!usesSharedMemory, ddp.compression != .none)
+        shards = partition.map {
+            Shard(parameters: $0, names: $0.map { names[ObjectIdentifier($0)]! }, rank: rank, size: size, slots: slots,
+                  collectives: collectives, compressed: compressed)
+        }
+        tile = .allocate(capacity: Self.tileCount)
+        ddp.sharding = self
+        try loadState()
+    }
+
+    deinit {
+        tile.deallocate()
+        if ddp.sharding === self { ddp.sharding = nil }
+    }
+
+    /// Bytes of optimizer state this rank holds (the unsharded step holds N times as many).
+    public var stateBytes: Int { shards.reduce(0) { $0 + $1.state.count * $1.width * 4 } }
+
+    /// Bytes reduce-scattered and all-gathered per step (counted as one all-reduce of the
+    /// padded buckets: gradients in their wire precision, weights in float32).
+    public var bytesPerStep: Int {
+        shards.reduce(0) { $0 + $1.width * group.size * (ddp.compression.dtype.byteSize + 4) }
+    }
+
+    // MARK: Reduction
+
+    /// Called from the DDP's hook: parameter `index` of bucket `bucket` has its gradient.
+    func gradientReady(bucket b: Int, index i: Int) {
+        guard !usesSharedMemory else { return }   // the fused pass reads gradients where they lie, after backward
+        let shard = shards[b]
+        guard !shard.marked[i] else { return }
+        shard.pack(i, compression: ddp.compression)
+        shard.marked[i] = true
+        shard.ready += 1
+        launchReadyShards()
+    }
+
+    /// Starts every shard whose gradients are all packed, strictly in order, so every rank
+    /// issues the same reduce-scatters in the same order.
+    func launchReadyShards() {
+        while launched < shards.count, shards[launched].ready == shards[launched].parameters.count {
+            let shard = shards[launched]
+            let total = shard.width * group.size
+            if let packed16 = shard.packed16, let received16 = shard.received16 {
+                let dtype = ddp.compression.dtype
+                shard.handle = group.reduceScatter(send: CollectiveBuffer(packed16, count: total, dtype: dtype),
+                                                   receive: CollectiveBuffer(received16, count: shard.width, dtype: dtype), operation: .average)
+            } else {
+                shard.handle = group.reduceScatter(send: CollectiveBuffer(shard.packed!.pointer, count: total),
+                                                   receive: CollectiveBuffer(shard.gradient.pointer, count: shard.width), operation: .average)
+            }
+            launched += 1
+        }
+    }
+
+    /// Ends with this rank's slice of the averaged gradients ready for ``step()``: waits for
+    /// the reduce-scatters in flight (starting those whose hooks did not fire: unused
+    /// parameters count as zeros, parameters used only in earlier micro-batches with their
+    /// accumulated gradient). On shared memory without clipping there is nothing to do here:
+    /// the reduction is fused into the step. `DistributedDataParallel.synchronize()` calls this.
+    public func reduceGradients() throws {
+        guard !reduced else { return }
+        reduced = true
+        for shard in shards {
+            for p in shard.parameters where p.gradient == nil { p.gradient = Tensor(zeros: p.shape) }
+        }
+        if usesSharedMemory {
+            guard clipNorm != nil else { return }
+            let shared = group as! any SharedMemoryGroup
+            try Self.waitAll(shards.map { shard in
+                let job = Unchecked((self, shard))
+                return shared.exchange(shard.parameters.map { CollectiveBuffer($0.gradient!.pointer, count: $0.count) }, name: "sharded-reduce") { all, rank in
+                    job.value.0.reduce(all, shard: job.value.1, rank: rank)
+                }
+            })
+            return
+        }
+        for shard in shards where shard.ready < shard.parameters.count {
+            for i in shard.parameters.indices where !shard.marked[i] {
+                shard.pack(i, compression: ddp.compression)
+                shard.marked[i] = true
+            }
+            shard.ready = shard.parameters.count
+        }
+        launchReadyShards()
+        try Self.waitAll(shards.map { $0.handle! })
+        for shard in shards { shard.unpackReceived(compression: ddp.compression) }
+    }
+
+    // MARK: Update
+
+    /// One optimizer step: (clip,) update this rank's slice of every bucket, and give every
+    /// rank the updated weights. Reduces the gradients first if ``reduceGradients()`` has
+    /// not run for this step.
+    public func step() throws {
+        defer {
+            reduced = false
+            launched = 0
+            for shard in shards { shard.ready = 0; shard.handle = nil; shard.marked = Array(repeating: false, count: shard.parameters.count) }
+        }
+        try reduceGradients()
+        state.step += 1
+        let scale = try clipScale()
+        if usesSharedMemory {
+            let shared = group as! any SharedMemoryGroup
+            try Self.waitAll(shards.map { shard in
+                let job = Unchecked((self, shard))
+                let weights = shard.parameters.map { CollectiveBuffer($0.value.pointer, count: $0.count) }
+                // With clipping the averaged slice is already in `shard.gradient`; without, it is summed here, tile by tile.
+                let gradients = clipNorm == nil ? shard.parameters.map { CollectiveBuffer($0.gradient!.pointer, count: $0.count) } : []
+                return shared.exchange(gradients + weights, name: "sharded-update") { all, rank in
+                    job.value.0.update(all, shard: job.value.1, rank: rank, scale: scale)
+                }
+            })
+            return
+        }
+        var handles: [any CollectiveHandle] = []
+        for shard in shards {
+            let g = shard.gradient.pointer
+            if scale != 1 { Kernels.scale(g, by: scale, count: shard.owned.count) }
+            let packed = shard.packed!.pointer, mine = group.rank * shard.width
+            shard.pieces(shard.owned) { i, offset, count, flat in
+                let w = shard.parameters[i].value.pointer + offset, at = flat - shard.owned.lowerBound
+                rule.update(weights: w, gradient: g + at, state: shard.state.map { $0.pointer + at }, count: count, step: state.step)
+                (packed + flat).update(from: w, count: count)
+            }
+            // In place: this rank's slice already sits at its offset of the gathered buffer.
+            handles.append(group.allGather(send: CollectiveBuffer(packed + mine, count: shard.width),
+                                           receive: CollectiveBuffer(packed, count: shard.width * group.size)))
+        }
+        try Self.waitAll(handles)
+        for shard in shards {
+            let packed = shard.packed!.pointer
+            for others in [0..<shard.owned.lowerBound, shard.owned.upperBound..<shard.count] {
+                shard.pieces(others) { i, offset, count, flat in (shard.parameters[i].value.pointer + offset).update(from: packed + flat, count: count) }
+            }
+        }
+    }
+
+    /// The factor clipping multiplies the averaged gradients by (1 when not clipping or
+    /// under the limit), as `clipGradientNorm`: the norm is √ of the sum over ranks of each
+    /// slice's sum of squares, exchanged as two floats per rank and summed in rank order in
+    /// double precision, so every rank computes the same factor.
+    func clipScale() throws -> Float {
+        guard let clipNorm else { lastGradientNorm = nil; return 1 }
+        let mine = shards.reduce(0.0) { $0 + Kernels.sumOfSquares($1.gradient.pointer, count: $1.owned.count) }
+        let high = Float(mine)
+        var send: [Float] = [high, Float(mine - Double(high))]
+        var all = [Float](repeating: 0, count: 2 * group.size)
+        try send.withUnsafeMutableBufferPointer { s in
+            try all.withUnsafeMutableBufferPointer { a in
+                try group.allGather(send: CollectiveBuffer(s.baseAddress!, count: 2), receive: CollectiveBuffer(a.baseAddress!, count: a.count)).wait()
+            }
+        }
+        let total = Float((0..<group.size).reduce(0.0) { $0 + Double(all[2 * $1]) + Double(all[2 * $1 + 1]) }.squareRoot())
+        lastGradientNorm = total
+        let scale = clipNorm / (total + 1e-6)
+        return scale < 1 ? scale : 1
+    }
+
+    // MARK: The fused pass on shared memory
+
+    /// Sums every rank's gradients over `tile` elements at `offset` of parameter `i` into
+    /// `out` and averages them, in rank order, as the all-reduce of the threads backend does.
+    @inline(__always)
+    func average(_ all: [[CollectiveBuffer]], _ i: Int, _ offset: Int, _ count: Int, into out: UnsafeMutablePointer<Float>) {
+        out.update(from: all[0][i].base!.assumingMemoryBound(to: Float.self) + offset, count: count)
+        for q in all.indices.dropFirst() {
+            let g = all[q][i].base!.assumingMemoryBound(to: Float.self) + offset
+            for j in 0..<count { out[j] += g[j] }
+        }
+        if all.count > 1 {
+            let scale = 1 / Float(all.count)
+            for j in 0..<count { out[j] *= scale }
+        }
+    }
+
+    /// Pass one when clipping: this rank's slice of the averaged gradients into `shard.gradient`.
+    func reduce(_ all: [[CollectiveBuffer]], shard: Shard, rank: Int) {
+        let g = shard.gradient.pointer
+        shard.pieces(shard.owned) { i, offset, count, flat in
+            average(all, i, offset, count, into: g + (flat - shard.owned.lowerBound))
+        }
+    }
+
+    /// The fused pass: for each tile of this rank's slice, the averaged gradient (summed here,
+    /// or read from `shard.gradient` and scaled when clipping), the update of this rank's
+    /// weights, and their copy into every other replica.
+    func update(_ all: [[CollectiveBuffer]], shard: Shard, rank: Int, scale: Float) {
+        let k = shard.parameters.count
+        let fused = all[rank].count == 2 * k          // gradients posted too: sum them here
+        let weightsAt = fused ? k : 0
+        let step = state.step
+        var slots = shard.state.map(\.pointer)
+        shard.pieces(shard.owned) { i, offset, count, flat in
+            var done = 0
+            while done < count {
+                let n = min(Self.tileCount, count - done), at = offset + done
+                let position = flat + done - shard.owned.lowerBound
+                let g: UnsafeMutablePointer<Float>
+                if fused {
+                    average(all, i, at, n, into: tile)
+                    g = tile
+                } else {
+                    g = shard.gradient.pointer + position
+                    if scale != 1 { Kernels.scale(g, by: scale, count: n) }
+                }
+                for s in slots.indices { slots[s] = shard.state[s].pointer + position }
+                let w = all[rank][weightsAt + i].base!.assumingMemoryBound(to: Float.self) + at
+                rule.update(weights: w, gradient: g, state: slots, count: n, step: step)
+                for q in all.indices where q != rank {
+                    (all[q][weightsAt + i].base!.assumingMemoryBound(to: Float.self) + at).update(from: w, count: n)
+                }
+                done += n
+            }
+        }
+    }
+
+    /// Waits for every handle, even after one fails (their buffers must outlive them), then
+    /// throws the first error.
+    static func waitAll(_ handles: [any CollectiveHandle]) throws {
+        var first: (any Error)?
+        for h in handles {
+            do { try h.wait() } catch { if first == nil { first = error } }
+        }
+        if let first { throw first }
+    }
+
+    // MARK: Checkpoints
+
+    /// Collective: fills `state.slots` with the full state of every parameter, gathered from
+    /// every rank's slices, as an unsharded `OptimizerState` holds it (for `Checkpoint.write`).
+    public func gatherState() throws {
+        var slots: [String: [Tensor]] = [:]
+        for shard in shards {
+            let total = shard.width * group.size
+            for s in shard.state {
+                let full = Tensor(uninitializedShape: [total])
+                try group.allGather(send: CollectiveBuffer(s.pointer, count: shard.width), receive: CollectiveBuffer(full.pointer, count: total)).wait()
+                for (i, p) in shard.parameters.enumerated() {
+                    let t = Tensor(uninitializedShape: p.shape)
+                    t.pointer.update(from: full.pointer + shard.offsets[i], count: p.count)
+                    slots[shard.names[i], default: []].append(t)
+                }
+            }
+        }
+        state.slots = slots
+    }
+
+    /// Drops the full state ``gatherState()`` collected.
+    public func releaseGatheredState() { state.slots = [:] }
+
+    /// Takes this rank's slices from the full state in `state.slots` (a checkpoint's, sharded
+    /// or not, of any worker count), zero where a parameter has none, and empties `slots`.
+    public func loadState() throws {
+        defer { state.slots = [:] }
+        let names = rule.stateNames
+        for shard in shards {
+            for s in shard.state { s.pointer.update(repeating: 0, count: shard.width) }
+            shard.pieces(shard.owned) { i, offset, count, flat in
+                guard let full = state.slots[shard.names[i]] else { return }
+                for (s, t) in zip(shard.state, full) where t.count == shard.parameters[i].count {
+                    (s.pointer + (flat - shard.owned.lowerBound)).update(from: t.pointer + offset, count: count)
+                }
+            }
+        }
+        for (name, full) in state.slots where full.count != names.count {
+            throw ShardingError("optimizer state of '\(name)' has \(full.count) slots, \(type(of: rule)) keeps \(names.count) (\(names.joined(separator: ", ")))")
+        }
+    }
+}
+
+// MARK: - One bucket's shard
+
+extension ShardedOptimizer {
+    /// A bucket's parameters laid end to end (C elements), padded to N·S, and this rank's slice.
+    final class Shard {
+        let parameters: [Parameter]
+        let names: [String]
+        /// Where each parameter starts in the bucket.
+        let offsets: [Int]
+        /// C: the bucket's elements.
+        let count: Int
+        /// S = ⌈C/N⌉: one rank's slice, padding included.
+        let width: Int
+        /// This rank's elements: [r·S, min((r+1)·S, C)).
+        let owned: Range<Int>
+        /// One tensor of S elements per state slot.
+        let state: [Tensor]
+        /// N·S floats (collectives path): packed gradients, then the gathered weights.
+        let packed: Tensor?
+        /// This rank's S averaged gradients (collectives path, or clipping on shared memory).
+        lazy var gradient = Tensor(zeros: [width])
+        /// 16-bit packed gradients and this rank's reduced slice (compressed collectives path).
+        let packed16: UnsafeMutablePointer<UInt16>?
+        let received16: UnsafeMutablePointer<UInt16>?
+        var ready = 0
+        var marked: [Bool]
+        var handle: (any CollectiveHandle)?
+
+        init(parameters: [Parameter], names: [String], rank: Int, size: Int, slots: Int, collectives: Bool, compressed: Bool) {
+            self.parameters = parameters
+            self.names = names
+            var offsets: [Int] = [], total = 0
+            for p in parameters { offsets.append(total); total += p.count }
+            self.offsets = offsets
+            count = total
+            let width = (total + size - 1) / size
+            self.width = width
+            owned = min(rank * width, total)..<min((rank + 1) * width, total)
+            state = (0..<slots).map { _ in Tensor(zeros: [width]) }
+            // Padding stays zero: it is reduced and gathered with the rest and never read back.
+            packed = collectives ? Tensor(zeros: [width * size]) : nil
+            if collectives && compressed {
+                packed16 = .allocate(capacity: max(width * size, 1))
+                packed16!.initialize(repeating: 0, count: max(width * size, 1))
+                received16 = .allocate(capacity: max(width, 1))
+                received16!.initialize(repeating: 0, count: max(width, 1))
+            } else {
+                packed16 = nil
+                received16 = nil
+            }
+            marked = Array(repeating: false, count: parameters.count)
+        }
+
+        deinit { packed16?.deallocate(); received16?.deallocate() }
+
+        /// Calls `body(parameter, offset in it, count, position in the bucket)` for each
+        /// parameter's part of `range` (bucket positions), in order.
+        func pieces(_ range: Range<Int>, _ body: (_ index: Int, _ offset: Int, _ count: Int, _ flat: Int) -> Void) {
+            guard !range.isEmpty else { return }
+            for (i, start) in offsets.enumerated() {
+                let end = start + parameters[i].count
+                let lo = max(start, range.lowerBound), hi = min(end, range.upperBound)
+                if lo < hi { body(i, lo - start, hi - lo, lo) }
+            }
+        }
+
+        func pack(_ i: Int, compression: GradientCompression) {
+            let p = parameters[i], g = p.gradient!.pointer, at = offsets[i]
+            if let half = packed16 {
+                if compression == .bf16 { for j in 0..<p.count { half[at + j] = HalfConversion.bfloat16Bits(g[j]) } }
+                else { for j in 0..<p.count { half[at + j] = HalfConversion.float16Bits(g[j]) } }
+            } else {
+                (packed!.pointer + at).update(from: g, count: p.count)
+            }
+        }
+
+        /// The compressed path's reduced slice, widened into `gradient`.
+        func unpackReceived(compression: GradientCompression) {
+            guard let half = received16 else { return }
+            let g = gradient.pointer
+            if compression == .bf16 { for j in 0..<width { g[j] = HalfConversion.float(bfloat16: half[j]) } }
+            else { for j in 0..<width { g[j] = HalfConversion.float(float16: half[j]) } }
+        }
+    }
+}
+
+/// Why a sharded optimizer cannot be set up or restored.
+public struct ShardingError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A value handed to a collective's body on the communication thread.
+struct Unchecked<Value>: @unchecked Sendable {
+    // Safe: the rank's own thread blocks on the collective's handle while the body runs,
+    // so the value is never used from two threads at once.
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
