@@ -60,7 +60,9 @@ final class CuDNNLSTM {
         try gpu.upload(lengths, to: sequenceLengths)
     }
 
-    deinit { for p in [work, reserve, sequenceLengths] { gpu.free(p) } }
+    /// Gives the scratch buffers back to the cache (a candidate that lost the timing). The one kept is freed
+    /// with its trainer, which frees every block allocated while it was built.
+    func release() { for p in [work, reserve, sequenceLengths] { gpu.free(p) } }
 
     /// One piece of the weight space: `layer`'s matrix or bias `id` (0–3 input gates i, f, g, o; 4–7 recurrent),
     /// at `offset` bytes from the start, `count` elements.

@@ -38,7 +38,10 @@ extension LSTMNetwork {
                 continue
             }
             if layout == nil { layout = try weightLayout(t, lstm); layoutBytes = lstm.weightSpaceBytes }
-            guard let layout, lstm.weightSpaceBytes == layoutBytes else { refused.append("\(algorithm): a different weight space"); continue }
+            guard let layout, lstm.weightSpaceBytes == layoutBytes else {
+                lstm.release()
+                refused.append("\(algorithm): a different weight space"); continue
+            }
             let path = CuDNNPath(lstm: lstm, y: y, dy: dy, dx: dx, weights: layout.weights, weightGradients: layout.gradients,
                                  aliased: layout.aliased, pieces: layout.pieces)
             do {
@@ -46,10 +49,16 @@ extension LSTMNetwork {
                 var times: [Double] = []
                 for _ in 0..<3 { times.append(try gpu.time { try recurrence(t, path, forward: true, backward: true) }) }
                 let ms = times.sorted()[1]
-                if best == nil || ms < best!.ms { best = (path, ms) }
+                if let previous = best, previous.ms <= ms {
+                    lstm.release()
+                } else {
+                    best?.path.lstm.release()
+                    best = (path, ms)
+                }
                 refused.append("\(algorithm): \(Double(Int(ms * 1000)) / 1000) ms")
             } catch let error {
                 try? gpu.synchronize()
+                lstm.release()
                 refused.append("\(algorithm): \(error)")
             }
         }
