@@ -29,8 +29,9 @@ public struct Benchmark {
     /// synthetic batches (seeded by rank), gradients averaged by DDP over the threads
     /// backend. One worker takes the same path with nothing to average (DDP over one rank
     /// has no buckets and no hooks).
-    public func run(workers: Int = 1, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none) throws -> RunResult {
-        try measure(workers: workers, bucketBytes: bucketBytes, compression: compression).result
+    public func run(workers: Int = 1, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none,
+                    shardOptimizer: Bool = false) throws -> RunResult {
+        try measure(workers: workers, bucketBytes: bucketBytes, compression: compression, shardOptimizer: shardOptimizer).result
     }
 
     /// A run's result with every rank's spans and collectives, for traces.
@@ -56,15 +57,17 @@ public struct Benchmark {
     /// without communication — forward passes and optimizer updates competing for memory
     /// bandwidth at the same moments, and every step waiting for the slowest replica. Its
     /// result's backend is ``independentBackend``.
+    ///
+    /// With `shardOptimizer`, each rank updates its 1/N of the weights (``ShardedOptimizer``).
     public func measure(workers: Int, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none,
-                        recordEvents: Bool = false, independent: Bool = false) throws -> Measurement {
+                        recordEvents: Bool = false, independent: Bool = false, shardOptimizer: Bool = false) throws -> Measurement {
         let (workload, batch, steps, warmup, clock) = (self.workload, self.batch, self.steps, self.warmup, self.clock)
         Storage.resetPeak()
         let perRank = try Launch.run(backend: backend, workers: workers) { rank, group in
             let model = workload.make(seed: 0)
             let own: any ProcessGroup = independent ? ThreadWorld(size: 1).group(rank: 0) : group
             let worker = try Worker(model: model, group: own, optimizer: try SGD(learningRate: 0.01, momentum: 0.9),
-                                    bucketBytes: bucketBytes, compression: compression)
+                                    bucketBytes: bucketBytes, compression: compression, shardOptimizer: shardOptimizer)
             if independent { worker.lockstep = group }
             var generator = SeededGenerator(seed: UInt64(rank))
             let batches = (0..<4).map { _ in workload.syntheticBatch(size: batch, generator: &generator) }
@@ -81,7 +84,8 @@ public struct Benchmark {
             return RankTiming(spans: worker.spans, clock: alignment, wall: wall, busy: group.busySeconds - busyBefore,
                               collectives: recordEvents ? Array(group.collectiveLog.dropFirst(logBefore)) : [],
                               collectiveCount: max(0, group.collectiveLog.count - logBefore), params: model.parameterCount,
-                              flops: 3 * model.forwardFLOPsPerSample * Double(batch), bytes: worker.ddp.bytesPerStep)
+                              flops: 3 * model.forwardFLOPsPerSample * Double(batch), bytes: worker.ddp.bytesPerStep,
+                              optimizerBytes: worker.optimizerStateBytes)
         }
         let wall = perRank.map(\.wall).max() ?? 0
         let workers = perRank.count
@@ -100,8 +104,8 @@ public struct Benchmark {
             seconds: wall, samples_per_s: Double(batch * workers * steps) / wall, step_ms: .init(stepTimes),
             breakdown_ms: .init(data: mean { $0.data }, forward: mean { $0.forward }, backward: mean { $0.backward },
                                 comm_exposed: mean { $0.communication }, optimizer: mean { $0.optimizer }),
-            memory: .init(peak_bytes: Storage.peakBytes / processRanks, params: paramBytes, grads: paramBytes, optimizer: paramBytes,
-                          activations: max(0, Storage.peakBytes / processRanks - 3 * paramBytes)),
+            memory: .init(peak_bytes: Storage.peakBytes / processRanks, params: paramBytes, grads: paramBytes, optimizer: perRank[0].optimizerBytes,
+                          activations: max(0, Storage.peakBytes / processRanks - 2 * paramBytes - perRank[0].optimizerBytes)),
             loss: Double(perRank[0].spans.losses.last ?? .nan), flops_per_step: perRank[0].flops * Double(workers))
         result.per_rank_step_ms = perRank.map { 1000 * $0.spans.steps.reduce(0, +) / n }
         result.per_rank_steps_ms = perRank.map { $0.spans.steps.map { 1000 * $0 } }
@@ -116,6 +120,7 @@ public struct Benchmark {
             let algbw = busy > 0 ? Double(bytes) * n / busy / 1e9 : 0
             result.comm = .init(bytes_per_step: bytes, algbw_gbps: algbw, busbw_gbps: algbw * 2 * Double(workers - 1) / Double(workers), overlap: overlap)
         }
+        if workers > 1 && !independent { result.optimizer_sharded = shardOptimizer }
         result.clock_uncertainty_us = 1e6 * (perRank.map(\.clock.uncertainty).max() ?? 0)
         return Measurement(result: result, spans: perRank.map(\.spans.events), collectives: perRank.map(\.collectives),
                            clocks: perRank.map(\.clock))
@@ -134,5 +139,6 @@ public struct Benchmark {
         var params: Int
         var flops: Double
         var bytes: Int
+        var optimizerBytes: Int
     }
 }

@@ -68,6 +68,8 @@ public struct RunResult: Codable, Sendable {
     public var clock_uncertainty_us: Double?
     public var eval_loss: Double?
     public var accuracy: Double?
+    /// Whether each rank updated only its shard of the weights (``ShardedOptimizer``).
+    public var optimizer_sharded: Bool?
 
     public init(model: String, params: Int, backend: String, device_name: String, workers: Int, batch_per_worker: Int,
                 global_batch: Int, steps: Int, warmup: Int, seconds: Double, samples_per_s: Double, step_ms: Quantiles,

@@ -17,6 +17,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup = 3
     @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (workers > 1).") var bucketMB = 25.0
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
+    @Flag(name: .customLong("shard-optimizer"), inversion: .prefixedNo,
+          help: "Each worker updates only its 1/N of the weights and keeps 1/N of the optimizer state (ZeRO stage 1): reduce-scatter, update, all-gather.")
+    var shardOptimizer: Bool?
     @Option(help: "Also write every rank's spans and collectives here as a Chrome trace (opens in Perfetto).") var trace: String?
     @Flag(help: "Print one JSON result line.") var json = false
     @Option(help: "cpu, or cuda (one GPU).") var device: ComputeDevice = .cpu
@@ -33,6 +36,7 @@ struct Bench: ParsableCommand {
         guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
+        if shardOptimizer == true && device == .cuda { throw ValidationError("--shard-optimizer shards the CPU workers' update; the GPU step has its own") }
     }
 
     mutating func run() throws {
@@ -45,17 +49,19 @@ struct Bench: ParsableCommand {
         var benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
         benchmark.backend = launch.resolved
         let compression = GradientCompression(rawValue: compress)!
+        let sharded = shardOptimizer ?? false
         if measurementOptions.measurementOut != nil {
             return try measurementOptions.write(benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression,
-                                                                  recordEvents: measurementOptions.recordEvents))
+                                                                  recordEvents: measurementOptions.recordEvents, shardOptimizer: sharded))
         }
         let result: RunResult
         if let trace {
-            let measurement = try benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, recordEvents: true)
+            let measurement = try benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, recordEvents: true,
+                                                    shardOptimizer: sharded)
             if Launch.isPrimary { try FileIO.writeAtomically(Array(ChromeTrace.render(Analysis.events(measurement)).utf8), to: trace) }
             result = measurement.result
         } else {
-            result = try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression)
+            result = try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, shardOptimizer: sharded)
         }
         guard Launch.isPrimary else { return }
         if json { try printJSON(result); return }

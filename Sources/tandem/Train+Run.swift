@@ -50,12 +50,23 @@ struct Run: @unchecked Sendable {
             let model = recipe.makeModel()
             if let path = c.`init` { try model.loadWeights(from: path) }
             let worker = try Worker(model: model, group: group, optimizer: try c.makeOptimizer(),
-                                    bucketBytes: Int(c.bucketMB * 1_048_576), compression: compression)
+                                    bucketBytes: Int(c.bucketMB * 1_048_576), compression: compression, shardOptimizer: c.shardsOptimizer)
             worker.clipNorm = c.clipNorm
             var drawn = 0
             if c.resume, let dir = c.checkpointDir {
                 let record = try Checkpoint.resume(from: dir, model: model, optimizer: worker.optimizer, settings: c.checkpointSettings)
+                try worker.loadOptimizerState()
                 drawn = c.resharded(record, rank: rank)
+            }
+            // Every rank takes part (a sharded optimizer gathers its state); rank 0 writes.
+            func checkpoint(drawn: Int) throws {
+                guard let dir = c.checkpointDir else { return }
+                try worker.gatherOptimizerState()
+                defer { worker.releaseGatheredState() }
+                if rank == 0 {
+                    try Checkpoint(step: worker.optimizer.step, batchesDrawn: drawn, workers: c.workers, settings: c.checkpointSettings)
+                        .write(model: model, optimizer: worker.optimizer, to: dir)
+                }
             }
             let stream = try recipe.stream(rank: rank, worldSize: c.workers, strategy: strategy, batch: batch, drawn: drawn, prefetch: c.prefetch)
             let clock = MonotonicClock()
@@ -68,10 +79,7 @@ struct Run: @unchecked Sendable {
                 let step = worker.optimizer.step
                 board.post(rank: rank, milliseconds: 1000 * worker.spans.steps.last!)
                 if c.verifyEvery > 0 && step % c.verifyEvery == 0 { try worker.ddp.verifyReplicas() }
-                if rank == 0, let dir = c.checkpointDir, let every = c.checkpointEvery, step % every == 0 || step == steps {
-                    try Checkpoint(step: step, batchesDrawn: stream.drawn, workers: c.workers, settings: c.checkpointSettings)
-                        .write(model: model, optimizer: worker.optimizer, to: dir)
-                }
+                if let every = c.checkpointEvery, step % every == 0 || step == steps { try checkpoint(drawn: stream.drawn) }
                 let now = clock.now()
                 if rank == 0 && (now - lastPrint >= 1 || step == steps) {
                     lastPrint = now
@@ -84,12 +92,9 @@ struct Run: @unchecked Sendable {
             try worker.ddp.verifyReplicas()
             var outcome = Outcome(params: model.parameterCount, stepsRun: stepsRun, seconds: seconds, loss: worker.spans.losses.last ?? .nan,
                                   stepMilliseconds: worker.spans.steps.map { 1000 * $0 }, spans: worker.spans)
+            if rank == 0 { try requireFiniteLoss(worker.spans.losses.last) }
+            if c.checkpointEvery == nil { try checkpoint(drawn: stream.drawn) }
             if rank == 0 {
-                try requireFiniteLoss(worker.spans.losses.last)
-                if let dir = c.checkpointDir, c.checkpointEvery == nil {
-                    try Checkpoint(step: worker.optimizer.step, batchesDrawn: stream.drawn, workers: c.workers, settings: c.checkpointSettings)
-                        .write(model: model, optimizer: worker.optimizer, to: dir)
-                }
                 outcome.evaluation = evaluate(model)
                 if let save = c.save { try model.saveWeights(to: save, metadata: ["model": c.model.rawValue, "steps": "\(steps)"]) }
             }

@@ -42,6 +42,9 @@ struct Train: ParsableCommand {
     @Option(help: "Micro-batches accumulated per optimizer step.") var accumulate = 1
     @Option(help: "Batches each worker's loader assembles ahead of use, on a background thread.") var prefetch = 2
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16.") var compress = "none"
+    @Flag(name: .customLong("shard-optimizer"), inversion: .prefixedNo,
+          help: "Each worker updates only its 1/N of the weights and keeps 1/N of the optimizer state (ZeRO stage 1): reduce-scatter, update, all-gather. Checkpoints hold the full state either way.")
+    var shardOptimizer: Bool?
     @Option(help: "Seconds any worker waits for the others before the run fails.") var timeout = 300.0
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (and resume from here).") var checkpointDir: String?
     @Option(name: .customLong("checkpoint-every"), help: "Steps between checkpoints (default: only at the end).") var checkpointEvery: Int?
@@ -80,6 +83,8 @@ struct Train: ParsableCommand {
         guard verifyEvery >= 0 else { throw ValidationError("--verify-every must be ≥ 0, got \(verifyEvery)") }
         if mode == "dp" && launch.resolved == .mpi { throw ValidationError("--mode dp runs in one process; use --backend threads") }
         if mode == "dp" && (compress != "none" || shard != "block") { throw ValidationError("--mode dp has no --compress or --shard: it scatters each batch in one process") }
+        if shardOptimizer == true && mode == "dp" { throw ValidationError("--shard-optimizer needs --mode ddp: dp updates on the first worker only") }
+        if shardOptimizer == true && device == .cuda { throw ValidationError("--shard-optimizer shards the CPU workers' update; the GPU step has its own") }
         _ = try parsedHidden()
         _ = try parsedSchedule(steps: 1)
     }
@@ -114,6 +119,9 @@ struct Train: ParsableCommand {
                 : try SGD(learningRate: lr, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
         } catch { throw ValidationError(error.description) }
     }
+
+    /// Whether the workers shard the optimizer step (`--[no-]shard-optimizer`; off unless asked for).
+    var shardsOptimizer: Bool { shardOptimizer ?? false }
 
     /// Settings a checkpoint must agree with to be resumed. The number of workers may differ:
     /// the data is re-sharded, continuing from the same number of samples seen.
