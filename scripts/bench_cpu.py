@@ -24,6 +24,11 @@ scaling: for N workers, N independent single-worker Tandem processes run at the 
 (no communication at all), and their summed throughput over N times the single-worker median
 is the efficiency no data-parallel engine can beat on this machine (cores sharing caches,
 memory bandwidth and clock boost). It is shown as "ceiling efficiency".
+
+Engines tandem-sharded and tandem-unsharded run the same binary with --shard-optimizer and
+--no-shard-optimizer (workers > 1 only; their efficiency is over the plain tandem engine's
+1-worker median), for an A/B of the sharded optimizer step inside one invocation; a second
+table then lists them beside the plain tandem engine.
 """
 import argparse, json, os, platform, shlex, signal, statistics, subprocess, sys, time
 
@@ -33,6 +38,9 @@ MODELS = ["mlp", "mlp-wide", "cnn", "lstm", "gpt"]
 BATCH = {"mlp": 64, "mlp-wide": 64, "cnn": 64, "lstm": 32, "gpt": 4}
 STEPS = {"mlp": 50, "mlp-wide": 10, "cnn": 30, "lstm": 10, "gpt": 3}
 WARMUP = {"mlp": 5, "mlp-wide": 2, "cnn": 5, "lstm": 2, "gpt": 2}
+# Tandem run with one flag more, for A/B comparisons of the optimizer step.
+VARIANTS = ("tandem-sharded", "tandem-unsharded")
+VARIANT_FLAGS = {"tandem-sharded": ["--shard-optimizer"], "tandem-unsharded": ["--no-shard-optimizer"]}
 
 
 def parse_args():
@@ -60,7 +68,7 @@ def parse_args():
         a.workers.insert(0, 1)  # efficiency needs throughput(1) from this same invocation
     a.engines = [e for e in a.engines.split(",") if e]
     for e in a.engines:
-        if e not in ("tandem", "pytorch", "ceiling"): p.error(f"unknown engine {e!r}")
+        if e not in ("tandem", "pytorch", "ceiling") + VARIANTS: p.error(f"unknown engine {e!r}")
     if a.repeats < 1: p.error("--repeats must be >= 1")
     return a
 
@@ -94,8 +102,8 @@ class Runner:
         common = ["--model", model, "--workers", str(workers), "--batch", str(batch),
                   "--steps", str(steps), "--warmup", str(warmup)]
         env = dict(os.environ)
-        if engine == "tandem":
-            return [self.a.tandem, "bench"] + common + ["--json"], env
+        if engine == "tandem" or engine in VARIANTS:
+            return [self.a.tandem, "bench"] + common + VARIANT_FLAGS.get(engine, []) + ["--json"], env
         self.port += 1
         env["OMP_NUM_THREADS"] = "1"
         return [self.a.torch_python, self.a.torch_bench] + common + ["--threads", "1", "--port", str(self.port)], env
@@ -201,13 +209,13 @@ def main():
         warmup = a.warmup if a.warmup is not None else WARMUP[model]
         for rep in range(a.repeats):
             for engine in a.engines:  # alternate engines within each repeat
-                if engine == "ceiling" and workers == 1: continue  # the same as tandem alone
+                if engine in ("ceiling",) + VARIANTS and workers == 1: continue  # the same as tandem alone
                 k += 1
                 r = run.run(engine, model, workers, batch, steps, warmup)
                 R.setdefault((model, workers, engine), []).append(r)
                 msg = f"{r['sps']:,.2f} samples/s" if r["ok"] else f"FAILED: {r['why']}"
                 if r.get("mismatch"): msg += "  (result reports " + ", ".join(r["mismatch"]) + ")"
-                print(f"[{k}/{total}] {engine:7s} {model:8s} workers={workers} batch={batch} "
+                print(f"[{k}/{total}] {engine:16s} {model:8s} workers={workers} batch={batch} "
                       f"repeat {rep + 1}/{a.repeats}: {msg}", file=sys.stderr, flush=True)
 
     def med(model, workers, engine):
@@ -215,7 +223,7 @@ def main():
 
     def eff(model, workers, engine):
         if workers == 1: return "—"
-        t1, tn = med(model, 1, "tandem" if engine == "ceiling" else engine), med(model, workers, engine)
+        t1, tn = med(model, 1, "tandem" if engine in ("ceiling",) + VARIANTS else engine), med(model, workers, engine)
         if t1 is None or tn is None: return "—"
         return f"{100 * tn / (workers * t1):.0f}%"
 
@@ -239,6 +247,19 @@ def main():
         ratio = f"{tm / pm:.2f}×" if tm and pm else "—"
         print(f"| {model} | {workers} | {batch} | {t_med} | {t_spread} | {p_med} | {p_spread} | {ratio} "
               f"| {eff(model, workers, 'tandem')} | {eff(model, workers, 'pytorch')} | {eff(model, workers, 'ceiling')} |")
+
+    variants = [e for e in VARIANTS if e in a.engines]
+    if variants and any(w > 1 for w in a.workers):
+        print("\nThe optimizer step, A/B (efficiency over the tandem engine's 1-worker median):\n")
+        print("| model | workers | " + " | ".join(f"{e} samples/s | {e} min–max | {e} efficiency" for e in ["tandem"] + variants) + " |")
+        print("| --- | ---: | " + " | ".join("---: | ---: | ---:" for _ in ["tandem"] + variants) + " |")
+        for model, workers in configs:
+            if workers == 1: continue
+            cells = []
+            for e in ["tandem"] + variants:
+                m, spread = cell(R.get((model, workers, e), []), a.repeats)
+                cells.append(f"{m} | {spread} | {eff(model, workers, e)}")
+            print(f"| {model} | {workers} | " + " | ".join(cells) + " |")
 
     failures = [(key, r) for key, rs in R.items() for r in rs if not r["ok"]]
     if failures:
