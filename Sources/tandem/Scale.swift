@@ -112,7 +112,7 @@ struct Scale: ParsableCommand {
         let perHost = nccl != nil ? 1 : min(widest, ProcessInfo.processInfo.activeProcessorCount)
         if perHost > 1 {
             for (i, model) in sweep.models.enumerated() {
-                bar.show(i, sweep.models.count, "contention probe: \(model.rawValue) × \(perHost) independent replicas", nil)
+                bar.show(i, sweep.models.count, "contention probe: \(model.rawValue) × \(perHost) replicas in lock-step", nil)
                 probes.append(try sweep.probe(model, workers: perHost).result)
             }
             bar.finish()
