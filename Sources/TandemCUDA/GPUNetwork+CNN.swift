@@ -153,7 +153,7 @@ final class CNNNetwork: GPUNetwork {
         try t.crossEntropy(logits: logits, bias: t.weight(head + 1), labels: io.targets, dlogits: dlogits, losses: losses, rows: B, cols: classes)
         // Backward: the classifier and the global average pool.
         try t.activationBackward(dy: dlogits, ref: dlogits, act: 0, rows: B, cols: classes, biasGradient: t.gradient(head + 1))
-        try t.gemm(transA: true, transB: false, m: classes, n: last.cout, k: B, a: dlogits, lda: classes, b: features, ldb: last.cout, c: t.gradient(head), ldc: last.cout, cF32: true)
+        try t.smallGemmTN(a: dlogits, b: features, c: t.gradient(head), m: classes, n: last.cout, k: B)
         try t.gemm(transA: false, transB: false, m: B, n: last.cout, k: classes, a: dlogits, lda: classes, b: t.operand(head), ldb: last.cout, c: dFeatures, ldc: last.cout)
         try t.elementwise("avgpool_bwd" + s, count: planes * hw3, [.pointer(dFeatures), .pointer(dOut[2]), i32(planes), i32(hw3)])
     }
@@ -166,19 +166,29 @@ final class CNNNetwork: GPUNetwork {
         for (i, c) in convs.enumerated() {
             let hw = c.h * c.w
             try t.gpu.profiled("cudnn conv\(i + 1) forward") { try c.dnn!.forward(x: c.x, w: t.operand(c.weight), y: c.out, workspace: dnnWorkspace) }
-            try t.gpu.launchPlanes("bias_relu_nchw" + s, pixels: hw, planes: c.cout, images: B, [.pointer(c.out), .pointer(t.weight(c.weight + 1)), i32(c.cout), i32(hw)])
             if i < 2 {
-                try t.elementwise("maxpool" + s, count: B * c.cout * hw / 4, [.pointer(c.out), .pointer(pooled[i]), .pointer(argmax[i]), i32(B * c.cout), i32(c.h), i32(c.w)])
+                // Bias, ReLU and the max-pool in one pass; `out` keeps the pre-activation, which nothing reads again.
+                try t.elementwise("bias_relu_maxpool" + s, count: B * c.cout * hw / 4,
+                                  [.pointer(c.out), .pointer(t.weight(c.weight + 1)), .pointer(pooled[i]), .pointer(argmax[i]), i32(B * c.cout), i32(c.cout), i32(c.h), i32(c.w)])
+            } else {
+                try t.gpu.launchPlanes("bias_relu_nchw" + s, pixels: hw, planes: c.cout, images: B, [.pointer(c.out), .pointer(t.weight(c.weight + 1)), i32(c.cout), i32(hw)])
             }
         }
         try classifier(t)
         for i in stride(from: 2, through: 0, by: -1) {
             let c = convs[i], dnn = c.dnn!
             let hw = c.h * c.w
-            // ReLU mask in place and the bias gradient's per-channel partial sums, in one pass; ~2048 blocks.
+            // The ReLU mask (and, before a pool, the pool's backward) with the bias gradient's per-channel partial sums,
+            // in one pass; ~2048 blocks.
             let chunks = max(1, min(B, 2048 / c.cout, t.scratchFloats / max(c.cout, 1)))
-            try t.gpu.launch("relu_bwd_channel_sums" + s, grid: (c.cout, chunks, 1), block: (256, 1, 1),
-                             [.pointer(dOut[i]), .pointer(c.out), .pointer(t.scratch), i32(B), i32(c.cout), i32(hw)])
+            if i < 2 {
+                try t.gpu.launch("maxpool_relu_bwd_sums" + s, grid: (c.cout, chunks, 1), block: (256, 1, 1),
+                                 [.pointer(dPooled[i]), .pointer(pooled[i]), .pointer(argmax[i]), .pointer(dOut[i]), .pointer(t.scratch),
+                                  i32(B), i32(c.cout), i32(c.h), i32(c.w)])
+            } else {
+                try t.gpu.launch("relu_bwd_channel_sums" + s, grid: (c.cout, chunks, 1), block: (256, 1, 1),
+                                 [.pointer(dOut[i]), .pointer(c.out), .pointer(t.scratch), i32(B), i32(c.cout), i32(hw)])
+            }
             try t.sumPartials(chunks: chunks, cols: c.cout, into: t.gradient(c.weight + 1))
             if precision.usesShadow {
                 try t.gpu.profiled("cudnn conv\(i + 1) filter gradient") { try dnn.backwardFilter(x: c.x, dy: dOut[i], dw: dnnFilterGradient, workspace: dnnWorkspace) }
@@ -187,10 +197,8 @@ final class CNNNetwork: GPUNetwork {
                 try t.gpu.profiled("cudnn conv\(i + 1) filter gradient") { try dnn.backwardFilter(x: c.x, dy: dOut[i], dw: t.gradient(c.weight), workspace: dnnWorkspace) }
             }
             if i > 0 {
+                // The input gradient is the previous pool's output gradient; the fused kernel above (next turn) takes it from there.
                 try t.gpu.profiled("cudnn conv\(i + 1) input gradient") { try dnn.backwardData(w: t.operand(c.weight), dy: dOut[i], dx: dPooled[i - 1], workspace: dnnWorkspace) }
-                let prev = convs[i - 1]
-                try t.elementwise("maxpool_bwd" + s, count: B * prev.cout * prev.h * prev.w,
-                                  [.pointer(dPooled[i - 1]), .pointer(argmax[i - 1]), .pointer(dOut[i - 1]), i32(B * prev.cout), i32(prev.h), i32(prev.w)])
             }
         }
     }

@@ -68,18 +68,58 @@ final class LSTMNetwork: GPUNetwork {
         losses = try gpu.allocate(bytes: 4 * B * outputs, category: .activations)
     }
 
+    /// Chooses how to run the recurrence by timing one step's forward and backward of each way (Tandem's
+    /// own kernels, and every cuDNN algorithm that accepts the shape) captured in a CUDA graph and replayed,
+    /// as the benchmark runs it; keeps the fastest and gives the others' buffers back.
     func prepare(_ t: GPUTrainer) throws {
-        if let dnn = t.gpu.dnnForTrainers {
-            do {
-                cudnn = try makeCuDNNPath(t, dnn)
-                return
-            } catch let error {
-                engine = "step by step (cuDNN's LSTM refused: \(error))"
-            }
-        } else if let why = t.gpu.dnnUnavailable {
-            engine += " (no cuDNN: \(why))"
+        let gpu = t.gpu
+        try allocateStepwise(gpu)
+        guard let dnn = gpu.dnnForTrainers else {
+            if let why = gpu.dnnUnavailable { engine += " (no cuDNN: \(why))" }
+            return
         }
-        try allocateStepwise(t.gpu)
+        var notes: [String] = []
+        let candidates = makeCuDNNPaths(t, dnn, notes: &notes)
+        guard !candidates.isEmpty else { engine += " (cuDNN's LSTM refused: \(notes.joined(separator: "; ")))"; return }
+        // Never time on zeros: 0x3C003C00 is about 0.0078 in fp32.
+        try gpu.fill(io.inputs, words: io.inputCount, pattern: 0x3C00_3C00)
+        try gpu.fill(io.targets, words: io.targetCount, pattern: 0x3C00_3C00)
+        var best: (path: CuDNNPath?, ms: Double)?
+        for option in [nil] + candidates.map(Optional.some) {
+            cudnn = option
+            let name = option.map { "cuDNN \($0.lstm.algorithm)" } ?? "step by step"
+            do {
+                try forwardBackward(t)   // eager first: libraries load their kernels here
+                try gpu.synchronize()
+                let graph = try gpu.capture { try forwardBackward(t) }
+                try graph.launch()
+                let ms = try gpu.time { for _ in 0..<5 { try graph.launch() } } / 5
+                notes.append("\(name) \(Double(Int(ms * 1000)) / 1000) ms")
+                if best == nil || ms < best!.ms { best = (option, ms) }
+            } catch let error {
+                try? gpu.synchronize()
+                notes.append("\(name): \(error)")
+            }
+        }
+        cudnn = best?.path
+        for c in candidates where c.lstm !== cudnn?.lstm { c.lstm.release() }
+        let timed = "graph-timed forward + backward: " + notes.joined(separator: "; ")
+        if let chosen = cudnn {
+            freeStepwise(gpu)
+            engine = "cuDNN LSTM, \(chosen.lstm.algorithm) algorithm, weights \(chosen.aliased ? "read in place" : "copied") (\(timed))"
+        } else {
+            engine = "step by step: one GEMM + one fused cell kernel per step (\(timed))"
+        }
+    }
+
+    private func freeStepwise(_ gpu: CUDAContext) {
+        for l in layers.indices {
+            for p in [layers[l].gates, layers[l].c, layers[l].h] { gpu.free(p) }
+            layers[l].gates = 0; layers[l].c = 0; layers[l].h = 0
+            if l > 0 { layers[l].x = 0 }
+        }
+        for p in [dLast, dGates, dhNext, dc, dSequence] { gpu.free(p) }
+        (dLast, dGates, dhNext, dc, dSequence) = (0, 0, 0, 0, 0)
     }
 
     private func allocateStepwise(_ gpu: CUDAContext) throws {
@@ -133,7 +173,7 @@ final class LSTMNetwork: GPUNetwork {
         try t.gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
         // Backward: the head.
         try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
-        try t.gemm(transA: true, transB: false, m: outputs, n: H, k: B, a: dPrediction, lda: outputs, b: last, ldb: H, c: t.gradient(head), ldc: H, cF32: true)
+        try t.smallGemmTN(a: dPrediction, b: last, c: t.gradient(head), m: outputs, n: H, k: B)
         try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H, c: dLast, ldc: H)
         for (l, layer) in layers.enumerated().reversed() {
             let isTop = l == layers.count - 1

@@ -8,64 +8,53 @@ import Darwin
 extension LSTMNetwork {
     // MARK: - Set-up
 
-    /// Builds cuDNN's LSTM for every algorithm that accepts this shape and precision, times one forward and
-    /// backward of each on the real buffers, and keeps the fastest. `TANDEM_CUDNN_RNN_ALGO` (standard,
-    /// static or dynamic) forces one.
-    func makeCuDNNPath(_ t: GPUTrainer, _ dnn: CuDNN) throws -> CuDNNPath {
+    /// cuDNN's LSTM for every algorithm that accepts this shape and precision (`TANDEM_CUDNN_RNN_ALGO`:
+    /// standard, static or dynamic, to offer only one), sharing the output buffers and the weight layout.
+    /// Why each one that is missing was refused goes to `notes`.
+    func makeCuDNNPaths(_ t: GPUTrainer, _ dnn: CuDNN, notes: inout [String]) -> [CuDNNPath] {
         let gpu = t.gpu, e = precision.bytes, input = layers[0].input
-        func act(_ n: Int) throws -> DevicePointer { try gpu.allocate(bytes: e * n, category: .activations) }
-        var candidates: [CuDNN.RNNAlgorithm] = [.standard, .persistStatic, .persistDynamic]
+        var algorithms: [CuDNN.RNNAlgorithm] = [.standard, .persistStatic, .persistDynamic]
         if let forced = getenv("TANDEM_CUDNN_RNN_ALGO").map({ String(cString: $0) }) {
             let names: [String: CuDNN.RNNAlgorithm] = ["standard": .standard, "static": .persistStatic, "dynamic": .persistDynamic]
-            guard let algorithm = names[forced] else { throw CUDAError.unsupported("TANDEM_CUDNN_RNN_ALGO=\(forced): expected standard, static or dynamic") }
-            candidates = [algorithm]
+            algorithms = names[forced].map { [$0] } ?? []
+            if algorithms.isEmpty { notes.append("TANDEM_CUDNN_RNN_ALGO=\(forced): expected standard, static or dynamic") }
         }
-        let y = try act(T * B * H), dy = try act(T * B * H), dx = try act(T * B * input)
-        try gpu.fill(dy, words: T * B * H * e / 4, pattern: 0)
-        // Never time on zeros: 0x3C003C00 is about 0.0078 in fp32 and 1.0 / 0.0078 in the 16-bit types.
-        try gpu.fill(layers[0].x, words: T * B * input * e / 4, pattern: 0x3C00_3C00)
-        var layout: (weights: DevicePointer, gradients: DevicePointer, aliased: Bool, pieces: [(tandem: Int, cudnn: Int, count: Int)])?
-        var layoutBytes = 0
-        var best: (path: CuDNNPath, ms: Double)?
-        var refused: [String] = []
-        for algorithm in candidates {
-            let lstm: CuDNNLSTM
+        var paths: [CuDNNPath] = []
+        var shared: (y: DevicePointer, dy: DevicePointer, dx: DevicePointer)?
+        var layout: (weights: DevicePointer, gradients: DevicePointer, aliased: Bool, pieces: [(tandem: Int, cudnn: Int, count: Int)], bytes: Int)?
+        for algorithm in algorithms {
             do {
-                lstm = try CuDNNLSTM(gpu: gpu, dnn: dnn, precision: precision, algorithm: algorithm, batch: B, steps: T,
-                                     inputSize: input, hidden: H, layers: layers.count)
-            } catch let error {
-                refused.append("\(algorithm): \(error)")
-                continue
-            }
-            if layout == nil { layout = try weightLayout(t, lstm); layoutBytes = lstm.weightSpaceBytes }
-            guard let layout, lstm.weightSpaceBytes == layoutBytes else {
-                lstm.release()
-                refused.append("\(algorithm): a different weight space"); continue
-            }
-            let path = CuDNNPath(lstm: lstm, y: y, dy: dy, dx: dx, weights: layout.weights, weightGradients: layout.gradients,
-                                 aliased: layout.aliased, pieces: layout.pieces)
-            do {
-                try recurrence(t, path, forward: true, backward: true)   // warm-up: cuDNN loads its kernels here
-                var times: [Double] = []
-                for _ in 0..<3 { times.append(try gpu.time { try recurrence(t, path, forward: true, backward: true) }) }
-                let ms = times.sorted()[1]
-                if let previous = best, previous.ms <= ms {
-                    lstm.release()
-                } else {
-                    best?.path.lstm.release()
-                    best = (path, ms)
+                let lstm = try CuDNNLSTM(gpu: gpu, dnn: dnn, precision: precision, algorithm: algorithm, batch: B, steps: T,
+                                         inputSize: input, hidden: H, layers: layers.count)
+                if layout == nil {
+                    do {
+                        let l = try weightLayout(t, lstm)
+                        layout = (l.weights, l.gradients, l.aliased, l.pieces, lstm.weightSpaceBytes)
+                    } catch let error { lstm.release(); throw error }
                 }
-                refused.append("\(algorithm): \(Double(Int(ms * 1000)) / 1000) ms")
+                guard let layout, lstm.weightSpaceBytes == layout.bytes else {
+                    lstm.release()
+                    notes.append("\(algorithm): a different weight space"); continue
+                }
+                if shared == nil {
+                    let y = try gpu.allocate(bytes: e * T * B * H, category: .activations), dy = try gpu.allocate(bytes: e * T * B * H, category: .activations)
+                    shared = (y, dy, try gpu.allocate(bytes: e * T * B * input, category: .activations))
+                    try gpu.fill(dy, words: T * B * H * e / 4, pattern: 0)
+                }
+                paths.append(CuDNNPath(lstm: lstm, y: shared!.y, dy: shared!.dy, dx: shared!.dx, weights: layout.weights,
+                                       weightGradients: layout.gradients, aliased: layout.aliased, pieces: layout.pieces))
             } catch let error {
-                try? gpu.synchronize()
-                lstm.release()
-                refused.append("\(algorithm): \(error)")
+                notes.append("\(algorithm): \(error)")
             }
         }
-        guard let best else { throw CUDAError.unsupported("no cuDNN LSTM algorithm ran (\(refused.joined(separator: "; ")))") }
-        engine = "cuDNN LSTM, \(best.path.lstm.algorithm) algorithm, weights \(best.path.aliased ? "read in place" : "copied") "
-            + "(timed: \(refused.joined(separator: "; ")))"
-        return best.path
+        if let layout, !layout.aliased {
+            // Say why cuDNN's layout differs from Tandem's (its offsets against the parameters' own, in elements).
+            let base = t.offsets[layers[0].wih]
+            let first = layout.pieces.first { $0.cudnn != e * ($0.tandem - base) }
+            notes.append("weights copied: weight space \(layout.bytes) bytes; first difference: Tandem element \(first.map { $0.tandem - base } ?? -1), "
+                         + "cuDNN element \(first.map { $0.cudnn / e } ?? -1)")
+        }
+        return paths
     }
 
     /// Where each cuDNN weight piece sits among Tandem's flat parameters. When every piece's place in cuDNN's

@@ -375,6 +375,16 @@ public final class GPUTrainer {
         }
     }
 
+    /// `C[m, n] = Aᵀ · B` (A `[k, m]`, B `[k, n]` in the activation type, C float): a small weight gradient in one
+    /// launch of one thread per output. Use only where m·n is small.
+    ///
+    /// - Complexity: 2·m·n·k floating-point operations, k dependent per thread.
+    func smallGemmTN(a: DevicePointer, b: DevicePointer, c: DevicePointer, m: Int, n: Int, k: Int) throws {
+        let threads = min(256, (n + 31) / 32 * 32)
+        try gpu.launch("gemm_tn_small" + precision.suffix, grid: ((n + threads - 1) / threads, m, 1), block: (threads, 1, 1),
+                       [.pointer(a), .pointer(b), .pointer(c), .int(Int32(m)), .int(Int32(n)), .int(Int32(k))])
+    }
+
     /// Softmax cross-entropy over `rows` of `cols` logits (plus `bias`, fused): dlogits and the mean loss.
     func crossEntropy(logits: DevicePointer, bias: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer,
                       rows: Int, cols: Int) throws {

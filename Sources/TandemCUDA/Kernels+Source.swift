@@ -653,6 +653,62 @@ template <class D> __device__ void relu_bwd_channel_sums_impl(void* dy, const vo
 }
 INSTANTIATE(relu_bwd_channel_sums, (void* dy, const void* out, float* partial, int N, int C, int HW), (dy, out, partial, N, C, HW))
 
+// The cuDNN path before a 2×2 max-pool: pooled = the window's max of relu(y + b[c]) = relu(max(y) + b[c]), with
+// the argmax kept; the full-size activation is never written. One thread per pooled element; y NCHW [NC, H, W].
+template <class D> __device__ void bias_relu_maxpool_impl(const void* y, const float* b, void* pooled, unsigned char* arg, int NC, int C, int H, int W) {
+  int OH = H / 2, OW = W / 2;
+  long n = (long)NC * OH * OW;
+  GRID_STRIDE(i, n) {
+    int ox = i % OW, oy = (i / OW) % OH, p = i / (OW * OH);
+    long base = ((long)p * H + 2 * oy) * W + 2 * ox;
+    float best = D::ld(y, base); int a = 0;
+    float v1 = D::ld(y, base + 1), v2 = D::ld(y, base + W), v3 = D::ld(y, base + W + 1);
+    if (v1 > best) { best = v1; a = 1; }
+    if (v2 > best) { best = v2; a = 2; }
+    if (v3 > best) { best = v3; a = 3; }
+    D::st(pooled, i, fmaxf(best + b[p % C], 0.f)); arg[i] = (unsigned char)a;
+  }
+}
+INSTANTIATE(bias_relu_maxpool, (const void* y, const float* b, void* pooled, unsigned char* arg, int NC, int C, int H, int W), (y, b, pooled, arg, NC, C, H, W))
+
+// Its backward: dx (full size) = the pooled gradient masked by ReLU (pooled > 0) at each window's argmax, 0 elsewhere;
+// partial[chunk, c] = the sum of the masked pooled gradient over this chunk's images (the bias gradient, finished
+// by sum_partials). Grid (C, chunks).
+template <class D> __device__ void maxpool_relu_bwd_sums_impl(const void* dpooled, const void* pooled, const unsigned char* arg, void* dx,
+                                                               float* partial, int N, int C, int H, int W) {
+  int c = blockIdx.x, OW = W / 2, OHW = (H / 2) * OW;
+  int per = (N + gridDim.y - 1) / gridDim.y;
+  int n0 = blockIdx.y * per, n1 = min(N, n0 + per);
+  int count = max(0, n1 - n0) * OHW;
+  float s = 0.f;
+  for (int k = threadIdx.x; k < count; k += blockDim.x) {
+    int q = k / OHW, o = k - q * OHW;
+    long plane = (long)(n0 + q) * C + c, pi = plane * OHW + o;
+    float g = D::ld(pooled, pi) > 0.f ? D::ld(dpooled, pi) : 0.f;
+    s += g;
+    int oy = o / OW, ox = o - oy * OW, a = arg[pi];
+    long base = (plane * H + 2 * oy) * W + 2 * ox;
+    D::st(dx, base, a == 0 ? g : 0.f); D::st(dx, base + 1, a == 1 ? g : 0.f);
+    D::st(dx, base + W, a == 2 ? g : 0.f); D::st(dx, base + W + 1, a == 3 ? g : 0.f);
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) partial[(long)blockIdx.y * C + c] = s;
+}
+INSTANTIATE(maxpool_relu_bwd_sums, (const void* dpooled, const void* pooled, const unsigned char* arg, void* dx, float* partial, int N, int C, int H, int W),
+            (dpooled, pooled, arg, dx, partial, N, C, H, W))
+
+// C[m, n] (float) = Σ_k A[k, m] · B[k, n], for a linear layer's weight gradient with few outputs (cuBLAS spends
+// ~50 µs on a 10×128×256 fp32 one): one thread per output, the K products in order. Grid (⌈N / blockDim.x⌉, M).
+template <class D> __device__ void gemm_tn_small_impl(const void* A, const void* B, float* C, int M, int N, int K) {
+  int n = blockIdx.x * blockDim.x + threadIdx.x, m = blockIdx.y;
+  if (n >= N) return;
+  float s = 0.f;
+  #pragma unroll 8
+  for (int k = 0; k < K; k++) s += D::ld(A, (long)k * M + m) * D::ld(B, (long)k * N + n);
+  C[(long)m * N + n] = s;
+}
+INSTANTIATE(gemm_tn_small, (const void* A, const void* B, float* C, int M, int N, int K), (A, B, C, M, N, K))
+
 // 2×2 max-pool, stride 2, NCHW; argmax (0..3) kept for backward.
 template <class D> __device__ void maxpool_impl(const void* x, void* y, unsigned char* arg, int NC, int H, int W) {
   int OH = H / 2, OW = W / 2;

@@ -68,6 +68,48 @@ extension GPUSelfTest {
             for ptr in [dv, db, dd, partial, sums] { gpu.free(ptr) }
         }
 
+        // Bias + ReLU + max-pool in one pass, and its backward fused with the bias-gradient sums.
+        do {
+            let (N, C, H, W) = (3, 2, 6, 8)
+            let (OH, OW) = (H / 2, W / 2)
+            let v = rounded(random(N * C * H * W), p), b = random(C), d = rounded(random(N * C * OH * OW), p)
+            let dv = try device(v, p), db = try device(b, .fp32), dd = try device(d, p)
+            let pooled = try gpu.allocate(bytes: e * N * C * OH * OW, category: .workspace), arg = try gpu.allocate(bytes: N * C * OH * OW, category: .workspace)
+            let back = try gpu.allocate(bytes: e * N * C * H * W, category: .workspace)
+            let partial = try gpu.allocate(bytes: 4 * 2 * C, category: .workspace), sums = try gpu.allocate(bytes: 4 * C, category: .workspace)
+            try gpu.launch1D("bias_relu_maxpool" + p.suffix, count: N * C * OH * OW, [.pointer(dv), .pointer(db), .pointer(pooled), .pointer(arg)] + args(N * C, C, H, W))
+            try gpu.launch("maxpool_relu_bwd_sums" + p.suffix, grid: (C, 2, 1), block: (256, 1, 1),
+                           [.pointer(dd), .pointer(pooled), .pointer(arg), .pointer(back), .pointer(partial)] + args(N, C, H, W))
+            try gpu.launch("sum_partials", grid: ((C + 31) / 32, 1, 1), block: (32, 8, 1), [.pointer(partial), .int(2), .int(Int32(C)), .pointer(sums), .int(0)])
+            var pooledRef: [Double] = [], backRef = [Double](repeating: 0, count: N * C * H * W), sumRef = [Double](repeating: 0, count: C)
+            for plane in 0..<N * C { for oy in 0..<OH { for ox in 0..<OW {
+                let idx = [(0, 0), (0, 1), (1, 0), (1, 1)].map { (plane * H + 2 * oy + $0.0) * W + 2 * ox + $0.1 }
+                var best = idx[0]
+                for i in idx.dropFirst() where v[i] > v[best] { best = i }
+                let out = max(0, Double(v[best]) + Double(b[plane % C]))
+                pooledRef.append(out)
+                let g = out > 0 ? Double(d[(plane * OH + oy) * OW + ox]) : 0
+                backRef[best] = g
+                sumRef[plane % C] += g
+            } } }
+            record("bias + relu + max-pool in one pass", p.rawValue, Self.relativeError(try host(pooled, N * C * OH * OW, p), pooledRef), tol)
+            record("max-pool + relu backward", p.rawValue, Self.relativeError(try host(back, N * C * H * W, p), backRef), tol)
+            record("max-pool + relu backward: per-channel bias gradient", p.rawValue, Self.relativeError(try gpu.downloadFloats(sums, count: C), sumRef), tol)
+            for ptr in [dv, db, dd, pooled, arg, back, partial, sums] { gpu.free(ptr) }
+        }
+        // The small weight-gradient GEMM.
+        do {
+            let (M, Nn, Kk) = (10, 70, 33)
+            let a = rounded(random(Kk * M), p), bb = rounded(random(Kk * Nn), p)
+            let da = try device(a, p), dbb = try device(bb, p), dc = try gpu.allocate(bytes: 4 * M * Nn, category: .workspace)
+            let threads = 96
+            try gpu.launch("gemm_tn_small" + p.suffix, grid: ((Nn + threads - 1) / threads, M, 1), block: (threads, 1, 1),
+                           [.pointer(da), .pointer(dbb), .pointer(dc)] + args(M, Nn, Kk))
+            let ref = (0..<M * Nn).map { i in (0..<Kk).reduce(0.0) { $0 + Double(a[$1 * M + i / Nn]) * Double(bb[$1 * Nn + i % Nn]) } }
+            record("small GEMM Aᵀ·B (weight gradient)", p.rawValue, Self.relativeError(try gpu.downloadFloats(dc, count: M * Nn), ref), 2e-5)
+            for ptr in [da, dbb, dc] { gpu.free(ptr) }
+        }
+
         // A whole step of cnn and lstm: cuDNN against Tandem's own kernels on the same weights and batch.
         for w in [ReferenceModel.cnn, .lstm] {
             let batchSize = Self.testBatch(w)

@@ -24,7 +24,7 @@ struct KernelCompileTests {
         // Every typed kernel exists in each element type.
         let text = String(decoding: cubin.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
         for name in ["bias_act", "cross_entropy", "layernorm_bwd", "causal_softmax", "sgd", "adamw", "im2col", "lstm_cell_bwd",
-                     "bias_relu_nchw", "relu_bwd_channel_sums"] {
+                     "bias_relu_nchw", "relu_bwd_channel_sums", "bias_relu_maxpool", "maxpool_relu_bwd_sums", "gemm_tn_small"] {
             for suffix in ["_f32", "_bf16", "_f16"] { #expect(text.contains(name + suffix), "\(name + suffix) missing") }
         }
     }
