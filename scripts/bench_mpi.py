@@ -31,6 +31,16 @@ def last_json(text):
     return None
 
 
+LOADS = []
+
+
+def load():
+    """The 1-minute load average, kept for the summary (figures under load > 1.5 are suspect on 2 cores)."""
+    one = os.getloadavg()[0]
+    LOADS.append(one)
+    return one
+
+
 def run(cmd, env=None, timeout=900):
     e = dict(os.environ)
     e.update(env or {})
@@ -53,6 +63,14 @@ def main():
     p.add_argument("--port", type=int, default=29711)
     p.add_argument("--skip-comm", action="store_true", help="only the training throughput")
     p.add_argument("--comm-only", action="store_true", help="only the all-reduce comparison")
+    p.add_argument("--skip-torch", action="store_true", help="leave PyTorch DDP out of the training runs")
+    p.add_argument("--ab", metavar="TANDEM", action="append", default=[],
+                   help="another tandem build to alternate with --tandem (A/B): its MPI training runs and its "
+                        "all-reduce comparison join the same rounds; 'PATH;VAR=VALUE,…' also sets environment "
+                        "variables for it (say 'PATH;TANDEM_MPI_DIRECT=0'); repeatable")
+    p.add_argument("--min-bytes", type=int, default=4096, help="smallest all-reduce (then ×4 up to --max-bytes)")
+    p.add_argument("--max-bytes", type=int, default=64 << 20)
+    p.add_argument("--iterations", type=int, default=10, help="timed all-reduces per size and repeat")
     a = p.parse_args()
     launcher, library, flags = MPI[a.mpi]
     m, n = a.model, a.workers
@@ -64,8 +82,21 @@ def main():
                                           "--steps", str(STEPS[m]), "--warmup", str(WARMUP[m]), "--threads", "1", "--port", str(a.port + i)],
                                          {"OMP_NUM_THREADS": "1"}),
     }
+    if a.skip_torch:
+        del engines["pytorch ddp (gloo)"]
+    def build(spec):
+        path, _, extra = spec.partition(";")
+        env = {"TANDEM_MPI": library}
+        env.update(dict(kv.split("=", 1) for kv in extra.split(",") if kv))
+        return path, env
+
+    builds = [("A", a.tandem, {"TANDEM_MPI": library})] + [(f"B{k + 1}",) + build(spec) for k, spec in enumerate(a.ab)]
+    for label, path, env in builds[1:]:
+        engines[f"tandem mpi [{label}]"] = (lambda path, env: lambda i: ([launcher] + flags + ["-np", str(n), path, "bench", "--backend", "mpi"] + common,
+                                                                         env))(path, env)
     results = {k: [] for k in engines}
     for i in range(0 if a.comm_only else a.repeats):
+        print(f"round {i + 1}: load {load():.2f}", file=sys.stderr)
         for name, make in engines.items():
             cmd, env = make(i)
             out = run(cmd, env)
@@ -75,7 +106,7 @@ def main():
                 print(f"  {name}: {r['samples_per_s']:.1f} samples/s", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items() if v}
     if not a.comm_only:
-        print(f"\n{m}, {n} workers, {a.repeats} alternating repeats, MPI: {a.mpi}\n")
+        print(f"\n{m}, {n} workers, {a.repeats} alternating repeats, MPI: {a.mpi}, 1-min load {min(LOADS):.2f}–{max(LOADS):.2f}\n")
     if med:
         print("| engine | samples/s median | min–max |")
         print("| --- | --- | --- |")
@@ -84,25 +115,38 @@ def main():
             print(f"| {k} | {med[k]:.1f} | {min(v):.1f}–{max(v):.1f} |")
     if "tandem mpi" in med and "tandem threads" in med:
         print(f"\nmpi / threads: {med['tandem mpi'] / med['tandem threads']:.3f}")
+    for label, path, env in builds[1:]:
+        name = f"tandem mpi [{label}]"
+        if name in med and "tandem mpi" in med:
+            print(f"{label} ({path} {env}) / A: {med[name] / med['tandem mpi']:.3f}; {label} / threads: {med[name] / med['tandem threads']:.3f}")
     if "tandem mpi" in med and "pytorch ddp (gloo)" in med:
         print(f"mpi / pytorch: {med['tandem mpi'] / med['pytorch ddp (gloo)']:.3f}")
     if a.skip_comm:
         return
-    ratios = {}
+    ratios = {label: {} for label, _, _ in builds}
+    LOADS.clear()
     for i in range(a.repeats):
-        out = run([launcher] + flags + ["-np", str(n), a.tandem, "comm", "--backend", "mpi", "--compare-library", "--json",
-                                        "--min-bytes", "4096", "--max-bytes", str(64 << 20), "--iterations", "10"], {"TANDEM_MPI": library})
-        for line in (out or "").splitlines():
-            if line.startswith("{"):
-                row = json.loads(line)
-                ratios.setdefault(row["bytes"], []).append((row["busbw_gbps"], row["library_busbw_gbps"]))
-    print(f"\nall-reduce busbw, {n} processes, ours against MPI_Allreduce ({a.mpi}), medians of {a.repeats}\n")
-    print("| bytes | tandem busbw GB/s | MPI_Allreduce busbw GB/s | ratio |")
-    print("| --- | --- | --- | --- |")
-    for b in sorted(ratios):
-        ours = statistics.median(x for x, _ in ratios[b])
-        theirs = statistics.median(y for _, y in ratios[b])
-        print(f"| {b} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} |")
+        print(f"all-reduce round {i + 1}: load {load():.2f}", file=sys.stderr)
+        for label, path, env in builds:
+            size_flags = ["--min-bytes", str(a.min_bytes), "--max-bytes", str(a.max_bytes)]
+            out = run([launcher] + flags + ["-np", str(n), path, "comm", "--backend", "mpi", "--compare-library", "--json",
+                                            "--iterations", str(a.iterations)] + size_flags, env)
+            for line in (out or "").splitlines():
+                if line.startswith("{"):
+                    row = json.loads(line)
+                    ratios[label].setdefault(row["bytes"], []).append((row["busbw_gbps"], row["library_busbw_gbps"], row["microseconds"], row["library_us"]))
+    for label, path, env in builds:
+        print(f"\nall-reduce, {n} processes, {label} ({path} {env}) against MPI_Allreduce ({a.mpi}), medians of {a.repeats} "
+              f"(each the median of {a.iterations} iterations); min–max of the ratio; 1-min load {min(LOADS):.2f}–{max(LOADS):.2f}\n")
+        print("| bytes | tandem µs | MPI_Allreduce µs | tandem busbw GB/s | MPI_Allreduce busbw GB/s | ratio | ratio min–max |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for b in sorted(ratios[label]):
+            rows = ratios[label][b]
+            ours = statistics.median(r[0] for r in rows)
+            theirs = statistics.median(r[1] for r in rows)
+            each = [r[0] / r[1] for r in rows if r[1] > 0]
+            print(f"| {b:,} | {statistics.median(r[2] for r in rows):.1f} | {statistics.median(r[3] for r in rows):.1f} | "
+                  f"{ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} | {min(each):.2f}–{max(each):.2f} |")
 
 
 if __name__ == "__main__":

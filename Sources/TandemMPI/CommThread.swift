@@ -43,7 +43,7 @@ final class CommThread: @unchecked Sendable {
         condition.unlock()
         _ = first
         body()
-        condition.lock(); running = false; condition.signal(); condition.unlock()
+        finishRunning()
         return true
     }
 
@@ -56,8 +56,18 @@ final class CommThread: @unchecked Sendable {
         running = true
         condition.unlock()
         item()
-        condition.lock(); running = false; condition.signal(); condition.unlock()
+        finishRunning()
         return true
+    }
+
+    /// Ends a run on a caller's thread. The communication thread is woken only when work was
+    /// queued meanwhile: waking it for nothing costs two context switches and a contended
+    /// lock, more than a small collective itself.
+    private func finishRunning() {
+        condition.lock()
+        running = false
+        if !items.isEmpty || stopped { condition.signal() }
+        condition.unlock()
     }
 
     func stop() {
@@ -116,6 +126,15 @@ final class MPIHandle: CollectiveHandle, @unchecked Sendable {
         }
         let error = self.error
         condition.unlock()
+        if let error { throw error }
+    }
+}
+
+/// A collective that ran to its end on the caller's thread before its handle was made.
+struct FinishedHandle: CollectiveHandle {
+    let error: CollectiveError?
+    var isComplete: Bool { true }
+    func wait() throws(CollectiveError) {
         if let error { throw error }
     }
 }

@@ -4,7 +4,8 @@ import Foundation
 
 /// Rank, size and local rank as launchers set them in the environment: Open MPI's
 /// `mpirun` (`OMPI_COMM_WORLD_*`), MPICH's Hydra and PMI launchers (`PMI_RANK`, `PMI_SIZE`,
-/// `MPI_LOCALRANKID`), Slurm's `srun` (`SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`) and
+/// `MPI_LOCALRANKID`), Slurm's `srun` (`SLURM_PROCID`, `SLURM_STEP_NUM_TASKS`, `SLURM_LOCALID`,
+/// in a job step only: not in an `sbatch` script's own process) and
 /// torchrun (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`). Used to tell that MPI is wanted, and to
 /// check the MPI library agrees with the launcher that started the process.
 public struct LaunchEnvironment: Sendable, Equatable {
@@ -24,7 +25,11 @@ public struct LaunchEnvironment: Sendable, Equatable {
         if let rank = int("PMI_RANK"), let size = int("PMI_SIZE") {
             return .init(source: "PMI", rank: rank, size: size, localRank: int("MPI_LOCALRANKID"))
         }
-        if let rank = int("SLURM_PROCID"), let size = int("SLURM_NTASKS") {
+        // Slurm's variables describe a task only inside a job step (`srun`), which sets
+        // SLURM_STEP_ID. A batch script itself (`sbatch`) also sees SLURM_PROCID=0 and
+        // SLURM_NTASKS=N, but it is one process, not rank 0 of N: it is no MPI job.
+        if (int("SLURM_STEP_ID") ?? int("SLURM_STEPID")) != nil,
+           let rank = int("SLURM_PROCID"), let size = int("SLURM_STEP_NUM_TASKS") ?? int("SLURM_NTASKS") {
             return .init(source: "Slurm", rank: rank, size: size, localRank: int("SLURM_LOCALID"))
         }
         if let rank = int("RANK"), let size = int("WORLD_SIZE") {

@@ -22,7 +22,7 @@ import TandemCollectives
 /// ```
 public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     // Safe: `sequence` and `allReduces` are touched only by the issuing thread; the
-    // communication thread owns `scratch`; `busy` and `world` have their own locks.
+    // communication thread owns `scratch` and `directDecision`; `busy` and `world` have their own locks.
     public var rank: Int { world.rank }
     public var size: Int { world.size }
     public let backend = "mpi"
@@ -40,6 +40,9 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     private var sequence = 0
     private var allReduces = 0
     var scratch = ScratchBuffer()
+    /// Whether large all-reduces reduce directly in the peers' memory (all ranks on one
+    /// host), decided at the first one (`MPIGroup+Direct.swift`).
+    var directDecision: DirectDecision?
     let busy = BusyClock()
     public var busySeconds: Double { busy.total }
     /// Every collective this rank ran: what, when (monotonic seconds), how long, bytes.
@@ -59,44 +62,50 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     deinit { queue.stop(); watchdog.stop() }
 
     /// Runs `body` on the communication thread as collective number `sequence`.
-    private func submit(_ name: String, call: String, bytes: Int = 0, allReduce: Bool = false,
+    /// `call` describes the collective for `--debug-collectives`; it is built only then
+    /// (formatting it cost about a microsecond, a sixth of a small all-reduce).
+    private func submit(_ name: String, call: @escaping @Sendable () -> String, bytes: Int = 0, allReduce: Bool = false,
                         _ body: @escaping @Sendable (MPIGroup, Int) throws(CollectiveError) -> Void) -> any CollectiveHandle {
         sequence += 1
         let seq = sequence
         if allReduce { allReduces += 1 }
         let injected = allReduce ? fault?.action(atAllReduce: allReduces) : nil
-        let handle = MPIHandle(world: world)
-        if injected == .skip { handle.finish(nil); return handle }
-        let work: @Sendable (Bool) -> Void = { [self] inline in
+        if injected == .skip { return FinishedHandle(error: nil) }
+        // The collective itself, on whichever thread runs it; returns its error.
+        let run: @Sendable (_ inline: Bool, _ handle: MPIHandle?) -> CollectiveError? = { [self] inline, handle in
             let start = monotonicSeconds()
             watchdog.begin(handle, sequence: seq, inline: inline)
             defer { watchdog.end() }
             do throws(CollectiveError) {
                 if let failure = world.error { throw failure }
                 if let injected { injected.strike() }
-                if verifyCalls { try fingerprint(call, seq: seq) }
+                if verifyCalls { try fingerprint(call(), seq: seq) }
                 try body(self, seq)
                 busy.add(CollectiveRecord(operation: name, sequence: seq, start: start, duration: monotonicSeconds() - start, bytes: bytes))
-                handle.finish(nil)
+                return nil
             } catch {
                 world.fail(error)
-                handle.finish(error)
+                return error
             }
         }
         if bytes <= treeThresholdBytes && injected == nil {
-            // The caller would only wait for it: run it here, polling without pauses.
+            // The caller would only wait for it: run it here, polling without pauses, and
+            // hand back a handle that is already done (no lock or condition to make).
+            var outcome: CollectiveError?
             let ran = queue.runInlineIfIdle {
                 world.adjustWaiting(1)
-                work(true)
+                outcome = run(true, nil)
                 world.adjustWaiting(-1)
             }
-            if ran { return handle }
+            if ran { return FinishedHandle(error: outcome) }
         }
-        let token = queue.push { work(false) }
-        handle.runHere = { [queue, world] in
+        let handle = MPIHandle(world: world)
+        let token = queue.push { handle.finish(run(false, handle)) }
+        handle.runHere = { [queue, world, weak handle] in
+            guard let handle else { return }
             _ = queue.runIfNext(token) {
                 world.adjustWaiting(1)
-                work(true)
+                handle.finish(run(true, handle))
                 world.adjustWaiting(-1)
             }
         }
@@ -111,12 +120,20 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
             buffers.append(MPIFault.shrunk(last))
         }
         let total = buffers.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
-        let call = "all-reduce(\(operation), " + buffers.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")"
         let buffersCopy = buffers
+        let call: @Sendable () -> String = { "all-reduce(\(operation), " + buffersCopy.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")" }
         return submit("all-reduce", call: call, bytes: total, allReduce: true) { g, seq throws(CollectiveError) in
             if total <= g.treeThresholdBytes {
-                // Small: one round (every rank gets every buffer and reduces all of it), half the latency.
-                try g.exchangeAndReduce(buffersCopy, operation: operation, seq: seq)
+                // Small: the threads backend's tree order, in whichever pattern is quicker here.
+                if g.smallAllReduceInOneRound(bytes: total) {
+                    try g.exchangeAndReduce(buffersCopy, operation: operation, seq: seq)
+                } else {
+                    try g.reduceScatterPhase(buffersCopy, targets: nil, operation: operation, order: .tree, seq: seq, name: "all-reduce")
+                    try g.allGatherPhase(buffersCopy, seq: seq, name: "all-reduce")
+                }
+            } else if let peers = try g.directPeers(seq: seq) {
+                // Every rank on this host: reduce in each other's memory, as on threads.
+                try g.directAllReduce(buffersCopy, peers: peers, operation: operation, seq: seq)
             } else {
                 try g.reduceScatterPhase(buffersCopy, targets: nil, operation: operation, order: .rank, seq: seq, name: "all-reduce")
                 try g.allGatherPhase(buffersCopy, seq: seq, name: "all-reduce")
@@ -125,7 +142,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     }
 
     public func broadcast(_ buffer: CollectiveBuffer, root: Int) -> any CollectiveHandle {
-        let call = "broadcast(root \(root), \(buffer.dtype), \(buffer.count))"
+        let call: @Sendable () -> String = { "broadcast(root \(root), \(buffer.dtype), \(buffer.count))" }
         return submit("broadcast", call: call, bytes: buffer.count * buffer.dtype.byteSize) { g, seq throws(CollectiveError) in
             guard root >= 0 && root < g.size else { throw .invalid("broadcast root \(root) is outside a world of \(g.size)") }
             let bytes = buffer.count * buffer.dtype.byteSize
@@ -137,7 +154,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     }
 
     public func allGather(send: CollectiveBuffer, receive: CollectiveBuffer) -> any CollectiveHandle {
-        let call = "all-gather(\(send.dtype), \(send.count))"
+        let call: @Sendable () -> String = { "all-gather(\(send.dtype), \(send.count))" }
         return submit("all-gather", call: call, bytes: send.count * send.dtype.byteSize * size) { g, seq throws(CollectiveError) in
             guard receive.count == send.count * g.size, receive.dtype == send.dtype else {
                 throw .invalid("all-gather on rank \(g.rank): receive holds \(receive.count) \(receive.dtype) elements, expected \(g.size)·\(send.count) \(send.dtype)")
@@ -154,7 +171,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     }
 
     public func reduceScatter(send: CollectiveBuffer, receive: CollectiveBuffer, operation: ReduceOperation) -> any CollectiveHandle {
-        let call = "reduce-scatter(\(operation), \(send.dtype), \(send.count))"
+        let call: @Sendable () -> String = { "reduce-scatter(\(operation), \(send.dtype), \(send.count))" }
         return submit("reduce-scatter", call: call, bytes: send.count * send.dtype.byteSize) { g, seq throws(CollectiveError) in
             let (lo, hi) = Self.chunk(g.rank, of: send.count, parts: g.size)
             guard receive.count == hi - lo else {
@@ -165,7 +182,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     }
 
     public func barrier() -> any CollectiveHandle {
-        submit("barrier", call: "barrier") { g, seq throws(CollectiveError) in
+        submit("barrier", call: { "barrier" }) { g, seq throws(CollectiveError) in
             var transfers: [Transfer] = []
             for peer in 0..<g.size where peer != g.rank {
                 transfers.append(Transfer(peer: peer, receive: true, pointer: nil, bytes: 0))
@@ -180,6 +197,23 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     /// (``MPIWorld/abortJob(_:code:)``), after every rank has had a moment to report.
     public func abort(_ message: String) {
         world.tellOthers(message)
+    }
+
+    /// Whether a small all-reduce of `bytes` goes in one round (every rank sends every other
+    /// its whole buffer, one message latency) rather than two (reduce-scatter, then
+    /// all-gather: messages of bytes/N, two latencies). Both sum in tree order, so the choice
+    /// changes only the time. A message up to the library's eager limit is sent at once; a
+    /// larger one waits for a handshake, which costs more than a second round
+    /// (2 processes, Open MPI: 4 KB in one round 3.9 µs, in two 1.5 µs; MPICH: 16 KB 11.8
+    /// against 2.7 µs — `docs/perf-drafts/mpi.md`). So: one round when the whole buffer is
+    /// eager; two when only its shares are; above both, one round under Open MPI (a single
+    /// copy between processes, one handshake) and two under MPICH (which copies through
+    /// shared cells, where each rank moving a share of the bytes pays).
+    func smallAllReduceInOneRound(bytes: Int) -> Bool {
+        let eager = world.library.family.eagerBytes
+        if bytes <= eager { return true }
+        if (bytes + size - 1) / size <= eager { return false }
+        return world.library.family == .openMPI
     }
 
     // MARK: Tags and chunks

@@ -23,6 +23,12 @@ public enum MPIFamily: String, Sendable {
     /// with it; MPICH's `MPI_Status` has `count_lo` and `count_hi_and_cancelled` first.
     var statusSourceOffset: Int { self == .openMPI ? 0 : 8 }
 
+    /// The largest message the family's shared-memory transport sends at once, without a
+    /// handshake, by default (Open MPI's vader: `btl_vader_eager_limit`, 4096 bytes with its
+    /// header; MPICH 4: somewhat over 8 KB, as measured). Used only to choose between
+    /// equally exact algorithms for small all-reduces.
+    var eagerBytes: Int { self == .openMPI ? 4000 : 8192 }
+
     /// `MPI_STATUS_IGNORE`: `(MPI_Status *) 0` in Open MPI, `(MPI_Status *) 1` in MPICH.
     var statusIgnore: UnsafeMutableRawPointer? { self == .openMPI ? nil : UnsafeMutableRawPointer(bitPattern: 1) }
 }

@@ -194,6 +194,8 @@ public enum MPIError: Error, CustomStringConvertible, Equatable {
     case call(String, code: Int, message: String)
     /// The library gives less thread support than Tandem needs.
     case threadSupport(provided: Int)
+    /// MPI was used after `MPI_Finalize` had run in this process.
+    case finalized
 
     public var description: String {
         switch self {
@@ -203,6 +205,8 @@ public enum MPIError: Error, CustomStringConvertible, Equatable {
         case .call(let call, let code, let message): "\(call) failed with error \(code): \(message)"
         case .threadSupport(let provided):
             "the MPI library provides thread level \(provided), Tandem needs MPI_THREAD_SERIALIZED (2); use a library built with thread support"
+        case .finalized:
+            "MPI has been finalized in this process (MPI_Finalize ran): no collective or other MPI call can run after it"
         }
     }
 }

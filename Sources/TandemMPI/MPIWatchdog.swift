@@ -13,11 +13,15 @@ import TandemCore
 final class MPIWatchdog: @unchecked Sendable {
     // Safe: every field is guarded by `lock`.
     private let lock = NSLock()
+    private var active = false
     private var handle: MPIHandle?
     private var operation = ""
     private var sequence = 0
     private var deadline = Double.infinity
-    private var missing: [Int] = []
+    /// The exchange in flight and which of its messages are done: the missing ranks are
+    /// worked out from them only when the deadline passes.
+    private var transfers: [Transfer] = []
+    private var done: [Bool] = []
     private var stopped = false
     private var inline = false
     let timeout: Double
@@ -34,22 +38,25 @@ final class MPIWatchdog: @unchecked Sendable {
         thread.start()
     }
 
-    /// Collective `sequence` starts on the communication thread.
-    /// `inline`: it runs on the caller's own thread (a small collective), so a library that
-    /// does not return would hold the caller itself; then the watchdog ends the process.
-    func begin(_ handle: MPIHandle, sequence: Int, inline: Bool) {
-        lock.lock(); self.handle = handle; self.sequence = sequence; deadline = .infinity; missing = []; self.inline = inline; lock.unlock()
+    /// Collective `sequence` starts, finishing `handle` (nil: it runs on the caller's own
+    /// thread, which has no handle yet). `inline`: it runs on the caller's own thread (a small
+    /// collective), so a library that does not return would hold the caller itself; then the
+    /// watchdog ends the process.
+    func begin(_ handle: MPIHandle?, sequence: Int, inline: Bool) {
+        lock.lock()
+        active = true; self.handle = handle; self.sequence = sequence; deadline = .infinity; self.inline = inline
+        lock.unlock()
     }
 
-    /// An exchange of `operation` must end by `deadline`; `missing` are the ranks not yet heard from.
-    func exchange(_ operation: String, deadline: Double, missing: [Int]) {
-        lock.lock(); self.operation = operation; self.deadline = deadline; self.missing = missing; lock.unlock()
+    /// An exchange of `operation` must end by `deadline`; `done` says which of `transfers` are.
+    func exchange(_ operation: String, deadline: Double, transfers: [Transfer], done: [Bool]) {
+        lock.lock(); self.operation = operation; self.deadline = deadline; self.transfers = transfers; self.done = done; lock.unlock()
     }
 
-    func update(missing: [Int]) { lock.lock(); self.missing = missing; lock.unlock() }
+    func update(done: [Bool]) { lock.lock(); self.done = done; lock.unlock() }
 
-    /// The collective is over (the communication thread finishes the handle itself).
-    func end() { lock.lock(); handle = nil; deadline = .infinity; lock.unlock() }
+    /// The collective is over (its thread finishes the handle itself).
+    func end() { lock.lock(); active = false; handle = nil; deadline = .infinity; lock.unlock() }
 
     func stop() { lock.lock(); stopped = true; lock.unlock() }
 
@@ -58,14 +65,17 @@ final class MPIWatchdog: @unchecked Sendable {
             usleep(50_000)
             lock.lock()
             if stopped { lock.unlock(); return }
-            guard let handle, monotonicSeconds() > deadline + grace else { lock.unlock(); continue }
+            guard active, monotonicSeconds() > deadline + grace else { lock.unlock(); continue }
+            let missing = done.count == transfers.count ? MPIGroup.unheard(transfers, done) : []
             let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)
+            let handle = self.handle
+            active = false
             self.handle = nil
             deadline = .infinity
             let stuckCaller = inline
             lock.unlock()
             world.fail(error)
-            handle.finish(error)
+            handle?.finish(error)
             if stuckCaller {
                 world.tellOthers("\(error)")
                 world.abortJob("tandem: rank \(world.rank): error: \(error) (the MPI library did not return; ending the process)")

@@ -87,17 +87,24 @@ public final class MPIWorld: @unchecked Sendable {
 
     /// As ``call(_:)``, giving up (nil) when the lock is not free within `seconds` — the
     /// communication thread may be stuck inside the library.
-    func call<T, E: Error>(within seconds: Double, _ body: (MPILibrary) throws(E) -> T) throws(E) -> T? {
+    func call<T, E: MPICallError>(within seconds: Double, _ body: (MPILibrary) throws(E) -> T) throws(E) -> T? {
         guard lock.lock(before: Date(timeIntervalSinceNow: seconds)) else { return nil }
         defer { lock.unlock() }
+        guard !finished else { throw E.afterFinalize }
         return try body(library)
     }
 
-    /// Runs `body` with the library, holding the lock that serialises MPI calls.
-    func call<T, E: Error>(_ body: (MPILibrary) throws(E) -> T) throws(E) -> T {
+    /// Runs `body` with the library, holding the lock that serialises MPI calls. After
+    /// ``finalize()`` (or ``abortJob(_:code:patience:)``) it throws instead: the library
+    /// would abort the process on any call.
+    func call<T, E: MPICallError>(_ body: (MPILibrary) throws(E) -> T) throws(E) -> T {
         lock.lock(); defer { lock.unlock() }
+        guard !finished else { throw E.afterFinalize }
         return try body(library)
     }
+
+    /// True once `MPI_Finalize` has run (or the job is being aborted): no MPI call may follow.
+    public var isFinalized: Bool { lock.lock(); defer { lock.unlock() }; return finished }
 
     /// Prints `message` (this rank's) to standard error, then ends every process of the job
     /// with `MPI_Abort`.
@@ -115,19 +122,42 @@ public final class MPIWorld: @unchecked Sendable {
         // The communication thread may be stuck inside the library holding the lock; then
         // the watchdog ends the process.
         guard lock.lock(before: Date(timeIntervalSinceNow: patience)) else { _exit(code) }
-        finished = true
-        _ = library.abortFn(library.constants.commWorld, code)
+        // After MPI_Finalize the library cannot be asked to abort: the process just exits.
+        if !finished {
+            finished = true
+            _ = library.abortFn(library.constants.commWorld, code)
+        }
         _exit(code)
     }
 
-    /// `MPI_Finalize`, once; after it no group may be used.
+    /// `MPI_Finalize`, once; after it every collective of every group fails with an error
+    /// saying MPI was finalized (the library itself would abort the process).
     public func finalize() {
         lock.lock(); defer { lock.unlock() }
         guard !finished else { return }
         finished = true
         notice.withdraw(library)
         _ = library.finalize()
+        // Sticky, as a job's failure: collectives issued or queued from now on fail with it,
+        // even those that would make no MPI call (a world of one).
+        fail(.afterFinalize)
     }
 
     static func finalizeAtExit() { initialized?.finalize() }
+}
+
+// MARK: - Calls after MPI_Finalize
+
+/// An error a call into the library can end with, including the one for a call made after
+/// `MPI_Finalize`, which ``MPIWorld/call(_:)`` refuses instead of letting the library abort.
+protocol MPICallError: Error {
+    static var afterFinalize: Self { get }
+}
+
+extension MPIError: MPICallError {
+    static var afterFinalize: MPIError { .finalized }
+}
+
+extension CollectiveError: MPICallError {
+    static var afterFinalize: CollectiveError { .invalid(MPIError.finalized.description) }
 }

@@ -11,11 +11,15 @@ let worlds: [(Implementation, Int)] = Implementation.installed.flatMap { i in
 
 @Suite(.serialized) struct CollectivesOverMPITests {
     /// Every collective, sizes 0, 1, uneven, large; sum/average/max; fp32/bf16/fp16.
+    /// Large all-reduces take the direct path (ranks of one host reduce in each other's
+    /// memory) unless TANDEM_MPI_DIRECT=0; both are checked.
     @Test(arguments: worlds)
     func collectivesAreCorrect(_ implementation: Implementation, _ n: Int) throws {
-        let run = try mpirun(implementation, n, ["comm", "--backend", "mpi", "--verify"], timeout: 120)
-        #expect(run.status == 0 && !run.timedOut, "\(run)")
-        #expect(run.output.contains("collectives correct on \(n) rank\(n == 1 ? "" : "s") (mpi backend)"), "\(run)")
+        for direct in n > 1 ? ["require", "0"] : [""] {
+            let run = try mpirun(implementation, n, ["comm", "--backend", "mpi", "--verify"], environment: ["TANDEM_MPI_DIRECT": direct], timeout: 120)
+            #expect(run.status == 0 && !run.timedOut, "TANDEM_MPI_DIRECT=\(direct): \(run)")
+            #expect(run.output.contains("collectives correct on \(n) rank\(n == 1 ? "" : "s") (mpi backend)"), "TANDEM_MPI_DIRECT=\(direct): \(run)")
+        }
     }
 
     /// The same training run gives bit-identical weights over MPI and over threads: same
@@ -27,15 +31,21 @@ let worlds: [(Implementation, Int)] = Implementation.installed.flatMap { i in
         let scratch = try Scratch()
         defer { scratch.remove() }
         let digits = Tools.root.appendingPathComponent("datasets/digits").path
-        let configurations: [(String, [String])] = [
-            ("rank order", ["--hidden", "128,96", "--shard", "cyclic"]),
-            ("tree order, bf16", ["--hidden", "32,32", "--bucket-mb", "0.004", "--compress", "bf16"]),
+        // Small buckets pick one round or two by size (4–8 KB: two under Open MPI; 10–40 KB:
+        // two under MPICH): the tree order either way.
+        let configurations: [(String, [String], [String: String])] = [
+            ("rank order, direct", ["--hidden", "128,96", "--shard", "cyclic"], ["TANDEM_MPI_DIRECT": "require"]),
+            ("rank order, messages", ["--hidden", "128,96", "--shard", "cyclic"], ["TANDEM_MPI_DIRECT": "0"]),
+            ("rank order, bf16, direct", ["--hidden", "128,96", "--compress", "bf16"], ["TANDEM_MPI_DIRECT": "require"]),
+            ("tree order, bf16", ["--hidden", "32,32", "--bucket-mb", "0.004", "--compress", "bf16"], [:]),
+            ("tree order, 6 KB buckets", ["--hidden", "32,32", "--bucket-mb", "0.006"], [:]),
+            ("tree order, 30 KB buckets", ["--hidden", "64,64", "--bucket-mb", "0.03"], [:]),
         ]
-        for (label, extra) in configurations {
+        for (label, extra, environment) in configurations {
             let common = ["train", "--model", "mlp", "--data", digits, "--steps", "12", "--batch", "8", "--lr", "0.05", "--quiet"] + extra
             let threads = try runCommand([tandem] + common + ["--workers", "\(n)", "--save", scratch.file("threads.safetensors")])
             #expect(threads.status == 0, "\(threads)")
-            let mpi = try mpirun(implementation, n, common + ["--backend", "mpi", "--save", scratch.file("mpi.safetensors")])
+            let mpi = try mpirun(implementation, n, common + ["--backend", "mpi", "--save", scratch.file("mpi.safetensors")], environment: environment)
             #expect(mpi.status == 0, "\(mpi)")
             let a = try Data(contentsOf: URL(fileURLWithPath: scratch.file("threads.safetensors")))
             let b = try Data(contentsOf: URL(fileURLWithPath: scratch.file("mpi.safetensors")))

@@ -72,7 +72,7 @@ import Testing
         #expect(ompi == LaunchEnvironment(source: "Open MPI", rank: 2, size: 4, localRank: 0))
         #expect(ompi?.wantsMPI == true)
         #expect(LaunchEnvironment.current(["PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1"]) == LaunchEnvironment(source: "PMI", rank: 1, size: 2, localRank: 1))
-        #expect(LaunchEnvironment.current(["SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"])?.source == "Slurm")
+        #expect(LaunchEnvironment.current(["SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0"])?.source == "Slurm")
         let torch = LaunchEnvironment.current(["RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"])
         #expect(torch?.source == "torchrun" && torch?.wantsMPI == false)
         #expect(LaunchEnvironment.current([:]) == nil)
@@ -80,6 +80,25 @@ import Testing
         let launcher = LaunchEnvironment(source: "PMI", rank: 1, size: 2, localRank: nil)
         #expect(throws: MPIError.self) { try launcher.check(rank: 0, size: 1, library: "libmpi.so.40") }
         try launcher.check(rank: 1, size: 2, library: "libmpich.so.12")
+    }
+
+    /// Inside an `srun` step the step's task count is the size; a plain `sbatch` script (Slurm's
+    /// job variables, no step) is one process, not an MPI job, and falls back to nothing.
+    @Test func slurmCountsOnlyInsideAStep() {
+        let batch = ["SLURM_JOB_ID": "41", "SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_LOCALID": "0", "SLURM_NNODES": "2"]
+        #expect(LaunchEnvironment.current(batch) == nil, "an sbatch script's own process is not rank 0 of 4")
+        var step = batch
+        step["SLURM_STEP_ID"] = "0"; step["SLURM_PROCID"] = "3"; step["SLURM_STEP_NUM_TASKS"] = "2"; step["SLURM_LOCALID"] = "1"
+        let launched = LaunchEnvironment.current(step)
+        #expect(launched == LaunchEnvironment(source: "Slurm", rank: 3, size: 2, localRank: 1), "srun -n 2 inside a 4-task allocation")
+        #expect(launched?.wantsMPI == true)
+        var old = batch
+        old["SLURM_STEPID"] = "1"   // the older spelling
+        #expect(LaunchEnvironment.current(old)?.size == 4)
+        // torchrun inside an sbatch script: torchrun's variables, not Slurm's.
+        var torch = batch
+        torch["RANK"] = "1"; torch["WORLD_SIZE"] = "2"
+        #expect(LaunchEnvironment.current(torch)?.source == "torchrun")
     }
 
     /// Launched by one implementation's mpirun with the other's library, every process would
