@@ -41,6 +41,9 @@ public final class CUDAContext {
     /// ``dnn`` when trainers may use it.
     var dnnForTrainers: CuDNN? { dnnEnabled ? dnn : nil }
     let workspace: DevicePointer
+    /// cuBLAS's workspace while it works on the side stream (two streams must not share one).
+    let sideWorkspace: DevicePointer
+    static let workspaceBytes = 32 << 20, sideWorkspaceBytes = 4 << 20
     private var module: CUHandle?
     private var functions: [String: CUHandle?] = [:]
     /// When set, every launch through ``launch(_:grid:block:sharedBytes:_:)`` and every ``profiled(_:_:)``
@@ -75,9 +78,9 @@ public final class CUDAContext {
         try driver.check(driver.cuStreamCreateWithPriority(&side, 1, greatest), "cuStreamCreateWithPriority")
         sideStream = side
         allocator = DeviceAllocator(backing: DriverBacking(driver: driver))
-        let workspaceBytes = 32 << 20
-        workspace = try allocator.allocate(bytes: workspaceBytes, category: .workspace)
-        blas = try CuBLAS(stream: s, workspace: workspace, workspaceBytes: workspaceBytes)
+        workspace = try allocator.allocate(bytes: Self.workspaceBytes, category: .workspace)
+        sideWorkspace = try allocator.allocate(bytes: Self.sideWorkspaceBytes, category: .workspace)
+        blas = try CuBLAS(stream: s, workspace: workspace, workspaceBytes: Self.workspaceBytes)
         try loadKernels()
     }
 
@@ -237,13 +240,21 @@ public final class CUDAContext {
     /// once the waits on its last recording have been queued).
     public func resetOrdering() { syncEventsUsed = 0 }
 
-    /// Queues `body`'s launches on the side stream, after everything queued so far on the main stream.
-    public func onSideStream(_ body: () throws -> Void) throws {
-        try order(sideStream, after: stream)
+    /// Queues `body`'s launches and GEMMs on the side stream, after everything queued so far on the main
+    /// stream (unless `waitForMain` is false: then only after what the side stream already has).
+    public func onSideStream(waitForMain: Bool = true, _ body: () throws -> Void) throws {
+        if waitForMain { try order(sideStream, after: stream) }
         launchStream = sideStream
-        defer { launchStream = stream }
-        try body()
+        try blas.bind(stream: sideStream, workspace: sideWorkspace, workspaceBytes: Self.sideWorkspaceBytes)
+        var failure: (any Error)?
+        do { try body() } catch let error { failure = error }
+        launchStream = stream
+        try blas.bind(stream: stream, workspace: workspace, workspaceBytes: Self.workspaceBytes)
+        if let failure { throw failure }
     }
+
+    /// Makes the side stream wait for everything queued so far on the main stream.
+    public func sideWaitsForMain() throws { try order(sideStream, after: stream) }
 
     /// Makes the main stream wait for everything queued on the side stream.
     public func joinSideStream() throws { try order(stream, after: sideStream) }

@@ -71,6 +71,13 @@ public final class CuBLAS: @unchecked Sendable {
 
     deinit { _ = table.destroy(handle) }
 
+    /// Moves the handle's work to `stream` with `workspace`. (3) cublasSetStream resets the workspace to
+    /// cuBLAS's own pool, which allocates and so cannot be captured: the workspace is set again right after.
+    func bind(stream: CUHandle?, workspace: DevicePointer, workspaceBytes: Int) throws(CUDAError) {
+        try Self.check(table.setStream(handle, stream), "cublasSetStream")
+        try Self.check(table.setWorkspace(handle, UnsafeMutableRawPointer(bitPattern: UInt(workspace)), workspaceBytes), "cublasSetWorkspace")
+    }
+
     static func check(_ status: Int32, _ function: String) throws(CUDAError) {
         guard status != 0 else { return }
         let names: [Int32: String] = [1: "NOT_INITIALIZED", 3: "ALLOC_FAILED", 7: "INVALID_VALUE", 8: "ARCH_MISMATCH",

@@ -5,7 +5,7 @@ import TandemModels
 /// `lstm` on the GPU: a multi-layer LSTM (PyTorch's gate order i, f, g, o and two biases) over
 /// time-major sequences, a linear head on the last step, mean squared error.
 ///
-/// Two ways to run the recurrence, chosen once in ``prepare(_:)``:
+/// Three ways to run the recurrence, chosen once in ``prepare(_:)`` by timing each in a replayed graph:
 /// - **cuDNN** (when the library is there): the whole sequence of every layer in one
 ///   `cudnnRNNForward` and two backward calls (``CuDNNLSTM``), reading Tandem's parameters in
 ///   place when cuDNN's weight layout matches them (it does for PyTorch's order), copying otherwise.
@@ -13,6 +13,8 @@ import TandemModels
 ///   `h·W_hhᵀ` (one GEMM with β = 1) and runs the fused cell. Backward walks the steps in reverse
 ///   with the fused cell backward and one GEMM for the recurrent gradient per step, then gets
 ///   `W_ih`, `W_hh` and the input gradient with one GEMM each over all steps.
+/// - **Step by step, layers side by side** (two layers): the same kernels with layer 1 on a second
+///   stream a few steps behind layer 0 (GPUNetwork+LSTMPipelined.swift).
 final class LSTMNetwork: GPUNetwork {
     struct Layer {
         let wih: Int, whh: Int, bih: Int, bhh: Int, input: Int
@@ -28,6 +30,9 @@ final class LSTMNetwork: GPUNetwork {
     let prediction: DevicePointer, dPrediction: DevicePointer, losses: DevicePointer
     /// The step-by-step path's buffers (allocated only when cuDNN is not used).
     var dLast: DevicePointer = 0, dGates: DevicePointer = 0, dhNext: DevicePointer = 0, dc: DevicePointer = 0, dSequence: DevicePointer = 0
+    var dGatesTop: DevicePointer = 0, dhNextTop: DevicePointer = 0, dcTop: DevicePointer = 0
+    /// Whether the step-by-step path runs the two layers side by side (GPUNetwork+LSTMPipelined.swift).
+    var pipelined = false
     let precision: GPUPrecision
     /// The cuDNN path, when in use.
     var cudnn: CuDNNPath?
@@ -68,47 +73,77 @@ final class LSTMNetwork: GPUNetwork {
         losses = try gpu.allocate(bytes: 4 * B * outputs, category: .activations)
     }
 
+    /// When set, ``prepare(_:)`` offers only the way of this ``Recurrence/name`` (the self-test checks each one).
+    nonisolated(unsafe) static var only: String?
+
+    /// The ways to run the recurrence ``prepare(_:)`` chooses from.
+    enum Recurrence {
+        case serial, pipelined, cudnn(CuDNNPath)
+        var name: String {
+            switch self {
+            case .serial: "step by step"
+            case .pipelined: "step by step, layers side by side"
+            case .cudnn(let p): "cuDNN \(p.lstm.algorithm)"
+            }
+        }
+    }
+
+    func use(_ r: Recurrence) {
+        switch r {
+        case .serial: (cudnn, pipelined) = (nil, false)
+        case .pipelined: (cudnn, pipelined) = (nil, true)
+        case .cudnn(let p): (cudnn, pipelined) = (p, false)
+        }
+    }
+
     /// Chooses how to run the recurrence by timing one step's forward and backward of each way (Tandem's
-    /// own kernels, and every cuDNN algorithm that accepts the shape) captured in a CUDA graph and replayed,
-    /// as the benchmark runs it; keeps the fastest and gives the others' buffers back.
+    /// own kernels one layer after the other or side by side, and every cuDNN algorithm that accepts the
+    /// shape) captured in a CUDA graph and replayed, as the benchmark runs it; keeps the fastest and gives
+    /// the others' buffers back.
     func prepare(_ t: GPUTrainer) throws {
         let gpu = t.gpu
         try allocateStepwise(gpu)
-        guard let dnn = gpu.dnnForTrainers else {
-            if let why = gpu.dnnUnavailable { engine += " (no cuDNN: \(why))" }
-            return
-        }
         var notes: [String] = []
-        let candidates = makeCuDNNPaths(t, dnn, notes: &notes)
-        guard !candidates.isEmpty else { engine += " (cuDNN's LSTM refused: \(notes.joined(separator: "; ")))"; return }
+        var options: [Recurrence] = [.serial] + (layers.count == 2 ? [.pipelined] : [])
+        var candidates: [CuDNNPath] = []
+        if let dnn = gpu.dnnForTrainers {
+            candidates = makeCuDNNPaths(t, dnn, notes: &notes)
+            options += candidates.map { .cudnn($0) }
+        } else if let why = gpu.dnnUnavailable {
+            notes.append("no cuDNN: \(why)")
+        }
+        if let only = Self.only { options = options.filter { $0.name == only } }
         // Never time on zeros: 0x3C003C00 is about 0.0078 in fp32.
         try gpu.fill(io.inputs, words: io.inputCount, pattern: 0x3C00_3C00)
         try gpu.fill(io.targets, words: io.targetCount, pattern: 0x3C00_3C00)
-        var best: (path: CuDNNPath?, ms: Double)?
-        for option in [nil] + candidates.map(Optional.some) {
-            cudnn = option
-            let name = option.map { "cuDNN \($0.lstm.algorithm)" } ?? "step by step"
+        var best: (option: Recurrence, ms: Double)?
+        for option in options {
+            use(option)
             do {
+                gpu.resetOrdering()
                 try forwardBackward(t)   // eager first: libraries load their kernels here
                 try gpu.synchronize()
+                gpu.resetOrdering()
                 let graph = try gpu.capture { try forwardBackward(t) }
                 try graph.launch()
                 let ms = try gpu.time { for _ in 0..<5 { try graph.launch() } } / 5
-                notes.append("\(name) \(Double(Int(ms * 1000)) / 1000) ms")
+                notes.append("\(option.name) \(Double(Int(ms * 1000)) / 1000) ms")
                 if best == nil || ms < best!.ms { best = (option, ms) }
             } catch let error {
                 try? gpu.synchronize()
-                notes.append("\(name): \(error)")
+                notes.append("\(option.name): \(error)")
             }
         }
-        cudnn = best?.path
+        guard let best else { throw CUDAError.unsupported("no way to run the LSTM worked: \(notes.joined(separator: "; "))") }
+        use(best.option)
+        gpu.resetOrdering()
         for c in candidates where c.lstm !== cudnn?.lstm { c.lstm.release() }
         let timed = "graph-timed forward + backward: " + notes.joined(separator: "; ")
         if let chosen = cudnn {
             freeStepwise(gpu)
             engine = "cuDNN LSTM, \(chosen.lstm.algorithm) algorithm, weights \(chosen.aliased ? "read in place" : "copied") (\(timed))"
         } else {
-            engine = "step by step: one GEMM + one fused cell kernel per step (\(timed))"
+            engine = "\(best.option.name): one GEMM + one fused cell kernel per step (\(timed))"
         }
     }
 
@@ -118,8 +153,9 @@ final class LSTMNetwork: GPUNetwork {
             layers[l].gates = 0; layers[l].c = 0; layers[l].h = 0
             if l > 0 { layers[l].x = 0 }
         }
-        for p in [dLast, dGates, dhNext, dc, dSequence] { gpu.free(p) }
+        for p in [dLast, dGates, dhNext, dc, dSequence, dGatesTop, dhNextTop, dcTop] { gpu.free(p) }
         (dLast, dGates, dhNext, dc, dSequence) = (0, 0, 0, 0, 0)
+        (dGatesTop, dhNextTop, dcTop) = (0, 0, 0)
     }
 
     private func allocateStepwise(_ gpu: CUDAContext) throws {
@@ -136,6 +172,21 @@ final class LSTMNetwork: GPUNetwork {
         dhNext = try gpu.allocate(bytes: 4 * B * H, category: .activations)
         dc = try gpu.allocate(bytes: 4 * B * H, category: .activations)
         dSequence = try act(T * B * H)
+        // The pipelined path's second set: the top layer's gate and state gradients.
+        dGatesTop = try act(T * B * 4 * H)
+        dhNextTop = try gpu.allocate(bytes: 4 * B * H, category: .activations)
+        dcTop = try gpu.allocate(bytes: 4 * B * H, category: .activations)
+    }
+
+    /// The order in which the trainer lays the parameters out: every recurrent weight matrix (layer by layer,
+    /// `weight_ih` before `weight_hh`), then every bias, then the rest. cuDNN 9's weight space has this order
+    /// (measured on the H200: its layer-0 biases come after layer 1's matrices), so cuDNN can read the
+    /// parameters and write the fp32 gradients in place; ``weightLayout(_:_:)`` checks it and copies otherwise.
+    static func placement(_ names: [String]) -> [Int] {
+        let matrices = names.indices.filter { names[$0].hasPrefix("rnn.weight_") }
+        let biases = names.indices.filter { names[$0].hasPrefix("rnn.bias_") }
+        let rest = names.indices.filter { !names[$0].hasPrefix("rnn.weight_") && !names[$0].hasPrefix("rnn.bias_") }
+        return matrices + biases + rest
     }
 
     func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
@@ -144,6 +195,7 @@ final class LSTMNetwork: GPUNetwork {
 
     func forwardBackward(_ t: GPUTrainer) throws {
         if let cudnn { return try forwardBackward(t, cudnn) }
+        if pipelined { return try forwardBackwardPipelined(t) }
         let s = precision.suffix, e = precision.bytes
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
         func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }

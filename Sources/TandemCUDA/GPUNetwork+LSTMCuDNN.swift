@@ -49,7 +49,7 @@ extension LSTMNetwork {
         }
         if let layout, !layout.aliased {
             // Say why cuDNN's layout differs from Tandem's (its offsets against the parameters' own, in elements).
-            let base = t.offsets[layers[0].wih]
+            let base = layers.map { t.offsets[$0.wih] }.min()!
             let first = layout.pieces.first { $0.cudnn != e * ($0.tandem - base) }
             notes.append("weights copied: weight space \(layout.bytes) bytes; first difference: Tandem element \(first.map { $0.tandem - base } ?? -1), "
                          + "cuDNN element \(first.map { $0.cudnn / e } ?? -1)")
@@ -75,13 +75,14 @@ extension LSTMNetwork {
             pieces.append((start, s.offset, s.count))
         }
         guard pieces.count == 16 * layers.count else { throw CUDAError.unsupported("cuDNN reported \(pieces.count) LSTM weight pieces, expected \(16 * layers.count)") }
-        let base = t.offsets[layers[0].wih]
-        let end = t.offsets[layers[layers.count - 1].bhh] + 4 * H
+        let rnn = layers.flatMap { [$0.wih, $0.whh, $0.bih, $0.bhh] }
+        let base = rnn.map { t.offsets[$0] }.min()!, end = rnn.map { t.ends[$0] }.max()!
         let aliased = pieces.allSatisfy { $0.cudnn == e * ($0.tandem - base) } && lstm.weightSpaceBytes <= e * (end - base)
         let gpu = t.gpu
-        let weights = aliased ? t.operand(layers[0].wih) : try gpu.allocate(bytes: lstm.weightSpaceBytes, category: .parameters)
+        let first = rnn.min { t.offsets[$0] < t.offsets[$1] }!
+        let weights = aliased ? t.operand(first) : try gpu.allocate(bytes: lstm.weightSpaceBytes, category: .parameters)
         // fp32 gradients alias the flat gradients; 16-bit ones are cuDNN's type, cast to fp32 after backward.
-        let gradients = aliased && e == 4 ? t.gradient(layers[0].wih) : try gpu.allocate(bytes: lstm.weightSpaceBytes, category: .gradients)
+        let gradients = aliased && e == 4 ? t.gradient(first) : try gpu.allocate(bytes: lstm.weightSpaceBytes, category: .gradients)
         return (weights, gradients, aliased, pieces)
     }
 
@@ -124,7 +125,7 @@ extension LSTMNetwork {
         }
         if path.aliased && e == 4 { return }
         if path.aliased {
-            let base = t.offsets[layers[0].wih], count = path.lstm.weightSpaceBytes / e
+            let base = layers.map { t.offsets[$0.wih] }.min()!, count = path.lstm.weightSpaceBytes / e
             try t.elementwise("cast_to_f32" + precision.suffix, count: count,
                               [.pointer(path.weightGradients), .pointer(t.grads + DevicePointer(4 * base)), .long(Int64(count))])
             return

@@ -62,6 +62,8 @@ public final class GPUTrainer {
     public let names: [String]
     public let shapes: [[Int]]
     let offsets: [Int]
+    /// Where each parameter's aligned slice ends (slices need not follow the model's order).
+    let ends: [Int]
     public let parameterCount: Int
     let flatCount: Int
     let params: DevicePointer, grads: DevicePointer, slot1: DevicePointer, slot2: DevicePointer
@@ -97,12 +99,16 @@ public final class GPUTrainer {
         let named = model.namedParameters
         names = named.map(\.name)
         shapes = named.map(\.parameter.shape)
-        var offsets: [Int] = [], total = 0
-        for p in named {
-            offsets.append(total)
-            total += (p.parameter.count + 63) / 64 * 64   // 256-byte aligned slices for the GEMMs
+        // 256-byte aligned slices for the GEMMs, in the order the network asks for (cuDNN's LSTM weight layout
+        // for lstm, so cuDNN reads the parameters in place), else in the model's order.
+        var offsets = [Int](repeating: 0, count: named.count), ends = offsets, total = 0
+        for i in workload == .lstm ? LSTMNetwork.placement(named.map(\.name)) : Array(named.indices) {
+            offsets[i] = total
+            total += (named[i].parameter.count + 63) / 64 * 64
+            ends[i] = total
         }
         self.offsets = offsets
+        self.ends = ends
         flatCount = total
         parameterCount = named.reduce(0) { $0 + $1.parameter.count }
         params = try gpu.allocate(bytes: 4 * total, category: .parameters)
@@ -220,8 +226,7 @@ public final class GPUTrainer {
         guard overlapsOptimizer else { return }
         try gpu.onSideStream {
             for i in indices where !updated.contains(i) {
-                let end = i + 1 < offsets.count ? offsets[i + 1] : flatCount
-                try launchOptimizer(from: offsets[i], count: end - offsets[i])
+                try launchOptimizer(from: offsets[i], count: ends[i] - offsets[i])
                 updated.insert(i)
             }
         }
@@ -251,8 +256,7 @@ public final class GPUTrainer {
         } else {
             // The parameters backward did not hand over, then wait for the side stream.
             for i in 0..<offsets.count where !updated.contains(i) {
-                let end = i + 1 < offsets.count ? offsets[i + 1] : flatCount
-                try launchOptimizer(from: offsets[i], count: end - offsets[i])
+                try launchOptimizer(from: offsets[i], count: ends[i] - offsets[i])
             }
             try gpu.joinSideStream()
         }

@@ -132,4 +132,38 @@ extension GPUSelfTest {
                    p == .fp32 ? 1e-4 : 3e-2, note: engines[0])
         }
     }
+
+    /// Every way the LSTM can run its recurrence (one layer after the other, side by side on two streams,
+    /// each cuDNN algorithm), forced in turn, against the CPU step's gradients on the same weights and batch.
+    func lstmPathChecks(_ p: GPUPrecision) throws {
+        let w = ReferenceModel.lstm, batchSize = Self.testBatch(w)
+        var generator = SeededGenerator(seed: 23)
+        let batch = w.syntheticBatch(size: batchSize, generator: &generator)
+        let model = w.make(seed: 0)
+        let tape = Tape()
+        let loss = tape.record { model.loss(batch) }
+        model.zeroGradients()
+        tape.backward(loss)
+        let reference = model.namedParameters.flatMap { Array($0.parameter.gradient!.buffer) }
+        var names = ["step by step", "step by step, layers side by side"]
+        if gpu.dnn != nil { names += ["cuDNN standard", "cuDNN persistStatic", "cuDNN persistDynamic"] }
+        let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
+        for name in names {
+            LSTMNetwork.only = name
+            defer { LSTMNetwork.only = nil }
+            let trainer: GPUTrainer
+            do {
+                trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+            } catch let error {
+                // A cuDNN algorithm may refuse a shape or precision; Tandem's own paths must not.
+                record("lstm step, \(name): gradients", p.rawValue, name.hasPrefix("cuDNN") ? 0 : .nan, 0, note: "not available: \(error)")
+                continue
+            }
+            try trainer.load(batch)
+            try trainer.step()
+            let grads = try trainer.downloadGradients()
+            record("lstm step, \(name): gradients", p.rawValue, Self.relativeError(trainer.names.flatMap { grads[$0]! }, reference),
+                   p == .fp32 ? 1e-4 : 8e-2)
+        }
+    }
 }

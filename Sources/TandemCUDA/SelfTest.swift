@@ -83,7 +83,7 @@ public final class GPUSelfTest {
         for p in [GPUPrecision.fp32, .bf16, .fp16] { try operations(p) }
         try gemmChecks(.tf32)
         try optimizerChecks()
-        for p in [GPUPrecision.fp32, .bf16] { try cudnnChecks(p) }
+        for p in [GPUPrecision.fp32, .bf16] { try cudnnChecks(p); try lstmPathChecks(p) }
         for m in models {
             for p in [GPUPrecision.fp32, .bf16] { try modelStep(m, p) }
         }

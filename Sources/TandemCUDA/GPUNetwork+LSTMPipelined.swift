@@ -1,0 +1,91 @@
+/// The step-by-step path of a two-layer ``LSTMNetwork`` with the layers running side by side.
+///
+/// One step of one layer is a `[B, H] × [H, 4H]` GEMM and a cell: a few dozen blocks, far from
+/// filling the GPU, and each waits for the one before. Layer 1's step `t` needs only layer 0's
+/// step `t`, so layer 0 runs on the main stream and layer 1 on the side stream, `chunk` steps
+/// behind: the two dependent chains overlap instead of following each other. Layer 1's input
+/// projection is one GEMM per chunk of steps. Backward is the mirror image: layer 1 goes first on
+/// the side stream, its input gradient for a chunk of steps is one GEMM, and layer 0 follows a
+/// chunk behind on the main stream. Weight and bias gradients are whole-sequence GEMMs at the end,
+/// as in the serial path. In a captured graph the events between the streams become edges.
+extension LSTMNetwork {
+    static let chunk = 8
+
+    func forwardBackwardPipelined(_ t: GPUTrainer) throws {
+        precondition(layers.count == 2, "the pipelined LSTM takes two layers")
+        let s = precision.suffix, e = precision.bytes, gpu = t.gpu
+        func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
+        func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }
+        let G = 4 * H
+        let (bottom, top) = (layers[0], layers[1])
+        func cell(_ layer: Layer, _ step: Int) throws {
+            let g = at(layer.gates, step, G, bytes: e)
+            if step > 0 {
+                try t.gemm(transA: false, transB: true, m: B, n: G, k: H, a: at(layer.h, step - 1, H, bytes: e), lda: H, b: t.operand(layer.whh), ldb: H,
+                           c: g, ldc: G, beta: 1)
+            }
+            try t.elementwise("lstm_cell" + s, count: B * H, [.pointer(g), .pointer(t.weight(layer.bih)), .pointer(t.weight(layer.bhh)),
+                                                           .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(at(layer.c, step, H, bytes: 4)),
+                                                           .pointer(at(layer.h, step, H, bytes: e)), i32(B), i32(H)])
+        }
+        try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(bottom.x), i32(B), i32(T), i32(bottom.input)])
+        try t.gemm(transA: false, transB: true, m: T * B, n: G, k: bottom.input, a: bottom.x, lda: bottom.input, b: t.operand(bottom.wih), ldb: bottom.input,
+                   c: bottom.gates, ldc: G)
+        for c0 in stride(from: 0, to: T, by: Self.chunk) {
+            let c1 = min(T, c0 + Self.chunk)
+            for step in c0..<c1 { try cell(bottom, step) }
+            try gpu.onSideStream {   // after layer 0's steps c0..<c1
+                try t.gemm(transA: false, transB: true, m: (c1 - c0) * B, n: G, k: H, a: at(bottom.h, c0, H, bytes: e), lda: H,
+                           b: t.operand(top.wih), ldb: H, c: at(top.gates, c0, G, bytes: e), ldc: G)
+                for step in c0..<c1 { try cell(top, step) }
+            }
+        }
+        try gpu.joinSideStream()
+        let last = at(top.h, T - 1, H, bytes: e)
+        try t.gemm(transA: false, transB: true, m: B, n: outputs, k: H, a: last, lda: H, b: t.operand(head), ldb: H, c: prediction, ldc: outputs)
+        try t.elementwise("bias_act" + s, count: B * outputs, [.pointer(prediction), .pointer(t.weight(head + 1)), i32(B), i32(outputs), i32(0)])
+        let n = B * outputs
+        try t.elementwise("mse" + s, count: n, [.pointer(prediction), .pointer(io.targets), .pointer(dPrediction), .pointer(losses), .long(Int64(n)),
+                                                .float(1 / Float(n)), .pointer(t.state)])
+        try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
+        try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
+        try t.smallGemmTN(a: dPrediction, b: last, c: t.gradient(head), m: outputs, n: H, k: B)
+        try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H, c: dLast, ldc: H)
+        // Backward: each layer has its own running state gradients (dh from the next step, dc) and gate gradients.
+        for p in [dhNext, dc, dhNextTop, dcTop] { try gpu.fill(p, words: B * H, pattern: 0) }
+        func cellBackward(_ layer: Layer, _ step: Int, dhOut: DevicePointer, dGates: DevicePointer, dhNext: DevicePointer, dc: DevicePointer) throws {
+            let dg = at(dGates, step, G, bytes: e)
+            try t.elementwise("lstm_cell_bwd" + s, count: B * H, [.pointer(at(layer.gates, step, G, bytes: e)), .pointer(at(layer.c, step, H, bytes: 4)),
+                                                               .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(dhOut),
+                                                               .pointer(dhNext), .pointer(dc), .pointer(dg), i32(B), i32(H)])
+            if step > 0 {
+                try t.gemm(transA: false, transB: false, m: B, n: H, k: G, a: dg, lda: G, b: t.operand(layer.whh), ldb: H, c: dhNext, ldc: H, cF32: true)
+            }
+        }
+        try gpu.sideWaitsForMain()   // the head's gradient and the zeroed state gradients
+        for c1 in stride(from: T, to: 0, by: -Self.chunk) {
+            let c0 = max(0, c1 - Self.chunk)
+            try gpu.onSideStream(waitForMain: false) {
+                for step in (c0..<c1).reversed() {
+                    try cellBackward(top, step, dhOut: step == T - 1 ? dLast : 0, dGates: dGatesTop, dhNext: dhNextTop, dc: dcTop)
+                }
+                // Layer 0's output gradient for these steps: one GEMM through W_ih of layer 1.
+                try t.gemm(transA: false, transB: false, m: (c1 - c0) * B, n: H, k: G, a: at(dGatesTop, c0, G, bytes: e), lda: G,
+                           b: t.operand(top.wih), ldb: H, c: at(dSequence, c0, H, bytes: e), ldc: H)
+            }
+            try gpu.joinSideStream()   // the main stream waits for this chunk
+            for step in (c0..<c1).reversed() {
+                try cellBackward(bottom, step, dhOut: at(dSequence, step, H, bytes: e), dGates: dGates, dhNext: dhNext, dc: dc)
+            }
+        }
+        for (layer, dG) in [(top, dGatesTop), (bottom, dGates)] {
+            // Both bias gradients are the column sums of the gate gradients over every step.
+            try t.activationBackward(dy: dG, ref: dG, act: 0, rows: T * B, cols: G, biasGradient: t.gradient(layer.bih))
+            try gpu.copy(t.gradient(layer.bih), to: t.gradient(layer.bhh), bytes: 4 * G)
+            try t.gemm(transA: true, transB: false, m: G, n: H, k: (T - 1) * B, a: at(dG, 1, G, bytes: e), lda: G, b: layer.h, ldb: H,
+                       c: t.gradient(layer.whh), ldc: H, cF32: true)
+            try t.gemm(transA: true, transB: false, m: G, n: layer.input, k: T * B, a: dG, lda: G, b: layer.x, ldb: layer.input,
+                       c: t.gradient(layer.wih), ldc: layer.input, cF32: true)
+        }
+    }
+}
