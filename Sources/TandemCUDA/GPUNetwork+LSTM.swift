@@ -31,8 +31,9 @@ final class LSTMNetwork: GPUNetwork {
     /// The step-by-step path's buffers (allocated only when cuDNN is not used).
     var dLast: DevicePointer = 0, dGates: DevicePointer = 0, dhNext: DevicePointer = 0, dc: DevicePointer = 0, dSequence: DevicePointer = 0
     var dGatesTop: DevicePointer = 0, dhNextTop: DevicePointer = 0, dcTop: DevicePointer = 0
-    /// Whether the step-by-step path runs the two layers side by side (GPUNetwork+LSTMPipelined.swift).
-    var pipelined = false
+    /// When not 0, the step-by-step path runs the two layers side by side, layer 1 this many steps behind
+    /// layer 0 (GPUNetwork+LSTMPipelined.swift).
+    var chunk = 0
     let precision: GPUPrecision
     /// The cuDNN path, when in use.
     var cudnn: CuDNNPath?
@@ -78,11 +79,12 @@ final class LSTMNetwork: GPUNetwork {
 
     /// The ways to run the recurrence ``prepare(_:)`` chooses from.
     enum Recurrence {
-        case serial, pipelined, cudnn(CuDNNPath)
+        /// `pipelined(chunk)`: layer 1 runs `chunk` steps behind layer 0.
+        case serial, pipelined(Int), cudnn(CuDNNPath)
         var name: String {
             switch self {
             case .serial: "step by step"
-            case .pipelined: "step by step, layers side by side"
+            case .pipelined(let chunk): "step by step, layers side by side (\(chunk)-step chunks)"
             case .cudnn(let p): "cuDNN \(p.lstm.algorithm)"
             }
         }
@@ -90,9 +92,9 @@ final class LSTMNetwork: GPUNetwork {
 
     func use(_ r: Recurrence) {
         switch r {
-        case .serial: (cudnn, pipelined) = (nil, false)
-        case .pipelined: (cudnn, pipelined) = (nil, true)
-        case .cudnn(let p): (cudnn, pipelined) = (p, false)
+        case .serial: (cudnn, chunk) = (nil, 0)
+        case .pipelined(let steps): (cudnn, chunk) = (nil, steps)
+        case .cudnn(let p): (cudnn, chunk) = (p, 0)
         }
     }
 
@@ -104,7 +106,7 @@ final class LSTMNetwork: GPUNetwork {
         let gpu = t.gpu
         try allocateStepwise(gpu)
         var notes: [String] = []
-        var options: [Recurrence] = [.serial] + (layers.count == 2 ? [.pipelined] : [])
+        var options: [Recurrence] = [.serial] + (layers.count == 2 ? [4, 8, 16].filter { $0 < T }.map { .pipelined($0) } : [])
         var candidates: [CuDNNPath] = []
         if let dnn = gpu.dnnForTrainers {
             candidates = makeCuDNNPaths(t, dnn, notes: &notes)
@@ -112,7 +114,7 @@ final class LSTMNetwork: GPUNetwork {
         } else if let why = gpu.dnnUnavailable {
             notes.append("no cuDNN: \(why)")
         }
-        if let only = Self.only { options = options.filter { $0.name == only } }
+        if let only = Self.only { options = options.filter { $0.name.hasPrefix(only) }.prefix(1).map { $0 } }
         // Never time on zeros: 0x3C003C00 is about 0.0078 in fp32.
         try gpu.fill(io.inputs, words: io.inputCount, pattern: 0x3C00_3C00)
         try gpu.fill(io.targets, words: io.targetCount, pattern: 0x3C00_3C00)
@@ -195,7 +197,7 @@ final class LSTMNetwork: GPUNetwork {
 
     func forwardBackward(_ t: GPUTrainer) throws {
         if let cudnn { return try forwardBackward(t, cudnn) }
-        if pipelined { return try forwardBackwardPipelined(t) }
+        if chunk > 0 { return try forwardBackwardPipelined(t) }
         let s = precision.suffix, e = precision.bytes
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
         func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }
