@@ -64,7 +64,9 @@ public final class ShardedOptimizer {
     var reduced = false
     /// One tile of averaged gradient (the fused pass), used only by this rank's communication thread.
     let tile: UnsafeMutablePointer<Float>
-    static let tileCount = 2048
+    /// 64 KiB: the tile and the tiles of gradients, weights and state it meets stay in L2,
+    /// and the per-tile calls are paid once per 16 Ki elements.
+    static let tileCount = 16384
 
     /// Shards the update of `optimizer` over `ddp`'s ranks.
     ///
@@ -161,7 +163,7 @@ public final class ShardedOptimizer {
         if usesSharedMemory {
             guard clipNorm != nil else { return }
             let shared = group as! any SharedMemoryGroup
-            try Self.waitAll(shards.map { shard in
+            try Self.waitAll(shards.reversed().map { shard in
                 let job = Unchecked((self, shard))
                 return shared.exchange(shard.parameters.map { CollectiveBuffer($0.gradient!.pointer, count: $0.count) }, name: "sharded-reduce") { all, rank in
                     job.value.0.reduce(all, shard: job.value.1, rank: rank)
@@ -197,7 +199,9 @@ public final class ShardedOptimizer {
         let scale = try clipScale()
         if usesSharedMemory {
             let shared = group as! any SharedMemoryGroup
-            try Self.waitAll(shards.map { shard in
+            // Last bucket first (the same order on every rank): it holds the first layers, whose
+            // gradients backward wrote last.
+            try Self.waitAll(shards.reversed().map { shard in
                 let job = Unchecked((self, shard))
                 let weights = shard.parameters.map { CollectiveBuffer($0.value.pointer, count: $0.count) }
                 // With clipping the averaged slice is already in `shard.gradient`; without, it is summed here, tile by tile.
@@ -285,8 +289,13 @@ public final class ShardedOptimizer {
         let fused = all[rank].count == 2 * k          // gradients posted too: sum them here
         let weightsAt = fused ? k : 0
         let step = state.step
-        var slots = shard.state.map(\.pointer)
-        shard.pieces(shard.owned) { i, offset, count, flat in
+        let states = shard.state.map(\.pointer)
+        var slots = states
+        let gradients = fused ? tile : shard.gradient.pointer   // the averaged slice, when clipping put it there
+        // Last bucket position first: the parameters backward finished last, whose gradients are likeliest still in cache.
+        shard.pieces(shard.owned, backward: true) { i, offset, count, flat in
+            let w = all[rank][weightsAt + i].base!.assumingMemoryBound(to: Float.self) + offset
+            let peers = all.indices.filter { $0 != rank }.map { all[$0][weightsAt + i].base!.assumingMemoryBound(to: Float.self) + offset }
             var done = 0
             while done < count {
                 let n = min(Self.tileCount, count - done), at = offset + done
@@ -296,15 +305,12 @@ public final class ShardedOptimizer {
                     average(all, i, at, n, into: tile)
                     g = tile
                 } else {
-                    g = shard.gradient.pointer + position
+                    g = gradients + position
                     if scale != 1 { Kernels.scale(g, by: scale, count: n) }
                 }
-                for s in slots.indices { slots[s] = shard.state[s].pointer + position }
-                let w = all[rank][weightsAt + i].base!.assumingMemoryBound(to: Float.self) + at
-                rule.update(weights: w, gradient: g, state: slots, count: n, step: step)
-                for q in all.indices where q != rank {
-                    (all[q][weightsAt + i].base!.assumingMemoryBound(to: Float.self) + at).update(from: w, count: n)
-                }
+                for s in slots.indices { slots[s] = states[s] + position }
+                rule.update(weights: w + done, gradient: g, state: slots, count: n, step: step)
+                for peer in peers { (peer + done).update(from: w + done, count: n) }
                 done += n
             }
         }
@@ -420,10 +426,11 @@ extension ShardedOptimizer {
         deinit { packed16?.deallocate(); received16?.deallocate() }
 
         /// Calls `body(parameter, offset in it, count, position in the bucket)` for each
-        /// parameter's part of `range` (bucket positions), in order.
-        func pieces(_ range: Range<Int>, _ body: (_ index: Int, _ offset: Int, _ count: Int, _ flat: Int) -> Void) {
+        /// parameter's part of `range` (bucket positions), in order (`backward`: last first).
+        func pieces(_ range: Range<Int>, backward: Bool = false, _ body: (_ index: Int, _ offset: Int, _ count: Int, _ flat: Int) -> Void) {
             guard !range.isEmpty else { return }
-            for (i, start) in offsets.enumerated() {
+            for i in backward ? Array(offsets.indices.reversed()) : Array(offsets.indices) {
+                let start = offsets[i]
                 let end = start + parameters[i].count
                 let lo = max(start, range.lowerBound), hi = min(end, range.upperBound)
                 if lo < hi { body(i, lo - start, hi - lo, lo) }
