@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TandemCUDA
 import TandemModels
 import TandemParallel
 
@@ -30,6 +31,17 @@ struct NCCLJobRunner: Sendable {
         }
         let result = try JSONDecoder.tandem.decode(RunResult.self, from: Data(line.utf8))
         return Benchmark.Measurement(result: result, spans: [], collectives: [])
+    }
+
+    /// One GPU's measured GEMM rate in the sweep's precision (true fp32, tf32, or bf16 for
+    /// bf16 and fp16), the peak its MFU is against; GPU 0 is free once the jobs have ended.
+    func peakFLOPS() throws -> Double {
+        let c = try GPUCeilings.measure(gpu: try openGPU(), n: 4096, copyBytes: 256 << 20, repeats: 5)
+        switch precision {
+        case "fp32": return c.fp32TFLOPs * 1e12
+        case "tf32": return c.tf32TFLOPs * 1e12
+        default: return c.bf16TFLOPs * 1e12
+        }
     }
 
     /// The all-reduce sweep between `workers` GPUs.

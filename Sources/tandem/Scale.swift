@@ -118,7 +118,8 @@ struct Scale: ParsableCommand {
             bar.finish()
             try outputs.write("probes.jsonl", probes.map(jsonLine).joined())
         }
-        let peak = Ceilings.measure().gflops * 1e9
+        // MFU against one worker's peak: a core's measured GEMM rate, or a GPU's in the sweep's precision.
+        let peak = try nccl?.peakFLOPS() ?? Ceilings.measure().gflops * 1e9
         // CPU ranks reduce gradients on the cores they compute on: with the host full, no
         // idle core is left for the all-reduce to hide on.
         let overlap = nccl == nil && perHost >= ProcessInfo.processInfo.activeProcessorCount ? 0.0 : 1.0
