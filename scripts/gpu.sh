@@ -4,7 +4,8 @@
 #   bash scripts/gpu.sh [TANDEM_BINARY] [TORCH_BENCH] [OUT_DIR]
 # 1. tandem doctor --measure: the CUDA libraries found and the card's ceilings (GEMM fp32/tf32/bf16, copy)
 # 2. tandem selftest --device cuda: every GPU op and training step against its CPU twin (non-zero exit on failure)
-# 3. the GPU benchmark side by side with torch_bench.py --device cuda --graph (fp32 and bf16, alternating, medians)
+# 3. the GPU benchmark side by side with torch_bench.py --device cuda --graph (fp32 and bf16, alternating, medians;
+#    in fp32 also PyTorch with tf32 off in cuDNN, whose default lets convolutions and RNNs use tf32)
 set -uo pipefail
 TANDEM=${1:-.gpu/tandem}
 TORCH_BENCH=${2:-.gpu/torch_bench.py}
@@ -19,6 +20,6 @@ echo "== selftest"
 "$TANDEM" selftest --device cuda 2>&1 | tee "$OUT/selftest.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "selftest FAILED"; status=1; }
 echo "== benchmark (Tandem vs PyTorch, CUDA graphs)"
-python3 "$(dirname "$0")/bench_gpu.py" --tandem "$TANDEM" --torch-bench "$TORCH_BENCH" --out "$OUT" --repeats "$REPEATS" \
+python3 "$(dirname "$0")/bench_gpu.py" --tandem "$TANDEM" --torch-bench "$TORCH_BENCH" --out "$OUT" --repeats "$REPEATS" --torch-ieee \
     ${MODELS:+--models "$MODELS"} 2>&1 | tee "$OUT/bench.txt"
 exit $status
