@@ -24,8 +24,9 @@ public struct Analysis {
     public var table = ""
 
     /// - Parameter peakFLOPS: one worker's peak (for MFU).
-    /// - Parameter probes: contention probes (``Benchmark/independentBackend`` runs), at
-    ///   most one per workload; with one, the predictions include the host's contention.
+    /// - Parameter probes: contention probes (``Benchmark/independentBackend`` runs), any
+    ///   number per workload; the predictions include the contention of each workload's
+    ///   median-throughput probe.
     /// - Parameter overlappableFraction: the share of backward under which communication can
     ///   hide (``CostModel/overlappableFraction``): 0 when the all-reduce runs on the cores
     ///   that compute (CPU ranks filling their host), 1 when it runs beside them.
@@ -95,9 +96,8 @@ public struct Analysis {
                let calibration = try? Calibration(baseline: baseline) {
                 var model = CostModel(calibration: calibration, algorithm: .ring(link), bucketBytes: 25 << 20,
                                       overlappableFraction: overlappableFraction)
-                if let probe = probes.first(where: { $0.model == curve.model }) {
-                    model.hostContention = try? HostContention(baseline: baseline, probe: probe)
-                }
+                let probesOfModel = probes.filter { $0.model == curve.model }
+                if !probesOfModel.isEmpty { model.hostContention = try? HostContention(baseline: baseline, probe: Self.typical(probesOfModel)) }
                 let contention = (model.hostContention.map {
                     String(format: ", host contention from %d lock-step replicas: compute ×%.2f, optimizer ×%.2f", $0.workersPerHost, $0.computeSlowdown, $0.fixedSlowdown)
                 } ?? "") + (overlappableFraction < 1 ? String(format: ", %.0f%% of backward to hide communication under", 100 * overlappableFraction) : "")
@@ -122,9 +122,10 @@ public struct Analysis {
         table = rows.joined(separator: "\n")
     }
 
-    /// The run whose throughput is the median of the repeats.
-    static func typical(_ runs: [RunResult]) -> RunResult {
-        runs.sorted { $0.samples_per_s < $1.samples_per_s }[runs.count / 2]
+    /// The run whose throughput is the median of the repeats (the upper median of an even count).
+    public static func typical(_ runs: [RunResult]) -> RunResult {
+        precondition(!runs.isEmpty, "the typical run of no runs")
+        return runs.sorted { $0.samples_per_s < $1.samples_per_s }[runs.count / 2]
     }
 
     /// Every rank's spans and collectives as trace events (one process per rank), each

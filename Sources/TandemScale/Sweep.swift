@@ -24,6 +24,10 @@ public struct Sweep: Sendable {
     /// The batch per worker of a workload when `batch` is not given (the CPU batch of
     /// WORKLOADS.md; a GPU sweep passes the GPU batch).
     public var defaultBatch: @Sendable (ReferenceModel) -> Int = { $0.cpuBatch }
+    /// Replicas in each workload's contention probe (``probe(_:workers:)``), nil for none.
+    /// The probe runs once per repeat, right after that repeat's configurations, so whatever
+    /// else the host does at the time weighs on the probe and the runs it explains alike.
+    public var probeReplicas: Int?
 
     public init(models: [ReferenceModel], workers: [Int], mode: ScalingMode, steps: Int? = nil, warmup: Int = 1, repeats: Int = 3, batch: Int? = nil) {
         self.models = models
@@ -67,30 +71,49 @@ public struct Sweep: Sendable {
         public var runs: [Benchmark.Measurement]
     }
 
-    /// Runs every configuration (models × worker counts × repeats), in that order,
-    /// calling `progress(done, total, label, secondsLeft)` before each run.
+    /// What a sweep measured: every configuration, and every run of the contention probe.
+    public struct Outcome: Sendable {
+        public var configurations: [Configuration]
+        public var probes: [Benchmark.Measurement]
+    }
+
+    /// Runs every configuration: model by model, each repeat going once through the worker
+    /// counts (and the probe, with ``probeReplicas``), so the repeats of one configuration
+    /// are spread over the model's time rather than bunched; calls
+    /// `progress(done, total, label, secondsLeft)` before each run.
     public func run(clock: any TimeSource = MonotonicClock(),
-                    progress: (Int, Int, String, Double?) -> Void = { _, _, _, _ in }) throws -> [Configuration] {
-        var plan: [(ReferenceModel, Int, Int)] = []
-        for model in models { for n in workers { plan.append((model, n, try batchPerWorker(model, workers: n))) } }
-        let total = plan.count * repeats
+                    progress: (Int, Int, String, Double?) -> Void = { _, _, _, _ in }) throws -> Outcome {
+        let probes = probeReplicas.map { $0 > 1 ? 1 : 0 } ?? 0
+        let total = models.count * (workers.count + probes) * repeats
         var done = 0
         let start = clock.now()
-        var out: [Configuration] = []
-        for (model, n, b) in plan {
-            var runs: [Benchmark.Measurement] = []
-            for r in 0..<repeats {
-                let elapsed = clock.now() - start
-                progress(done, total, "\(model.rawValue) × \(n) worker\(n == 1 ? "" : "s"), repeat \(r + 1)/\(repeats)",
-                         done > 0 ? elapsed / Double(done) * Double(total - done) : nil)
-                let benchmark = Benchmark(workload: model, batch: b, steps: steps ?? Self.defaultSteps(model), warmup: warmup)
-                runs.append(try runner?(benchmark, n, r == 0) ?? benchmark.measure(workers: n, recordEvents: r == 0))
-                done += 1
+        func show(_ label: String) {
+            let elapsed = clock.now() - start
+            progress(done, total, label, done > 0 ? elapsed / Double(done) * Double(total - done) : nil)
+        }
+        var outcome = Outcome(configurations: [], probes: [])
+        for model in models {
+            var configurations = try workers.map { n in
+                Configuration(model: model, workers: n, batchPerWorker: try batchPerWorker(model, workers: n), runs: [])
             }
-            out.append(Configuration(model: model, workers: n, batchPerWorker: b, runs: runs))
+            for r in 0..<repeats {
+                for i in configurations.indices {
+                    let (n, b) = (configurations[i].workers, configurations[i].batchPerWorker)
+                    show("\(model.rawValue) × \(n) worker\(n == 1 ? "" : "s"), repeat \(r + 1)/\(repeats)")
+                    let benchmark = Benchmark(workload: model, batch: b, steps: steps ?? Self.defaultSteps(model), warmup: warmup)
+                    configurations[i].runs.append(try runner?(benchmark, n, r == 0) ?? benchmark.measure(workers: n, recordEvents: r == 0))
+                    done += 1
+                }
+                if probes > 0, let replicas = probeReplicas {
+                    show("\(model.rawValue): contention probe, \(replicas) replicas in lock-step, repeat \(r + 1)/\(repeats)")
+                    outcome.probes.append(try probe(model, workers: replicas))
+                    done += 1
+                }
+            }
+            outcome.configurations += configurations
         }
         progress(done, total, "done", 0)
-        return out
+        return outcome
     }
 }
 

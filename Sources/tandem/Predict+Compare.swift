@@ -18,7 +18,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Largest worker count.") var max = 4096
     @Option(help: "Efficiency target for the knee and the batch/bucket questions.") var efficiency = 0.9
     @Option(help: "Answer: what batch or bucket keeps --efficiency at this many workers.") var at: Int?
-    @Option(help: "A `probes.jsonl` from `tandem scale`: the host-contention probe of the same model, applied to compute and optimizer.") var probes: String?
+    @Option(help: "A `probes.jsonl` from `tandem scale`: the host-contention probe of the same model (the median of its repeats), applied to compute and optimizer.") var probes: String?
     @Option(help: "Share of backward that communication can hide under, 0–1: 1 where the all-reduce runs beside compute (GPUs, spare cores), 0 where it runs on the cores that compute (CPU ranks filling their host).") var overlap = 1.0
 
     func link() throws -> Interconnect {
@@ -77,10 +77,12 @@ struct Predict: ParsableCommand {
         var cost = CostModel(calibration: try Calibration(baseline: baseline), algorithm: try parsedAlgorithm(link), bucketBytes: Int(bucketMB * 1_048_576),
                               overlappableFraction: overlap)
         if let probes {
-            guard let probe = try ResultsFile.read(path: probes).first(where: { $0.model == baseline.model && $0.backend == Benchmark.independentBackend }) else {
+            let own = try ResultsFile.read(path: probes).filter { $0.model == baseline.model && $0.backend == Benchmark.independentBackend }
+            guard !own.isEmpty else {
                 throw ValidationError("\(probes): no contention probe (backend \(Benchmark.independentBackend)) of \(baseline.model)")
             }
-            do { cost.hostContention = try HostContention(baseline: baseline, probe: probe) } catch { throw ValidationError("\(probes): \(error)") }
+            // The median-throughput probe when the sweep repeated it.
+            do { cost.hostContention = try HostContention(baseline: baseline, probe: Analysis.typical(own)) } catch { throw ValidationError("\(probes): \(error)") }
             let c = cost.hostContention!
             print(String(format: "host contention from %d lock-step replicas: compute ×%.2f, optimizer ×%.2f", c.workersPerHost, c.computeSlowdown, c.fixedSlowdown))
         }

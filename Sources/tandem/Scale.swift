@@ -88,14 +88,22 @@ struct Scale: ParsableCommand {
             sweep.defaultBatch = { $0.gpuBatch }
             if steps == nil { sweep.steps = 50; sweep.warmup = max(warmup, 10) }
         }
+        // The host's contention probe per workload: as many independent replicas as the widest
+        // run puts on this host's cores, in lock-step with no communication (HostContention).
+        // GPUs do not share their compute: no probe for an NCCL sweep.
+        let widest = sweep.workers.max()!
+        let perHost = nccl != nil ? 1 : min(widest, ProcessInfo.processInfo.activeProcessorCount)
+        if perHost > 1 { sweep.probeReplicas = perHost }
         let bar = ProgressBar(enabled: !quiet)
-        let configurations = try sweep.run { done, total, label, left in bar.show(done, total, label, left) }
+        let outcome = try sweep.run { done, total, label, left in bar.show(done, total, label, left) }
         bar.finish()
+        let configurations = outcome.configurations
         let results = configurations.flatMap { $0.runs.map(\.result) }
         try outputs.write("results.jsonl", results.map(jsonLine).joined())
+        let probes = outcome.probes.map(\.result)
+        if !probes.isEmpty { try outputs.write("probes.jsonl", probes.map(jsonLine).joined()) }
 
         // The all-reduce over message sizes, at the largest worker count.
-        let widest = sweep.workers.max()!
         var comm: [CommBenchmark.Row] = []
         if widest > 1 {
             bar.show(0, 1, "all-reduce sweep on \(widest) workers", nil)
@@ -104,19 +112,6 @@ struct Scale: ParsableCommand {
                 ?? nccl?.commRows(workers: widest, sizes: sizes, iterations: 20)
                 ?? CommBenchmark(operation: .allReduce, workers: widest, sizes: sizes, iterations: 5).run()
             bar.finish()
-        }
-        // The host's contention probe per workload: as many independent replicas as the widest
-        // run puts on this host's cores, in lock-step with no communication (HostContention).
-        var probes: [RunResult] = []
-        // (GPUs do not share their compute: no probe for an NCCL sweep.)
-        let perHost = nccl != nil ? 1 : min(widest, ProcessInfo.processInfo.activeProcessorCount)
-        if perHost > 1 {
-            for (i, model) in sweep.models.enumerated() {
-                bar.show(i, sweep.models.count, "contention probe: \(model.rawValue) × \(perHost) replicas in lock-step", nil)
-                probes.append(try sweep.probe(model, workers: perHost).result)
-            }
-            bar.finish()
-            try outputs.write("probes.jsonl", probes.map(jsonLine).joined())
         }
         // MFU against one worker's peak: a core's measured GEMM rate, or a GPU's in the sweep's precision.
         let peak = try nccl?.peakFLOPS() ?? Ceilings.measure().gflops * 1e9
