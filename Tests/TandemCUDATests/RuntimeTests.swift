@@ -161,3 +161,16 @@ struct InventoryTests {
         #expect(lines.contains { $0.contains("convolutions") }, "\(lines)")
     }
 }
+
+@Suite("cuDNN's LSTM weight order")
+struct LSTMPlacementTests {
+    @Test("recurrent matrices first (layer by layer, input before recurrent), then biases, then the rest; every parameter once")
+    func placement() {
+        let names = ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
+                     "rnn.weight_ih_l1", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1", "head.weight", "head.bias"]
+        let order = LSTMNetwork.placement(names).map { names[$0] }
+        #expect(order == ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.weight_ih_l1", "rnn.weight_hh_l1",
+                          "rnn.bias_ih_l0", "rnn.bias_hh_l0", "rnn.bias_ih_l1", "rnn.bias_hh_l1", "head.weight", "head.bias"])
+        #expect(Set(LSTMNetwork.placement(names)) == Set(names.indices))
+    }
+}
