@@ -220,9 +220,55 @@ public final class GPUTrainer {
     var overlapsOptimizer: Bool { clipNorm == 0 && precision != .fp16 && collective == nil && Self.overlapAllowed }
     static let overlapAllowed: Bool = getenv("TANDEM_OVERLAP_OPTIMIZER").map { String(cString: $0) == "1" } ?? false
 
+    // MARK: Gradient buckets over NCCL
+
+    /// Bytes of gradient per all-reduce started while backward runs (over NCCL): as soon as the
+    /// gradients at the end of the flat buffer are final and reach this size, they are averaged
+    /// on the side stream, under the rest of backward. `TANDEM_NCCL_BUCKET_MB` sets it; 0 gives one
+    /// all-reduce after backward.
+    static let bucketBytes: Int = {
+        guard let text = getenv("TANDEM_NCCL_BUCKET_MB").map({ String(cString: $0) }), let mb = Double(text), mb >= 0 else { return 25 << 20 }
+        return Int(mb * 1_048_576)
+    }()
+    /// The flat gradient from this offset to the end is averaged (queued) this step.
+    var reducedFrom = 0
+    /// Parameters whose gradients backward has finished this step (when bucketing).
+    var finished: Set<Int> = []
+    /// Parameter indices by their slice's offset, last slice first.
+    lazy var byOffsetDescending: [Int] = offsets.indices.sorted { offsets[$0] > offsets[$1] }
+    var bucketsGradients: Bool { (collective?.size ?? 1) > 1 && Self.bucketBytes > 0 }
+
+    /// Averages gradients `range` of the flat buffer over the group on the side stream, after
+    /// everything backward has queued so far (the side stream keeps the collectives in the
+    /// same order on every rank).
+    func reduceOnSideStream(_ range: Range<Int>) throws {
+        guard let collective, !range.isEmpty else { return }
+        try gpu.sideWaitsForMain()
+        try collective.allReduceInStream([.device(grads + DevicePointer(4 * range.lowerBound), count: range.count)],
+                                         operation: .average, stream: gpu.sideStream)
+    }
+
+    /// Starts the all-reduce of the finished tail of the flat gradient once it holds a bucket.
+    func startBucketIfReady() throws {
+        var from = reducedFrom
+        for i in byOffsetDescending where offsets[i] < reducedFrom {
+            guard finished.contains(i) else { break }
+            from = offsets[i]
+        }
+        if 4 * (reducedFrom - from) >= Self.bucketBytes {
+            try reduceOnSideStream(from..<reducedFrom)
+            reducedFrom = from
+        }
+    }
+
     /// Backward calls this once it has made its last use of parameters `indices` (their
-    /// gradients final, their values no longer read): their update starts at once on the side stream.
+    /// gradients final, their values no longer read): their update starts at once on the side
+    /// stream, or, over NCCL, their gradients' all-reduce once a bucket is full.
     func parametersDone(_ indices: [Int]) throws {
+        if bucketsGradients {
+            finished.formUnion(indices)
+            try startBucketIfReady()
+        }
         guard overlapsOptimizer else { return }
         try gpu.onSideStream {
             for i in indices where !updated.contains(i) {
@@ -235,8 +281,15 @@ public final class GPUTrainer {
     func enqueueStep() throws {
         gpu.resetOrdering()
         updated = []
+        finished = []
+        reducedFrom = flatCount
         try network.forwardBackward(self)
-        if let collective {
+        if bucketsGradients {
+            // The rest of the gradient, then the optimizer waits for every bucket (graph-capturable:
+            // the side stream forks from and joins the main one with events).
+            try reduceOnSideStream(0..<reducedFrom)
+            try gpu.joinSideStream()
+        } else if let collective {
             // Data parallel over NCCL: the averaged gradient, in stream order (graph-capturable).
             try collective.allReduceInStream([.device(grads, count: flatCount)], operation: .average, stream: gpu.stream)
         }
