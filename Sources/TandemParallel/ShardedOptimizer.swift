@@ -48,7 +48,8 @@ public final class ShardedOptimizer {
     /// The update rule, the step count and, only between ``gatherState()`` and
     /// ``releaseGatheredState()`` or before ``loadState()``, the full state.
     public let state: OptimizerState
-    /// Clip the averaged gradients to this global L2 norm before the update.
+    /// Clip the averaged gradients to this global L2 norm before the update. Set it before
+    /// backward: without clipping, each bucket's fused step starts as soon as its gradients are final.
     public var clipNorm: Float?
     /// The global gradient norm of the last step, when it was clipped.
     public private(set) var lastGradientNorm: Float?
@@ -122,22 +123,30 @@ public final class ShardedOptimizer {
 
     /// Called from the DDP's hook: parameter `index` of bucket `bucket` has its gradient.
     func gradientReady(bucket b: Int, index i: Int) {
-        guard !usesSharedMemory else { return }   // the fused pass reads gradients where they lie, after backward
+        // Clipping needs every gradient before any update: the fused pass then waits for the end of backward.
+        if usesSharedMemory && clipNorm != nil { return }
         let shard = shards[b]
         guard !shard.marked[i] else { return }
-        shard.pack(i, compression: ddp.compression)
+        if !usesSharedMemory { shard.pack(i, compression: ddp.compression) }
         shard.marked[i] = true
         shard.ready += 1
         launchReadyShards()
     }
 
-    /// Starts every shard whose gradients are all packed, strictly in order, so every rank
-    /// issues the same reduce-scatters in the same order.
+    /// Starts every shard whose gradients are all final (packed, on the collectives path),
+    /// strictly in order, so every rank issues the same collectives in the same order: a
+    /// reduce-scatter, or on shared memory the whole fused step of the bucket.
+    ///
+    /// The fused step may run while backward goes on: every rank has posted the bucket, so
+    /// every rank's backward is past the leaves of its parameters, and no later node of the
+    /// tape reads those weights or gradients (a parameter's leaf precedes all its uses).
     func launchReadyShards() {
         while launched < shards.count, shards[launched].ready == shards[launched].parameters.count {
             let shard = shards[launched]
             let total = shard.width * group.size
-            if let packed16 = shard.packed16, let received16 = shard.received16 {
+            if usesSharedMemory {
+                shard.handle = fusedStep(shard, step: state.step + 1, scale: 1)
+            } else if let packed16 = shard.packed16, let received16 = shard.received16 {
                 let dtype = ddp.compression.dtype
                 shard.handle = group.reduceScatter(send: CollectiveBuffer(packed16, count: total, dtype: dtype),
                                                    receive: CollectiveBuffer(received16, count: shard.width, dtype: dtype), operation: .average)
@@ -152,16 +161,25 @@ public final class ShardedOptimizer {
     /// Ends with this rank's slice of the averaged gradients ready for ``step()``: waits for
     /// the reduce-scatters in flight (starting those whose hooks did not fire: unused
     /// parameters count as zeros, parameters used only in earlier micro-batches with their
-    /// accumulated gradient). On shared memory without clipping there is nothing to do here:
-    /// the reduction is fused into the step. `DistributedDataParallel.synchronize()` calls this.
+    /// accumulated gradient). On shared memory without clipping, the reduction is fused into
+    /// each bucket's step, started from the hooks during backward: this starts the buckets
+    /// still waiting, and ``step()`` waits for all. `DistributedDataParallel.synchronize()` calls this.
     public func reduceGradients() throws {
         guard !reduced else { return }
         reduced = true
         for shard in shards {
             for p in shard.parameters where p.gradient == nil { p.gradient = Tensor(zeros: p.shape) }
         }
+        if usesSharedMemory && clipNorm == nil {
+            // Start the buckets whose hooks did not all fire; ``step()`` waits for every one.
+            for shard in shards where shard.ready < shard.parameters.count {
+                shard.marked = Array(repeating: true, count: shard.parameters.count)
+                shard.ready = shard.parameters.count
+            }
+            launchReadyShards()
+            return
+        }
         if usesSharedMemory {
-            guard clipNorm != nil else { return }
             let shared = group as! any SharedMemoryGroup
             try Self.waitAll(shards.reversed().map { shard in
                 let job = Unchecked((self, shard))
@@ -195,21 +213,18 @@ public final class ShardedOptimizer {
             for shard in shards { shard.ready = 0; shard.handle = nil; shard.marked = Array(repeating: false, count: shard.parameters.count) }
         }
         try reduceGradients()
+        if usesSharedMemory && clipNorm == nil {
+            // The fused steps started from the hooks (or from `reduceGradients`).
+            try Self.waitAll(shards.map { $0.handle! })
+            state.step += 1
+            return
+        }
         state.step += 1
         let scale = try clipScale()
         if usesSharedMemory {
-            let shared = group as! any SharedMemoryGroup
             // Last bucket first (the same order on every rank): it holds the first layers, whose
             // gradients backward wrote last.
-            try Self.waitAll(shards.reversed().map { shard in
-                let job = Unchecked((self, shard))
-                let weights = shard.parameters.map { CollectiveBuffer($0.value.pointer, count: $0.count) }
-                // With clipping the averaged slice is already in `shard.gradient`; without, it is summed here, tile by tile.
-                let gradients = clipNorm == nil ? shard.parameters.map { CollectiveBuffer($0.gradient!.pointer, count: $0.count) } : []
-                return shared.exchange(gradients + weights, name: "sharded-update") { all, rank in
-                    job.value.0.update(all, shard: job.value.1, rank: rank, scale: scale)
-                }
-            })
+            try Self.waitAll(shards.reversed().map { fusedStep($0, step: state.step, scale: scale) })
             return
         }
         var handles: [any CollectiveHandle] = []
@@ -250,13 +265,26 @@ public final class ShardedOptimizer {
                 try group.allGather(send: CollectiveBuffer(s.baseAddress!, count: 2), receive: CollectiveBuffer(a.baseAddress!, count: a.count)).wait()
             }
         }
-        let total = Float((0..<group.size).reduce(0.0) { $0 + Double(all[2 * $1]) + Double(all[2 * $1 + 1]) }.squareRoot())
+        var sum = 0.0
+        for r in 0..<group.size { sum += Double(all[2 * r]) + Double(all[2 * r + 1]) }
+        let total = Float(sum.squareRoot())
         lastGradientNorm = total
         let scale = clipNorm / (total + 1e-6)
         return scale < 1 ? scale : 1
     }
 
     // MARK: The fused pass on shared memory
+
+    /// The bucket's fused step as one shared-memory collective: every rank posts its weights,
+    /// and its gradients unless clipping already averaged this rank's slice into `shard.gradient`.
+    func fusedStep(_ shard: Shard, step: Int, scale: Float) -> any CollectiveHandle {
+        let job = Unchecked((self, shard))
+        let weights = shard.parameters.map { CollectiveBuffer($0.value.pointer, count: $0.count) }
+        let gradients = clipNorm == nil ? shard.parameters.map { CollectiveBuffer($0.gradient!.pointer, count: $0.count) } : []
+        return (group as! any SharedMemoryGroup).exchange(gradients + weights, name: "sharded-step") { all, rank in
+            job.value.0.update(all, shard: job.value.1, rank: rank, scale: scale, step: step)
+        }
+    }
 
     /// Sums every rank's gradients over `tile` elements at `offset` of parameter `i` into
     /// `out` and averages them, in rank order, as the all-reduce of the threads backend does.
@@ -284,11 +312,10 @@ public final class ShardedOptimizer {
     /// The fused pass: for each tile of this rank's slice, the averaged gradient (summed here,
     /// or read from `shard.gradient` and scaled when clipping), the update of this rank's
     /// weights, and their copy into every other replica.
-    func update(_ all: [[CollectiveBuffer]], shard: Shard, rank: Int, scale: Float) {
+    func update(_ all: [[CollectiveBuffer]], shard: Shard, rank: Int, scale: Float, step: Int) {
         let k = shard.parameters.count
         let fused = all[rank].count == 2 * k          // gradients posted too: sum them here
         let weightsAt = fused ? k : 0
-        let step = state.step
         let states = shard.state.map(\.pointer)
         var slots = states
         let gradients = fused ? tile : shard.gradient.pointer   // the averaged slice, when clipping put it there

@@ -81,6 +81,7 @@ public final class Worker {
     @discardableResult
     public func step(microBatches: Int = 1, nextBatch: () throws -> Batch) throws -> Float {
         let start = clock.now()
+        sharded?.clipNorm = clipNorm
         model.zeroGradients()
         var lossSum: Float = 0
         for k in 0..<microBatches {
@@ -97,7 +98,6 @@ public final class Worker {
             spans.add("data", t0, t1); spans.add("forward", t1, t2); spans.add("backward", t2, t3)
         }
         let t4 = clock.now()
-        sharded?.clipNorm = clipNorm
         try ddp.synchronize()
         try lockstep?.barrier().wait()
         let t5 = clock.now()
