@@ -22,6 +22,19 @@ struct HostContentionTests {
         return r
     }
 
+    /// Two all-reduce timings of 2 workers: 4 KiB in 20 µs and 4 MiB in 2 ms.
+    static let commRows = [
+        #"{"operation": "all-reduce", "workers": 2, "bytes": 4096, "microseconds": 20, "algbw_gbps": 0.2, "busbw_gbps": 0.2}"#,
+        #"{"operation": "all-reduce", "workers": 2, "bytes": 4194304, "microseconds": 2000, "algbw_gbps": 2.1, "busbw_gbps": 2.1}"#,
+    ].map { try! JSONDecoder().decode(CommBenchmark.Row.self, from: Data($0.utf8)) }
+
+    /// A sweep of mlp at 1 and 2 workers, batch 64, one run each.
+    static func sweep(_ one: RunResult, _ two: RunResult) -> [Sweep.Configuration] {
+        [(1, one), (2, two)].map { n, r in
+            Sweep.Configuration(model: .mlp, workers: n, batchPerWorker: 64, runs: [Benchmark.Measurement(result: r, spans: [], collectives: [])])
+        }
+    }
+
     @Test("the factor grows linearly from 1 at one worker to the probe's at a full host, then stays")
     func interpolation() {
         let two = HostContention(workersPerHost: 2, computeSlowdown: 1.2, fixedSlowdown: 1.5)
@@ -82,13 +95,8 @@ struct HostContentionTests {
         var one = alone
         one.samples_per_s = 1000
         let probe = Self.run(workers: 2, backend: Benchmark.independentBackend, stepMs: 76, optimizerMs: 6, perRank: [76, 76])
-        let configs = [(1, one), (2, two)].map { n, r in
-            Sweep.Configuration(model: .mlp, workers: n, batchPerWorker: 64, runs: [Benchmark.Measurement(result: r, spans: [], collectives: [])])
-        }
-        let rows = [
-            #"{"operation": "all-reduce", "workers": 2, "bytes": 4096, "microseconds": 20, "algbw_gbps": 0.2, "busbw_gbps": 0.2}"#,
-            #"{"operation": "all-reduce", "workers": 2, "bytes": 4194304, "microseconds": 2000, "algbw_gbps": 2.1, "busbw_gbps": 2.1}"#,
-        ].map { try! JSONDecoder().decode(CommBenchmark.Row.self, from: Data($0.utf8)) }
+        let configs = Self.sweep(one, two)
+        let rows = Self.commRows
         let plain = try Analysis(configurations: configs, mode: .weak, comm: rows, peakFLOPS: 1e11)
         let probed = try Analysis(configurations: configs, mode: .weak, comm: rows, peakFLOPS: 1e11, probes: [probe])
         let a = try #require(plain.predictions.first), b = try #require(probed.predictions.first)
@@ -111,13 +119,8 @@ struct HostContentionTests {
         two.params = one.params
         var probe = Self.run(workers: 2, backend: Benchmark.independentBackend, stepMs: 76, optimizerMs: 6, perRank: [76, 76])
         probe.params = one.params
-        let configs = [(1, one), (2, two)].map { n, r in
-            Sweep.Configuration(model: .mlp, workers: n, batchPerWorker: 64, runs: [Benchmark.Measurement(result: r, spans: [], collectives: [])])
-        }
-        let rows = [
-            #"{"operation": "all-reduce", "workers": 2, "bytes": 4096, "microseconds": 20, "algbw_gbps": 0.2, "busbw_gbps": 0.2}"#,
-            #"{"operation": "all-reduce", "workers": 2, "bytes": 4194304, "microseconds": 2000, "algbw_gbps": 2.1, "busbw_gbps": 2.1}"#,
-        ].map { try! JSONDecoder().decode(CommBenchmark.Row.self, from: Data($0.utf8)) }
+        let configs = Self.sweep(one, two)
+        let rows = Self.commRows
         let hidden = try #require(try Analysis(configurations: configs, mode: .weak, comm: rows, peakFLOPS: 1e11, probes: [probe]).predictions.first)
         let full = try Analysis(configurations: configs, mode: .weak, comm: rows, peakFLOPS: 1e11, probes: [probe], overlappableFraction: 0)
         let c = try #require(full.predictions.first)
