@@ -19,6 +19,10 @@ import TandemCore
 /// }
 /// ```
 public protocol SharedMemoryGroup: ProcessGroup {
+    /// All-reduces of at most this many bytes sum the ranks pairwise, as a binary tree
+    /// ((r0 + r1) + (r2 + r3) …); larger ones in rank order (((r0 + r1) + r2) …). A fused
+    /// reduction that sums the same way gets the all-reduce's bits.
+    var treeThresholdBytes: Int { get }
     /// Collective: once every rank has posted `buffers`, runs `body` on each rank with every
     /// rank's buffers (in rank order) and this rank's number; completes on each rank only
     /// when every rank's `body` has returned, so no rank touches another's buffers after its
@@ -33,6 +37,8 @@ public protocol SharedMemoryGroup: ProcessGroup {
 }
 
 extension ThreadGroup: SharedMemoryGroup {
+    public var treeThresholdBytes: Int { world.treeThresholdBytes }
+
     public func exchange(_ buffers: [CollectiveBuffer], name: String,
                          _ body: @escaping @Sendable (_ all: [[CollectiveBuffer]], _ rank: Int) -> Void) -> any CollectiveHandle {
         let bytes = buffers.reduce(0) { $0 + $1.count * $1.dtype.byteSize }

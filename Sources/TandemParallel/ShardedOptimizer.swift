@@ -26,8 +26,8 @@ import TandemCollectives
 /// elements [r·S, min((r+1)·S, C)), so any C works, divisible by N or not. The update per
 /// rank and the optimizer state per rank shrink by N; the result is the same as the
 /// unsharded step's: bit for bit where the reduce-scatter sums the ranks in the same order
-/// as the all-reduce (the threads backend: always for N ≤ 3, and for any N once a bucket
-/// exceeds the tree threshold; see `docs/perf-drafts/ddp.md`); clipping's global norm is
+/// as the all-reduce (the threads backend, whose fused pass sums as its all-reduce does,
+/// pairwise for small buckets and in rank order for large ones); clipping's global norm is
 /// summed shard by shard, so it can differ from the unsharded norm in its last bit.
 ///
 /// On groups whose ranks share memory (``SharedMemoryGroup``: the threads backend) the three
@@ -65,6 +65,8 @@ public final class ShardedOptimizer {
     var reduced = false
     /// One tile of averaged gradient (the fused pass), used only by this rank's communication thread.
     let tile: UnsafeMutablePointer<Float>
+    /// Partial sums of the pairwise reduction, one tile per tree level (more than 3 ranks only).
+    var pairwiseScratch: [UnsafeMutablePointer<Float>] = []
     /// 64 KiB: the tile and the tiles of gradients, weights and state it meets stay in L2,
     /// and the per-tile calls are paid once per 16 Ki elements.
     static let tileCount = 16384
@@ -107,6 +109,7 @@ public final class ShardedOptimizer {
 
     deinit {
         tile.deallocate()
+        for p in pairwiseScratch { p.deallocate() }
         if ddp.sharding === self { ddp.sharding = nil }
     }
 
@@ -286,14 +289,20 @@ public final class ShardedOptimizer {
         }
     }
 
-    /// Sums every rank's gradients over `tile` elements at `offset` of parameter `i` into
-    /// `out` and averages them, in rank order, as the all-reduce of the threads backend does.
+    /// Sums every rank's gradients over `count` elements at `offset` of parameter `i` into
+    /// `out` and averages them, in the order the group's all-reduce sums a bucket of this size
+    /// (rank order, or pairwise for small buckets), so the result has the all-reduce's bits.
     @inline(__always)
-    func average(_ all: [[CollectiveBuffer]], _ i: Int, _ offset: Int, _ count: Int, into out: UnsafeMutablePointer<Float>) {
-        out.update(from: all[0][i].base!.assumingMemoryBound(to: Float.self) + offset, count: count)
-        for q in all.indices.dropFirst() {
-            let g = all[q][i].base!.assumingMemoryBound(to: Float.self) + offset
-            for j in 0..<count { out[j] += g[j] }
+    func average(_ all: [[CollectiveBuffer]], _ i: Int, _ offset: Int, _ count: Int, into out: UnsafeMutablePointer<Float>, pairwise: Bool) {
+        if pairwise && all.count > 3 {
+            sumPairwise(all, i, offset, count, ranks: 0..<all.count, into: out, level: 0)
+        } else {
+            // Rank order; for 2 and 3 ranks the pairwise tree sums in this order too.
+            out.update(from: all[0][i].base!.assumingMemoryBound(to: Float.self) + offset, count: count)
+            for q in all.indices.dropFirst() {
+                let g = all[q][i].base!.assumingMemoryBound(to: Float.self) + offset
+                for j in 0..<count { out[j] += g[j] }
+            }
         }
         if all.count > 1 {
             let scale = 1 / Float(all.count)
@@ -301,12 +310,45 @@ public final class ShardedOptimizer {
         }
     }
 
+    /// The binary tree of the threads backend's small all-reduce: at stride s, rank i adds
+    /// rank i + s (i a multiple of 2s). Over `ranks` that is (left half) + (the rest), the
+    /// left half the largest power of two below the count.
+    func sumPairwise(_ all: [[CollectiveBuffer]], _ i: Int, _ offset: Int, _ count: Int, ranks: Range<Int>,
+                     into out: UnsafeMutablePointer<Float>, level: Int) {
+        if ranks.count == 1 {
+            out.update(from: all[ranks.lowerBound][i].base!.assumingMemoryBound(to: Float.self) + offset, count: count)
+            return
+        }
+        var half = 1
+        while 2 * half < ranks.count { half *= 2 }
+        sumPairwise(all, i, offset, count, ranks: ranks.lowerBound..<(ranks.lowerBound + half), into: out, level: level + 1)
+        let right: UnsafeMutablePointer<Float>
+        if ranks.count - half == 1 {
+            right = all[ranks.lowerBound + half][i].base!.assumingMemoryBound(to: Float.self) + offset
+        } else {
+            while pairwiseScratch.count <= level { pairwiseScratch.append(.allocate(capacity: Self.tileCount)) }
+            right = pairwiseScratch[level]
+            sumPairwise(all, i, offset, count, ranks: (ranks.lowerBound + half)..<ranks.upperBound, into: right, level: level + 1)
+        }
+        for j in 0..<count { out[j] += right[j] }
+    }
+
     /// Pass one when clipping: this rank's slice of the averaged gradients into `shard.gradient`.
     func reduce(_ all: [[CollectiveBuffer]], shard: Shard, rank: Int) {
-        let g = shard.gradient.pointer
+        let g = shard.gradient.pointer, pairwise = pairwise(shard)
         shard.pieces(shard.owned) { i, offset, count, flat in
-            average(all, i, offset, count, into: g + (flat - shard.owned.lowerBound))
+            var done = 0
+            while done < count {
+                let n = min(Self.tileCount, count - done)
+                average(all, i, offset + done, n, into: g + (flat + done - shard.owned.lowerBound), pairwise: pairwise)
+                done += n
+            }
         }
+    }
+
+    /// Whether the group's all-reduce would sum this bucket pairwise (see ``SharedMemoryGroup/treeThresholdBytes``).
+    func pairwise(_ shard: Shard) -> Bool {
+        4 * shard.count <= (group as! any SharedMemoryGroup).treeThresholdBytes
     }
 
     /// The fused pass: for each tile of this rank's slice, the averaged gradient (summed here,
@@ -316,6 +358,7 @@ public final class ShardedOptimizer {
         let k = shard.parameters.count
         let fused = all[rank].count == 2 * k          // gradients posted too: sum them here
         let weightsAt = fused ? k : 0
+        let pairwise = pairwise(shard)
         let states = shard.state.map(\.pointer)
         var slots = states
         let gradients = fused ? tile : shard.gradient.pointer   // the averaged slice, when clipping put it there
@@ -329,7 +372,7 @@ public final class ShardedOptimizer {
                 let position = flat + done - shard.owned.lowerBound
                 let g: UnsafeMutablePointer<Float>
                 if fused {
-                    average(all, i, at, n, into: tile)
+                    average(all, i, at, n, into: tile, pairwise: pairwise)
                     g = tile
                 } else {
                     g = gradients + position

@@ -43,7 +43,7 @@ struct Train: ParsableCommand {
     @Option(help: "Batches each worker's loader assembles ahead of use, on a background thread.") var prefetch = 2
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16.") var compress = "none"
     @Flag(name: .customLong("shard-optimizer"), inversion: .prefixedNo,
-          help: "Each worker updates only its 1/N of the weights and keeps 1/N of the optimizer state (ZeRO stage 1): reduce-scatter, update, all-gather. Checkpoints hold the full state either way.")
+          help: "Each worker updates only its 1/N of the weights and keeps 1/N of the optimizer state (ZeRO stage 1): reduce-scatter, update, all-gather. Checkpoints hold the full state either way. Default: on for --mode ddp with several worker threads and --compress none.")
     var shardOptimizer: Bool?
     @Option(help: "Seconds any worker waits for the others before the run fails.") var timeout = 300.0
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (and resume from here).") var checkpointDir: String?
@@ -120,8 +120,12 @@ struct Train: ParsableCommand {
         } catch { throw ValidationError(error.description) }
     }
 
-    /// Whether the workers shard the optimizer step (`--[no-]shard-optimizer`; off unless asked for).
-    var shardsOptimizer: Bool { shardOptimizer ?? false }
+    /// Whether the workers shard the optimizer step: `--[no-]shard-optimizer`, else on for
+    /// DDP over several worker threads with uncompressed gradients (measured faster there,
+    /// docs/perf-drafts/ddp.md), off otherwise.
+    var shardsOptimizer: Bool {
+        shardOptimizer ?? (workers > 1 && mode == "ddp" && launch.resolved == .threads && compress == "none" && device == .cpu)
+    }
 
     /// Settings a checkpoint must agree with to be resumed. The number of workers may differ:
     /// the data is re-sharded, continuing from the same number of samples seen.
