@@ -13,8 +13,13 @@ and prints the median samples/s of each with min-max, and the ratios mpi/threads
 mpi/pytorch. Then the all-reduce busbw of `tandem comm --backend mpi --compare-library`
 (ours beside the library's own MPI_Allreduce), --repeats times, median ratio per size.
 Figures on shared machines drift: compare only figures of one invocation.
+
+A/B: --ab OTHER_TANDEM (repeatable; 'PATH;VAR=VALUE,...' adds environment variables, say
+'PATH;TANDEM_MPI_DIRECT=0') puts another build's MPI runs and all-reduce table into the same
+alternating rounds. Every round prints the load; --wait-quiet F waits before each run until
+at most a fraction F of the cores is busy with other work.
 """
-import argparse, json, os, statistics, subprocess, sys
+import argparse, json, os, statistics, subprocess, sys, time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = {"mlp": 64, "mlp-wide": 64, "cnn": 64, "lstm": 32, "gpt": 4}
@@ -41,7 +46,38 @@ def load():
     return one
 
 
+def busy_fraction(seconds=1.0):
+    """The fraction of all cores busy over `seconds` (from /proc/stat): other work right now."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]
+        return sum(v) - idle, sum(v)
+    b0, t0 = sample()
+    time.sleep(seconds)
+    b1, t1 = sample()
+    return (b1 - b0) / max(t1 - t0, 1)
+
+
+QUIET = {"threshold": None, "seen": []}
+
+
+def wait_quiet():
+    """With --wait-quiet X: before each run, wait (up to 10 minutes) until at most a fraction X
+    of the cores is busy with other work; the fraction seen is kept for the summary."""
+    if QUIET["threshold"] is None:
+        return
+    deadline = time.time() + 600
+    while True:
+        b = busy_fraction()
+        if b <= QUIET["threshold"] or time.time() > deadline:
+            QUIET["seen"].append(b)
+            return
+        time.sleep(5)
+
+
 def run(cmd, env=None, timeout=900):
+    wait_quiet()
     e = dict(os.environ)
     e.update(env or {})
     p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
@@ -71,7 +107,10 @@ def main():
     p.add_argument("--min-bytes", type=int, default=4096, help="smallest all-reduce (then ×4 up to --max-bytes)")
     p.add_argument("--max-bytes", type=int, default=64 << 20)
     p.add_argument("--iterations", type=int, default=10, help="timed all-reduces per size and repeat")
+    p.add_argument("--wait-quiet", type=float, metavar="FRACTION",
+                   help="before each run, wait until at most this fraction of the cores is busy (say 0.15)")
     a = p.parse_args()
+    QUIET["threshold"] = a.wait_quiet
     launcher, library, flags = MPI[a.mpi]
     m, n = a.model, a.workers
     common = ["--model", m, "--batch", str(BATCH[m]), "--steps", str(STEPS[m]), "--warmup", str(WARMUP[m]), "--json"]
@@ -106,7 +145,9 @@ def main():
                 print(f"  {name}: {r['samples_per_s']:.1f} samples/s", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in results.items() if v}
     if not a.comm_only:
-        print(f"\n{m}, {n} workers, {a.repeats} alternating repeats, MPI: {a.mpi}, 1-min load {min(LOADS):.2f}–{max(LOADS):.2f}\n")
+        print(f"\n{m}, {n} workers, {a.repeats} alternating repeats, MPI: {a.mpi}, 1-min load {min(LOADS):.2f}–{max(LOADS):.2f}"
+              + (f", cores busy before each run {min(QUIET['seen']):.0%}–{max(QUIET['seen']):.0%}" if QUIET["seen"] else "") + "\n")
+        QUIET["seen"].clear()
     if med:
         print("| engine | samples/s median | min–max |")
         print("| --- | --- | --- |")
@@ -137,7 +178,8 @@ def main():
                     ratios[label].setdefault(row["bytes"], []).append((row["busbw_gbps"], row["library_busbw_gbps"], row["microseconds"], row["library_us"]))
     for label, path, env in builds:
         print(f"\nall-reduce, {n} processes, {label} ({path} {env}) against MPI_Allreduce ({a.mpi}), medians of {a.repeats} "
-              f"(each the median of {a.iterations} iterations); min–max of the ratio; 1-min load {min(LOADS):.2f}–{max(LOADS):.2f}\n")
+              f"(each the median of {a.iterations} iterations); min–max of the ratio; 1-min load {min(LOADS):.2f}–{max(LOADS):.2f}"
+              + (f", cores busy before each run {min(QUIET['seen']):.0%}–{max(QUIET['seen']):.0%}" if QUIET["seen"] else "") + "\n")
         print("| bytes | tandem µs | MPI_Allreduce µs | tandem busbw GB/s | MPI_Allreduce busbw GB/s | ratio | ratio min–max |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for b in sorted(ratios[label]):
