@@ -6,7 +6,7 @@
 
 Training throughput: for the model and worker count, runs alternately (tandem threads,
 tandem mpi, pytorch, tandem threads, ...) --repeats times each, in this one invocation:
-    <tandem> bench --model M --workers N --json                                  (threads)
+    <tandem> bench --model M --workers N --no-shard-optimizer --json             (threads)
     <mpirun> -np N <tandem> bench --backend mpi --model M --json                 (MPI)
     <torch-python> <torch-bench> --model M --workers N --threads 1 --port P      (DDP over gloo)
 and prints the median samples/s of each with min-max, and the ratios mpi/threads and
@@ -115,7 +115,8 @@ def main():
     m, n = a.model, a.workers
     common = ["--model", m, "--batch", str(BATCH[m]), "--steps", str(STEPS[m]), "--warmup", str(WARMUP[m]), "--json"]
     engines = {
-        "tandem threads": lambda i: ([a.tandem, "bench", "--workers", str(n)] + common, {}),
+        # The same optimizer step on both backends: threads shard it by default, MPI does not.
+        "tandem threads": lambda i: ([a.tandem, "bench", "--workers", str(n), "--no-shard-optimizer"] + common, {}),
         "tandem mpi": lambda i: ([launcher] + flags + ["-np", str(n), a.tandem, "bench", "--backend", "mpi"] + common, {"TANDEM_MPI": library}),
         "pytorch ddp (gloo)": lambda i: ([a.torch_python, a.torch_bench, "--model", m, "--workers", str(n), "--batch", str(BATCH[m]),
                                           "--steps", str(STEPS[m]), "--warmup", str(WARMUP[m]), "--threads", "1", "--port", str(a.port + i)],
