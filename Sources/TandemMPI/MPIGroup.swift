@@ -205,7 +205,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     /// changes only the time. A message up to the library's eager limit is sent at once; a
     /// larger one waits for a handshake, which costs more than a second round
     /// (2 processes, Open MPI: 4 KB in one round 3.9 µs, in two 1.5 µs; MPICH: 16 KB 11.8
-    /// against 2.7 µs — `docs/perf-drafts/mpi.md`). So: one round when the whole buffer is
+    /// against 2.7 µs — `docs/performance.md`, "The MPI backend"). So: one round when the whole buffer is
     /// eager; two when only its shares are; above both, one round under Open MPI (a single
     /// copy between processes, one handshake) and two under MPICH (which copies through
     /// shared cells, where each rank moving a share of the bytes pays).

@@ -122,7 +122,7 @@ struct Train: ParsableCommand {
 
     /// Whether the workers shard the optimizer step: `--[no-]shard-optimizer`, else on for
     /// DDP over several worker threads with uncompressed gradients (measured faster there,
-    /// docs/perf-drafts/ddp.md), off otherwise.
+    /// docs/performance.md, "The sharded optimizer step"), off otherwise.
     var shardsOptimizer: Bool {
         shardOptimizer ?? (workers > 1 && mode == "ddp" && launch.resolved == .threads && compress == "none" && device == .cpu)
     }
