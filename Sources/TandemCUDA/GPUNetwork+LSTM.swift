@@ -184,6 +184,53 @@ final class LSTMNetwork: GPUNetwork {
     /// `weight_ih` before `weight_hh`), then every bias, then the rest. cuDNN 9's weight space has this order
     /// (measured on the H200: its layer-0 biases come after layer 1's matrices), so cuDNN can read the
     /// parameters and write the fp32 gradients in place; ``weightLayout(_:_:)`` checks it and copies otherwise.
+    // MARK: Pieces every path shares
+
+    /// Where step `step` of a time-major [T, B, width] buffer of `bytes`-wide values starts.
+    func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }
+
+    /// One forward step of `layer` on Tandem's kernels: the recurrent GEMM into its gates (after
+    /// step 0), then the fused cell.
+    func cell(_ t: GPUTrainer, _ layer: Layer, _ step: Int) throws {
+        let s = precision.suffix, e = precision.bytes, G = 4 * H
+        let g = at(layer.gates, step, G, bytes: e)
+        if step > 0 {
+            try t.gemm(transA: false, transB: true, m: B, n: G, k: H, a: at(layer.h, step - 1, H, bytes: e), lda: H, b: t.operand(layer.whh), ldb: H,
+                       c: g, ldc: G, beta: 1)
+        }
+        try t.elementwise("lstm_cell" + s, count: B * H, [.pointer(g), .pointer(t.weight(layer.bih)), .pointer(t.weight(layer.bhh)),
+                                                       .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(at(layer.c, step, H, bytes: 4)),
+                                                       .pointer(at(layer.h, step, H, bytes: e)), .int(Int32(B)), .int(Int32(H))])
+    }
+
+    /// One backward step of `layer`: the cell's gradients into `dGates`' step, then the recurrent
+    /// GEMM that carries the state gradient `dhNext` to the step before.
+    func cellBackward(_ t: GPUTrainer, _ layer: Layer, _ step: Int, dhOut: DevicePointer, dGates: DevicePointer,
+                      dhNext: DevicePointer, dc: DevicePointer) throws {
+        let s = precision.suffix, e = precision.bytes, G = 4 * H
+        let dg = at(dGates, step, G, bytes: e)
+        try t.elementwise("lstm_cell_bwd" + s, count: B * H, [.pointer(at(layer.gates, step, G, bytes: e)), .pointer(at(layer.c, step, H, bytes: 4)),
+                                                           .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(dhOut),
+                                                           .pointer(dhNext), .pointer(dc), .pointer(dg), .int(Int32(B)), .int(Int32(H))])
+        if step > 0 {
+            try t.gemm(transA: false, transB: false, m: B, n: H, k: G, a: dg, lda: G, b: t.operand(layer.whh), ldb: H, c: dhNext, ldc: H, cF32: true)
+        }
+    }
+
+    /// The head on the last step's output `last`, the loss and its gradient, and the head's bias
+    /// gradient; each path then takes the head's weight and input gradients into its own layout.
+    func headAndLoss(_ t: GPUTrainer, last: DevicePointer) throws {
+        let s = precision.suffix
+        func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
+        try t.gemm(transA: false, transB: true, m: B, n: outputs, k: H, a: last, lda: H, b: t.operand(head), ldb: H, c: prediction, ldc: outputs)
+        try t.elementwise("bias_act" + s, count: B * outputs, [.pointer(prediction), .pointer(t.weight(head + 1)), i32(B), i32(outputs), i32(0)])
+        let n = B * outputs
+        try t.elementwise("mse" + s, count: n, [.pointer(prediction), .pointer(io.targets), .pointer(dPrediction), .pointer(losses), .long(Int64(n)),
+                                                .float(1 / Float(n)), .pointer(t.state)])
+        try t.gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
+        try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
+    }
+
     static func placement(_ names: [String]) -> [Int] {
         let matrices = names.indices.filter { names[$0].hasPrefix("rnn.weight_") }
         let biases = names.indices.filter { names[$0].hasPrefix("rnn.bias_") }
@@ -200,33 +247,16 @@ final class LSTMNetwork: GPUNetwork {
         if chunk > 0 { return try forwardBackwardPipelined(t) }
         let s = precision.suffix, e = precision.bytes
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
-        func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }
         let G = 4 * H
         try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(layers[0].x), i32(B), i32(T), i32(layers[0].input)])
         for layer in layers {
             try t.gemm(transA: false, transB: true, m: T * B, n: G, k: layer.input, a: layer.x, lda: layer.input, b: t.operand(layer.wih), ldb: layer.input,
                        c: layer.gates, ldc: G)
-            for step in 0..<T {
-                let g = at(layer.gates, step, G, bytes: e)
-                if step > 0 {
-                    try t.gemm(transA: false, transB: true, m: B, n: G, k: H, a: at(layer.h, step - 1, H, bytes: e), lda: H, b: t.operand(layer.whh), ldb: H,
-                               c: g, ldc: G, beta: 1)
-                }
-                try t.elementwise("lstm_cell" + s, count: B * H, [.pointer(g), .pointer(t.weight(layer.bih)), .pointer(t.weight(layer.bhh)),
-                                                               .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(at(layer.c, step, H, bytes: 4)),
-                                                               .pointer(at(layer.h, step, H, bytes: e)), i32(B), i32(H)])
-            }
+            for step in 0..<T { try cell(t, layer, step) }
         }
         let top = layers[layers.count - 1]
         let last = at(top.h, T - 1, H, bytes: e)
-        try t.gemm(transA: false, transB: true, m: B, n: outputs, k: H, a: last, lda: H, b: t.operand(head), ldb: H, c: prediction, ldc: outputs)
-        try t.elementwise("bias_act" + s, count: B * outputs, [.pointer(prediction), .pointer(t.weight(head + 1)), i32(B), i32(outputs), i32(0)])
-        let n = B * outputs
-        try t.elementwise("mse" + s, count: n, [.pointer(prediction), .pointer(io.targets), .pointer(dPrediction), .pointer(losses), .long(Int64(n)),
-                                                .float(1 / Float(n)), .pointer(t.state)])
-        try t.gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
-        // Backward: the head.
-        try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
+        try headAndLoss(t, last: last)
         try t.smallGemmTN(a: dPrediction, b: last, c: t.gradient(head), m: outputs, n: H, k: B)
         try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H, c: dLast, ldc: H)
         for (l, layer) in layers.enumerated().reversed() {
@@ -235,13 +265,7 @@ final class LSTMNetwork: GPUNetwork {
             try t.gpu.fill(dc, words: B * H, pattern: 0)
             for step in stride(from: T - 1, through: 0, by: -1) {
                 let dhOut: DevicePointer = isTop ? (step == T - 1 ? dLast : 0) : at(dSequence, step, H, bytes: e)
-                let dg = at(dGates, step, G, bytes: e)
-                try t.elementwise("lstm_cell_bwd" + s, count: B * H, [.pointer(at(layer.gates, step, G, bytes: e)), .pointer(at(layer.c, step, H, bytes: 4)),
-                                                                   .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(dhOut),
-                                                                   .pointer(dhNext), .pointer(dc), .pointer(dg), i32(B), i32(H)])
-                if step > 0 {
-                    try t.gemm(transA: false, transB: false, m: B, n: H, k: G, a: dg, lda: G, b: t.operand(layer.whh), ldb: H, c: dhNext, ldc: H, cF32: true)
-                }
+                try cellBackward(t, layer, step, dhOut: dhOut, dGates: dGates, dhNext: dhNext, dc: dc)
             }
             // Both bias gradients are the column sums of the gate gradients over every step.
             try t.activationBackward(dy: dGates, ref: dGates, act: 0, rows: T * B, cols: G, biasGradient: t.gradient(layer.bih))

@@ -94,14 +94,8 @@ extension LSTMNetwork {
         try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(layers[0].x), i32(B), i32(T), i32(layers[0].input)])
         try recurrence(t, path, forward: true, backward: false)
         let last = path.y + DevicePointer(e * (T - 1) * B * H)
-        try t.gemm(transA: false, transB: true, m: B, n: outputs, k: H, a: last, lda: H, b: t.operand(head), ldb: H, c: prediction, ldc: outputs)
-        try t.elementwise("bias_act" + s, count: B * outputs, [.pointer(prediction), .pointer(t.weight(head + 1)), i32(B), i32(outputs), i32(0)])
-        let n = B * outputs
-        try t.elementwise("mse" + s, count: n, [.pointer(prediction), .pointer(io.targets), .pointer(dPrediction), .pointer(losses), .long(Int64(n)),
-                                                .float(1 / Float(n)), .pointer(t.state)])
-        try t.gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
-        // Backward: the head, whose input gradient is the last step's output gradient (every other step's stays zero).
-        try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
+        try headAndLoss(t, last: last)
+        // The head's input gradient is the last step's output gradient (every other step's stays zero).
         try t.gemm(transA: true, transB: false, m: outputs, n: H, k: B, a: dPrediction, lda: outputs, b: last, ldb: H, c: t.gradient(head), ldc: H, cF32: true)
         try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H,
                    c: path.dy + DevicePointer(e * (T - 1) * B * H), ldc: H)

@@ -13,59 +13,33 @@ extension LSTMNetwork {
         precondition(layers.count == 2, "the pipelined LSTM takes two layers")
         let s = precision.suffix, e = precision.bytes, gpu = t.gpu
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
-        func at(_ p: DevicePointer, _ step: Int, _ width: Int, bytes: Int) -> DevicePointer { p + DevicePointer(bytes * step * B * width) }
         let G = 4 * H
         let (bottom, top) = (layers[0], layers[1])
-        func cell(_ layer: Layer, _ step: Int) throws {
-            let g = at(layer.gates, step, G, bytes: e)
-            if step > 0 {
-                try t.gemm(transA: false, transB: true, m: B, n: G, k: H, a: at(layer.h, step - 1, H, bytes: e), lda: H, b: t.operand(layer.whh), ldb: H,
-                           c: g, ldc: G, beta: 1)
-            }
-            try t.elementwise("lstm_cell" + s, count: B * H, [.pointer(g), .pointer(t.weight(layer.bih)), .pointer(t.weight(layer.bhh)),
-                                                           .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(at(layer.c, step, H, bytes: 4)),
-                                                           .pointer(at(layer.h, step, H, bytes: e)), i32(B), i32(H)])
-        }
         try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(bottom.x), i32(B), i32(T), i32(bottom.input)])
         try t.gemm(transA: false, transB: true, m: T * B, n: G, k: bottom.input, a: bottom.x, lda: bottom.input, b: t.operand(bottom.wih), ldb: bottom.input,
                    c: bottom.gates, ldc: G)
         for c0 in stride(from: 0, to: T, by: chunk) {
             let c1 = min(T, c0 + chunk)
-            for step in c0..<c1 { try cell(bottom, step) }
+            for step in c0..<c1 { try cell(t, bottom, step) }
             try gpu.onSideStream {   // after layer 0's steps c0..<c1
                 try t.gemm(transA: false, transB: true, m: (c1 - c0) * B, n: G, k: H, a: at(bottom.h, c0, H, bytes: e), lda: H,
                            b: t.operand(top.wih), ldb: H, c: at(top.gates, c0, G, bytes: e), ldc: G)
-                for step in c0..<c1 { try cell(top, step) }
+                for step in c0..<c1 { try cell(t, top, step) }
             }
         }
         try gpu.joinSideStream()
         let last = at(top.h, T - 1, H, bytes: e)
-        try t.gemm(transA: false, transB: true, m: B, n: outputs, k: H, a: last, lda: H, b: t.operand(head), ldb: H, c: prediction, ldc: outputs)
-        try t.elementwise("bias_act" + s, count: B * outputs, [.pointer(prediction), .pointer(t.weight(head + 1)), i32(B), i32(outputs), i32(0)])
-        let n = B * outputs
-        try t.elementwise("mse" + s, count: n, [.pointer(prediction), .pointer(io.targets), .pointer(dPrediction), .pointer(losses), .long(Int64(n)),
-                                                .float(1 / Float(n)), .pointer(t.state)])
-        try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(n)), .float(1 / Float(n)), .pointer(t.lossValue)])
-        try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
+        try headAndLoss(t, last: last)
         try t.smallGemmTN(a: dPrediction, b: last, c: t.gradient(head), m: outputs, n: H, k: B)
         try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H, c: dLast, ldc: H)
         // Backward: each layer has its own running state gradients (dh from the next step, dc) and gate gradients.
         for p in [dhNext, dc, dhNextTop, dcTop] { try gpu.fill(p, words: B * H, pattern: 0) }
-        func cellBackward(_ layer: Layer, _ step: Int, dhOut: DevicePointer, dGates: DevicePointer, dhNext: DevicePointer, dc: DevicePointer) throws {
-            let dg = at(dGates, step, G, bytes: e)
-            try t.elementwise("lstm_cell_bwd" + s, count: B * H, [.pointer(at(layer.gates, step, G, bytes: e)), .pointer(at(layer.c, step, H, bytes: 4)),
-                                                               .pointer(step > 0 ? at(layer.c, step - 1, H, bytes: 4) : 0), .pointer(dhOut),
-                                                               .pointer(dhNext), .pointer(dc), .pointer(dg), i32(B), i32(H)])
-            if step > 0 {
-                try t.gemm(transA: false, transB: false, m: B, n: H, k: G, a: dg, lda: G, b: t.operand(layer.whh), ldb: H, c: dhNext, ldc: H, cF32: true)
-            }
-        }
         try gpu.sideWaitsForMain()   // the head's gradient and the zeroed state gradients
         for c1 in stride(from: T, to: 0, by: -chunk) {
             let c0 = max(0, c1 - chunk)
             try gpu.onSideStream(waitForMain: false) {
                 for step in (c0..<c1).reversed() {
-                    try cellBackward(top, step, dhOut: step == T - 1 ? dLast : 0, dGates: dGatesTop, dhNext: dhNextTop, dc: dcTop)
+                    try cellBackward(t, top, step, dhOut: step == T - 1 ? dLast : 0, dGates: dGatesTop, dhNext: dhNextTop, dc: dcTop)
                 }
                 // Layer 0's output gradient for these steps: one GEMM through W_ih of layer 1.
                 try t.gemm(transA: false, transB: false, m: (c1 - c0) * B, n: H, k: G, a: at(dGatesTop, c0, G, bytes: e), lda: G,
@@ -77,7 +51,7 @@ extension LSTMNetwork {
             }
             try gpu.joinSideStream()   // the main stream waits for this chunk (and, after the last, the top layer's gradients)
             for step in (c0..<c1).reversed() {
-                try cellBackward(bottom, step, dhOut: at(dSequence, step, H, bytes: e), dGates: dGates, dhNext: dhNext, dc: dc)
+                try cellBackward(t, bottom, step, dhOut: at(dSequence, step, H, bytes: e), dGates: dGates, dhNext: dhNext, dc: dc)
             }
         }
         try weightGradients(t, bottom, dGates, copyOnMain: true)

@@ -83,8 +83,8 @@ public struct Sweep: Sendable {
     /// `progress(done, total, label, secondsLeft)` before each run.
     public func run(clock: any TimeSource = MonotonicClock(),
                     progress: (Int, Int, String, Double?) -> Void = { _, _, _, _ in }) throws -> Outcome {
-        let probes = probeReplicas.map { $0 > 1 ? 1 : 0 } ?? 0
-        let total = models.count * (workers.count + probes) * repeats
+        let replicas = probeReplicas.flatMap { $0 > 1 ? $0 : nil }
+        let total = models.count * (workers.count + (replicas == nil ? 0 : 1)) * repeats
         var done = 0
         let start = clock.now()
         func show(_ label: String) {
@@ -104,7 +104,7 @@ public struct Sweep: Sendable {
                     configurations[i].runs.append(try runner?(benchmark, n, r == 0) ?? benchmark.measure(workers: n, recordEvents: r == 0))
                     done += 1
                 }
-                if probes > 0, let replicas = probeReplicas {
+                if let replicas {
                     show("\(model.rawValue): contention probe, \(replicas) replicas in lock-step, repeat \(r + 1)/\(repeats)")
                     outcome.probes.append(try probe(model, workers: replicas))
                     done += 1
