@@ -51,14 +51,24 @@ final class CommThread: @unchecked Sendable {
     /// kept), and returns true; otherwise returns false and runs nothing. Small collectives
     /// take this path: handing them to the thread and back costs more than they do.
     func runInlineIfIdle(_ item: () -> Void) -> Bool {
+        guard beginInline() else { return false }
+        item()
+        endInline()
+        return true
+    }
+
+    /// Claims the thread's turn for the caller when nothing is queued or running; the caller
+    /// then runs its collective and calls ``endInline()``. Returns false, claiming nothing,
+    /// otherwise.
+    func beginInline() -> Bool {
         condition.lock()
         guard items.isEmpty && !running && !stopped else { condition.unlock(); return false }
         running = true
         condition.unlock()
-        item()
-        finishRunning()
         return true
     }
+
+    func endInline() { finishRunning() }
 
     /// Ends a run on a caller's thread. The communication thread is woken only when work was
     /// queued meanwhile: waking it for nothing costs two context switches and a contended

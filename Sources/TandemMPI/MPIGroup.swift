@@ -22,7 +22,8 @@ import TandemCollectives
 /// ```
 public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     // Safe: `sequence` and `allReduces` are touched only by the issuing thread; the
-    // communication thread owns `scratch` and `directDecision`; `busy` and `world` have their own locks.
+    // communication thread (or an inline caller, one at a time) owns `scratch`,
+    // `directDecision` and `mailboxDecision`; `busy` and `world` have their own locks.
     public var rank: Int { world.rank }
     public var size: Int { world.size }
     public let backend = "mpi"
@@ -43,6 +44,9 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     /// Whether large all-reduces reduce directly in the peers' memory (all ranks on one
     /// host), decided at the first one (`MPIGroup+Direct.swift`).
     var directDecision: DirectDecision?
+    /// Whether small all-reduces go through a segment shared by the ranks (all on one host),
+    /// decided at the first one (`MPIGroup+Mailbox.swift`).
+    var mailboxDecision: MailboxDecision?
     let busy = BusyClock()
     public var busySeconds: Double { busy.total }
     /// Every collective this rank ran: what, when (monotonic seconds), how long, bytes.
@@ -66,9 +70,7 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
     /// (formatting it cost about a microsecond, a sixth of a small all-reduce).
     private func submit(_ name: String, call: @escaping @Sendable () -> String, bytes: Int = 0, allReduce: Bool = false,
                         _ body: @escaping @Sendable (MPIGroup, Int) throws(CollectiveError) -> Void) -> any CollectiveHandle {
-        sequence += 1
-        let seq = sequence
-        if allReduce { allReduces += 1 }
+        let seq = nextSequence(allReduce: allReduce)
         let injected = allReduce ? fault?.action(atAllReduce: allReduces) : nil
         if injected == .skip { return FinishedHandle(error: nil) }
         // The collective itself, on whichever thread runs it; returns its error.
@@ -112,6 +114,13 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
         return handle
     }
 
+    /// Numbers the next collective (on the issuing thread).
+    func nextSequence(allReduce: Bool) -> Int {
+        sequence += 1
+        if allReduce { allReduces += 1 }
+        return sequence
+    }
+
     // MARK: Collectives
 
     public func allReduce(_ buffers: [CollectiveBuffer], operation: ReduceOperation) -> any CollectiveHandle {
@@ -120,12 +129,19 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
             buffers.append(MPIFault.shrunk(last))
         }
         let total = buffers.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
+        if total <= treeThresholdBytes && fault == nil && !verifyCalls,
+           let done = mailboxFastPath(buffers, bytes: total, operation: operation) {
+            return done
+        }
         let buffersCopy = buffers
         let call: @Sendable () -> String = { "all-reduce(\(operation), " + buffersCopy.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")" }
         return submit("all-reduce", call: call, bytes: total, allReduce: true) { g, seq throws(CollectiveError) in
             if total <= g.treeThresholdBytes {
-                // Small: the threads backend's tree order, in whichever pattern is quicker here.
-                if g.smallAllReduceInOneRound(bytes: total) {
+                // Small: the threads backend's tree order, through the mailbox when every rank
+                // is on this host, else in whichever message pattern is quicker here.
+                if let box = try g.mailbox(seq: seq), box.fits(buffersCopy, bytes: total) {
+                    try g.mailboxAllReduce(buffersCopy, with: box, operation: operation, seq: seq, started: monotonicSeconds())
+                } else if g.smallAllReduceInOneRound(bytes: total) {
                     try g.exchangeAndReduce(buffersCopy, operation: operation, seq: seq)
                 } else {
                     try g.reduceScatterPhase(buffersCopy, targets: nil, operation: operation, order: .tree, seq: seq, name: "all-reduce")
