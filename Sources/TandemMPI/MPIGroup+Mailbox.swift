@@ -32,7 +32,7 @@ final class Mailbox: @unchecked Sendable {
     let segmentBytes: Int
     let rank: Int
     let size: Int
-    /// Bytes of data a slot holds (the group's tree threshold).
+    /// Bytes of data a slot holds (the group's tree threshold, at most `mailboxMaxCapacity`).
     let capacity: Int
     /// Which of this rank's slots the next call writes.
     private var next = 0
@@ -122,7 +122,7 @@ extension MPIGroup {
         if let decided = mailboxDecision { return decided.mailbox }
         let n = size
         guard n > 1 else { mailboxDecision = MailboxDecision(mailbox: nil); return nil }
-        let capacity = treeThresholdBytes
+        let capacity = min(treeThresholdBytes, Self.mailboxMaxCapacity)
         let bytes = Mailbox.segmentBytes(size: n, capacity: capacity)
         let wanted = Self.mailboxSetting != "0"
         var reasons: [String] = []
@@ -190,6 +190,9 @@ extension MPIGroup {
         return mailbox
     }
 
+    /// The most data a slot holds: a larger tree threshold sends the larger tree-order calls as messages.
+    static let mailboxMaxCapacity = 1 << 20
+
     static func segmentPath(pid: Int64, token: UInt64) -> String { "/dev/shm/tandem-mpi-\(pid)-\(String(token, radix: 16))" }
 
     /// Maps the segment at `path` (making it, zeroed, when `create`), or says why not.
@@ -197,10 +200,10 @@ extension MPIGroup {
         let fd = create ? open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) : open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { return .failure(MailboxRefusal("cannot open \(path): \(String(cString: strerror(errno)))")) }
         defer { close(fd) }
-        if create && ftruncate(fd, off_t(bytes)) != 0 {
-            let why = String(cString: strerror(errno))
+        // Reserved now, so a full /dev/shm is a refusal here rather than a SIGBUS at first touch.
+        if create, case let code = posix_fallocate(fd, 0, off_t(bytes)), code != 0 {
             unlink(path)
-            return .failure(MailboxRefusal("cannot size \(path) to \(bytes) bytes: \(why)"))
+            return .failure(MailboxRefusal("cannot reserve \(bytes) bytes for \(path): \(String(cString: strerror(code)))"))
         }
         var info = stat()
         guard fstat(fd, &info) == 0, Int(info.st_size) == bytes else { return .failure(MailboxRefusal("\(path) is not \(bytes) bytes long")) }
