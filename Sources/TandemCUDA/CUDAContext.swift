@@ -155,6 +155,14 @@ public final class CUDAContext {
         try driver.check(rc, "cuLaunchKernel(\(name), grid \(grid), block \(block))")
     }
 
+    /// How many blocks of kernel `name` with `threads` threads each the whole GPU holds at once.
+    public func residentBlocks(_ name: String, threads: Int, sharedBytes: Int = 0) throws -> Int {
+        var perMultiprocessor: Int32 = 0
+        try driver.check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(&perMultiprocessor, try function(name), Int32(threads), sharedBytes),
+                         "cuOccupancyMaxActiveBlocksPerMultiprocessor(\(name))")
+        return Int(perMultiprocessor) * device.multiprocessors
+    }
+
     /// One thread per pixel of `planes × images` planes of `pixels` each: grid (⌈pixels / block⌉, planes, images).
     public func launchPlanes(_ name: String, pixels: Int, planes: Int, images: Int, _ arguments: [KernelArgument]) throws {
         let threads = min(256, (pixels + 31) / 32 * 32)

@@ -43,6 +43,7 @@ public struct CUDADriver: @unchecked Sendable {
     typealias FLaunchKernel = @convention(c) (CUHandle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, CUHandle?,
                                               UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Result
     typealias FFuncSetAttribute = @convention(c) (CUHandle?, Int32, Int32) -> Result
+    typealias FOccupancy = @convention(c) (UnsafeMutablePointer<Int32>, CUHandle?, Int32, Int) -> Result
     typealias FHandleOutFlags = @convention(c) (UnsafeMutablePointer<CUHandle?>, UInt32) -> Result
     typealias FEventRecord = @convention(c) (CUHandle?, CUHandle?) -> Result
     typealias FEventElapsed = @convention(c) (UnsafeMutablePointer<Float>, CUHandle?, CUHandle?) -> Result
@@ -79,6 +80,7 @@ public struct CUDADriver: @unchecked Sendable {
     let cuModuleGetFunction: FModuleGetFunction
     let cuLaunchKernel: FLaunchKernel
     let cuFuncSetAttribute: FFuncSetAttribute
+    let cuOccupancyMaxActiveBlocksPerMultiprocessor: FOccupancy
     let cuStreamCreate: FHandleOutFlags
     let cuStreamSynchronize: FHandleIn
     let cuStreamDestroy: FHandleIn
@@ -123,6 +125,7 @@ public struct CUDADriver: @unchecked Sendable {
             cuModuleGetFunction: try f("cuModuleGetFunction", FModuleGetFunction.self),
             cuLaunchKernel: try f("cuLaunchKernel", FLaunchKernel.self),
             cuFuncSetAttribute: try f("cuFuncSetAttribute", FFuncSetAttribute.self),
+            cuOccupancyMaxActiveBlocksPerMultiprocessor: try f("cuOccupancyMaxActiveBlocksPerMultiprocessor", FOccupancy.self),
             cuStreamCreate: try f("cuStreamCreate", FHandleOutFlags.self),
             cuStreamSynchronize: try f("cuStreamSynchronize", FHandleIn.self),
             cuStreamDestroy: try f("cuStreamDestroy_v2", FHandleIn.self),

@@ -15,6 +15,10 @@ import TandemModels
 ///   `W_ih`, `W_hh` and the input gradient with one GEMM each over all steps.
 /// - **Step by step, layers side by side** (two layers): the same kernels with layer 1 on a second
 ///   stream a few steps behind layer 0 (GPUNetwork+LSTMPipelined.swift).
+/// - **Whole-sequence kernels** (hidden size 128 or 256): as step by step, but all steps of a layer's
+///   forward, and of its backward, are one launch that keeps `W_hh` in registers
+///   (Kernels+LSTMSequence.swift, GPUNetwork+LSTMSequence.swift); the blocks that share batch rows
+///   meet at a counter in global memory after each step.
 final class LSTMNetwork: GPUNetwork {
     struct Layer {
         let wih: Int, whh: Int, bih: Int, bhh: Int, input: Int
@@ -34,6 +38,11 @@ final class LSTMNetwork: GPUNetwork {
     /// When not 0, the step-by-step path runs the two layers side by side, layer 1 this many steps behind
     /// layer 0 (GPUNetwork+LSTMPipelined.swift).
     var chunk = 0
+    /// When set, the step-by-step path runs each layer's recurrence as one whole-sequence launch per
+    /// direction (GPUNetwork+LSTMSequence.swift).
+    var sequence: SequenceKernels?
+    /// The whole-sequence kernels' step counters: one per row block, for each layer and direction.
+    var sync: DevicePointer = 0
     let precision: GPUPrecision
     /// The cuDNN path, when in use.
     var cudnn: CuDNNPath?
@@ -80,10 +89,12 @@ final class LSTMNetwork: GPUNetwork {
     /// The ways to run the recurrence ``prepare(_:)`` chooses from.
     enum Recurrence {
         /// `pipelined(chunk)`: layer 1 runs `chunk` steps behind layer 0.
-        case serial, pipelined(Int), cudnn(CuDNNPath)
+        /// `sequence(kernels)`: each layer's steps in one launch per direction.
+        case serial, pipelined(Int), sequence(SequenceKernels), cudnn(CuDNNPath)
         var name: String {
             switch self {
             case .serial: "step by step"
+            case .sequence(let kernels): kernels.name
             case .pipelined(let chunk): "step by step, layers side by side (\(chunk)-step chunks)"
             case .cudnn(let p): "cuDNN \(p.lstm.algorithm)"
             }
@@ -92,9 +103,10 @@ final class LSTMNetwork: GPUNetwork {
 
     func use(_ r: Recurrence) {
         switch r {
-        case .serial: (cudnn, chunk) = (nil, 0)
-        case .pipelined(let steps): (cudnn, chunk) = (nil, steps)
-        case .cudnn(let p): (cudnn, chunk) = (p, 0)
+        case .serial: (cudnn, chunk, sequence) = (nil, 0, nil)
+        case .pipelined(let steps): (cudnn, chunk, sequence) = (nil, steps, nil)
+        case .sequence(let kernels): (cudnn, chunk, sequence) = (nil, 0, kernels)
+        case .cudnn(let p): (cudnn, chunk, sequence) = (p, 0, nil)
         }
     }
 
@@ -107,6 +119,7 @@ final class LSTMNetwork: GPUNetwork {
         try allocateStepwise(gpu)
         var notes: [String] = []
         var options: [Recurrence] = [.serial] + (layers.count == 2 ? [4, 8, 16].filter { $0 < T }.map { .pipelined($0) } : [])
+        options += try sequenceOptions(gpu, notes: &notes)
         var candidates: [CuDNNPath] = []
         if let dnn = gpu.dnnForTrainers {
             candidates = makeCuDNNPaths(t, dnn, notes: &notes)
@@ -144,6 +157,8 @@ final class LSTMNetwork: GPUNetwork {
         if let chosen = cudnn {
             freeStepwise(gpu)
             engine = "cuDNN LSTM, \(chosen.lstm.algorithm) algorithm, weights \(chosen.aliased ? "read in place" : "copied") (\(timed))"
+        } else if sequence != nil {
+            engine = "\(best.option.name): one launch per layer and direction, W_hh in registers (\(timed))"
         } else {
             engine = "\(best.option.name): one GEMM + one fused cell kernel per step (\(timed))"
         }
@@ -155,8 +170,8 @@ final class LSTMNetwork: GPUNetwork {
             layers[l].gates = 0; layers[l].c = 0; layers[l].h = 0
             if l > 0 { layers[l].x = 0 }
         }
-        for p in [dLast, dGates, dhNext, dc, dSequence, dGatesTop, dhNextTop, dcTop] { gpu.free(p) }
-        (dLast, dGates, dhNext, dc, dSequence) = (0, 0, 0, 0, 0)
+        for p in [dLast, dGates, dhNext, dc, dSequence, dGatesTop, dhNextTop, dcTop, sync] { gpu.free(p) }
+        (dLast, dGates, dhNext, dc, dSequence, sync) = (0, 0, 0, 0, 0, 0)
         (dGatesTop, dhNextTop, dcTop) = (0, 0, 0)
     }
 
@@ -178,6 +193,7 @@ final class LSTMNetwork: GPUNetwork {
         dGatesTop = try act(T * B * 4 * H)
         dhNextTop = try gpu.allocate(bytes: 4 * B * H, category: .activations)
         dcTop = try gpu.allocate(bytes: 4 * B * H, category: .activations)
+        sync = try gpu.allocate(bytes: 4 * 2 * layers.count * ((B + 7) / 8), category: .activations)
     }
 
     /// The order in which the trainer lays the parameters out: every recurrent weight matrix (layer by layer,
@@ -249,10 +265,11 @@ final class LSTMNetwork: GPUNetwork {
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
         let G = 4 * H
         try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(layers[0].x), i32(B), i32(T), i32(layers[0].input)])
-        for layer in layers {
+        if case .grid = sequence { try t.gpu.fill(sync, words: 2 * layers.count * ((B + 7) / 8), pattern: 0) }
+        for (l, layer) in layers.enumerated() {
             try t.gemm(transA: false, transB: true, m: T * B, n: G, k: layer.input, a: layer.x, lda: layer.input, b: t.operand(layer.wih), ldb: layer.input,
                        c: layer.gates, ldc: G)
-            for step in 0..<T { try cell(t, layer, step) }
+            if sequence != nil { try sequenceForward(t, layer, l) } else { for step in 0..<T { try cell(t, layer, step) } }
         }
         let top = layers[layers.count - 1]
         let last = at(top.h, T - 1, H, bytes: e)
@@ -261,11 +278,15 @@ final class LSTMNetwork: GPUNetwork {
         try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H, c: dLast, ldc: H)
         for (l, layer) in layers.enumerated().reversed() {
             let isTop = l == layers.count - 1
-            try t.gpu.fill(dhNext, words: B * H, pattern: 0)
-            try t.gpu.fill(dc, words: B * H, pattern: 0)
-            for step in stride(from: T - 1, through: 0, by: -1) {
-                let dhOut: DevicePointer = isTop ? (step == T - 1 ? dLast : 0) : at(dSequence, step, H, bytes: e)
-                try cellBackward(t, layer, step, dhOut: dhOut, dGates: dGates, dhNext: dhNext, dc: dc)
+            if sequence != nil {
+                try sequenceBackward(t, layer, l, dLast: isTop ? dLast : 0, dSequence: isTop ? 0 : dSequence)
+            } else {
+                try t.gpu.fill(dhNext, words: B * H, pattern: 0)
+                try t.gpu.fill(dc, words: B * H, pattern: 0)
+                for step in stride(from: T - 1, through: 0, by: -1) {
+                    let dhOut: DevicePointer = isTop ? (step == T - 1 ? dLast : 0) : at(dSequence, step, H, bytes: e)
+                    try cellBackward(t, layer, step, dhOut: dhOut, dGates: dGates, dhNext: dhNext, dc: dc)
+                }
             }
             // Both bias gradients are the column sums of the gate gradients over every step.
             try t.activationBackward(dy: dGates, ref: dGates, act: 0, rows: T * B, cols: G, biasGradient: t.gradient(layer.bih))
