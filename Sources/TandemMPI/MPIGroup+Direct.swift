@@ -94,8 +94,10 @@ extension MPIGroup {
         return parts.joined(separator: "|").utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
     }()
 
-    /// `TANDEM_MPI_DIRECT`: `0` turns the direct path off (every all-reduce as messages);
-    /// `require` makes a large all-reduce fail, saying why, when it cannot be taken.
+    /// `TANDEM_MPI_DIRECT`: `0` turns the direct path off (large all-reduces as messages);
+    /// `require` makes a large all-reduce fail, saying why, when it cannot be taken. Either
+    /// keeps the large ones out of the mailbox (`MPIGroup+Mailbox.swift`), which otherwise
+    /// takes them up to 1 MB; small ones take it unless `TANDEM_MPI_MAILBOX=0`.
     static var directSetting: String { ProcessInfo.processInfo.environment["TANDEM_MPI_DIRECT"] ?? "" }
 
     /// The peers to reduce directly with, deciding it (collectively, within collective `seq`)

@@ -9,16 +9,18 @@ import Glibc
 
 // MARK: - Ranks on one host: small all-reduces through a shared mailbox
 
-/// A memory segment shared by every rank of the job (all on one host), through which small
-/// all-reduces go without any MPI call: each rank copies its buffers into its slot and
-/// raises the slot's sequence number; every rank waits for the others' numbers, then sums
-/// all slots itself in the threads backend's tree order (the same `ScratchBuffer.combine`
-/// as the message path, so the same bits on every rank and as on threads).
+/// A memory segment shared by every rank of the job (all on one host), through which
+/// all-reduces up to its capacity go without any MPI call: each rank copies its buffers into
+/// its slot and raises the slot's sequence number; every rank waits for the others' numbers.
+/// A small call (tree order) is then summed whole by every rank from all slots; a larger one
+/// (rank order) by shares: rank r sums share r, writes it back into its slot, raises the
+/// slot's "reduced" number, and copies the others' shares from theirs. Both sum with the
+/// same `ScratchBuffer.combine` as the message path, so the bits are the threads backend's.
 ///
 /// Layout: a 4 KB header (cookie, size, capacity), then per rank two slots, used
-/// alternately. A slot: its sequence number and buffer count, a table of (bytes, element
-/// width) per buffer, then the data from the next 64-byte line (so one buffer's small call
-/// is two cache lines: the header with the table, and the data).
+/// alternately. A slot: its sequence number, buffer count and reduced number, a table of
+/// (bytes, element width) per buffer, then the data from the next 64-byte line (so one
+/// buffer's small call is two cache lines: the header with the table, and the data).
 ///
 /// A rank writes only its own slots; its peers only read them. A slot is rewritten two
 /// mailbox calls later, and by then every peer has read it: a peer posts a call only after
@@ -32,8 +34,12 @@ final class Mailbox: @unchecked Sendable {
     let segmentBytes: Int
     let rank: Int
     let size: Int
-    /// Bytes of data a slot holds (the group's tree threshold, at most `mailboxMaxCapacity`).
+    /// Bytes of data a slot holds (``MPIGroup/mailboxCapacity(size:treeThresholdBytes:)``).
     let capacity: Int
+    /// Whether all-reduces past the tree threshold (up to `capacity`) go through it too, in
+    /// rank order: on unless a rank set `TANDEM_MPI_DIRECT` (`0`: messages; `require`: the
+    /// direct path for every one of them, as before the mailbox).
+    let rankOrder: Bool
     /// Which of this rank's slots the next call writes.
     private var next = 0
     /// Each rank's slot and data of the call in progress, in rank order (kept, so a call allocates nothing).
@@ -48,8 +54,9 @@ final class Mailbox: @unchecked Sendable {
     static func rankBytes(capacity: Int) -> Int { (2 * slotBytes(capacity: capacity) + 4095) / 4096 * 4096 }
     static func segmentBytes(size: Int, capacity: Int) -> Int { headerBytes + size * rankBytes(capacity: capacity) }
 
-    init(base: UnsafeMutableRawPointer, segmentBytes: Int, rank: Int, size: Int, capacity: Int) {
+    init(base: UnsafeMutableRawPointer, segmentBytes: Int, rank: Int, size: Int, capacity: Int, rankOrder: Bool) {
         self.base = base; self.segmentBytes = segmentBytes; self.rank = rank; self.size = size; self.capacity = capacity
+        self.rankOrder = rankOrder
         operands.reserveCapacity(size)
         slots.reserveCapacity(size)
     }
@@ -63,9 +70,11 @@ final class Mailbox: @unchecked Sendable {
     /// A slot's sequence number: the collective its table and data belong to.
     static func sequence(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt64>> { slot.assumingMemoryBound(to: Atomic<UInt64>.self) }
     static func count(_ slot: UnsafeMutableRawPointer) -> Int { Int(slot.load(fromByteOffset: 8, as: UInt64.self)) }
-    static func table(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt32> { (slot + 16).assumingMemoryBound(to: UInt32.self) }
+    /// The collective whose shares this slot's rank has summed into it (rank order only).
+    static func reduced(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt64>> { (slot + 16).assumingMemoryBound(to: Atomic<UInt64>.self) }
+    static func table(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt32> { (slot + 24).assumingMemoryBound(to: UInt32.self) }
     /// Where a slot's data starts when it holds `buffers` buffers.
-    static func dataOffset(buffers: Int) -> Int { (16 + 8 * buffers + 63) / 64 * 64 }
+    static func dataOffset(buffers: Int) -> Int { (24 + 8 * buffers + 63) / 64 * 64 }
     static func data(_ slot: UnsafeMutableRawPointer, buffers: Int) -> UnsafeMutableRawPointer { slot + dataOffset(buffers: buffers) }
 
     /// Whether `buffers` go through the mailbox: the same answer on every rank that makes the same call.
@@ -73,8 +82,9 @@ final class Mailbox: @unchecked Sendable {
 
     // MARK: One all-reduce
 
-    /// Posts `buffers` as this rank's part of collective `seq`, returning the slot.
-    func post(_ buffers: [CollectiveBuffer], seq: UInt64) -> UnsafeMutableRawPointer {
+    /// Posts `buffers` as this rank's part of collective `seq`, returning the slot. `skipShare`:
+    /// leave out this rank's own share of each buffer (rank order: no peer reads it).
+    func post(_ buffers: [CollectiveBuffer], seq: UInt64, skipShare: Bool = false) -> UnsafeMutableRawPointer {
         let mine = slot(rank, next)
         next ^= 1
         let table = Self.table(mine)
@@ -84,7 +94,13 @@ final class Mailbox: @unchecked Sendable {
             let bytes = b.count * b.dtype.byteSize
             table[2 * i] = UInt32(bytes)
             table[2 * i + 1] = UInt32(b.dtype.byteSize)
-            if bytes > 0 { (data + offset).copyMemory(from: b.base!, byteCount: bytes) }
+            if bytes > 0 && !skipShare {
+                (data + offset).copyMemory(from: b.base!, byteCount: bytes)
+            } else if bytes > 0 {
+                let w = b.dtype.byteSize, (lo, hi) = MPIGroup.chunk(rank, of: b.count, parts: size)
+                (data + offset).copyMemory(from: b.base!, byteCount: lo * w)
+                (data + offset + hi * w).copyMemory(from: b.base! + hi * w, byteCount: bytes - hi * w)
+            }
             offset += (bytes + 63) / 64 * 64
         }
         (mine + 8).storeBytes(of: UInt64(buffers.count), as: UInt64.self)
@@ -122,7 +138,7 @@ extension MPIGroup {
         if let decided = mailboxDecision { return decided.mailbox }
         let n = size
         guard n > 1 else { mailboxDecision = MailboxDecision(mailbox: nil); return nil }
-        let capacity = min(treeThresholdBytes, Self.mailboxMaxCapacity)
+        let capacity = Self.mailboxCapacity(size: n, treeThresholdBytes: treeThresholdBytes)
         let bytes = Mailbox.segmentBytes(size: n, capacity: capacity)
         let wanted = Self.mailboxSetting != "0"
         var reasons: [String] = []
@@ -149,12 +165,14 @@ extension MPIGroup {
         let me = table + rank * width
         me.storeBytes(of: Int64(getpid()), as: Int64.self)
         me.storeBytes(of: Self.hostKey, toByteOffset: 8, as: UInt64.self)
-        me.storeBytes(of: Int64(wanted ? 1 : 0), toByteOffset: 16, as: Int64.self)
+        // Bit 0: this rank wants the mailbox; bit 1: for rank-order calls too.
+        me.storeBytes(of: Int64(wanted ? 1 : 0) | (Self.directSetting == "" ? 2 : 0), toByteOffset: 16, as: Int64.self)
         me.storeBytes(of: token, toByteOffset: 24, as: UInt64.self)
         me.storeBytes(of: cookie, toByteOffset: 32, as: UInt64.self)
         try exchange(everyPeer(table, width: width), tag: Self.tag(seq, phase: 1), operation: "all-reduce", sequence: seq)
         func field<T>(_ r: Int, _ offset: Int, _ type: T.Type) -> T { (table + r * width).load(fromByteOffset: offset, as: type) }
-        let unwilling = (0..<n).filter { $0 != rank && field($0, 16, Int64.self) != 1 }
+        let unwilling = (0..<n).filter { $0 != rank && field($0, 16, Int64.self) & 1 == 0 }
+        let rankOrder = (0..<n).allSatisfy { field($0, 16, Int64.self) & 2 != 0 }
         if !unwilling.isEmpty { reasons.append("rank\(unwilling.count == 1 ? "" : "s") \(unwilling.map(String.init).joined(separator: ", ")) turned it off") }
         let elsewhere = (0..<n).filter { field($0, 8, UInt64.self) != Self.hostKey }
         if !elsewhere.isEmpty { reasons.append("rank\(elsewhere.count == 1 ? "" : "s") \(elsewhere.map(String.init).joined(separator: ", ")) run on another host (or namespace) than rank \(rank)") }
@@ -180,7 +198,7 @@ extension MPIGroup {
         let everyone = (0..<n).allSatisfy { field($0, 0, Int64.self) == 1 }
         var mailbox: Mailbox?
         if let mapped {
-            if everyone { mailbox = Mailbox(base: mapped, segmentBytes: bytes, rank: rank, size: n, capacity: capacity) } else { munmap(mapped, bytes) }
+            if everyone { mailbox = Mailbox(base: mapped, segmentBytes: bytes, rank: rank, size: n, capacity: capacity, rankOrder: rankOrder) } else { munmap(mapped, bytes) }
         }
         mailboxDecision = MailboxDecision(mailbox: mailbox)
         if mailbox == nil && Self.mailboxSetting == "require" {
@@ -190,8 +208,16 @@ extension MPIGroup {
         return mailbox
     }
 
-    /// The most data a slot holds: a larger tree threshold sends the larger tree-order calls as messages.
-    static let mailboxMaxCapacity = 1 << 20
+    /// The data a slot holds: the tree range and rank-order calls up to `mailboxRankOrderBytes`,
+    /// less on many ranks (16 MB of slots in all), never less than the tree range up to 1 MB.
+    /// Larger calls go as messages, or through the direct path.
+    static func mailboxCapacity(size n: Int, treeThresholdBytes: Int) -> Int {
+        let tree = min(treeThresholdBytes, 1 << 20)
+        return max(tree, min(mailboxRankOrderBytes, (16 << 20) / (2 * n)))
+    }
+
+    /// The largest rank-order all-reduce the mailbox takes (beyond it the direct path moves less).
+    static let mailboxRankOrderBytes = 1 << 20
 
     static func segmentPath(pid: Int64, token: UInt64) -> String { "/dev/shm/tandem-mpi-\(pid)-\(String(token, radix: 16))" }
 
@@ -223,10 +249,10 @@ extension MPIGroup {
     /// are polled); every wait ends by the timeout, naming the ranks that did not post.
     /// `inline`: run on the caller's thread by ``mailboxFastPath``, outside the watchdog's watch until a wait outlasts the spin.
     /// - Complexity: each rank writes its buffers once and reads every rank's once.
-    func mailboxAllReduce(_ buffers: [CollectiveBuffer], with box: Mailbox, operation: ReduceOperation, seq: Int,
-                          started: Double, inline: Bool = false) throws(CollectiveError) {
+    func mailboxAllReduce(_ buffers: [CollectiveBuffer], with box: Mailbox, operation: ReduceOperation, order: ReductionOrder = .tree,
+                          seq: Int, started: Double, inline: Bool = false) throws(CollectiveError) {
         let s = UInt64(seq)
-        let mine = box.post(buffers, seq: s)
+        let mine = box.post(buffers, seq: s, skipShare: order == .rank)
         var waiter = MailboxWaiter(group: self, seq: seq, deadline: started + timeout, inline: inline)
         defer { waiter.disarm() }
         try waiter.wait { q in box.posted(by: q, seq: s) != nil }
@@ -247,17 +273,33 @@ extension MPIGroup {
                 throw .invalid("all-reduce #\(seq): rank \(q) sent \(table[2 * i]) bytes\(widths) where rank \(rank) expected \(myTable[2 * i]) (ranks called different collectives; run with --debug-collectives to see each rank's call)")
             }
         }
+        // Tree order: every element, by every rank. Rank order: this rank's share, written
+        // back into its slot for the others.
         var offset = Mailbox.dataOffset(buffers: buffers.count)
         for b in buffers {
-            let bytes = b.count * b.dtype.byteSize
-            if bytes > 0 {
+            let w = b.dtype.byteSize, bytes = b.count * w
+            let (lo, hi) = order == .tree ? (0, b.count) : Self.chunk(rank, of: b.count, parts: size)
+            if hi > lo {
                 box.operands.removeAll(keepingCapacity: true)
                 for q in 0..<size {
-                    box.operands.append(Operand(base: q == rank ? b.base! : box.slots[q] + offset, dtype: b.dtype))
+                    box.operands.append(Operand(base: (q == rank ? b.base! : box.slots[q] + offset) + lo * w, dtype: b.dtype))
                 }
-                scratch.combine(box.operands, count: b.count, operation: operation, order: .tree, into: box.operands[rank])
+                scratch.combine(box.operands, count: hi - lo, operation: operation, order: order, into: box.operands[rank])
+                if order == .rank { (mine + offset + lo * w).copyMemory(from: b.base! + lo * w, byteCount: (hi - lo) * w) }
             }
             offset += (bytes + 63) / 64 * 64
+        }
+        guard order == .rank else { return }
+        Mailbox.reduced(mine).pointee.store(s, ordering: .releasing)
+        try waiter.wait { q in Mailbox.reduced(box.slots[q]).pointee.load(ordering: .acquiring) == s }
+        offset = Mailbox.dataOffset(buffers: buffers.count)
+        for b in buffers {
+            let w = b.dtype.byteSize
+            for q in 0..<size where q != rank {
+                let (lo, hi) = Self.chunk(q, of: b.count, parts: size)
+                if hi > lo { (b.base! + lo * w).copyMemory(from: box.slots[q] + offset + lo * w, byteCount: (hi - lo) * w) }
+            }
+            offset += (b.count * w + 63) / 64 * 64
         }
     }
 

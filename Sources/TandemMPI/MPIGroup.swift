@@ -147,6 +147,9 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
                     try g.reduceScatterPhase(buffersCopy, targets: nil, operation: operation, order: .tree, seq: seq, name: "all-reduce")
                     try g.allGatherPhase(buffersCopy, seq: seq, name: "all-reduce")
                 }
+            } else if let box = try g.mailbox(seq: seq), box.rankOrder, box.fits(buffersCopy, bytes: total) {
+                // Every rank on this host and a mid-size call: by shares through the mailbox, in rank order.
+                try g.mailboxAllReduce(buffersCopy, with: box, operation: operation, order: .rank, seq: seq, started: monotonicSeconds())
             } else if let peers = try g.directPeers(seq: seq) {
                 // Every rank on this host: reduce in each other's memory, as on threads.
                 try g.directAllReduce(buffersCopy, peers: peers, operation: operation, seq: seq)

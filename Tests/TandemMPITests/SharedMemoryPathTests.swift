@@ -11,11 +11,12 @@ import Glibc
 // MARK: - Small all-reduces through the shared mailbox, bit for bit against threads
 
 /// The all-reduces checked: every size from empty to the tree threshold (64 KB of float32),
-/// odd ones among them, every operation and precision, and several buffers in one call.
-/// Inputs span 16 binary orders of magnitude, so a different summation order shows in the bits.
+/// odd ones among them, and past it (rank order) up to 1 MB, every operation and precision,
+/// and several buffers in one call. Inputs span 16 binary orders of magnitude, so a
+/// different summation order shows in the bits.
 enum MailboxCases {
-    static let counts = [0, 1, 2, 3, 5, 7, 31, 255, 1001, 4097, 16383, 16384]
-    static let several: [[Int]] = [[3, 0, 1, 7], [1000, 17, 2, 4099]]
+    static let counts = [0, 1, 2, 3, 5, 7, 31, 255, 1001, 4097, 16383, 16384, 16385, 65537, 100_003, 262_144]
+    static let several: [[Int]] = [[3, 0, 1, 7], [1000, 17, 2, 4099], [70_001, 3, 0, 40_000]]
 
     struct Case {
         var counts: [Int]
