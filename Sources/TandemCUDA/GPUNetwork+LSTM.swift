@@ -89,12 +89,14 @@ final class LSTMNetwork: GPUNetwork {
     /// The ways to run the recurrence ``prepare(_:)`` chooses from.
     enum Recurrence {
         /// `pipelined(chunk)`: layer 1 runs `chunk` steps behind layer 0.
-        /// `sequence(kernels)`: each layer's steps in one launch per direction.
-        case serial, pipelined(Int), sequence(SequenceKernels), cudnn(CuDNNPath)
+        /// `sequence(kernels)`: each layer's steps in one launch per direction; `pipelinedSequence(chunk, kernels)`:
+        /// the layers side by side, each chunk of steps one launch.
+        case serial, pipelined(Int), sequence(SequenceKernels), pipelinedSequence(Int, SequenceKernels), cudnn(CuDNNPath)
         var name: String {
             switch self {
             case .serial: "step by step"
             case .sequence(let kernels): kernels.name
+            case .pipelinedSequence(let chunk, let kernels): "\(kernels.name), layers side by side (\(chunk)-step chunks)"
             case .pipelined(let chunk): "step by step, layers side by side (\(chunk)-step chunks)"
             case .cudnn(let p): "cuDNN \(p.lstm.algorithm)"
             }
@@ -106,6 +108,7 @@ final class LSTMNetwork: GPUNetwork {
         case .serial: (cudnn, chunk, sequence) = (nil, 0, nil)
         case .pipelined(let steps): (cudnn, chunk, sequence) = (nil, steps, nil)
         case .sequence(let kernels): (cudnn, chunk, sequence) = (nil, 0, kernels)
+        case .pipelinedSequence(let steps, let kernels): (cudnn, chunk, sequence) = (nil, steps, kernels)
         case .cudnn(let p): (cudnn, chunk, sequence) = (p, 0, nil)
         }
     }
@@ -119,7 +122,11 @@ final class LSTMNetwork: GPUNetwork {
         try allocateStepwise(gpu)
         var notes: [String] = []
         var options: [Recurrence] = [.serial] + (layers.count == 2 ? [4, 8, 16].filter { $0 < T }.map { .pipelined($0) } : [])
-        options += try sequenceOptions(gpu, notes: &notes)
+        let sequenced = try sequenceOptions(gpu, notes: &notes)
+        options += sequenced.map { .sequence($0.kernels) }
+        if layers.count == 2 {
+            options += [8, 16].filter { $0 < T }.flatMap { chunk in sequenced.filter(\.twice).map { .pipelinedSequence(chunk, $0.kernels) } }
+        }
         var candidates: [CuDNNPath] = []
         if let dnn = gpu.dnnForTrainers {
             candidates = makeCuDNNPaths(t, dnn, notes: &notes)
@@ -193,7 +200,7 @@ final class LSTMNetwork: GPUNetwork {
         dGatesTop = try act(T * B * 4 * H)
         dhNextTop = try gpu.allocate(bytes: 4 * B * H, category: .activations)
         dcTop = try gpu.allocate(bytes: 4 * B * H, category: .activations)
-        sync = try gpu.allocate(bytes: 4 * 2 * layers.count * ((B + 7) / 8), category: .activations)
+        sync = try gpu.allocate(bytes: 4 * counterWords, category: .activations)
     }
 
     /// The order in which the trainer lays the parameters out: every recurrent weight matrix (layer by layer,
@@ -260,16 +267,16 @@ final class LSTMNetwork: GPUNetwork {
 
     func forwardBackward(_ t: GPUTrainer) throws {
         if let cudnn { return try forwardBackward(t, cudnn) }
+        if sequence != nil { try t.gpu.fill(sync, words: counterWords, pattern: 0) }
         if chunk > 0 { return try forwardBackwardPipelined(t) }
         let s = precision.suffix, e = precision.bytes
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }
         let G = 4 * H
         try t.elementwise("batch_to_time" + s, count: io.inputCount, [.pointer(io.inputs), .pointer(layers[0].x), i32(B), i32(T), i32(layers[0].input)])
-        if case .grid = sequence { try t.gpu.fill(sync, words: 2 * layers.count * ((B + 7) / 8), pattern: 0) }
         for (l, layer) in layers.enumerated() {
             try t.gemm(transA: false, transB: true, m: T * B, n: G, k: layer.input, a: layer.x, lda: layer.input, b: t.operand(layer.wih), ldb: layer.input,
                        c: layer.gates, ldc: G)
-            if sequence != nil { try sequenceForward(t, layer, l) } else { for step in 0..<T { try cell(t, layer, step) } }
+            try forwardSteps(t, layer, l, 0, T)
         }
         let top = layers[layers.count - 1]
         let last = at(top.h, T - 1, H, bytes: e)
@@ -278,16 +285,9 @@ final class LSTMNetwork: GPUNetwork {
         try t.gemm(transA: false, transB: false, m: B, n: H, k: outputs, a: dPrediction, lda: outputs, b: t.operand(head), ldb: H, c: dLast, ldc: H)
         for (l, layer) in layers.enumerated().reversed() {
             let isTop = l == layers.count - 1
-            if sequence != nil {
-                try sequenceBackward(t, layer, l, dLast: isTop ? dLast : 0, dSequence: isTop ? 0 : dSequence)
-            } else {
-                try t.gpu.fill(dhNext, words: B * H, pattern: 0)
-                try t.gpu.fill(dc, words: B * H, pattern: 0)
-                for step in stride(from: T - 1, through: 0, by: -1) {
-                    let dhOut: DevicePointer = isTop ? (step == T - 1 ? dLast : 0) : at(dSequence, step, H, bytes: e)
-                    try cellBackward(t, layer, step, dhOut: dhOut, dGates: dGates, dhNext: dhNext, dc: dc)
-                }
-            }
+            try t.gpu.fill(dhNext, words: B * H, pattern: 0)
+            try t.gpu.fill(dc, words: B * H, pattern: 0)
+            try backwardSteps(t, layer, l, 0, T, dLast: isTop ? dLast : 0, dSequence: isTop ? 0 : dSequence, dGates: dGates, dhNext: dhNext, dc: dc)
             // Both bias gradients are the column sums of the gate gradients over every step.
             try t.activationBackward(dy: dGates, ref: dGates, act: 0, rows: T * B, cols: G, biasGradient: t.gradient(layer.bih))
             try t.gpu.copy(t.gradient(layer.bih), to: t.gradient(layer.bhh), bytes: 4 * G)

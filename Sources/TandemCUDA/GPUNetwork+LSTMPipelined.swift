@@ -20,11 +20,11 @@ extension LSTMNetwork {
                    c: bottom.gates, ldc: G)
         for c0 in stride(from: 0, to: T, by: chunk) {
             let c1 = min(T, c0 + chunk)
-            for step in c0..<c1 { try cell(t, bottom, step) }
+            try forwardSteps(t, bottom, 0, c0, c1)
             try gpu.onSideStream {   // after layer 0's steps c0..<c1
                 try t.gemm(transA: false, transB: true, m: (c1 - c0) * B, n: G, k: H, a: at(bottom.h, c0, H, bytes: e), lda: H,
                            b: t.operand(top.wih), ldb: H, c: at(top.gates, c0, G, bytes: e), ldc: G)
-                for step in c0..<c1 { try cell(t, top, step) }
+                try forwardSteps(t, top, 1, c0, c1)
             }
         }
         try gpu.joinSideStream()
@@ -38,9 +38,7 @@ extension LSTMNetwork {
         for c1 in stride(from: T, to: 0, by: -chunk) {
             let c0 = max(0, c1 - chunk)
             try gpu.onSideStream(waitForMain: false) {
-                for step in (c0..<c1).reversed() {
-                    try cellBackward(t, top, step, dhOut: step == T - 1 ? dLast : 0, dGates: dGatesTop, dhNext: dhNextTop, dc: dcTop)
-                }
+                try backwardSteps(t, top, 1, c0, c1, dLast: dLast, dSequence: 0, dGates: dGatesTop, dhNext: dhNextTop, dc: dcTop)
                 // Layer 0's output gradient for these steps: one GEMM through W_ih of layer 1.
                 try t.gemm(transA: false, transB: false, m: (c1 - c0) * B, n: H, k: G, a: at(dGatesTop, c0, G, bytes: e), lda: G,
                            b: t.operand(top.wih), ldb: H, c: at(dSequence, c0, H, bytes: e), ldc: H)
@@ -50,9 +48,7 @@ extension LSTMNetwork {
                 try gpu.onSideStream(waitForMain: false) { try weightGradients(t, top, dGatesTop, copyOnMain: false) }
             }
             try gpu.joinSideStream()   // the main stream waits for this chunk (and, after the last, the top layer's gradients)
-            for step in (c0..<c1).reversed() {
-                try cellBackward(t, bottom, step, dhOut: at(dSequence, step, H, bytes: e), dGates: dGates, dhNext: dhNext, dc: dc)
-            }
+            try backwardSteps(t, bottom, 0, c0, c1, dLast: 0, dSequence: dSequence, dGates: dGates, dhNext: dhNext, dc: dc)
         }
         try weightGradients(t, bottom, dGates, copyOnMain: true)
         try gpu.copy(t.gradient(top.bih), to: t.gradient(top.bhh), bytes: 4 * G)

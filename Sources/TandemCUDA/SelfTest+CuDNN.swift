@@ -146,6 +146,8 @@ extension GPUSelfTest {
         tape.backward(loss)
         let reference = model.namedParameters.flatMap { Array($0.parameter.gradient!.buffer) }
         var names = ["step by step", "step by step, layers side by side", "whole-sequence kernels (16-row", "whole-sequence kernels (8-row"]
+        if p.bytes == 2 { names += ["whole-sequence kernels on tensor cores", "whole-sequence kernels on tensor cores, layers side by side"] }
+        names.append("whole-sequence kernels (16-row blocks), layers side by side")
         if gpu.dnn != nil { names += ["cuDNN standard", "cuDNN persistStatic", "cuDNN persistDynamic"] }
         let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
         for name in names {
