@@ -334,10 +334,12 @@ struct MailboxRefusal: Error, CustomStringConvertible {
 
 // MARK: - Waiting, bounded
 
-/// Waits for conditions on the peers of collective `seq`: flat out for ``MPIGroup/spinSeconds``
-/// while a caller waits, then backing off as `exchange` does (up to 100 µs, or 500 µs while
-/// the caller computes), polling abort notices and the job's failure about every millisecond,
-/// until the timeout, which names the ranks still not ready.
+/// Waits for conditions on the peers of collective `seq`: while a caller waits, flat out for
+/// ``MPIGroup/spinSeconds``, then yielding the core between rounds of polling until
+/// `yieldSeconds` (a sleep costs 50 µs or more here, as much as a 256 KB call); after that, or
+/// at once while the caller computes, backing off as `exchange` does (up to 100 µs, or 500 µs),
+/// polling abort notices and the job's failure about every millisecond, until the timeout,
+/// which names the ranks still not ready.
 struct MailboxWaiter {
     let group: MPIGroup
     let seq: Int
@@ -369,6 +371,7 @@ struct MailboxWaiter {
             }
             let waiting = inline || group.world.someoneWaits
             if waiting && now - started < MPIGroup.spinSeconds { continue }
+            if waiting && now - started < Self.yieldSeconds { sched_yield(); continue }
             // Past the spin: the library may be asked for abort notices now, so the watchdog
             // bounds this wait even if the library does not return.
             if !armed {
@@ -384,6 +387,9 @@ struct MailboxWaiter {
             pause = min(pause * 2, waiting ? MPIGroup.waitingPause : MPIGroup.computingPause)
         }
     }
+
+    /// How long a waiting caller polls without sleeping.
+    static let yieldSeconds = 1e-3
 
     /// Another rank's abort notice, or this process's failure, ends the wait.
     private func poll(waitingFor missing: [Int]) throws(CollectiveError) {
