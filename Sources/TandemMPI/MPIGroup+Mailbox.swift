@@ -371,7 +371,9 @@ struct MailboxWaiter {
             }
             let waiting = inline || group.world.someoneWaits
             if waiting && now - started < MPIGroup.spinSeconds { continue }
-            if waiting && now - started < Self.yieldSeconds { sched_yield(); continue }
+            // Yield rather than sleep while a caller waits, and at first while it computes:
+            // the caller may be about to wait (a sleep would then cost it 50 µs or more).
+            if now - started < (waiting ? Self.yieldSeconds : MPIGroup.spinSeconds) { sched_yield(); continue }
             // Past the spin: the library may be asked for abort notices now, so the watchdog
             // bounds this wait even if the library does not return.
             if !armed {
