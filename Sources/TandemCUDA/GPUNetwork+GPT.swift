@@ -38,7 +38,9 @@ final class GPTNetwork: GPUNetwork {
         B = batch; T = gpt.context; C = gpt.dimensions; V = gpt.vocabulary; L = gpt.blocks.count
         H = gpt.blocks.first?.att.heads ?? 1
         self.precision = precision
-        guard C <= 512, C % H == 0 else { throw CUDAError.unsupported("the GPU GPT supports widths up to 512 split evenly over heads") }
+        guard C <= 512, C % 4 == 0, C % H == 0 else {
+            throw CUDAError.unsupported("the GPU GPT supports widths up to 512, multiples of 4, split evenly over heads")
+        }
         var index: [String: Int] = [:]
         for (i, p) in gpt.namedParameters.enumerated() { index[p.name] = i }
         self.index = index

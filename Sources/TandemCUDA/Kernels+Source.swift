@@ -377,34 +377,69 @@ extern "C" __global__ void finish_step(float* state, int dynamic, float interval
     // MARK: - Transformer pieces
 
     static let transformer = #"""
-// LayerNorm over the last dimension (cols ≤ 512): one warp per row, each lane holding cols/32
-// values in registers. x float, y in D; mean and rstd kept for backward.
+// LayerNorm pieces: a row of cols ≤ 512 (a multiple of 4) is one warp; lane l holds the column groups
+// l, l + 32, l + 64, l + 96 of four adjacent columns each (16 values in registers), so x and dx move 16 bytes
+// and 16-bit values 8 bytes a load.
+template <class D> struct Quad;
+template <> struct Quad<F32> {
+  static __device__ __forceinline__ float4 ld(const void* p, long i) { return *(const float4*)((const float*)p + i); }
+  static __device__ __forceinline__ void st(void* p, long i, float4 v) { *(float4*)((float*)p + i) = v; }
+};
+template <class D> struct Quad16 {
+  static __device__ __forceinline__ float4 ld(const void* p, long i) {
+    uint2 u = *(const uint2*)((const u16*)p + i);
+    typename D::T q[4] = {(u16)(u.x & 0xffff), (u16)(u.x >> 16), (u16)(u.y & 0xffff), (u16)(u.y >> 16)};
+    return make_float4(D::ld(q, 0), D::ld(q, 1), D::ld(q, 2), D::ld(q, 3));
+  }
+  static __device__ __forceinline__ void st(void* p, long i, float4 v) {
+    u16 q[4]; D::st(q, 0, v.x); D::st(q, 1, v.y); D::st(q, 2, v.z); D::st(q, 3, v.w);
+    *(uint2*)((u16*)p + i) = make_uint2((unsigned)q[0] | ((unsigned)q[1] << 16), (unsigned)q[2] | ((unsigned)q[3] << 16));
+  }
+};
+template <> struct Quad<BF16> : Quad16<BF16> {};
+template <> struct Quad<F16> : Quad16<F16> {};
+__device__ __forceinline__ float q_at(float4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+
+// LayerNorm forward: x float, y in D; mean and rstd kept for backward. 8 rows (warps) a block.
 template <class D> __device__ void layernorm_fwd_impl(const float* x, const float* w, const float* b, void* y, float* mean,
                                                       float* rstd, int rows, int cols) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
   if (row >= rows) return;
-  const float* xr = x + (long)row * cols;
-  float v[16];
+  long base = (long)row * cols;
+  float4 v[4];
   float s = 0.f;
 #pragma unroll
-  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; v[k] = i < cols ? xr[i] : 0.f; s += v[k]; }
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    v[k] = i < cols ? Quad<F32>::ld(x, base + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+    s += v[k].x + v[k].y + v[k].z + v[k].w;
+  }
   float mu = warp_sum(s) / cols;
   float q = 0.f;
 #pragma unroll
-  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; if (i < cols) { float d = v[k] - mu; q += d * d; } }
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    if (i < cols) for (int j = 0; j < 4; j++) { float d = q_at(v[k], j) - mu; q += d * d; }
+  }
   float r = rsqrtf(warp_sum(q) / cols + 1e-5f);
 #pragma unroll
-  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; if (i < cols) D::st(y, (long)row * cols + i, (v[k] - mu) * r * w[i] + b[i]); }
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    if (i >= cols) continue;
+    float4 wv = Quad<F32>::ld(w, i), bv = Quad<F32>::ld(b, i);
+    Quad<D>::st(y, base + i, make_float4((v[k].x - mu) * r * wv.x + bv.x, (v[k].y - mu) * r * wv.y + bv.y,
+                                         (v[k].z - mu) * r * wv.z + bv.z, (v[k].w - mu) * r * wv.w + bv.w));
+  }
   if (lane == 0) { mean[row] = mu; rstd[row] = r; }
 }
 INSTANTIATE(layernorm_fwd, (const float* x, const float* w, const float* b, void* y, float* mean, float* rstd, int rows, int cols),
             (x, w, b, y, mean, rstd, rows, cols))
 
-// LayerNorm backward (cols ≤ 512); the new dx is also written in D to `dxCast` when not null (the
-// operand the next GEMMs read: one pass fewer over the residual gradient). Each warp takes rows warp, warp + W, … (W warps in the grid):
-// dx (+)= rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·w; each lane sums dw = Σ dy·x̂ and db = Σ dy
-// for its columns in registers, the block's warps are added in a fixed order, and each block
-// writes one row of partial sums (reduced by sum_partials): deterministic, no atomics.
+// LayerNorm backward; the new dx is also written in D to `dxCast` when not null (the operand the next GEMMs
+// read: one pass fewer over the residual gradient). Each warp takes rows warp, warp + W, … (W warps in the grid):
+// dx (+)= rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·w; each lane sums dw = Σ dy·x̂ and db = Σ dy for its
+// columns in registers, the block's warps are added in a fixed order, and each block writes one row of partial
+// sums (reduced by sum_partials): deterministic, no atomics.
 template <class D> __device__ void layernorm_bwd_impl(const void* dy, const float* x, const float* w, const float* mean,
                                                       const float* rstd, float* dx, void* dxCast, float* dwPartial, float* dbPartial,
                                                       int rows, int cols, int accumulate) {
@@ -419,32 +454,45 @@ template <class D> __device__ void layernorm_bwd_impl(const void* dy, const floa
     float g[16], xh[16], gy[16];
     float s1 = 0.f, s2 = 0.f;
 #pragma unroll
-    for (int k = 0; k < 16; k++) {
-      int i = lane + 32 * k;
-      g[k] = 0.f; xh[k] = 0.f; gy[k] = 0.f;
-      if (i < cols) {
-        gy[k] = D::ld(dy, base + i);
-        xh[k] = (x[base + i] - mu) * r;
-        g[k] = gy[k] * w[i];
-        s1 += g[k]; s2 += g[k] * xh[k];
+    for (int k = 0; k < 4; k++) {
+      int i = 4 * (lane + 32 * k);
+      float4 dv = make_float4(0.f, 0.f, 0.f, 0.f), xv = dv, wv = dv;
+      if (i < cols) { dv = Quad<D>::ld(dy, base + i); xv = Quad<F32>::ld(x, base + i); wv = Quad<F32>::ld(w, i); }
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        int m = 4 * k + j;
+        gy[m] = q_at(dv, j);
+        xh[m] = i < cols ? (q_at(xv, j) - mu) * r : 0.f;
+        g[m] = gy[m] * q_at(wv, j);
+        s1 += g[m]; s2 += g[m] * xh[m];
       }
     }
     s1 = warp_sum(s1) / cols;
     s2 = warp_sum(s2) / cols;
 #pragma unroll
-    for (int k = 0; k < 16; k++) {
-      int i = lane + 32 * k;
-      if (i < cols) {
-        float v = r * (g[k] - s1 - xh[k] * s2);
-        v = accumulate ? dx[base + i] + v : v;
-        dx[base + i] = v;
-        if (dxCast) D::st(dxCast, base + i, v);
-        aw[k] += gy[k] * xh[k]; ab[k] += gy[k];
+    for (int k = 0; k < 4; k++) {
+      int i = 4 * (lane + 32 * k);
+      if (i >= cols) continue;
+      float out[4];
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        int m = 4 * k + j;
+        out[j] = r * (g[m] - s1 - xh[m] * s2);
+        aw[m] += gy[m] * xh[m]; ab[m] += gy[m];
       }
+      float4 o = make_float4(out[0], out[1], out[2], out[3]);
+      if (accumulate) { float4 a = Quad<F32>::ld(dx, base + i); o = make_float4(a.x + o.x, a.y + o.y, a.z + o.z, a.w + o.w); }
+      Quad<F32>::st(dx, base + i, o);
+      if (dxCast) Quad<D>::st(dxCast, base + i, o);
     }
   }
 #pragma unroll
-  for (int k = 0; k < 16; k++) { int i = lane + 32 * k; if (i < cols) { sw[warp][i] = aw[k]; sb[warp][i] = ab[k]; } }
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    if (i >= cols) continue;
+#pragma unroll
+    for (int j = 0; j < 4; j++) { sw[warp][i + j] = aw[4 * k + j]; sb[warp][i + j] = ab[4 * k + j]; }
+  }
   __syncthreads();
   for (int i = threadIdx.x; i < cols; i += blockDim.x) {
     float tw = 0.f, tb = 0.f;
