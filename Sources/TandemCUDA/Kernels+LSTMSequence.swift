@@ -42,17 +42,38 @@ template <> __device__ __forceinline__ float ld_l2<F16>(const void* p, int i) {
   u16 v; asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(v) : "l"((const u16*)p + i)); return h2f(v);
 }
 
-// The cell of one (row, unit) pair from its four pre-activations: gates activated and kept in place (at g0, stride H),
-// c and h written at `at`; c_prev in, c out.
-template <class D> __device__ __forceinline__ void lstm_cell_store(const float* pre, float& cprev, void* gates, int g0, int H,
-                                                                   float* c, void* h, int at) {
-  float ig = sigm(pre[0]), fg = sigm(pre[1]), gg = tanhf(pre[2]), og = sigm(pre[3]);
-  float cn = fg * cprev + ig * gg;
-  cprev = cn;
-  c[at] = cn;
-  D::st(h, at, og * tanhf(cn));
-  D::st(gates, g0, ig); D::st(gates, g0 + H, fg); D::st(gates, g0 + 2 * H, gg); D::st(gates, g0 + 3 * H, og);
-}
+// The cell of one (row, unit) pair, step after step: its biases, c and the next step's x·W_ihᵀ wait in registers
+// (the latter loaded as soon as a step is done, so its latency hides behind the wait for the other blocks).
+template <class D> struct CellForward {
+  bool live; int row, unit; float bias[4], gx[4], cprev;
+  // Steps t0, t0 + 1, … of a layer whose gates [T, B, 4H] hold x·W_ihᵀ on entry; c [T, B, H] is fp32.
+  __device__ __forceinline__ void begin(const void* gates, const float* bih, const float* bhh, const float* c, int B, int H, int t0,
+                                        int row_, int unit_) {
+    row = row_; unit = unit_;
+    cprev = live && t0 > 0 ? c[((t0 - 1) * B + row) * H + unit] : 0.f;
+    #pragma unroll
+    for (int g = 0; g < 4; g++) {
+      bias[g] = live ? bih[g * H + unit] + bhh[g * H + unit] : 0.f;
+      gx[g] = live ? D::ld(gates, (t0 * B + row) * 4 * H + g * H + unit) : 0.f;
+    }
+  }
+  // Step t from the four recurrent sums h_{t-1}·W_hhᵀ: gates activated and kept in place, c and h written.
+  __device__ __forceinline__ void step(const float* recurrent, void* gates, float* c, void* h, int B, int H, int t, int t1) {
+    if (!live) return;
+    int g0 = (t * B + row) * 4 * H + unit, at = (t * B + row) * H + unit;
+    float ig = sigm(gx[0] + bias[0] + recurrent[0]), fg = sigm(gx[1] + bias[1] + recurrent[1]);
+    float gg = tanhf(gx[2] + bias[2] + recurrent[2]), og = sigm(gx[3] + bias[3] + recurrent[3]);
+    float cn = fg * cprev + ig * gg;
+    cprev = cn;
+    c[at] = cn;
+    D::st(h, at, og * tanhf(cn));
+    D::st(gates, g0, ig); D::st(gates, g0 + H, fg); D::st(gates, g0 + 2 * H, gg); D::st(gates, g0 + 3 * H, og);
+    if (t + 1 < t1) {
+      #pragma unroll
+      for (int g = 0; g < 4; g++) gx[g] = D::ld(gates, g0 + B * 4 * H + g * H);
+    }
+  }
+};
 // The cell backward of one (row, unit) pair, step after step from the last: its operands for the next step are loaded
 // as soon as one step is done (they come from forward, not from other blocks), so their latency hides behind the wait.
 template <class D> struct CellGradient {
@@ -105,7 +126,7 @@ template <class D> struct CellGradient {
 // h [T, B, H] (D); sync[rb] zero on entry.
 template <class D, int H, int RB> __device__ void lstm_seq_fwd_impl(void* gates, const void* whh, const float* bih, const float* bhh,
                                                                     float* c, void* h, int B, int T, int t0, int t1, unsigned* sync) {
-  constexpr int G = 4 * H, KQ = H / 64, CELLS = (RB * 16 + H - 1) / H;
+  constexpr int KQ = H / 64, CELLS = (RB * 16 + H - 1) / H;
   __shared__ __align__(16) float hs[RB][H + 4];
   __shared__ float part[KQ][RB][65];
   const int tid = threadIdx.x, col = tid & 63, q = tid >> 6;
@@ -114,17 +135,12 @@ template <class D, int H, int RB> __device__ void lstm_seq_fwd_impl(void* gates,
   float w[64];
   #pragma unroll
   for (int i = 0; i < 64; i++) w[i] = D::ld(whh, wrow * H + q * 64 + i);
-  float bias[CELLS][4], gx[CELLS][4], cprev[CELLS];
+  CellForward<D> cf[CELLS];
   #pragma unroll
   for (int k = 0; k < CELLS; k++) {
-    int cell = tid + k * H, row = row0 + (cell >> 4), unit = ub * 16 + (cell & 15);
-    bool live = cell < RB * 16 && row < B;
-    cprev[k] = live && t0 > 0 ? c[((t0 - 1) * B + row) * H + unit] : 0.f;
-    #pragma unroll
-    for (int g = 0; g < 4; g++) {
-      bias[k][g] = live ? bih[g * H + unit] + bhh[g * H + unit] : 0.f;
-      gx[k][g] = live ? D::ld(gates, (t0 * B + row) * G + g * H + unit) : 0.f;
-    }
+    int cell = tid + k * H, row = row0 + (cell >> 4);
+    cf[k].live = cell < RB * 16 && row < B;
+    cf[k].begin(gates, bih, bhh, c, B, H, t0, row, ub * 16 + (cell & 15));
   }
   for (int t = t0; t < t1; t++) {
     if (t > 0) {
@@ -146,24 +162,15 @@ template <class D, int H, int RB> __device__ void lstm_seq_fwd_impl(void* gates,
     }
     #pragma unroll
     for (int k = 0; k < CELLS; k++) {
-      int cell = tid + k * H, r = cell >> 4, j = cell & 15, row = row0 + r, unit = ub * 16 + j;
-      if (cell >= RB * 16 || row >= B) continue;
-      int g0 = (t * B + row) * G, at = (t * B + row) * H + unit;
-      float pre[4];
+      int cell = tid + k * H, r = cell >> 4, j = cell & 15;
+      if (cell >= RB * 16) continue;
+      float rec[4] = {0.f, 0.f, 0.f, 0.f};
       #pragma unroll
       for (int g = 0; g < 4; g++) {
-        float s = gx[k][g] + bias[k][g];
-        if (t > 0) {
-          #pragma unroll
-          for (int kq = 0; kq < KQ; kq++) s += part[kq][r][g * 16 + j];
-        }
-        pre[g] = s;
-      }
-      lstm_cell_store<D>(pre, cprev[k], gates, g0 + unit, H, c, h, at);
-      if (t + 1 < t1) {
         #pragma unroll
-        for (int g = 0; g < 4; g++) gx[k][g] = D::ld(gates, g0 + B * G + g * H + unit);
+        for (int kq = 0; kq < KQ; kq++) rec[g] += t > 0 ? part[kq][r][g * 16 + j] : 0.f;
       }
+      cf[k].step(rec, gates, c, h, B, H, t, t1);
     }
     if (t + 1 < t1) group_barrier(&sync[rb], (unsigned)(t + 1 - t0) * gridDim.y);
   }
@@ -275,7 +282,7 @@ __device__ __forceinline__ void stage16(u16* dst, int pitch, const void* src, in
 
 template <class D, int H> __device__ void lstm_seqtc_fwd_impl(void* gates, const void* whh, const float* bih, const float* bhh,
                                                              float* c, void* h, int B, int T, int t0, int t1, unsigned* sync) {
-  constexpr int RB = 16, G = 4 * H, WARPS = H / 32, TILES = 8 / WARPS, KS = H / 16, CELLS = (RB * 16) / H, PITCH = H + 8;
+  constexpr int RB = 16, WARPS = H / 32, TILES = 8 / WARPS, KS = H / 16, CELLS = (RB * 16) / H, PITCH = H + 8;
   __shared__ __align__(16) u16 hs[RB * PITCH];
   __shared__ float part[RB][65];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, grp = lane >> 2, tig = lane & 3;
@@ -292,17 +299,12 @@ template <class D, int H> __device__ void lstm_seqtc_fwd_impl(void* gates, const
       wb[tt][ks][1] = *(const unsigned*)(W + wrow * H + k0 + 8);
     }
   }
-  float bias[CELLS][4], gx[CELLS][4], cprev[CELLS];
+  CellForward<D> cf[CELLS];
   #pragma unroll
   for (int k = 0; k < CELLS; k++) {
-    int cell = tid + k * H, row = row0 + (cell >> 4), unit = ub * 16 + (cell & 15);
-    bool live = row < B;
-    cprev[k] = live && t0 > 0 ? c[((t0 - 1) * B + row) * H + unit] : 0.f;
-    #pragma unroll
-    for (int g = 0; g < 4; g++) {
-      bias[k][g] = live ? bih[g * H + unit] + bhh[g * H + unit] : 0.f;
-      gx[k][g] = live ? D::ld(gates, (t0 * B + row) * G + g * H + unit) : 0.f;
-    }
+    int cell = tid + k * H, row = row0 + (cell >> 4);
+    cf[k].live = row < B;
+    cf[k].begin(gates, bih, bhh, c, B, H, t0, row, ub * 16 + (cell & 15));
   }
   for (int t = t0; t < t1; t++) {
     if (t > 0) {
@@ -325,17 +327,11 @@ template <class D, int H> __device__ void lstm_seqtc_fwd_impl(void* gates, const
     }
     #pragma unroll
     for (int k = 0; k < CELLS; k++) {
-      int cell = tid + k * H, r = cell >> 4, j = cell & 15, row = row0 + r, unit = ub * 16 + j;
-      if (row >= B) continue;
-      int g0 = (t * B + row) * G, at = (t * B + row) * H + unit;
-      float pre[4];
+      int cell = tid + k * H, r = cell >> 4, j = cell & 15;
+      float rec[4];
       #pragma unroll
-      for (int g = 0; g < 4; g++) pre[g] = gx[k][g] + bias[k][g] + (t > 0 ? part[r][g * 16 + j] : 0.f);
-      lstm_cell_store<D>(pre, cprev[k], gates, g0 + unit, H, c, h, at);
-      if (t + 1 < t1) {
-        #pragma unroll
-        for (int g = 0; g < 4; g++) gx[k][g] = D::ld(gates, g0 + B * G + g * H + unit);
-      }
+      for (int g = 0; g < 4; g++) rec[g] = t > 0 ? part[r][g * 16 + j] : 0.f;
+      cf[k].step(rec, gates, c, h, B, H, t, t1);
     }
     if (t + 1 < t1) group_barrier(&sync[rb], (unsigned)(t + 1 - t0) * gridDim.y);
   }
