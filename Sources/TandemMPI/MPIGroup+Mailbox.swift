@@ -243,11 +243,13 @@ extension MPIGroup {
 
     // MARK: The all-reduce
 
-    /// A small all-reduce through the mailbox: post, wait for every peer's post of `seq`,
-    /// check every rank passed the same buffers, and sum all ranks' data in tree order into
-    /// this rank's buffers. No MPI call unless a wait outlasts the spin (then abort notices
-    /// are polled); every wait ends by the timeout, naming the ranks that did not post.
-    /// `inline`: run on the caller's thread by ``mailboxFastPath``, outside the watchdog's watch until a wait outlasts the spin.
+    /// An all-reduce through the mailbox: post, wait for every peer's post of `seq`, check
+    /// every rank passed the same buffers, and sum all ranks' data into this rank's buffers —
+    /// whole, in tree order (small calls), or by shares in rank order, exchanged through the
+    /// slots a second time (larger ones). No MPI call unless a wait outlasts the spin (then
+    /// abort notices are polled); every wait ends by the timeout, naming the ranks not ready.
+    /// `inline`: run on the caller's thread by ``mailboxFastPath``, outside the watchdog's
+    /// watch until a wait outlasts the spin.
     /// - Complexity: each rank writes its buffers once and reads every rank's once.
     func mailboxAllReduce(_ buffers: [CollectiveBuffer], with box: Mailbox, operation: ReduceOperation, order: ReductionOrder = .tree,
                           seq: Int, started: Double, inline: Bool = false) throws(CollectiveError) {
