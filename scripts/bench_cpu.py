@@ -23,7 +23,11 @@ With --engines tandem,pytorch,ceiling it also measures the machine's own limit f
 scaling: for N workers, N independent single-worker Tandem processes run at the same time
 (no communication at all), and their summed throughput over N times the single-worker median
 is the efficiency no data-parallel engine can beat on this machine (cores sharing caches,
-memory bandwidth and clock boost). It is shown as "ceiling efficiency".
+memory bandwidth and clock boost). It is shown as "ceiling efficiency". Independent processes
+drift out of phase, though; synchronous training cannot. The engine lockstep runs
+`tandem bench --lockstep-replicas`: N worker threads that each train their own replica, exchange
+nothing, and meet at a barrier every step, as data-parallel ranks must — the ceiling for any
+synchronous data-parallel engine here, shown as "lock-step efficiency".
 
 Engines tandem-sharded and tandem-unsharded run the same binary with --shard-optimizer and
 --no-shard-optimizer (workers > 1 only; their efficiency is over the plain tandem engine's
@@ -40,7 +44,10 @@ STEPS = {"mlp": 50, "mlp-wide": 10, "cnn": 30, "lstm": 10, "gpt": 3}
 WARMUP = {"mlp": 5, "mlp-wide": 2, "cnn": 5, "lstm": 2, "gpt": 2}
 # Tandem run with one flag more, for A/B comparisons of the optimizer step.
 VARIANTS = ("tandem-sharded", "tandem-unsharded")
-VARIANT_FLAGS = {"tandem-sharded": ["--shard-optimizer"], "tandem-unsharded": ["--no-shard-optimizer"]}
+VARIANT_FLAGS = {"tandem-sharded": ["--shard-optimizer"], "tandem-unsharded": ["--no-shard-optimizer"],
+                 "lockstep": ["--lockstep-replicas"]}
+# Engines measured only for workers > 1, their efficiency over the tandem engine's 1-worker median.
+OVER_TANDEM = ("ceiling", "lockstep") + VARIANTS
 
 
 def parse_args():
@@ -68,7 +75,7 @@ def parse_args():
         a.workers.insert(0, 1)  # efficiency needs throughput(1) from this same invocation
     a.engines = [e for e in a.engines.split(",") if e]
     for e in a.engines:
-        if e not in ("tandem", "pytorch", "ceiling") + VARIANTS: p.error(f"unknown engine {e!r}")
+        if e not in ("tandem", "pytorch") + OVER_TANDEM: p.error(f"unknown engine {e!r}")
     if a.repeats < 1: p.error("--repeats must be >= 1")
     return a
 
@@ -102,7 +109,7 @@ class Runner:
         common = ["--model", model, "--workers", str(workers), "--batch", str(batch),
                   "--steps", str(steps), "--warmup", str(warmup)]
         env = dict(os.environ)
-        if engine == "tandem" or engine in VARIANTS:
+        if engine == "tandem" or engine in VARIANT_FLAGS:
             return [self.a.tandem, "bench"] + common + VARIANT_FLAGS.get(engine, []) + ["--json"], env
         self.port += 1
         env["OMP_NUM_THREADS"] = "1"
@@ -209,7 +216,7 @@ def main():
         warmup = a.warmup if a.warmup is not None else WARMUP[model]
         for rep in range(a.repeats):
             for engine in a.engines:  # alternate engines within each repeat
-                if engine in ("ceiling",) + VARIANTS and workers == 1: continue  # the same as tandem alone
+                if engine in OVER_TANDEM and workers == 1: continue  # the same as tandem alone
                 k += 1
                 r = run.run(engine, model, workers, batch, steps, warmup)
                 R.setdefault((model, workers, engine), []).append(r)
@@ -223,7 +230,7 @@ def main():
 
     def eff(model, workers, engine):
         if workers == 1: return "—"
-        t1, tn = med(model, 1, "tandem" if engine in ("ceiling",) + VARIANTS else engine), med(model, workers, engine)
+        t1, tn = med(model, 1, "tandem" if engine in OVER_TANDEM else engine), med(model, workers, engine)
         if t1 is None or tn is None: return "—"
         return f"{100 * tn / (workers * t1):.0f}%"
 
@@ -237,8 +244,8 @@ def main():
           f"{platform.system()}); tandem {version('tandem')}, pytorch {version('pytorch')}; "
           f"{a.repeats} alternating repeats per engine, medians; {time.time() - t_start:.0f} s in all.\n")
     print("| model | workers | batch/worker | tandem samples/s | tandem min–max | pytorch samples/s | pytorch min–max "
-          "| tandem/pytorch | tandem efficiency | pytorch efficiency | ceiling efficiency |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| tandem/pytorch | tandem efficiency | pytorch efficiency | ceiling efficiency | lock-step efficiency |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for model, workers in configs:
         batch = a.batch or BATCH[model]
         t_med, t_spread = cell(R.get((model, workers, "tandem"), []), a.repeats)
@@ -246,7 +253,8 @@ def main():
         tm, pm = med(model, workers, "tandem"), med(model, workers, "pytorch")
         ratio = f"{tm / pm:.2f}×" if tm and pm else "—"
         print(f"| {model} | {workers} | {batch} | {t_med} | {t_spread} | {p_med} | {p_spread} | {ratio} "
-              f"| {eff(model, workers, 'tandem')} | {eff(model, workers, 'pytorch')} | {eff(model, workers, 'ceiling')} |")
+              f"| {eff(model, workers, 'tandem')} | {eff(model, workers, 'pytorch')} | {eff(model, workers, 'ceiling')} "
+              f"| {eff(model, workers, 'lockstep')} |")
 
     variants = [e for e in VARIANTS if e in a.engines]
     if variants and any(w > 1 for w in a.workers):

@@ -20,6 +20,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("shard-optimizer"), inversion: .prefixedNo,
           help: "Each worker updates only its 1/N of the weights and keeps 1/N of the optimizer state (ZeRO stage 1): reduce-scatter, update, all-gather. Default: on with several worker threads and --compress none.")
     var shardOptimizer: Bool?
+    @Flag(name: .customLong("lockstep-replicas"),
+          help: "The machine's ceiling for synchronous data parallelism: each worker trains its own replica, no gradient is exchanged, and the workers only meet at a barrier every step (the result's backend is \"independent\").")
+    var lockstepReplicas = false
     @Option(help: "Also write every rank's spans and collectives here as a Chrome trace (opens in Perfetto).") var trace: String?
     @Flag(help: "Print one JSON result line.") var json = false
     @Option(help: "cpu, or cuda (one GPU).") var device: ComputeDevice = .cpu
@@ -37,6 +40,9 @@ struct Bench: ParsableCommand {
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
         if shardOptimizer == true && device == .cuda { throw ValidationError("--shard-optimizer shards the CPU workers' update; the GPU step has its own") }
+        if lockstepReplicas && (device == .cuda || trace != nil || shardOptimizer == true || compress != "none") {
+            throw ValidationError("--lockstep-replicas runs worker threads on the CPU that exchange nothing: leave out --device cuda, --trace, --shard-optimizer and --compress")
+        }
     }
 
     mutating func run() throws {
@@ -56,7 +62,10 @@ struct Bench: ParsableCommand {
                                                                   recordEvents: measurementOptions.recordEvents, shardOptimizer: sharded))
         }
         let result: RunResult
-        if let trace {
+        if lockstepReplicas {
+            guard launch.resolved == .threads else { throw ValidationError("--lockstep-replicas runs worker threads of this process: use --backend threads") }
+            result = try benchmark.measure(workers: workers, independent: true).result
+        } else if let trace {
             let measurement = try benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, recordEvents: true,
                                                     shardOptimizer: sharded)
             if Launch.isPrimary { try FileIO.writeAtomically(Array(ChromeTrace.render(Analysis.events(measurement)).utf8), to: trace) }

@@ -97,6 +97,20 @@ import Testing
         #expect(Self.number(result, "steps") == 2)
     }
 
+    /// `--lockstep-replicas`: the workers train their own replicas and only meet at a barrier (no gradient
+    /// crosses): the result says so, and flags that would need an exchange are refused.
+    @Test func benchLockstepReplicas() throws {
+        let outcome = try CLI.run(["bench", "--model", "mlp", "--workers", "2", "--steps", "2", "--warmup", "1", "--lockstep-replicas", "--json"],
+                                  timeout: 600)
+        Self.expectSuccess(outcome)
+        let result = try Self.jsonLine(outcome)
+        #expect(result["backend"] as? String == "independent", "\(result)")
+        #expect(Self.number(result, "workers") == 2)
+        #expect((Self.number(result, "samples_per_s") ?? 0) > 0, "\(result)")
+        let refused = try CLI.run(["bench", "--model", "mlp", "--workers", "2", "--lockstep-replicas", "--compress", "bf16"])
+        #expect(refused.status != 0 && refused.stderr.contains("--lockstep-replicas"), "\(refused)")
+    }
+
     @Test func version() throws {
         let outcome = try CLI.run(["--version"])
         Self.expectSuccess(outcome)
