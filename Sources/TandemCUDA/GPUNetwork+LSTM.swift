@@ -203,10 +203,6 @@ final class LSTMNetwork: GPUNetwork {
         sync = try gpu.allocate(bytes: 4 * counterWords, category: .activations)
     }
 
-    /// The order in which the trainer lays the parameters out: every recurrent weight matrix (layer by layer,
-    /// `weight_ih` before `weight_hh`), then every bias, then the rest. cuDNN 9's weight space has this order
-    /// (measured on the H200: its layer-0 biases come after layer 1's matrices), so cuDNN can read the
-    /// parameters and write the fp32 gradients in place; ``weightLayout(_:_:)`` checks it and copies otherwise.
     // MARK: Pieces every path shares
 
     /// Where step `step` of a time-major [T, B, width] buffer of `bytes`-wide values starts.
@@ -254,6 +250,10 @@ final class LSTMNetwork: GPUNetwork {
         try t.activationBackward(dy: dPrediction, ref: dPrediction, act: 0, rows: B, cols: outputs, biasGradient: t.gradient(head + 1))
     }
 
+    /// The order in which the trainer lays the parameters out: every recurrent weight matrix (layer by layer,
+    /// `weight_ih` before `weight_hh`), then every bias, then the rest. cuDNN 9's weight space has this order
+    /// (measured on the H200: its layer-0 biases come after layer 1's matrices), so cuDNN can read the
+    /// parameters and write the fp32 gradients in place; ``weightLayout(_:_:)`` checks it and copies otherwise.
     static func placement(_ names: [String]) -> [Int] {
         let matrices = names.indices.filter { names[$0].hasPrefix("rnn.weight_") }
         let biases = names.indices.filter { names[$0].hasPrefix("rnn.bias_") }

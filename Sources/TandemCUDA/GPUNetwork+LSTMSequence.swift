@@ -28,11 +28,11 @@ extension LSTMNetwork {
     /// Hidden sizes the kernels are compiled for (Kernels+LSTMSequence.swift instantiates these).
     static let sequenceHiddenSizes = [128, 256]
 
-    func sequenceKernel(_ direction: String) -> String {
-        switch sequence {
+    /// The kernel of `kernels` for `direction` ("fwd" or "bwd") at this network's hidden size and precision.
+    func kernelName(_ kernels: SequenceKernels, _ direction: String) -> String {
+        switch kernels {
         case .fma(let rows): "lstm_seq_\(direction)_\(H)x\(rows)" + precision.suffix
         case .tensorCores: "lstm_seqtc_\(direction)_\(H)" + precision.suffix
-        case nil: preconditionFailure("no whole-sequence kernels chosen")
         }
     }
 
@@ -48,19 +48,14 @@ extension LSTMNetwork {
         var options: [(kernels: SequenceKernels, twice: Bool)] = []
         let kinds: [SequenceKernels] = [.fma(rows: 16), .fma(rows: 8)] + (precision.bytes == 2 ? [.tensorCores] : [])
         for kind in kinds {
-            sequence = kind
-            let blocks = (B + kind.rows - 1) / kind.rows * (H / 16)
-            let fit = min(try gpu.residentBlocks(sequenceKernel("fwd"), threads: H), try gpu.residentBlocks(sequenceKernel("bwd"), threads: H))
+            let blocks = rowBlocks(kind) * (H / 16)
+            let fit = min(try gpu.residentBlocks(kernelName(kind, "fwd"), threads: H), try gpu.residentBlocks(kernelName(kind, "bwd"), threads: H))
             if blocks <= fit { options.append((kind, 2 * blocks <= fit)) } else { notes.append("\(kind.name): \(blocks) blocks, \(fit) fit at once") }
         }
-        sequence = nil
         return options
     }
 
-    private var rowBlocks: Int {
-        guard let sequence else { return 0 }
-        return (B + sequence.rows - 1) / sequence.rows
-    }
+    private func rowBlocks(_ kernels: SequenceKernels) -> Int { (B + kernels.rows - 1) / kernels.rows }
 
     /// Forward steps `t0..<t1` of `layer` (index `l`), one launch or one GEMM + cell per step. The gates hold
     /// `x·W_ihᵀ` on entry.
@@ -89,12 +84,13 @@ extension LSTMNetwork {
     }
 
     /// Words of step counters a training step needs: one per row block for every launch (a layer, a direction,
-    /// a first step); ``forwardBackward(_:)`` zeroes them once a step.
-    var counterWords: Int { 2 * layers.count * T * ((B + 7) / 8) }
+    /// a first step), at the most row blocks any kind has (8-row blocks); ``forwardBackward(_:)`` zeroes them once a step.
+    var counterWords: Int { 2 * layers.count * T * rowBlocks(.fma(rows: 8)) }
 
     private func launch(_ t: GPUTrainer, _ direction: String, layer l: Int, from t0: Int, _ arguments: [KernelArgument]) throws {
-        let slot = ((direction == "bwd" ? layers.count : 0) + l) * T + t0
-        let counters = sync + DevicePointer(4 * slot * rowBlocks)
-        try t.gpu.launch(sequenceKernel(direction), grid: (rowBlocks, H / 16, 1), block: (H, 1, 1), arguments + [.pointer(counters)])
+        guard let sequence else { preconditionFailure("no whole-sequence kernels chosen") }
+        let blocks = rowBlocks(sequence), slot = ((direction == "bwd" ? layers.count : 0) + l) * T + t0
+        try t.gpu.launch(kernelName(sequence, direction), grid: (blocks, H / 16, 1), block: (H, 1, 1),
+                         arguments + [.pointer(sync + DevicePointer(4 * slot * blocks))])
     }
 }

@@ -136,20 +136,19 @@ public final class MPIGroup: ProcessGroup, @unchecked Sendable {
         let buffersCopy = buffers
         let call: @Sendable () -> String = { "all-reduce(\(operation), " + buffersCopy.map { "\($0.dtype)×\($0.count)" }.joined(separator: ", ") + ")" }
         return submit("all-reduce", call: call, bytes: total, allReduce: true) { g, seq throws(CollectiveError) in
-            if total <= g.treeThresholdBytes {
-                // Small: the threads backend's tree order, through the mailbox when every rank
-                // is on this host, else in whichever message pattern is quicker here.
-                if let box = try g.mailbox(seq: seq), box.fits(buffersCopy, bytes: total) {
-                    try g.mailboxAllReduce(buffersCopy, with: box, operation: operation, seq: seq, started: monotonicSeconds())
-                } else if g.smallAllReduceInOneRound(bytes: total) {
+            let small = total <= g.treeThresholdBytes
+            if let box = try g.mailbox(seq: seq), small || box.rankOrder, box.fits(buffersCopy, bytes: total) {
+                // Every rank on this host: through the mailbox, whole in the threads backend's tree
+                // order (small calls) or by shares in rank order (mid-size ones).
+                try g.mailboxAllReduce(buffersCopy, with: box, operation: operation, order: small ? .tree : .rank, seq: seq, started: monotonicSeconds())
+            } else if small {
+                // The tree order in whichever message pattern is quicker here.
+                if g.smallAllReduceInOneRound(bytes: total) {
                     try g.exchangeAndReduce(buffersCopy, operation: operation, seq: seq)
                 } else {
                     try g.reduceScatterPhase(buffersCopy, targets: nil, operation: operation, order: .tree, seq: seq, name: "all-reduce")
                     try g.allGatherPhase(buffersCopy, seq: seq, name: "all-reduce")
                 }
-            } else if let box = try g.mailbox(seq: seq), box.rankOrder, box.fits(buffersCopy, bytes: total) {
-                // Every rank on this host and a mid-size call: by shares through the mailbox, in rank order.
-                try g.mailboxAllReduce(buffersCopy, with: box, operation: operation, order: .rank, seq: seq, started: monotonicSeconds())
             } else if let peers = try g.directPeers(seq: seq) {
                 // Every rank on this host: reduce in each other's memory, as on threads.
                 try g.directAllReduce(buffersCopy, peers: peers, operation: operation, seq: seq)
