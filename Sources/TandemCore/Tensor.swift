@@ -26,13 +26,31 @@ public final class Storage: @unchecked Sendable {
         precondition(count >= 0, "a storage cannot have a negative size")
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        var raw = BufferCache.take(bytes: bytes)
-        if raw == nil {
-            let rc = posix_memalign(&raw, 64, (bytes + 63) & ~63)
-            precondition(rc == 0 && raw != nil, "out of memory allocating \(bytes) bytes")
-        }
-        pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        let raw = BufferCache.take(bytes: bytes) ?? Storage.allocateBlock(bytes: bytes)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         Memory.add(bytes)
+    }
+
+    /// Where blocks of at least its `minimumBytes` come from instead of the C heap, once
+    /// installed (an MPI rank places them in memory its peers on the host can map, so they
+    /// reduce gradients in place). Install it before any other thread makes storages.
+    nonisolated(unsafe) public private(set) static var heap: (any StorageHeap)?
+
+    public static func install(_ heap: any StorageHeap) { self.heap = heap }
+
+    /// A fresh block of `bytes`, 64-byte aligned.
+    static func allocateBlock(bytes: Int) -> UnsafeMutableRawPointer {
+        if let heap, bytes >= heap.minimumBytes, let block = heap.allocate(bytes: bytes) { return block }
+        var raw: UnsafeMutableRawPointer?
+        let rc = posix_memalign(&raw, 64, (bytes + 63) & ~63)
+        precondition(rc == 0 && raw != nil, "out of memory allocating \(bytes) bytes")
+        return raw!
+    }
+
+    /// Gives back a block from ``allocateBlock(bytes:)`` (whichever source it came from).
+    static func freeBlock(_ block: UnsafeMutableRawPointer, bytes: Int) {
+        if let heap, heap.release(block, bytes: bytes) { return }
+        free(block)
     }
 
     /// Large tensors come and go every step; glibc would hand each back to the kernel
@@ -59,6 +77,16 @@ public final class Storage: @unchecked Sendable {
     }
 }
 
+/// A source of large storage blocks other than the C heap (``Storage/install(_:)``).
+public protocol StorageHeap: AnyObject, Sendable {
+    /// Blocks smaller than this come from the C heap.
+    var minimumBytes: Int { get }
+    /// A block of `bytes`, 64-byte aligned, or nil to fall back to the C heap.
+    func allocate(bytes: Int) -> UnsafeMutableRawPointer?
+    /// Takes back `block` when this heap made it (true); false leaves it to the C heap.
+    func release(_ block: UnsafeMutableRawPointer, bytes: Int) -> Bool
+}
+
 // MARK: - Per-thread buffer cache
 
 /// Freed tensor buffers kept by the thread that freed them, by exact size, for the next
@@ -74,7 +102,7 @@ enum BufferCache {
     final class Shelf {
         var buffers: [Int: [UnsafeMutableRawPointer]] = [:]
         var bytes = 0
-        deinit { for (_, list) in buffers { for p in list { free(p) } } }
+        deinit { for (bytes, list) in buffers { for p in list { Storage.freeBlock(p, bytes: bytes) } } }
     }
 
     private static let key: pthread_key_t = {
@@ -101,7 +129,7 @@ enum BufferCache {
 
     static func give(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
         let shelf = shelf
-        guard shelf.bytes + bytes <= limit, shelf.buffers[bytes, default: []].count < perSize else { free(pointer); return }
+        guard shelf.bytes + bytes <= limit, shelf.buffers[bytes, default: []].count < perSize else { Storage.freeBlock(pointer, bytes: bytes); return }
         shelf.buffers[bytes, default: []].append(pointer)
         shelf.bytes += bytes
     }

@@ -42,6 +42,8 @@ public final class MPIWorld: @unchecked Sendable {
         if let world = current { return world }
         let world = try MPIWorld(library: try MPILibrary.shared())
         current = world
+        // Ranks of one host reduce large gradients in each other's heaps (MPIGroup+Direct.swift).
+        if world.size > 1 { SharedHeap.installIfWanted() }
         atexit { MPIWorld.finalizeAtExit() }
         return world
     }

@@ -12,13 +12,17 @@ let worlds: [(Implementation, Int)] = Implementation.installed.flatMap { i in
 @Suite(.serialized) struct CollectivesOverMPITests {
     /// Every collective, sizes 0, 1, uneven, large; sum/average/max; fp32/bf16/fp16.
     /// Large all-reduces take the direct path (ranks of one host reduce in each other's
-    /// memory) unless TANDEM_MPI_DIRECT=0; both are checked.
+    /// memory: in place in the mapped heaps, or through the kernel's copies with
+    /// TANDEM_MPI_HEAP=0) unless TANDEM_MPI_DIRECT=0; all three are checked.
     @Test(arguments: worlds)
     func collectivesAreCorrect(_ implementation: Implementation, _ n: Int) throws {
-        for direct in n > 1 ? ["require", "0"] : [""] {
-            let run = try mpirun(implementation, n, ["comm", "--backend", "mpi", "--verify"], environment: ["TANDEM_MPI_DIRECT": direct], timeout: 120)
-            #expect(run.status == 0 && !run.timedOut, "TANDEM_MPI_DIRECT=\(direct): \(run)")
-            #expect(run.output.contains("collectives correct on \(n) rank\(n == 1 ? "" : "s") (mpi backend)"), "TANDEM_MPI_DIRECT=\(direct): \(run)")
+        let settings: [[String: String]] = n > 1
+            ? [["TANDEM_MPI_DIRECT": "require", "TANDEM_MPI_HEAP": "require"], ["TANDEM_MPI_DIRECT": "require", "TANDEM_MPI_HEAP": "0"], ["TANDEM_MPI_DIRECT": "0"]]
+            : [[:]]
+        for environment in settings {
+            let run = try mpirun(implementation, n, ["comm", "--backend", "mpi", "--verify"], environment: environment, timeout: 120)
+            #expect(run.status == 0 && !run.timedOut, "\(environment): \(run)")
+            #expect(run.output.contains("collectives correct on \(n) rank\(n == 1 ? "" : "s") (mpi backend)"), "\(environment): \(run)")
         }
     }
 
@@ -34,7 +38,9 @@ let worlds: [(Implementation, Int)] = Implementation.installed.flatMap { i in
         // Small buckets pick one round or two by size (4–8 KB: two under Open MPI; 10–40 KB:
         // two under MPICH): the tree order either way.
         let configurations: [(String, [String], [String: String])] = [
-            ("rank order, direct", ["--hidden", "128,96", "--shard", "cyclic"], ["TANDEM_MPI_DIRECT": "require"]),
+            // 256×128 and 64×256 weights: gradients of 64 KB and more, in the heaps.
+            ("rank order, direct, in the heaps", ["--hidden", "256,128", "--shard", "cyclic"], ["TANDEM_MPI_DIRECT": "require", "TANDEM_MPI_HEAP": "require"]),
+            ("rank order, direct, kernel copies", ["--hidden", "256,128", "--shard", "cyclic"], ["TANDEM_MPI_DIRECT": "require", "TANDEM_MPI_HEAP": "0"]),
             ("rank order, messages", ["--hidden", "128,96", "--shard", "cyclic"], ["TANDEM_MPI_DIRECT": "0"]),
             ("rank order, bf16, direct", ["--hidden", "128,96", "--compress", "bf16"], ["TANDEM_MPI_DIRECT": "require"]),
             ("tree order, bf16", ["--hidden", "32,32", "--bucket-mb", "0.004", "--compress", "bf16"], [:]),
