@@ -6,7 +6,7 @@
 /// carried as 16-bit integers and converted with integer arithmetic (bf16, round to nearest
 /// even) or one PTX instruction (fp16).
 public enum KernelSource {
-    public static let all = prelude + elementwise + losses + optimizers + transformer + convolution + recurrent + recurrentSequence
+    public static let all = prelude + elementwise + losses + optimizers + transformer + convolution + recurrent + recurrentSequence + attention
 
     // MARK: - Types
 

@@ -111,6 +111,7 @@ extension GPUSelfTest {
         }
         try lossChecks(p)
         try transformerChecks(p)
+        if p.bytes == 2 { try attentionChecks(p) }
         try convolutionChecks(p)
         try recurrentChecks(p)
     }
