@@ -40,6 +40,12 @@ public final class CUDAContext {
     var dnnEnabled = true
     /// ``dnn`` when trainers may use it.
     var dnnForTrainers: CuDNN? { dnnEnabled ? dnn : nil }
+    /// cuBLASLt, made at first use, for GEMMs with their bias work fused in (it takes the stream and the
+    /// cuBLAS workspace with each call, see ``currentStream``): nil when the library is missing or
+    /// `TANDEM_CUBLASLT=0` (``blasLtUnavailable`` says why); those GEMMs then take cuBLAS and a kernel.
+    public private(set) lazy var blasLt: CuBLASLt? = makeBlasLt()
+    /// Why ``blasLt`` is nil, once it has been asked for.
+    public private(set) var blasLtUnavailable: String?
     let workspace: DevicePointer
     /// cuBLAS's workspace while it works on the side stream (two streams must not share one).
     let sideWorkspace: DevicePointer
@@ -84,6 +90,18 @@ public final class CUDAContext {
         try loadKernels()
     }
 
+    private func makeBlasLt() -> CuBLASLt? {
+        if CuBLASLt.disabledByEnvironment { blasLtUnavailable = "turned off by TANDEM_CUBLASLT=0"; return nil }
+        do { return try CuBLASLt() } catch let error { blasLtUnavailable = error.description; return nil }
+    }
+
+    /// The stream launches and GEMMs queue on now (``stream``, or ``sideStream`` inside ``onSideStream(waitForMain:_:)``),
+    /// and the workspace cuBLAS has there: a cuBLASLt call on the same stream may use it too (the stream orders them).
+    var currentStream: CUHandle? { launchStream }
+    var currentWorkspace: (pointer: DevicePointer, bytes: Int) {
+        launchStream == sideStream ? (sideWorkspace, Self.sideWorkspaceBytes) : (workspace, Self.workspaceBytes)
+    }
+
     private func makeDNN() -> CuDNN? {
         if CuDNN.disabledByEnvironment { dnnUnavailable = "turned off by TANDEM_CUDNN=0"; return nil }
         do { return try CuDNN(stream: stream) } catch let error { dnnUnavailable = error.description; return nil }
@@ -117,7 +135,7 @@ public final class CUDAContext {
     /// Launches kernel `name` on the stream with `grid` blocks of `block` threads.
     public func launch(_ name: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        _ arguments: [KernelArgument]) throws {
-        if let profiler { return try profiled(name) { try launchUnprofiled(name, grid: grid, block: block, sharedBytes: sharedBytes, arguments) } }
+        if profiler != nil { return try profiled(name) { try launchUnprofiled(name, grid: grid, block: block, sharedBytes: sharedBytes, arguments) } }
         try launchUnprofiled(name, grid: grid, block: block, sharedBytes: sharedBytes, arguments)
     }
 

@@ -106,14 +106,16 @@ final class GPTNetwork: GPUNetwork {
                           .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
     }
 
+    /// One launch: dx (accumulated into dResidual, and its copy dCast), and the weight and bias gradients, finished in
+    /// the kernel from one row of partial sums a block. Blocks of 16 warps, as many as the GPU holds at once (one a
+    /// multiprocessor at 128 registers a thread): few partial rows.
     func layerNormBackward(_ t: GPUTrainer, dy: DevicePointer, x: DevicePointer, weight: Int, stats: DevicePointer, accumulate: Bool) throws {
-        let chunks = min(264, (N + 7) / 8)
-        let dwPartial = t.scratch, dbPartial = t.scratch + DevicePointer(4 * chunks * C)
-        try t.gpu.launch("layernorm_bwd" + precision.suffix, grid: (chunks, 1, 1), block: (256, 1, 1),
+        let name = "layernorm_bwd" + precision.suffix
+        let blocks = min(try t.gpu.residentBlocks(name, threads: 512), (N + 15) / 16, GPUTrainer.ticketCount - 1)
+        try t.gpu.launch(name, grid: (blocks, 1, 1), block: (512, 1, 1),
                          [.pointer(dy), .pointer(x), .pointer(t.weight(weight)), .pointer(stats), .pointer(stats + DevicePointer(4 * N)),
-                          .pointer(dResidual), .pointer(dCast == dResidual ? 0 : dCast), .pointer(dwPartial), .pointer(dbPartial), .int(Int32(N)), .int(Int32(C)), .int(accumulate ? 1 : 0)])
-        try t.sumPartials(chunks: chunks, cols: C, into: t.gradient(weight), from: dwPartial)
-        try t.sumPartials(chunks: chunks, cols: C, into: t.gradient(weight + 1), from: dbPartial)
+                          .pointer(dResidual), .pointer(dCast == dResidual ? 0 : dCast), .pointer(t.scratch), .pointer(t.tickets),
+                          .pointer(t.gradient(weight)), .pointer(t.gradient(weight + 1)), .int(Int32(N)), .int(Int32(C)), .int(accumulate ? 1 : 0)])
     }
 
     /// qkv [B, T, 3, H, hd] ↔ q, k, v [B, H, T, hd]: 16 bytes a thread when a head row is a multiple of 16 bytes.
@@ -155,8 +157,9 @@ final class GPTNetwork: GPUNetwork {
             let x = residual[l]
             try layerNorm(t, x: x, weight: p(pre + "ln1.weight"), y: ln1[l], stats: stats1[l])
             let wIn = p(pre + "att.in_proj_weight")
-            try t.gemm(transA: false, transB: true, m: N, n: 3 * C, k: C, a: ln1[l], lda: C, b: t.operand(wIn), ldb: C, c: qkv[l], ldc: 3 * C)
-            try t.elementwise("bias_act" + s, count: 3 * N * C, [.pointer(qkv[l]), .pointer(t.weight(wIn + 1)), .int(ints.n), .int(Int32(3 * C)), .int(0)])
+            // qkv = ln1 · Wᵀ + b: the bias added in the GEMM's epilogue (cuBLASLt), or by `bias_act` after it.
+            try t.gemmBias(transA: false, transB: true, m: N, n: 3 * C, k: C, a: ln1[l], lda: C, b: t.operand(wIn), ldb: C, c: qkv[l], ldc: 3 * C,
+                           bias: .add(parameter: wIn + 1))
             if fusedAttention {
                 try FlashAttention.forward(t.gpu, precision, qkv: qkv[l], out: merged[l], lse: lse[l], B: B, T: T, H: H, scale: scale)
             } else {
@@ -171,13 +174,13 @@ final class GPTNetwork: GPUNetwork {
             }
             let wOut = p(pre + "att.out_proj.weight")
             try t.gemm(transA: false, transB: true, m: N, n: C, k: C, a: merged[l], lda: C, b: t.operand(wOut), ldb: C, c: tmp, ldc: C)
-            try t.elementwise("residual_add" + s, count: N * C, [.pointer(x), .pointer(tmp), .pointer(t.weight(wOut + 1)), .pointer(mid[l]), .int(ints.n), .int(ints.c)])
+            try t.elementwise("residual_add" + s, count: N * C, rowWidth: C, [.pointer(x), .pointer(tmp), .pointer(t.weight(wOut + 1)), .pointer(mid[l]), .int(ints.n), .int(ints.c)])
             try layerNorm(t, x: mid[l], weight: p(pre + "ln2.weight"), y: ln2[l], stats: stats2[l])
             let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
             try t.gemm(transA: false, transB: true, m: N, n: 4 * C, k: C, a: ln2[l], lda: C, b: t.operand(wFC), ldb: C, c: preGELU[l], ldc: 4 * C)
-            try t.elementwise("bias_gelu" + s, count: 4 * N * C, [.pointer(preGELU[l]), .pointer(t.weight(wFC + 1)), .pointer(postGELU[l]), .int(ints.n), .int(Int32(4 * C))])
+            try t.elementwise("bias_gelu" + s, count: 4 * N * C, rowWidth: 4 * C, [.pointer(preGELU[l]), .pointer(t.weight(wFC + 1)), .pointer(postGELU[l]), .int(ints.n), .int(Int32(4 * C))])
             try t.gemm(transA: false, transB: true, m: N, n: C, k: 4 * C, a: postGELU[l], lda: 4 * C, b: t.operand(wProj), ldb: 4 * C, c: tmp, ldc: C)
-            try t.elementwise("residual_add" + s, count: N * C, [.pointer(mid[l]), .pointer(tmp), .pointer(t.weight(wProj + 1)), .pointer(residual[l + 1]), .int(ints.n), .int(ints.c)])
+            try t.elementwise("residual_add" + s, count: N * C, rowWidth: C, [.pointer(mid[l]), .pointer(tmp), .pointer(t.weight(wProj + 1)), .pointer(residual[l + 1]), .int(ints.n), .int(ints.c)])
         }
         try layerNorm(t, x: residual[L], weight: p("ln.weight"), y: lnFinal, stats: statsFinal)
         let wHead = p("out.weight")
@@ -187,8 +190,9 @@ final class GPTNetwork: GPUNetwork {
 
         // Backward: the head.
         let dLogits = logits
-        try t.activationBackward(dy: dLogits, ref: dLogits, act: 0, rows: N, cols: V, biasGradient: t.gradient(wHead + 1))
-        try t.gemm(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C, cF32: true)
+        // Plain layers' weight gradients dW = dyᵀ · x bring their bias gradient Σ dy (overwritten) in the same call.
+        try t.gemmBias(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C, cF32: true,
+                       bias: .gradient(t.gradient(wHead + 1)))
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
         try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false)
         try t.parametersDone([wHead, wHead + 1, p("ln.weight"), p("ln.weight") + 1])
@@ -196,8 +200,8 @@ final class GPTNetwork: GPUNetwork {
             let pre = "blocks.\(l)."
             let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
             // MLP branch: residual[l + 1] = mid + proj(gelu(fc(ln2(mid)))).
-            try t.activationBackward(dy: dCast, ref: dCast, act: 0, rows: N, cols: C, biasGradient: t.gradient(wProj + 1))
-            try t.gemm(transA: true, transB: false, m: C, n: 4 * C, k: N, a: dCast, lda: C, b: postGELU[l], ldb: 4 * C, c: t.gradient(wProj), ldc: 4 * C, cF32: true)
+            try t.gemmBias(transA: true, transB: false, m: C, n: 4 * C, k: N, a: dCast, lda: C, b: postGELU[l], ldb: 4 * C, c: t.gradient(wProj), ldc: 4 * C,
+                           cF32: true, bias: .gradient(t.gradient(wProj + 1)))
             try t.gemm(transA: false, transB: false, m: N, n: 4 * C, k: C, a: dCast, lda: C, b: t.operand(wProj), ldb: 4 * C, c: dWide, ldc: 4 * C)
             try t.activationBackward(dy: dWide, ref: preGELU[l], act: 2, rows: N, cols: 4 * C, biasGradient: t.gradient(wFC + 1))
             try t.gemm(transA: true, transB: false, m: 4 * C, n: C, k: N, a: dWide, lda: 4 * C, b: ln2[l], ldb: C, c: t.gradient(wFC), ldc: C, cF32: true)
@@ -205,8 +209,8 @@ final class GPTNetwork: GPUNetwork {
             try layerNormBackward(t, dy: dNarrow, x: mid[l], weight: p(pre + "ln2.weight"), stats: stats2[l], accumulate: true)
             // Attention branch: mid = x + out_proj(attention(ln1(x))).
             let wIn = p(pre + "att.in_proj_weight"), wOut = p(pre + "att.out_proj.weight")
-            try t.activationBackward(dy: dCast, ref: dCast, act: 0, rows: N, cols: C, biasGradient: t.gradient(wOut + 1))
-            try t.gemm(transA: true, transB: false, m: C, n: C, k: N, a: dCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C, cF32: true)
+            try t.gemmBias(transA: true, transB: false, m: C, n: C, k: N, a: dCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C, cF32: true,
+                           bias: .gradient(t.gradient(wOut + 1)))
             // dNarrow: the gradient of the merged heads; attention's backward leaves qkv's in dQKV.
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: dCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
             if fusedAttention {
@@ -227,8 +231,8 @@ final class GPTNetwork: GPUNetwork {
                            batch: BH, strides: (T * T, T * hd, T * hd))
                 try splitHeads(t, dQKV, dq, dk, dv, backward: true)
             }
-            try t.activationBackward(dy: dQKV, ref: dQKV, act: 0, rows: N, cols: 3 * C, biasGradient: t.gradient(wIn + 1))
-            try t.gemm(transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C, c: t.gradient(wIn), ldc: C, cF32: true)
+            try t.gemmBias(transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C, c: t.gradient(wIn), ldc: C, cF32: true,
+                           bias: .gradient(t.gradient(wIn + 1)))
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 3 * C, a: dQKV, lda: 3 * C, b: t.operand(wIn), ldb: C, c: dNarrow, ldc: C)
             try layerNormBackward(t, dy: dNarrow, x: residual[l], weight: p(pre + "ln1.weight"), stats: stats1[l], accumulate: true)
             try t.parametersDone(Array(p(pre + "ln1.weight")...p(pre + "mlp.2.bias")))

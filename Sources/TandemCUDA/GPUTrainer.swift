@@ -77,6 +77,10 @@ public final class GPUTrainer {
     /// Ones in the activation type, for bias gradients as a GEMM (`dyᵀ · 1`).
     let ones: DevicePointer
     let onesCount = 1 << 16
+    /// Ticket counters of the kernels that finish their own reductions (`last_ticket` in the kernel source): zero
+    /// between launches, each launch leaves them so. Like `scratch`, used by one launch at a time.
+    let tickets: DevicePointer
+    static let ticketCount = 4096
     var network: any GPUNetwork
     private var graph: CUDAGraph?
     public let model: any Model
@@ -121,6 +125,8 @@ public final class GPUTrainer {
         normPartial = try gpu.allocate(bytes: 4 * Self.normBlocks, category: .workspace)
         scratch = try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace)
         ones = try gpu.allocate(bytes: precision.bytes * onesCount, category: .workspace)
+        tickets = try gpu.allocate(bytes: 4 * Self.ticketCount, category: .workspace)
+        try gpu.fill(tickets, words: Self.ticketCount, pattern: 0)
         // (1) 1.0 is 0x3F800000 in fp32, 0x3F80 in bf16 and 0x3C00 in fp16; two 16-bit ones per word.
         switch precision {
         case .fp32, .tf32: try gpu.fill(ones, words: onesCount, pattern: 0x3F80_0000)
@@ -393,6 +399,12 @@ public final class GPUTrainer {
         try gpu.launch(name, grid: (blocks, 1, 1), block: (256, 1, 1), args)
     }
 
+    /// Launches a grid-stride kernel over `count` elements in rows of `rowWidth` that takes eight columns a thread
+    /// when the rows are whole 16-byte vectors (`bias_gelu`, `residual_add`).
+    func elementwise(_ name: String, count: Int, rowWidth: Int, _ args: [KernelArgument]) throws {
+        try elementwise(name, count: rowWidth % 8 == 0 ? count / 8 : count, args)
+    }
+
     /// `dy *= act'(ref)` in place and, when `bias` ≥ 0, that parameter's gradient = column sums of dy.
     func activationBackward(dy: DevicePointer, ref: DevicePointer, act: Int32, rows: Int, cols: Int, biasGradient: DevicePointer?,
                             accumulate: Bool = false) throws {
@@ -405,19 +417,45 @@ public final class GPUTrainer {
                 return
             }
         }
-        let colBlocks = (cols + 31) / 32
-        // About 2048 blocks: enough rows in flight per column block, few partial rows to add up.
-        let chunks = max(1, min(max(1, rows / 8), max(1, 2048 / colBlocks), scratchFloats / max(cols, 1)))
-        try gpu.launch("act_backward_colsum" + precision.suffix, grid: (colBlocks, chunks, 1), block: (32, 8, 1),
-                       [.pointer(dy), .pointer(ref), .pointer(biasGradient == nil ? 0 : scratch), .int(Int32(rows)), .int(Int32(cols)), .int(act)])
-        if let biasGradient {
-            try sumPartials(chunks: chunks, cols: cols, into: biasGradient, accumulate: accumulate)
-        }
+        try Self.launchActivationBackward(gpu, precision, dy: dy, ref: ref, act: act, rows: rows, cols: cols, columnSums: biasGradient,
+                                          accumulate: accumulate, partial: scratch, partialFloats: scratchFloats, tickets: tickets)
     }
 
-    func sumPartials(chunks: Int, cols: Int, into out: DevicePointer, accumulate: Bool = false, from partial: DevicePointer? = nil) throws {
+    /// Ticket counters `finish_partials` may take for `parts` rows of partial sums: one per group of ⌈√parts⌉ rows
+    /// and one for the groups.
+    static func ticketsNeeded(parts: Int) -> Int {
+        var g = 1
+        while g * g < parts { g += 1 }
+        return (parts + g - 1) / g + 1
+    }
+
+    /// One launch of `act_backward_colsum`: `dy *= act'(ref)` in place over [rows, cols] and, when `columnSums` is
+    /// given, its column sums into it (added when `accumulate`), finished in the same launch from `chunks` partial
+    /// rows in `partial`. Eight columns a thread (16-byte accesses) when the rows are whole vectors.
+    static func launchActivationBackward(_ gpu: CUDAContext, _ precision: GPUPrecision, dy: DevicePointer, ref: DevicePointer, act: Int32,
+                                         rows: Int, cols: Int, columnSums: DevicePointer?, accumulate: Bool, partial: DevicePointer,
+                                         partialFloats: Int, tickets: DevicePointer, chunks wanted: Int? = nil) throws {
+        let name = "act_backward_colsum" + precision.suffix
+        let vec = cols % 8 == 0 && (dy | ref) % 16 == 0
+        let strips = (cols + (vec ? 255 : 31)) / (vec ? 256 : 32)
+        // As many blocks as the GPU holds at once (one wave), at least 16 rows a block: few partial rows.
+        var chunks = try wanted ?? max(1, min(rows / 16, gpu.residentBlocks(name, threads: 256) / strips))
+        if columnSums != nil {
+            chunks = max(1, min(chunks, partialFloats / max(cols, 1)))
+            while chunks > 1 && strips * ticketsNeeded(parts: chunks) > ticketCount { chunks /= 2 }
+            guard strips * ticketsNeeded(parts: chunks) <= ticketCount else {
+                throw CUDAError.unsupported("column sums over \(cols) columns need more than \(ticketCount) tickets")
+            }
+        }
+        try gpu.launch(name, grid: (strips, chunks, 1), block: (32, 8, 1),
+                       [.pointer(dy), .pointer(ref), .pointer(columnSums == nil ? 0 : partial), .pointer(tickets), .pointer(columnSums ?? 0),
+                        .int(Int32(rows)), .int(Int32(cols)), .int(act), .int(vec ? 1 : 0), .int(accumulate ? 1 : 0)])
+    }
+
+    /// `out (+)=` the column sums of `chunks` rows of partial sums in `scratch` (kernels that leave their partials there).
+    func sumPartials(chunks: Int, cols: Int, into out: DevicePointer, accumulate: Bool = false) throws {
         try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1),
-                       [.pointer(partial ?? scratch), .int(Int32(chunks)), .int(Int32(cols)), .pointer(out), .int(accumulate ? 1 : 0)])
+                       [.pointer(scratch), .int(Int32(chunks)), .int(Int32(cols)), .pointer(out), .int(accumulate ? 1 : 0)])
     }
 
     /// Row-major `C[m,n] = op(A)·op(B)` in the step's precision; `cF32` writes a float C (gradients).
@@ -429,6 +467,51 @@ public final class GPUTrainer {
             try gpu.blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                               types: (t, t, cF32 ? .f32 : t), compute: precision.compute, alpha: alpha, beta: beta,
                               batch: batch, strides: strides)
+        }
+    }
+
+    /// What ``gemmBias(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:bias:)`` does with a layer's bias besides the GEMM.
+    enum GEMMBias {
+        /// `C[i, j] += bias[j]` with parameter `bias` (a projection's forward; C in the activation type, `ldc = n`):
+        /// in the epilogue, its copy in the activation type (as autocast casts a linear's bias); else the fp32 value.
+        case add(parameter: Int)
+        /// The fp32 bias gradient `Σₗ op(A)[i, l]` over A = the layer's output gradient `[k, m]` (`transA`, `lda = m`):
+        /// the column sums of dy, written over (not added to) `m` floats, beside the weight gradient C.
+        case gradient(DevicePointer)
+    }
+
+    /// ``gemm(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:alpha:beta:batch:strides:)`` (alpha 1, beta 0) with a layer's
+    /// bias work in the same cuBLASLt call when cuBLASLt has an algorithm for it (its epilogues BIAS and BGRADB,
+    /// see ``CuBLASLt``); otherwise, decided once per shape, the cuBLAS GEMM and the separate launch
+    /// (`bias_act`, or the `dyᵀ · 1` GEMM of ``activationBackward(dy:ref:act:rows:cols:biasGradient:accumulate:)``).
+    func gemmBias(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
+                  c: DevicePointer, ldc: Int, cF32: Bool = false, bias: GEMMBias) throws {
+        let t = precision.dataType
+        let types = (a: t, b: t, c: cF32 ? CuBLAS.DataType.f32 : t)
+        let epilogue: CuBLASLt.Epilogue, kind: String
+        switch bias {
+        case .add(let i): (epilogue, kind) = (.bias(operand(i), type: precision.usesShadow ? t : .f32), "gemm+bias")
+        case .gradient(let p): (epilogue, kind) = (.biasGradient(p), "gemm+dbias")
+        }
+        let ws = gpu.currentWorkspace
+        if let lt = gpu.blasLt,
+           let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                                  types: types, compute: precision.compute, epilogue: epilogue, workspaceBytes: ws.bytes) {
+            try gpu.profiled("\(kind) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)") {
+                try lt.run(plan, a: a, b: b, c: c, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
+                           workspaceBytes: ws.bytes)
+            }
+            return
+        }
+        switch bias {
+        case .add(let i):
+            precondition(!cF32 && ldc == n, "gemmBias: a bias is added to a packed C in the activation type")
+            try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+            try elementwise("bias_act" + precision.suffix, count: m * n, [.pointer(c), .pointer(weight(i)), .int(Int32(m)), .int(Int32(n)), .int(0)])
+        case .gradient(let p):
+            precondition(transA && lda == m, "gemmBias: the bias gradient sums a packed dy [k, m] (transA)")
+            try activationBackward(dy: a, ref: a, act: 0, rows: k, cols: m, biasGradient: p)
+            try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32)
         }
     }
 
@@ -445,11 +528,23 @@ public final class GPUTrainer {
     /// Softmax cross-entropy over `rows` of `cols` logits (plus `bias`, fused): dlogits and the mean loss.
     func crossEntropy(logits: DevicePointer, bias: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer,
                       rows: Int, cols: Int) throws {
-        try gpu.launch("cross_entropy" + precision.suffix, grid: (rows, 1, 1), block: (cols >= 1024 ? 512 : 128, 1, 1),
+        try Self.launchCrossEntropy(gpu, precision, logits: logits, bias: bias, labels: labels, dlogits: dlogits, losses: losses,
+                                    rows: rows, cols: cols, state: state, tickets: tickets, mean: lossValue)
+    }
+
+    /// One launch of `cross_entropy`: per-row losses, dlogits and, when `mean` is given, the mean loss there. A row of
+    /// whole 16-byte vectors (at most 32 values a thread, so up to 8192 with 256 threads) is read once and kept in
+    /// registers. As many blocks as the GPU holds at once, each taking the same number of rows (one ticket each).
+    static func launchCrossEntropy(_ gpu: CUDAContext, _ precision: GPUPrecision, logits: DevicePointer, bias: DevicePointer, labels: DevicePointer,
+                                   dlogits: DevicePointer, losses: DevicePointer, rows: Int, cols: Int, state: DevicePointer,
+                                   tickets: DevicePointer, mean: DevicePointer?, blocks wanted: Int? = nil) throws {
+        guard rows * cols < 1 << 31 else { throw CUDAError.unsupported("cross-entropy over \(rows)×\(cols) logits: 2^31 elements or more") }
+        let name = "cross_entropy" + precision.suffix
+        let threads = cols % 8 == 0 && cols <= 32 * 256 ? max(128, ((cols + 31) / 32 + 31) / 32 * 32) : (cols >= 1024 ? 256 : 128)
+        let resident = try wanted ?? max(1, gpu.residentBlocks(name, threads: threads)), perBlock = (rows + resident - 1) / resident
+        try gpu.launch(name, grid: ((rows + perBlock - 1) / perBlock, 1, 1), block: (threads, 1, 1),
                        [.pointer(logits), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)),
-                        .float(1 / Float(rows)), .pointer(state)])
-        try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1),
-                       [.pointer(losses), .long(Int64(rows)), .float(1 / Float(rows)), .pointer(lossValue)])
+                        .float(1 / Float(rows)), .pointer(state), .pointer(tickets), .pointer(mean ?? 0)])
     }
 
     /// Device bytes in use and peak, by category.

@@ -38,6 +38,44 @@ struct F16 { typedef u16 T;
   extern "C" __global__ void name##_f32 sig { name##_impl<F32> args; } \
   extern "C" __global__ void name##_bf16 sig { name##_impl<BF16> args; } \
   extern "C" __global__ void name##_f16 sig { name##_impl<F16> args; }
+// The same with __launch_bounds__ (bounds: (max threads) or (max threads, min blocks a multiprocessor)).
+#define INSTANTIATE_BOUNDED(name, bounds, sig, args) \
+  extern "C" __global__ void __launch_bounds__ bounds name##_f32 sig { name##_impl<F32> args; } \
+  extern "C" __global__ void __launch_bounds__ bounds name##_bf16 sig { name##_impl<BF16> args; } \
+  extern "C" __global__ void __launch_bounds__ bounds name##_f16 sig { name##_impl<F16> args; }
+
+// 16-byte vectors: ld8/st8 move eight consecutive elements (p + i 16-byte aligned) as floats, one 16-byte access
+// in 16-bit types, two in float. Two 16-bit values share a word, the lower address in the low half; one cvt
+// (sm_80, as the attention kernels need) rounds two floats to nearest even, as f2bf and f2h do (a NaN comes out
+// as the canonical NaN).
+template <class D> __device__ __forceinline__ void unpack2(unsigned u, float& a, float& b);
+template <> __device__ __forceinline__ void unpack2<BF16>(unsigned u, float& a, float& b) {
+  a = __uint_as_float(u << 16); b = __uint_as_float(u & 0xffff0000u);
+}
+template <> __device__ __forceinline__ void unpack2<F16>(unsigned u, float& a, float& b) { a = h2f((u16)(u & 0xffffu)); b = h2f((u16)(u >> 16)); }
+template <class D> __device__ __forceinline__ unsigned pack2(float a, float b);
+template <> __device__ __forceinline__ unsigned pack2<BF16>(float a, float b) {
+  unsigned u; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(u) : "f"(b), "f"(a)); return u;
+}
+template <> __device__ __forceinline__ unsigned pack2<F16>(float a, float b) {
+  unsigned u; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(u) : "f"(b), "f"(a)); return u;
+}
+template <class D> __device__ __forceinline__ void ld8(const void* p, long i, float* v) {
+  uint4 u = *(const uint4*)((const u16*)p + i);
+  unpack2<D>(u.x, v[0], v[1]); unpack2<D>(u.y, v[2], v[3]); unpack2<D>(u.z, v[4], v[5]); unpack2<D>(u.w, v[6], v[7]);
+}
+template <> __device__ __forceinline__ void ld8<F32>(const void* p, long i, float* v) {
+  float4 a = *(const float4*)((const float*)p + i), b = *(const float4*)((const float*)p + i + 4);
+  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+template <class D> __device__ __forceinline__ void st8(void* p, long i, const float* v) {
+  *(uint4*)((u16*)p + i) = make_uint4(pack2<D>(v[0], v[1]), pack2<D>(v[2], v[3]), pack2<D>(v[4], v[5]), pack2<D>(v[6], v[7]));
+}
+template <> __device__ __forceinline__ void st8<F32>(void* p, long i, const float* v) {
+  *(float4*)((float*)p + i) = make_float4(v[0], v[1], v[2], v[3]);
+  *(float4*)((float*)p + i + 4) = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15u) == 0; }
 
 // 32-bit indices (every tensor here has fewer than 2^31 elements; the launcher checks): 64-bit
 // division and modulo cost many times more on the GPU.
@@ -84,9 +122,59 @@ __device__ float block_max(float v) {
   __syncthreads();
   return total;
 }
+
+// Reductions finished in the launch that made the pieces, without atomics on floats. A ticket is a counter in
+// device memory, zero before the launch: last_ticket tells the block that takes the last of `count` tickets (every
+// thread gets the answer; its writes before the call are visible to that block) and puts the counter back to zero
+// for the next launch or graph replay.
+__device__ bool last_ticket(unsigned* ticket, unsigned count) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0 && threadIdx.y == 0) {
+    last = atomicAdd(ticket, 1u) == count - 1;
+    if (last) { *ticket = 0; __threadfence(); }
+  }
+  __syncthreads();
+  return last;
+}
+// Rows of partial sums are split into groups of partial_group(parts) ≈ √parts rows.
+__device__ __forceinline__ int partial_group(int parts) { int g = 1; while (g * g < parts) g++; return g; }
+// p[0] + p[step] + … (n terms, in that order), read past L1 (other blocks wrote them), 16 loads in flight.
+__device__ __forceinline__ float sum_rows(const float* p, long step, int n) {
+  float s = 0.f;
+  for (int k0 = 0; k0 < n; k0 += 16) {
+    float v[16];
+#pragma unroll
+    for (int j = 0; j < 16; j++) v[j] = k0 + j < n ? __ldcg(p + (k0 + j) * step) : 0.f;
+#pragma unroll
+    for (int j = 0; j < 16; j++) if (k0 + j < n) s += v[j];
+  }
+  return s;
+}
+// Column sums from partial rows: each of `parts` blocks has written its row of `width` partial sums at
+// rows + part·stride, then calls this (all its threads). The last block of each group to finish adds the group's
+// rows into the group's first row; the last group to finish adds those and hands each column's total to
+// store(column, total). The order of the additions is fixed, whichever block comes last: deterministic. Uses
+// tickets[0 … groups] (groups + 1 counters; one when there is a single group).
+template <class Store> __device__ void finish_partials(float* rows, long stride, int width, int parts, int part, unsigned* tickets,
+                                                       Store store) {
+  int g = partial_group(parts), groups = (parts + g - 1) / g, first = part / g * g, members = min(g, parts - first);
+  int tid = threadIdx.y * blockDim.x + threadIdx.x, threads = blockDim.x * blockDim.y;
+  if (!last_ticket(tickets + part / g, members)) return;
+  for (int c = tid; c < width; c += threads) {
+    float s = sum_rows(rows + (long)first * stride + c, stride, members);
+    if (groups == 1) store(c, s); else rows[(long)first * stride + c] = s;
+  }
+  if (groups == 1 || !last_ticket(tickets + groups, groups)) return;
+  for (int c = tid; c < width; c += threads) store(c, sum_rows(rows + c, (long)g * stride, groups));
+}
+
 __device__ __forceinline__ float gelu_f(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+// The Gaussian factor with the fast exponential (a few ulp; the term vanishes where that error grows): the GELU
+// backward pass is otherwise bound by arithmetic, not memory.
 __device__ __forceinline__ float gelu_grad(float x) {
-  return 0.5f * (1.f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+  return 0.5f * (1.f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * __expf(-0.5f * x * x);
 }
 """#
 
@@ -109,9 +197,34 @@ template <class D> __device__ void bias_act_impl(void* y, const float* b, int ro
 }
 INSTANTIATE(bias_act, (void* y, const float* b, int rows, int cols, int act), (y, b, rows, cols, act))
 
-// z = z + b (kept for backward), y = gelu(z).
+// z = z + b (kept for backward), y = gelu(z). Rows of whole 16-byte vectors (cols a multiple of 8, aligned
+// pointers): eight columns a thread, two vectors in flight (launch n / 8 threads' worth); else one element.
 template <class D> __device__ void bias_gelu_impl(void* z, const float* b, void* y, int rows, int cols) {
   long n = (long)rows * cols;
+  if (cols % 8 == 0 && aligned16(z) && aligned16(y) && aligned16(b)) {
+    int nv = (int)(n / 8), stride = gridDim.x * blockDim.x;
+    for (int v = blockIdx.x * blockDim.x + threadIdx.x; v < nv; v += 2 * stride) {
+      float a[2][8];
+#pragma unroll
+      for (int u = 0; u < 2; u++) if (v + u * stride < nv) ld8<D>(z, 8L * (v + u * stride), a[u]);
+#pragma unroll
+      for (int u = 0; u < 2; u++) {
+        int e = v + u * stride;
+        if (e >= nv) break;
+        if (b) {
+          float bb[8];
+          ld8<F32>(b, (8 * e) % cols, bb);
+#pragma unroll
+          for (int j = 0; j < 8; j++) a[u][j] += bb[j];
+        }
+        st8<D>(z, 8L * e, a[u]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) a[u][j] = gelu_f(a[u][j]);
+        st8<D>(y, 8L * e, a[u]);
+      }
+    }
+    return;
+  }
   GRID_STRIDE(i, n) {
     float v = D::ld(z, i) + (b ? b[i % cols] : 0.f);
     D::st(z, i, v);
@@ -120,34 +233,78 @@ template <class D> __device__ void bias_gelu_impl(void* z, const float* b, void*
 }
 INSTANTIATE(bias_gelu, (void* z, const float* b, void* y, int rows, int cols), (z, b, y, rows, cols))
 
-// In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input),
-// then partial column sums of dy over a chunk of rows: partial[blockIdx.y, col].
-// Block (32, 8): 32 columns, 8 row lanes; grid (ceil(cols/32), chunks).
-template <class D> __device__ void act_backward_colsum_impl(void* dy, const void* ref, float* partial, int rows, int cols, int act) {
-  int col = blockIdx.x * 32 + threadIdx.x;
+// In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input); when `out` is not
+// null, out (+)= the column sums of dy (accumulate adds). Block (32, 8): 32 column lanes by 8 row lanes over a
+// strip of columns and a chunk of the rows, grid (strips, chunks). With `vec` (cols a multiple of 8, aligned
+// pointers) a lane takes eight adjacent columns (16-byte accesses in 16-bit types; strips of 256 columns), else
+// one (strips of 32). Each lane sums its rows r, r + 8, … in registers, two rows in flight; the row lanes are added
+// in shared memory in a fixed order, each block writes one row of partial sums (partial[chunk, col]) and
+// finish_partials adds the chunks (tickets: groups + 1 per strip).
+template <class D> __device__ void act_backward_colsum_impl(void* dy, const void* ref, float* partial, unsigned* tickets, float* out,
+                                                            int rows, int cols, int act, int vec, int accumulate) {
+  __shared__ float acc[8][257];
   int chunk = (rows + gridDim.y - 1) / gridDim.y;
   int r0 = blockIdx.y * chunk, r1 = min(rows, r0 + chunk);
-  float s = 0.f;
-  if (col < cols) {
-    for (int r = r0 + threadIdx.y; r < r1; r += 8) {
-      long i = (long)r * cols + col;
-      float g = D::ld(dy, i);
-      if (act == 1) { g = D::ld(ref, i) > 0.f ? g : 0.f; D::st(dy, i, g); }
-      else if (act == 2) { g *= gelu_grad(D::ld(ref, i)); D::st(dy, i, g); }
-      s += g;
+  int strip = vec ? 256 : 32, c0 = blockIdx.x * strip;
+  if (vec) {
+    int col = c0 + 8 * threadIdx.x;
+    float s[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) s[j] = 0.f;
+    if (col < cols) {
+      for (int r = r0 + threadIdx.y; r < r1; r += 16) {
+        bool two = r + 8 < r1;
+        float g[2][8], z[2][8];
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+          if (u == 1 && !two) break;
+          long i = (long)(r + 8 * u) * cols + col;
+          ld8<D>(dy, i, g[u]);
+          if (act) ld8<D>(ref, i, z[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+          if (u == 1 && !two) break;
+          if (act) {
+#pragma unroll
+            for (int j = 0; j < 8; j++) g[u][j] = act == 1 ? (z[u][j] > 0.f ? g[u][j] : 0.f) : g[u][j] * gelu_grad(z[u][j]);
+            st8<D>(dy, (long)(r + 8 * u) * cols + col, g[u]);
+          }
+#pragma unroll
+          for (int j = 0; j < 8; j++) s[j] += g[u][j];
+        }
+      }
     }
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[threadIdx.y][8 * threadIdx.x + j] = s[j];
+  } else {
+    int col = c0 + threadIdx.x;
+    float s = 0.f;
+    if (col < cols) {
+      for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+        long i = (long)r * cols + col;
+        float g = D::ld(dy, i);
+        if (act == 1) { g = D::ld(ref, i) > 0.f ? g : 0.f; D::st(dy, i, g); }
+        else if (act == 2) { g *= gelu_grad(D::ld(ref, i)); D::st(dy, i, g); }
+        s += g;
+      }
+    }
+    acc[threadIdx.y][threadIdx.x] = s;
   }
-  __shared__ float acc[8][33];
-  acc[threadIdx.y][threadIdx.x] = s;
+  if (!out) return;
   __syncthreads();
-  if (threadIdx.y == 0 && col < cols && partial) {
+  int width = min(strip, cols - c0);
+  for (int c = threadIdx.y * 32 + threadIdx.x; c < width; c += 256) {
     float t = 0.f;
-    for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
-    partial[(long)blockIdx.y * cols + col] = t;
+    for (int k = 0; k < 8; k++) t += acc[k][c];
+    partial[(long)blockIdx.y * cols + c0 + c] = t;
   }
+  int g = partial_group(gridDim.y);
+  finish_partials(partial + c0, cols, width, gridDim.y, blockIdx.y, tickets + blockIdx.x * ((gridDim.y + g - 1) / g + 1),
+                  [&](int c, float t) { out[c0 + c] = accumulate ? out[c0 + c] + t : t; });
 }
-INSTANTIATE(act_backward_colsum, (void* dy, const void* ref, float* partial, int rows, int cols, int act),
-            (dy, ref, partial, rows, cols, act))
+INSTANTIATE_BOUNDED(act_backward_colsum, (256, 3), (void* dy, const void* ref, float* partial, unsigned* tickets, float* out, int rows, int cols, int act, int vec, int accumulate),
+                    (dy, ref, partial, tickets, out, rows, cols, act, vec, accumulate))
 
 // out[col] (+)= sum over chunks of partial[chunk, col]; accumulate adds to out. Block (32, 8):
 // 32 columns, 8 lanes over the chunks, added in a fixed order (deterministic).
@@ -165,9 +322,22 @@ extern "C" __global__ void sum_partials(const float* partial, int chunks, int co
   }
 }
 
-// out = x + y (+ b) with x, out float (the residual stream; out may be x) and y in D, over [rows, cols].
+// out = x + y (+ b) with x, out float (the residual stream; out may be x) and y in D, over [rows, cols]. Rows of
+// whole 16-byte vectors: eight columns a thread (launch n / 8 threads' worth); else one element.
 template <class D> __device__ void residual_add_impl(const float* x, const void* y, const float* b, float* out, int rows, int cols) {
   long n = (long)rows * cols;
+  if (cols % 8 == 0 && aligned16(x) && aligned16(y) && aligned16(b) && aligned16(out)) {
+    GRID_STRIDE(v, n / 8) {
+      float a[8], c[8], bb[8];
+      ld8<F32>(x, 8L * v, a);
+      ld8<D>(y, 8L * v, c);
+      if (b) ld8<F32>(b, (8 * v) % cols, bb);
+#pragma unroll
+      for (int j = 0; j < 8; j++) a[j] = a[j] + c[j] + (b ? bb[j] : 0.f);
+      st8<F32>(out, 8L * v, a);
+    }
+    return;
+  }
   GRID_STRIDE(i, n) out[i] = x[i] + D::ld(y, i) + (b ? b[i % cols] : 0.f);
 }
 INSTANTIATE(residual_add, (const float* x, const void* y, const float* b, float* out, int rows, int cols), (x, y, b, out, rows, cols))
@@ -201,34 +371,85 @@ extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) {
     // MARK: - Losses
 
     static let losses = #"""
-// One block per row: x = logits + bias (bias may be null); loss[row] = logsumexp(x) - x[label];
+// Rows row = block, block + grid, …: x = logits + bias (bias may be null); loss[row] = logsumexp(x) - x[label];
 // dx = (softmax(x) - onehot) * scale, scale = gradScale * (state ? state[2] : 1) (the loss scale).
-// Three passes over the row (maximum, normaliser, gradient; the row stays in L1/L2): measured
-// faster here than the two-pass online softmax. dlogits may be logits (in place): the label's
-// logit is read before any thread writes. Labels out of range give a NaN loss.
+// A row of whole 16-byte vectors (cols a multiple of 8, aligned pointers) of at most CE_VECTORS · 8 values a
+// thread is read once, 16 bytes a load, kept in registers (as exp(x − max) after the maximum) and written once;
+// else three passes over the row (maximum, normaliser, gradient; the row stays in L1/L2). dlogits may be logits
+// (in place): every read of a row comes before the first barrier, every write after the second. Labels out of
+// range give a NaN loss. When `mean` is not null, the block that finishes last (a ticket, taken once a block: launch
+// about as many blocks as the GPU holds at once) writes the mean loss there, summed in a fixed order.
+#define CE_VECTORS 4
 template <class D> __device__ void cross_entropy_impl(const void* logits, const float* bias, const int* labels, void* dlogits,
-                                                      float* losses, int rows, int cols, float gradScale, const float* state) {
-  int row = blockIdx.x;
-  const long base = (long)row * cols;
-  int label = labels[row];
-  bool valid = label >= 0 && label < cols;
-  float xl = valid ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
-  float m = -INFINITY;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, D::ld(logits, base + i) + (bias ? bias[i] : 0.f));
-  m = block_max(m);
-  float s = 0.f;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m);
-  s = block_sum(s);
+                                                      float* losses, int rows, int cols, float gradScale, const float* state,
+                                                      unsigned* ticket, float* mean) {
   float scale = gradScale * (state ? state[2] : 1.f);
-  float inv = 1.f / s;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-    float p = expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m) * inv;
-    D::st(dlogits, base + i, (p - (i == label ? 1.f : 0.f)) * scale);
+  bool vec = cols % 8 == 0 && cols <= 8 * CE_VECTORS * (int)blockDim.x && aligned16(logits) && aligned16(dlogits) && aligned16(bias);
+  for (int row = blockIdx.x; row < rows; row += gridDim.x) {
+    int base = row * cols;
+    int label = labels[row];
+    bool valid = label >= 0 && label < cols;
+    float xl = threadIdx.x == 0 && valid ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
+    float m = -INFINITY, s = 0.f;
+    if (vec) {
+      float v[CE_VECTORS][8];
+#pragma unroll
+      for (int k = 0; k < CE_VECTORS; k++) {   // every load in flight before the first use
+        int i = 8 * (threadIdx.x + k * blockDim.x);
+        if (i < cols) ld8<D>(logits, base + i, v[k]);
+      }
+#pragma unroll
+      for (int k = 0; k < CE_VECTORS; k++) {
+        int i = 8 * (threadIdx.x + k * blockDim.x);
+        if (i >= cols) break;
+        if (bias) {
+          float b[8];
+          ld8<F32>(bias, i, b);
+#pragma unroll
+          for (int j = 0; j < 8; j++) v[k][j] += b[j];
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) m = fmaxf(m, v[k][j]);
+      }
+      m = block_max(m);
+#pragma unroll
+      for (int k = 0; k < CE_VECTORS; k++) {
+        if (8 * (threadIdx.x + k * blockDim.x) >= cols) break;
+#pragma unroll
+        for (int j = 0; j < 8; j++) { v[k][j] = expf(v[k][j] - m); s += v[k][j]; }
+      }
+      s = block_sum(s);
+      float inv = 1.f / s;
+#pragma unroll
+      for (int k = 0; k < CE_VECTORS; k++) {
+        int i = 8 * (threadIdx.x + k * blockDim.x);
+        if (i >= cols) break;
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[k][j] = (v[k][j] * inv - (i + j == label ? 1.f : 0.f)) * scale;
+        st8<D>(dlogits, base + i, v[k]);
+      }
+    } else {
+      for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, D::ld(logits, base + i) + (bias ? bias[i] : 0.f));
+      m = block_max(m);
+      for (int i = threadIdx.x; i < cols; i += blockDim.x) s += expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m);
+      s = block_sum(s);
+      float inv = 1.f / s;
+      for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float p = expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m) * inv;
+        D::st(dlogits, base + i, (p - (i == label ? 1.f : 0.f)) * scale);
+      }
+    }
+    if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
   }
-  if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
+  if (mean && last_ticket(ticket, gridDim.x)) {
+    float t = 0.f;
+    for (int i = threadIdx.x; i < rows; i += blockDim.x) t += __ldcg(losses + i);
+    t = block_sum(t);
+    if (threadIdx.x == 0) *mean = t * (1.f / rows);
+  }
 }
-INSTANTIATE(cross_entropy, (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state),
-            (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state))
+INSTANTIATE_BOUNDED(cross_entropy, (256, 4), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean),
+                    (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state, ticket, mean))
 
 // Mean squared error terms: loss[i] = (p - t)^2; dp = 2 (p - t) * scale.
 template <class D> __device__ void mse_impl(const void* pred, const float* target, void* dpred, float* losses, long n,
@@ -436,13 +657,15 @@ INSTANTIATE(layernorm_fwd, (const float* x, const float* w, const float* b, void
             (x, w, b, y, mean, rstd, rows, cols))
 
 // LayerNorm backward; the new dx is also written in D to `dxCast` when not null (the operand the next GEMMs
-// read: one pass fewer over the residual gradient). Each warp takes rows warp, warp + W, … (W warps in the grid):
-// dx (+)= rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·w; each lane sums dw = Σ dy·x̂ and db = Σ dy for its
-// columns in registers, the block's warps are added in a fixed order, and each block writes one row of partial
-// sums (reduced by sum_partials): deterministic, no atomics.
+// read: one pass fewer over the residual gradient). Each warp takes rows warp, warp + W, … (W warps in the grid)
+// and loads a row's dy, x and (accumulating) old dx at once: dx (+)= rstd·(g − mean(g) − x̂·mean(g·x̂)) with
+// g = dy·w. Each lane sums dw = Σ dy·x̂ and db = Σ dy for its columns in registers; the block's warps are added in
+// shared memory in a fixed order (eight slots: warps w, w + 8 add into slot w), each block writes its row
+// [dw | db] of partial sums (partial[block, 2·cols]) and finish_partials writes dw and db (tickets: groups + 1):
+// deterministic, no atomics on floats, no second launch. At most 512 threads a block.
 template <class D> __device__ void layernorm_bwd_impl(const void* dy, const float* x, const float* w, const float* mean,
-                                                      const float* rstd, float* dx, void* dxCast, float* dwPartial, float* dbPartial,
-                                                      int rows, int cols, int accumulate) {
+                                                      const float* rstd, float* dx, void* dxCast, float* partial, unsigned* tickets,
+                                                      float* dw, float* db, int rows, int cols, int accumulate) {
   __shared__ float sw[8][512], sb[8][512];
   int warp = threadIdx.x / 32, lane = threadIdx.x & 31, warps = blockDim.x / 32;
   float aw[16], ab[16];
@@ -451,20 +674,23 @@ template <class D> __device__ void layernorm_bwd_impl(const void* dy, const floa
   for (int row = blockIdx.x * warps + warp; row < rows; row += gridDim.x * warps) {
     long base = (long)row * cols;
     float mu = mean[row], r = rstd[row];
-    float g[16], xh[16], gy[16];
-    float s1 = 0.f, s2 = 0.f;
+    float4 dv[4], xv[4], wv[4], ov[4];
 #pragma unroll
     for (int k = 0; k < 4; k++) {
       int i = 4 * (lane + 32 * k);
-      float4 dv = make_float4(0.f, 0.f, 0.f, 0.f), xv = dv, wv = dv;
-      if (i < cols) { dv = Quad<D>::ld(dy, base + i); xv = Quad<F32>::ld(x, base + i); wv = Quad<F32>::ld(w, i); }
+      dv[k] = xv[k] = wv[k] = ov[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (i < cols) {
+        dv[k] = Quad<D>::ld(dy, base + i); xv[k] = Quad<F32>::ld(x, base + i); wv[k] = Quad<F32>::ld(w, i);
+        if (accumulate) ov[k] = Quad<F32>::ld(dx, base + i);
+      }
+    }
+    float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
 #pragma unroll
       for (int j = 0; j < 4; j++) {
-        int m = 4 * k + j;
-        gy[m] = q_at(dv, j);
-        xh[m] = i < cols ? (q_at(xv, j) - mu) * r : 0.f;
-        g[m] = gy[m] * q_at(wv, j);
-        s1 += g[m]; s2 += g[m] * xh[m];
+        float g = q_at(dv[k], j) * q_at(wv[k], j);
+        s1 += g; s2 += g * ((q_at(xv[k], j) - mu) * r);
       }
     }
     s1 = warp_sum(s1) / cols;
@@ -476,33 +702,44 @@ template <class D> __device__ void layernorm_bwd_impl(const void* dy, const floa
       float out[4];
 #pragma unroll
       for (int j = 0; j < 4; j++) {
-        int m = 4 * k + j;
-        out[j] = r * (g[m] - s1 - xh[m] * s2);
-        aw[m] += gy[m] * xh[m]; ab[m] += gy[m];
+        float gy = q_at(dv[k], j), xh = (q_at(xv[k], j) - mu) * r;
+        out[j] = r * (gy * q_at(wv[k], j) - s1 - xh * s2);
+        if (accumulate) out[j] = q_at(ov[k], j) + out[j];
+        aw[4 * k + j] += gy * xh; ab[4 * k + j] += gy;
       }
       float4 o = make_float4(out[0], out[1], out[2], out[3]);
-      if (accumulate) { float4 a = Quad<F32>::ld(dx, base + i); o = make_float4(a.x + o.x, a.y + o.y, a.z + o.z, a.w + o.w); }
       Quad<F32>::st(dx, base + i, o);
       if (dxCast) Quad<D>::st(dxCast, base + i, o);
     }
   }
+  for (int first = 0; first < warps; first += 8) {
+    if (warp >= first && warp < first + 8) {
 #pragma unroll
-  for (int k = 0; k < 4; k++) {
-    int i = 4 * (lane + 32 * k);
-    if (i >= cols) continue;
+      for (int k = 0; k < 4; k++) {
+        int i = 4 * (lane + 32 * k);
+        if (i >= cols) continue;
 #pragma unroll
-    for (int j = 0; j < 4; j++) { sw[warp][i + j] = aw[4 * k + j]; sb[warp][i + j] = ab[4 * k + j]; }
+        for (int j = 0; j < 4; j++) {
+          float* pw = &sw[warp - first][i + j], * pb = &sb[warp - first][i + j];
+          *pw = first ? *pw + aw[4 * k + j] : aw[4 * k + j];
+          *pb = first ? *pb + ab[4 * k + j] : ab[4 * k + j];
+        }
+      }
+    }
+    __syncthreads();
   }
-  __syncthreads();
+  float* mine = partial + (long)blockIdx.x * 2 * cols;
   for (int i = threadIdx.x; i < cols; i += blockDim.x) {
     float tw = 0.f, tb = 0.f;
-    for (int k = 0; k < warps; k++) { tw += sw[k][i]; tb += sb[k][i]; }
-    dwPartial[(long)blockIdx.x * cols + i] = tw;
-    dbPartial[(long)blockIdx.x * cols + i] = tb;
+    for (int k = 0; k < min(warps, 8); k++) { tw += sw[k][i]; tb += sb[k][i]; }
+    mine[i] = tw;
+    mine[cols + i] = tb;
   }
+  finish_partials(partial, 2 * cols, 2 * cols, gridDim.x, blockIdx.x, tickets,
+                  [&](int c, float t) { if (c < cols) dw[c] = t; else db[c - cols] = t; });
 }
-INSTANTIATE(layernorm_bwd, (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* dwPartial, float* dbPartial, int rows, int cols, int accumulate),
-            (dy, x, w, mean, rstd, dx, dxCast, dwPartial, dbPartial, rows, cols, accumulate))
+INSTANTIATE_BOUNDED(layernorm_bwd, (512), (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* partial, unsigned* tickets, float* dw, float* db, int rows, int cols, int accumulate),
+                    (dy, x, w, mean, rstd, dx, dxCast, partial, tickets, dw, db, rows, cols, accumulate))
 
 // x[b, t, :] = wte[token] + wpe[t].
 extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, const float* wpe, float* x, int BT, int T, int C) {

@@ -12,10 +12,12 @@ extension GPUSelfTest {
 
     func transformerChecks(_ p: GPUPrecision) throws {
         let s = p.suffix, tol = tolerance(p)
-        // LayerNorm forward and backward.
-        do {
-            let (rows, cols, chunks) = (33, 512, 8)
+        // LayerNorm forward and backward: warps that take two rows, one finishing group of partial rows (2 blocks); rows
+        // narrower than a warp's columns, accumulating into dx, two finishing groups (5 blocks).
+        for (rows, cols, blocks, accumulate) in [(33, 512, 2, false), (70, 100, 5, true)] {
+            let tag = accumulate ? " (\(cols) columns, accumulated)" : ""
             let x = random(rows * cols, scale: 2).map { $0 + 0.5 }, w = random(cols), b = random(cols), dy = rounded(random(rows * cols), p)
+            let old = accumulate ? random(rows * cols) : [Float](repeating: 0, count: rows * cols)
             let dx = try device(x, .fp32), dw = try device(w, .fp32), db = try device(b, .fp32), ddy = try device(dy, p)
             let y = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
             let stats = try gpu.allocate(bytes: 8 * rows, category: .workspace)
@@ -31,36 +33,44 @@ extension GPUSelfTest {
                 yRef += (0..<cols).map { xh[$0] * Double(w[$0]) + Double(b[$0]) }
                 let g = (0..<cols).map { Double(dy[r * cols + $0]) * Double(w[$0]) }
                 let m1 = g.reduce(0, +) / Double(cols), m2 = zip(g, xh).reduce(0) { $0 + $1.0 * $1.1 } / Double(cols)
-                dxRef += (0..<cols).map { rs * (g[$0] - m1 - xh[$0] * m2) }
+                dxRef += (0..<cols).map { Double(old[r * cols + $0]) + rs * (g[$0] - m1 - xh[$0] * m2) }
                 for c in 0..<cols { dwRef[c] += Double(dy[r * cols + c]) * xh[c]; dbRef[c] += Double(dy[r * cols + c]) }
             }
-            record("layernorm forward", p.rawValue, Self.relativeError(try host(y, rows * cols, p), yRef), tol)
-            let gx = try gpu.allocate(bytes: 4 * rows * cols, category: .workspace)
-            let pw = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace), pb = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace)
+            record("layernorm forward" + tag, p.rawValue, Self.relativeError(try host(y, rows * cols, p), yRef), tol)
+            let gx = try device(old, .fp32)
+            let partial = try gpu.allocate(bytes: 4 * blocks * 2 * cols, category: .workspace)
+            let tickets = try gpu.allocate(bytes: 4 * (blocks + 1), category: .workspace)
+            try gpu.fill(tickets, words: blocks + 1, pattern: 0)
             let gw = try gpu.allocate(bytes: 4 * cols, category: .workspace), gb = try gpu.allocate(bytes: 4 * cols, category: .workspace)
             let gxCast = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
-            try gpu.launch("layernorm_bwd" + s, grid: (chunks, 1, 1), block: (256, 1, 1),
-                           [.pointer(ddy), .pointer(dx), .pointer(dw), .pointer(stats), .pointer(stats + DevicePointer(4 * rows)), .pointer(gx),
-                            .pointer(gxCast), .pointer(pw), .pointer(pb)] + args(rows, cols, 0))
-            for (partial, out) in [(pw, gw), (pb, gb)] {
-                try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1), [.pointer(partial)] + args(chunks, cols) + [.pointer(out), .int(0)])
+            func backward() throws {
+                try gpu.launch("layernorm_bwd" + s, grid: (blocks, 1, 1), block: (512, 1, 1),
+                               [.pointer(ddy), .pointer(dx), .pointer(dw), .pointer(stats), .pointer(stats + DevicePointer(4 * rows)), .pointer(gx),
+                                .pointer(gxCast), .pointer(partial), .pointer(tickets), .pointer(gw), .pointer(gb)] + args(rows, cols, accumulate ? 1 : 0))
             }
-            record("layernorm backward dx", p.rawValue, Self.relativeError(try gpu.downloadFloats(gx, count: rows * cols), dxRef), 1e-4)
-            record("layernorm backward dx (activation copy)", p.rawValue, Self.relativeError(try host(gxCast, rows * cols, p), dxRef), tol)
-            gpu.free(gxCast)
-            record("layernorm backward dw", p.rawValue, Self.relativeError(try gpu.downloadFloats(gw, count: cols), dwRef), 1e-4)
-            record("layernorm backward db", p.rawValue, Self.relativeError(try gpu.downloadFloats(gb, count: cols), dbRef), 1e-5)
-            for ptr in [dx, dw, db, ddy, y, stats, gx, pw, pb, gw, gb] { gpu.free(ptr) }
+            try backward()
+            record("layernorm backward dx" + tag, p.rawValue, Self.relativeError(try gpu.downloadFloats(gx, count: rows * cols), dxRef), 1e-4)
+            record("layernorm backward dx (activation copy)" + tag, p.rawValue, Self.relativeError(try host(gxCast, rows * cols, p), dxRef), tol)
+            let dwGPU = try gpu.downloadFloats(gw, count: cols), dbGPU = try gpu.downloadFloats(gb, count: cols)
+            record("layernorm backward dw" + tag, p.rawValue, Self.relativeError(dwGPU, dwRef), 1e-4)
+            record("layernorm backward db" + tag, p.rawValue, Self.relativeError(dbGPU, dbRef), 1e-5)
+            // Again (the tickets back at zero): the same bits, whichever block finished last.
+            try backward()
+            let again = try gpu.downloadFloats(gw, count: cols) + gpu.downloadFloats(gb, count: cols)
+            record("layernorm backward dw, db repeated (bit-identical)" + tag, p.rawValue,
+                   zip(again, dwGPU + dbGPU).contains { $0.bitPattern != $1.bitPattern } ? 1 : 0, 0)
+            record("layernorm backward tickets reset" + tag, p.rawValue, try ticketsLeft(tickets, count: blocks + 1), 0)
+            for ptr in [dx, dw, db, ddy, y, stats, gx, partial, tickets, gw, gb, gxCast] { gpu.free(ptr) }
         }
-        // Residual add.
-        do {
-            let (rows, cols) = (9, 70)
+        // Residual add: rows of 16-byte vectors (72) and not (70).
+        for cols in [70, 72] {
+            let rows = 9, tag = cols % 8 == 0 ? " (16-byte rows)" : ""
             let x = random(rows * cols), y = rounded(random(rows * cols), p), b = random(cols)
             let dx = try device(x, .fp32), dy = try device(y, p), db = try device(b, .fp32)
             let out = try gpu.allocate(bytes: 4 * rows * cols, category: .workspace)
             try gpu.launch1D("residual_add" + s, count: rows * cols, [.pointer(dx), .pointer(dy), .pointer(db), .pointer(out)] + args(rows, cols))
             let ref = (0..<rows * cols).map { Double(x[$0]) + Double(y[$0]) + Double(b[$0 % cols]) }
-            record("residual add", p.rawValue, Self.relativeError(try gpu.downloadFloats(out, count: rows * cols), ref), 1e-6)
+            record("residual add" + tag, p.rawValue, Self.relativeError(try gpu.downloadFloats(out, count: rows * cols), ref), 1e-6)
             for ptr in [dx, dy, db, out] { gpu.free(ptr) }
         }
         if p == .fp32 { try embeddingChecks() }

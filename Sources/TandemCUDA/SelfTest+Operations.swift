@@ -14,6 +14,11 @@ extension GPUSelfTest {
 
     func erf(_ x: Double) -> Double { libmErf(x) }
 
+    /// Ticket counters not back at zero (the kernels that finish their own reductions leave them at zero).
+    func ticketsLeft(_ tickets: DevicePointer, count: Int) throws -> Double {
+        Double(try gpu.downloadFloats(tickets, count: count).filter { $0.bitPattern != 0 }.count)
+    }
+
     // MARK: - GEMM
 
     func gemmChecks(_ p: GPUPrecision) throws {
@@ -60,10 +65,10 @@ extension GPUSelfTest {
     func operations(_ p: GPUPrecision) throws {
         try gemmChecks(p)
         let s = p.suffix, tol = tolerance(p)
-        let (rows, cols) = (37, 300)
-        let n = rows * cols
-        // bias + ReLU, bias + GELU
+        let rows = 37
+        // bias + ReLU
         do {
+            let cols = 300, n = rows * cols
             let x = rounded(random(n), p), b = random(cols)
             let dx = try device(x, p), dbias = try device(b, .fp32)
             try gpu.launch1D("bias_act" + s, count: n, [.pointer(dx), .pointer(dbias), .int(Int32(rows)), .int(Int32(cols)), .int(1)])
@@ -71,43 +76,45 @@ extension GPUSelfTest {
             record("bias + relu", p.rawValue, Self.relativeError(try host(dx, n, p), ref), tol)
             gpu.free(dx); gpu.free(dbias)
         }
-        do {
+        // Rows of whole 16-byte vectors (264 columns: a strip of 256 and one of 8) and rows that are not (300).
+        for (cols, accumulate) in [(300, false), (264, true)] {
+            let n = rows * cols, tag = cols % 8 == 0 ? " (16-byte rows)" : ""
             let x = rounded(random(n), p), b = random(cols)
             let dz = try device(x, p), dbias = try device(b, .fp32)
             let dy = try gpu.allocate(bytes: p.bytes * n, category: .workspace)
             try gpu.launch1D("bias_gelu" + s, count: n, [.pointer(dz), .pointer(dbias), .pointer(dy), .int(Int32(rows)), .int(Int32(cols))])
             let pre = (0..<n).map { Double(x[$0]) + Double(b[$0 % cols]) }
             let ref = pre.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
-            record("bias + gelu", p.rawValue, Self.relativeError(try host(dy, n, p), ref), tol)
-            // GELU backward with the bias gradient (column sums).
-            let g = rounded(random(n), p)
-            let dg = try device(g, p)
-            let partial = try gpu.allocate(bytes: 4 * 4 * cols, category: .workspace)
-            let dbGrad = try gpu.allocate(bytes: 4 * cols, category: .workspace)
-            try gpu.launch("act_backward_colsum" + s, grid: ((cols + 31) / 32, 4, 1), block: (32, 8, 1),
-                           [.pointer(dg), .pointer(dz), .pointer(partial), .int(Int32(rows)), .int(Int32(cols)), .int(2)])
-            try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1),
-                           [.pointer(partial), .int(4), .int(Int32(cols)), .pointer(dbGrad), .int(0)])
+            record("bias + gelu" + tag, p.rawValue, Self.relativeError(try host(dy, n, p), ref), tol)
+            // GELU backward with the bias gradient (column sums), finished in the kernel from 5 partial rows: two groups.
+            let g = rounded(random(n), p), before = random(cols)
+            let dg = try device(g, p), dbGrad = try device(before, .fp32)
+            let chunks = 5
+            let partial = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace)
+            let tickets = try gpu.allocate(bytes: 4 * GPUTrainer.ticketCount, category: .workspace)
+            try gpu.fill(tickets, words: GPUTrainer.ticketCount, pattern: 0)
+            try GPUTrainer.launchActivationBackward(gpu, p, dy: dg, ref: dz, act: 2, rows: rows, cols: cols, columnSums: dbGrad, accumulate: accumulate,
+                                                    partial: partial, partialFloats: chunks * cols, tickets: tickets, chunks: chunks)
             let zr = try host(dz, n, p).map(Double.init)
             let dref = (0..<n).map { i -> Double in
                 let z = zr[i]
                 return Double(g[i]) * (0.5 * (1 + erf(z / 2.0.squareRoot())) + z * exp(-0.5 * z * z) / (2 * Double.pi).squareRoot())
             }
-            record("gelu backward", p.rawValue, Self.relativeError(try host(dg, n, p), dref), tol)
+            record("gelu backward" + tag, p.rawValue, Self.relativeError(try host(dg, n, p), dref), tol)
             let gpuMasked = try host(dg, n, p).map(Double.init)
-            let colRef = (0..<cols).map { c in (0..<rows).reduce(0.0) { $0 + gpuMasked[$1 * cols + c] } }
+            let colRef = (0..<cols).map { c in (accumulate ? Double(before[c]) : 0) + (0..<rows).reduce(0.0) { $0 + gpuMasked[$1 * cols + c] } }
             // The sums are taken before the gradient is rounded to the storage type, the reference after.
-            record("bias gradient (column sums)", p.rawValue, Self.relativeError(try gpu.downloadFloats(dbGrad, count: cols), colRef), p == .fp32 ? 2e-5 : tol)
-            for ptr in [dz, dbias, dy, dg, partial, dbGrad] { gpu.free(ptr) }
-        }
-        // ReLU backward mask.
-        do {
-            let y = rounded(random(n), p).map { max(0, $0) }, g = rounded(random(n), p)
-            let dyv = try device(y, p), dg = try device(g, p)
-            try gpu.launch("act_backward_colsum" + s, grid: ((cols + 31) / 32, 2, 1), block: (32, 8, 1),
-                           [.pointer(dg), .pointer(dyv), .pointer(0), .int(Int32(rows)), .int(Int32(cols)), .int(1)])
-            record("relu backward", p.rawValue, Self.relativeError(try host(dg, n, p), (0..<n).map { y[$0] > 0 ? Double(g[$0]) : 0 }), tol)
-            gpu.free(dyv); gpu.free(dg)
+            record("bias gradient (column sums\(accumulate ? ", accumulated" : ""))" + tag, p.rawValue,
+                   Self.relativeError(try gpu.downloadFloats(dbGrad, count: cols), colRef), p == .fp32 ? 2e-5 : tol)
+            record("bias gradient tickets reset" + tag, p.rawValue, try ticketsLeft(tickets, count: GPUTrainer.ticketCount), 0)
+            for ptr in [dz, dbias, dy, dg, partial, dbGrad, tickets] { gpu.free(ptr) }
+            // ReLU backward mask, no column sums.
+            let y = rounded(random(n), p).map { max(0, $0) }, h = rounded(random(n), p)
+            let dyv = try device(y, p), dh = try device(h, p)
+            try GPUTrainer.launchActivationBackward(gpu, p, dy: dh, ref: dyv, act: 1, rows: rows, cols: cols, columnSums: nil, accumulate: false,
+                                                    partial: 0, partialFloats: 0, tickets: 0)
+            record("relu backward" + tag, p.rawValue, Self.relativeError(try host(dh, n, p), (0..<n).map { y[$0] > 0 ? Double(h[$0]) : 0 }), tol)
+            gpu.free(dyv); gpu.free(dh)
         }
         try lossChecks(p)
         try transformerChecks(p)
@@ -118,7 +125,9 @@ extension GPUSelfTest {
 
     func lossChecks(_ p: GPUPrecision) throws {
         let s = p.suffix, tol = tolerance(p)
-        for (rows, cols) in [(45, 10), (7, 8192)] {
+        // Rows held in registers (8192, 1000: 16-byte vectors) and read three times (10 columns); blocks that take several
+        // rows (4 blocks for 45 rows, 2 for 7) and one row each.
+        for (rows, cols, blocks) in [(45, 10, 4), (7, 8192, 2), (6, 1000, 6)] {
             let x = rounded(random(rows * cols, scale: 3), p), bias = random(cols)
             let labels = (0..<rows).map { _ in Int32(generator.next() % UInt64(cols)) }
             let dx = try device(x, p), dbias = try device(bias, .fp32)
@@ -126,9 +135,10 @@ extension GPUSelfTest {
             try gpu.upload(labels, to: dl)
             let dgrad = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
             let losses = try gpu.allocate(bytes: 4 * rows, category: .workspace), mean = try gpu.allocate(bytes: 4, category: .workspace)
-            try gpu.launch("cross_entropy" + s, grid: (rows, 1, 1), block: (128, 1, 1),
-                           [.pointer(dx), .pointer(dbias), .pointer(dl), .pointer(dgrad), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)), .float(1 / Float(rows)), .pointer(0)])
-            try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(rows)), .float(1 / Float(rows)), .pointer(mean)])
+            let tickets = try gpu.allocate(bytes: 4, category: .workspace)
+            try gpu.fill(tickets, words: 1, pattern: 0)
+            try GPUTrainer.launchCrossEntropy(gpu, p, logits: dx, bias: dbias, labels: dl, dlogits: dgrad, losses: losses, rows: rows, cols: cols,
+                                              state: 0, tickets: tickets, mean: mean, blocks: blocks)
             var lossRef = 0.0
             var gradRef = [Double](repeating: 0, count: rows * cols)
             for r in 0..<rows {
@@ -140,7 +150,8 @@ extension GPUSelfTest {
             }
             record("cross-entropy loss \(rows)×\(cols)", p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - lossRef) / abs(lossRef), 1e-5)
             record("cross-entropy gradient \(rows)×\(cols)", p.rawValue, Self.relativeError(try host(dgrad, rows * cols, p), gradRef), tol)
-            for ptr in [dx, dbias, dl, dgrad, losses, mean] { gpu.free(ptr) }
+            record("cross-entropy ticket reset \(rows)×\(cols)", p.rawValue, try ticketsLeft(tickets, count: 1), 0)
+            for ptr in [dx, dbias, dl, dgrad, losses, mean, tickets] { gpu.free(ptr) }
         }
         // MSE
         let n = 300

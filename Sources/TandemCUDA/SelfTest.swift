@@ -82,6 +82,7 @@ public final class GPUSelfTest {
     public func runAll(models: [ReferenceModel] = ReferenceModel.allCases) throws {
         for p in [GPUPrecision.fp32, .bf16, .fp16] { try operations(p) }
         try gemmChecks(.tf32)
+        for p in GPUPrecision.allCases { try cublasLtChecks(p) }
         try optimizerChecks()
         for p in [GPUPrecision.fp32, .bf16] { try cudnnChecks(p); try lstmPathChecks(p) }
         for m in models {
