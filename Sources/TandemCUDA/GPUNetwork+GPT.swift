@@ -106,6 +106,16 @@ final class GPTNetwork: GPUNetwork {
                           .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
     }
 
+    /// `residual_add` then `layerNorm` in one pass: out = x + y + the parameter `bias` (fp32, the residual stream kept for
+    /// backward), and its LayerNorm (parameters `weight`, `weight + 1`) into `y` with its stats.
+    func residualLayerNorm(_ t: GPUTrainer, x: DevicePointer, add: DevicePointer, bias: Int, out: DevicePointer,
+                           weight: Int, y: DevicePointer, stats: DevicePointer) throws {
+        try t.gpu.launch("residual_layernorm_fwd" + precision.suffix, grid: ((N + 7) / 8, 1, 1), block: (256, 1, 1),
+                         [.pointer(x), .pointer(add), .pointer(t.weight(bias)), .pointer(out),
+                          .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)), .pointer(y), .pointer(stats),
+                          .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
+    }
+
     /// One launch: dx (accumulated into dResidual, and its copy dCast), and the weight and bias gradients, finished in
     /// the kernel from one row of partial sums a block. Blocks of 16 warps, as many as the GPU holds at once (one a
     /// multiprocessor at 128 registers a thread): few partial rows.
@@ -152,10 +162,16 @@ final class GPTNetwork: GPUNetwork {
         // Embedding.
         try t.elementwise("embedding_fwd", count: N * C, [.pointer(io.inputs), .pointer(t.weight(p("emb.weight"))), .pointer(t.weight(p("pos"))),
                                                           .pointer(residual[0]), .int(ints.n), .int(Int32(T)), .int(ints.c)])
+        // Each residual add also computes the LayerNorm that follows it (residualLayerNorm): ln2 inside a block, and at its
+        // end the LayerNorm of residual[l + 1] (the next block's ln1, or the final one). Only the embedding's stands alone.
+        func normOf(residual l: Int) -> (weight: Int, y: DevicePointer, stats: DevicePointer) {
+            l < L ? (p("blocks.\(l).ln1.weight"), ln1[l], stats1[l]) : (p("ln.weight"), lnFinal, statsFinal)
+        }
+        let first = normOf(residual: 0)
+        try layerNorm(t, x: residual[0], weight: first.weight, y: first.y, stats: first.stats)
         for l in 0..<L {
             let pre = "blocks.\(l)."
             let x = residual[l]
-            try layerNorm(t, x: x, weight: p(pre + "ln1.weight"), y: ln1[l], stats: stats1[l])
             let wIn = p(pre + "att.in_proj_weight")
             // qkv = ln1 · Wᵀ + b: the bias added in the GEMM's epilogue (cuBLASLt), or by `bias_act` after it.
             try t.gemmBias(transA: false, transB: true, m: N, n: 3 * C, k: C, a: ln1[l], lda: C, b: t.operand(wIn), ldb: C, c: qkv[l], ldc: 3 * C,
@@ -174,15 +190,14 @@ final class GPTNetwork: GPUNetwork {
             }
             let wOut = p(pre + "att.out_proj.weight")
             try t.gemm(transA: false, transB: true, m: N, n: C, k: C, a: merged[l], lda: C, b: t.operand(wOut), ldb: C, c: tmp, ldc: C)
-            try t.elementwise("residual_add" + s, count: N * C, rowWidth: C, [.pointer(x), .pointer(tmp), .pointer(t.weight(wOut + 1)), .pointer(mid[l]), .int(ints.n), .int(ints.c)])
-            try layerNorm(t, x: mid[l], weight: p(pre + "ln2.weight"), y: ln2[l], stats: stats2[l])
+            try residualLayerNorm(t, x: x, add: tmp, bias: wOut + 1, out: mid[l], weight: p(pre + "ln2.weight"), y: ln2[l], stats: stats2[l])
             let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
             try t.gemm(transA: false, transB: true, m: N, n: 4 * C, k: C, a: ln2[l], lda: C, b: t.operand(wFC), ldb: C, c: preGELU[l], ldc: 4 * C)
             try t.elementwise("bias_gelu" + s, count: 4 * N * C, rowWidth: 4 * C, [.pointer(preGELU[l]), .pointer(t.weight(wFC + 1)), .pointer(postGELU[l]), .int(ints.n), .int(Int32(4 * C))])
             try t.gemm(transA: false, transB: true, m: N, n: C, k: 4 * C, a: postGELU[l], lda: 4 * C, b: t.operand(wProj), ldb: 4 * C, c: tmp, ldc: C)
-            try t.elementwise("residual_add" + s, count: N * C, rowWidth: C, [.pointer(mid[l]), .pointer(tmp), .pointer(t.weight(wProj + 1)), .pointer(residual[l + 1]), .int(ints.n), .int(ints.c)])
+            let next = normOf(residual: l + 1)
+            try residualLayerNorm(t, x: mid[l], add: tmp, bias: wProj + 1, out: residual[l + 1], weight: next.weight, y: next.y, stats: next.stats)
         }
-        try layerNorm(t, x: residual[L], weight: p("ln.weight"), y: lnFinal, stats: statsFinal)
         let wHead = p("out.weight")
         try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
         // Loss and its gradient, in place over the logits, with the output bias added on the fly.

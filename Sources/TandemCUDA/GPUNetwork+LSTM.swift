@@ -288,13 +288,13 @@ final class LSTMNetwork: GPUNetwork {
             try t.gpu.fill(dhNext, words: B * H, pattern: 0)
             try t.gpu.fill(dc, words: B * H, pattern: 0)
             try backwardSteps(t, layer, l, 0, T, dLast: isTop ? dLast : 0, dSequence: isTop ? 0 : dSequence, dGates: dGates, dhNext: dhNext, dc: dc)
-            // Both bias gradients are the column sums of the gate gradients over every step.
-            try t.activationBackward(dy: dGates, ref: dGates, act: 0, rows: T * B, cols: G, biasGradient: t.gradient(layer.bih))
-            try t.gpu.copy(t.gradient(layer.bih), to: t.gradient(layer.bhh), bytes: 4 * G)
             try t.gemm(transA: true, transB: false, m: G, n: H, k: (T - 1) * B, a: at(dGates, 1, G, bytes: e), lda: G, b: layer.h, ldb: H,
                        c: t.gradient(layer.whh), ldc: H, cF32: true)
-            try t.gemm(transA: true, transB: false, m: G, n: layer.input, k: T * B, a: dGates, lda: G, b: layer.x, ldb: layer.input,
-                       c: t.gradient(layer.wih), ldc: layer.input, cF32: true)
+            // Both bias gradients are the column sums of the gate gradients over every step: the first made with
+            // the input weights' gradient (in its GEMM where cuBLASLt can), the second a copy.
+            try t.gemmBias(transA: true, transB: false, m: G, n: layer.input, k: T * B, a: dGates, lda: G, b: layer.x, ldb: layer.input,
+                           c: t.gradient(layer.wih), ldc: layer.input, cF32: true, bias: .gradient(t.gradient(layer.bih)))
+            try t.gpu.copy(t.gradient(layer.bih), to: t.gradient(layer.bhh), bytes: 4 * G)
             if l > 0 {
                 try t.gemm(transA: false, transB: false, m: T * B, n: layer.input, k: G, a: dGates, lda: G, b: t.operand(layer.wih), ldb: layer.input,
                            c: dSequence, ldc: layer.input)

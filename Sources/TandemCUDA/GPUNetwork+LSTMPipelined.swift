@@ -55,14 +55,14 @@ extension LSTMNetwork {
     }
 
     /// A layer's weight and bias gradients from its gate gradients over every step. Both bias gradients are the
-    /// column sums of the gate gradients; the copy into the second goes on the main stream (copies are queued there).
+    /// column sums of the gate gradients, the first made with the input weights' gradient (in its GEMM where
+    /// cuBLASLt can); the copy into the second goes on the main stream (copies are queued there).
     private func weightGradients(_ t: GPUTrainer, _ layer: Layer, _ dG: DevicePointer, copyOnMain: Bool) throws {
         let e = precision.bytes, G = 4 * H
-        try t.activationBackward(dy: dG, ref: dG, act: 0, rows: T * B, cols: G, biasGradient: t.gradient(layer.bih))
-        if copyOnMain { try t.gpu.copy(t.gradient(layer.bih), to: t.gradient(layer.bhh), bytes: 4 * G) }
         try t.gemm(transA: true, transB: false, m: G, n: H, k: (T - 1) * B, a: dG + DevicePointer(e * B * G), lda: G, b: layer.h, ldb: H,
                    c: t.gradient(layer.whh), ldc: H, cF32: true)
-        try t.gemm(transA: true, transB: false, m: G, n: layer.input, k: T * B, a: dG, lda: G, b: layer.x, ldb: layer.input,
-                   c: t.gradient(layer.wih), ldc: layer.input, cF32: true)
+        try t.gemmBias(transA: true, transB: false, m: G, n: layer.input, k: T * B, a: dG, lda: G, b: layer.x, ldb: layer.input,
+                       c: t.gradient(layer.wih), ldc: layer.input, cF32: true, bias: .gradient(t.gradient(layer.bih)))
+        if copyOnMain { try t.gpu.copy(t.gradient(layer.bih), to: t.gradient(layer.bhh), bytes: 4 * G) }
     }
 }

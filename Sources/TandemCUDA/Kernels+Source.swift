@@ -621,20 +621,14 @@ template <> struct Quad<BF16> : Quad16<BF16> {};
 template <> struct Quad<F16> : Quad16<F16> {};
 __device__ __forceinline__ float q_at(float4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
-// LayerNorm forward: x float, y in D; mean and rstd kept for backward. 8 rows (warps) a block.
-template <class D> __device__ void layernorm_fwd_impl(const float* x, const float* w, const float* b, void* y, float* mean,
-                                                      float* rstd, int rows, int cols) {
-  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
-  if (row >= rows) return;
+// The LayerNorm of one row held by a warp (v: the lane's column groups, as loaded below; zeros past cols) into y
+// (weight w, bias b) with the row's mean and rstd kept for backward.
+template <class D> __device__ __forceinline__ void layernorm_row(const float4* v, const float* w, const float* b, void* y,
+                                                                 float* mean, float* rstd, int row, int lane, int cols) {
   long base = (long)row * cols;
-  float4 v[4];
   float s = 0.f;
 #pragma unroll
-  for (int k = 0; k < 4; k++) {
-    int i = 4 * (lane + 32 * k);
-    v[k] = i < cols ? Quad<F32>::ld(x, base + i) : make_float4(0.f, 0.f, 0.f, 0.f);
-    s += v[k].x + v[k].y + v[k].z + v[k].w;
-  }
+  for (int k = 0; k < 4; k++) s += v[k].x + v[k].y + v[k].z + v[k].w;
   float mu = warp_sum(s) / cols;
   float q = 0.f;
 #pragma unroll
@@ -653,8 +647,50 @@ template <class D> __device__ void layernorm_fwd_impl(const float* x, const floa
   }
   if (lane == 0) { mean[row] = mu; rstd[row] = r; }
 }
+
+// LayerNorm forward: x float, y in D; mean and rstd kept for backward. 8 rows (warps) a block.
+template <class D> __device__ void layernorm_fwd_impl(const float* x, const float* w, const float* b, void* y, float* mean,
+                                                      float* rstd, int rows, int cols) {
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  long base = (long)row * cols;
+  float4 v[4];
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    v[k] = i < cols ? Quad<F32>::ld(x, base + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  layernorm_row<D>(v, w, b, y, mean, rstd, row, lane, cols);
+}
 INSTANTIATE(layernorm_fwd, (const float* x, const float* w, const float* b, void* y, float* mean, float* rstd, int rows, int cols),
             (x, w, b, y, mean, rstd, rows, cols))
+
+// residual_add then layernorm_fwd in one pass: out = x + y (+ b) (float, the residual stream kept for backward;
+// out may be x; y in D; b may be null), and the LayerNorm of out (weight lw, bias lb) into ln in D with mean and
+// rstd. The row stays in registers (the layout and order of additions of layernorm_fwd: the same bits as the two
+// kernels). 8 rows (warps) a block.
+template <class D> __device__ void residual_layernorm_fwd_impl(const float* x, const void* y, const float* b, float* out,
+                                                               const float* lw, const float* lb, void* ln, float* mean,
+                                                               float* rstd, int rows, int cols) {
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  long base = (long)row * cols;
+  float4 v[4];
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    v[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (i >= cols) continue;
+    float4 a = Quad<F32>::ld(x, base + i), c = Quad<D>::ld(y, base + i);
+    float4 bb = b ? Quad<F32>::ld(b, i) : make_float4(0.f, 0.f, 0.f, 0.f);
+    v[k] = make_float4(a.x + c.x + bb.x, a.y + c.y + bb.y, a.z + c.z + bb.z, a.w + c.w + bb.w);
+    Quad<F32>::st(out, base + i, v[k]);
+  }
+  layernorm_row<D>(v, lw, lb, ln, mean, rstd, row, lane, cols);
+}
+INSTANTIATE(residual_layernorm_fwd, (const float* x, const void* y, const float* b, float* out, const float* lw, const float* lb,
+                                     void* ln, float* mean, float* rstd, int rows, int cols),
+            (x, y, b, out, lw, lb, ln, mean, rstd, rows, cols))
 
 // LayerNorm backward; the new dx is also written in D to `dxCast` when not null (the operand the next GEMMs
 // read: one pass fewer over the residual gradient). Each warp takes rows warp, warp + W, … (W warps in the grid)

@@ -73,6 +73,42 @@ extension GPUSelfTest {
             record("residual add" + tag, p.rawValue, Self.relativeError(try gpu.downloadFloats(out, count: rows * cols), ref), 1e-6)
             for ptr in [dx, dy, db, out] { gpu.free(ptr) }
         }
+        // Residual add + LayerNorm in one pass: against the CPU, and bit for bit against residual_add then layernorm_fwd
+        // (the same order of additions). Full-width rows (a last block with idle warps), and narrow rows in place.
+        for (rows, cols, inPlace) in [(19, 512, false), (11, 100, true)] {
+            let tag = " (\(cols) columns\(inPlace ? ", in place" : ""))"
+            let x = random(rows * cols, scale: 2).map { $0 + 0.5 }, y = rounded(random(rows * cols), p), b = random(cols)
+            let w = random(cols), lb = random(cols)
+            let dx = try device(x, .fp32), dy = try device(y, p), db = try device(b, .fp32), dw = try device(w, .fp32), dlb = try device(lb, .fp32)
+            let out = inPlace ? dx : try gpu.allocate(bytes: 4 * rows * cols, category: .workspace)
+            let ln = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
+            let stats = try gpu.allocate(bytes: 8 * rows, category: .workspace)
+            try gpu.launch("residual_layernorm_fwd" + s, grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1),
+                           [.pointer(dx), .pointer(dy), .pointer(db), .pointer(out), .pointer(dw), .pointer(dlb), .pointer(ln), .pointer(stats),
+                            .pointer(stats + DevicePointer(4 * rows))] + args(rows, cols))
+            var sumRef = [Double](), lnRef = [Double]()
+            for r in 0..<rows {
+                let row = (0..<cols).map { Double(x[r * cols + $0]) + Double(y[r * cols + $0]) + Double(b[$0]) }
+                let mu = row.reduce(0, +) / Double(cols)
+                let rs = 1 / (row.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Double(cols) + 1e-5).squareRoot()
+                sumRef += row
+                lnRef += (0..<cols).map { (row[$0] - mu) * rs * Double(w[$0]) + Double(lb[$0]) }
+            }
+            let sumGPU = try gpu.downloadFloats(out, count: rows * cols), lnGPU = try host(ln, rows * cols, p)
+            let statsGPU = try gpu.downloadFloats(stats, count: 2 * rows)
+            record("residual add + layernorm: sum" + tag, p.rawValue, Self.relativeError(sumGPU, sumRef), 1e-6)
+            record("residual add + layernorm: layernorm" + tag, p.rawValue, Self.relativeError(lnGPU, lnRef), tol)
+            // The two kernels it replaces, from the same inputs.
+            let dx2 = try device(x, .fp32), out2 = try gpu.allocate(bytes: 4 * rows * cols, category: .workspace)
+            let ln2 = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace), stats2 = try gpu.allocate(bytes: 8 * rows, category: .workspace)
+            try gpu.launch1D("residual_add" + s, count: rows * cols, [.pointer(dx2), .pointer(dy), .pointer(db), .pointer(out2)] + args(rows, cols))
+            try gpu.launch("layernorm_fwd" + s, grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1),
+                           [.pointer(out2), .pointer(dw), .pointer(dlb), .pointer(ln2), .pointer(stats2), .pointer(stats2 + DevicePointer(4 * rows))] + args(rows, cols))
+            let twoKernels = try gpu.downloadFloats(out2, count: rows * cols) + host(ln2, rows * cols, p) + gpu.downloadFloats(stats2, count: 2 * rows)
+            record("residual add + layernorm = residual_add, layernorm_fwd (bit-identical)" + tag, p.rawValue,
+                   zip(sumGPU + lnGPU + statsGPU, twoKernels).contains { $0.bitPattern != $1.bitPattern } ? 1 : 0, 0)
+            for ptr in [dx, dy, db, dw, dlb, ln, stats, dx2, out2, ln2, stats2] + (inPlace ? [] : [out]) { gpu.free(ptr) }
+        }
         if p == .fp32 { try embeddingChecks() }
         // Head split / merge.
         do {
