@@ -380,14 +380,22 @@ struct MailboxWaiter {
             if now - started < (waiting ? Self.yieldSeconds : MPIGroup.spinSeconds) { sched_yield(); continue }
             // Past the spin: the library may be asked for abort notices now, so the watchdog
             // bounds this wait even if the library does not return.
+            // The ranks not posted yet, told to the watchdog as receives not done: its timeout
+            // and a report on the launcher's SIGTERM name them.
+            func watch(_ missing: [Int]) {
+                group.watchdog.exchange("all-reduce", deadline: deadline, transfers: missing.map { Transfer(peer: $0, receive: true, pointer: nil, bytes: 0) },
+                                        done: missing.map { _ in false })
+            }
             if !armed {
                 armed = true
                 if inline { group.watchdog.begin(nil, sequence: seq, inline: true) }
-                group.watchdog.exchange("all-reduce", deadline: deadline, transfers: [], done: [])
+                watch((q..<n).filter { $0 != me && !ready($0) })
             }
             if now - lastCheck > 1e-3 {
                 lastCheck = now
-                try poll(waitingFor: (q..<n).filter { $0 != me && !ready($0) })
+                let missing = (q..<n).filter { $0 != me && !ready($0) }
+                watch(missing)
+                try poll(waitingFor: missing)
             }
             usleep(UInt32(pause * 1e6))
             pause = min(pause * 2, waiting ? MPIGroup.waitingPause : MPIGroup.computingPause)

@@ -36,6 +36,16 @@ final class MPIWatchdog: @unchecked Sendable {
         thread.name = "tandem-mpi-watchdog"
         thread.stackSize = 1 << 20
         thread.start()
+        MPITermination.register(self)
+    }
+
+    /// The collective in flight, if any: its operation, number, and the ranks whose messages
+    /// have not arrived yet (empty before its exchange starts).
+    func inFlight() -> (operation: String, sequence: Int, missing: [Int])? {
+        lock.lock(); defer { lock.unlock() }
+        guard active else { return nil }
+        let missing = done.count == transfers.count ? MPIGroup.unheard(transfers, done) : []
+        return (operation.isEmpty ? "collective" : operation, sequence, missing)
     }
 
     /// Collective `sequence` starts, finishing `handle` (nil: it runs on the caller's own

@@ -43,7 +43,10 @@ public final class MPIWorld: @unchecked Sendable {
         let world = try MPIWorld(library: try MPILibrary.shared())
         current = world
         // Ranks of one host reduce large gradients in each other's heaps (MPIGroup+Direct.swift).
-        if world.size > 1 { SharedHeap.installIfWanted() }
+        if world.size > 1 {
+            SharedHeap.installIfWanted()
+            MPITermination.install(rank: world.rank)
+        }
         atexit { MPIWorld.finalizeAtExit() }
         return world
     }

@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // MARK: - Failures end the job with an error naming the rank, on every survivor
 
@@ -66,6 +69,37 @@ import Testing
         guard let run = try train("1:skip:5") else { return }
         expectSurvivorsName(run, Self.namesRank1TimingOut, "a timeout naming rank 1")
         #expect(run.status != 0, "\(run)")
+    }
+
+    /// The launcher ending the job (SIGTERM) before the survivors' timeout: each survivor says
+    /// which rank its collective was still waiting for. Rank 1 is killed at its 5th all-reduce
+    /// under `--enable-recovery` (the survivors wait, their timeout 30 s); once it is gone,
+    /// mpirun gets SIGTERM, as from a scheduler (once its live children, the ranks, went from 3 to 2).
+    @Test func launcherTerminationNamesTheMissingRank() throws {
+        guard Implementation.installed.contains(where: { $0.name == "Open MPI" }), let launcher = Implementation.openMPI.launcherPath else { return }
+        let tandem = try Tools.requireTandem()
+        let digits = Tools.root.appendingPathComponent("datasets/digits").path
+        let job = ([launcher] + Implementation.openMPI.flags + ["--enable-recovery", "-np", "3", "-x", "TANDEM_MPI", "-x", "TANDEM_MPI_FAULT", tandem,
+                    "train", "--backend", "mpi", "--model", "mlp", "--data", digits, "--hidden", "64,64", "--steps", "100000", "--batch", "16", "--quiet",
+                    "--timeout", "30"]).map { "'\($0)'" }.joined(separator: " ")
+        let script = """
+            \(job) & P=$!
+            live() { ps --ppid $P -o stat= | grep -vc Z; }
+            for i in $(seq 600); do [ "$(live)" = 3 ] && break; sleep 0.1; done
+            for i in $(seq 600); do [ "$(live)" = 2 ] && break; sleep 0.1; done
+            sleep 1; kill -TERM $P; wait $P
+            """
+        // The test runner blocks SIGTERM, and a child inherits the mask: mpirun would never see it.
+        var term = sigset_t(), saved = sigset_t()
+        sigemptyset(&term); sigaddset(&term, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &term, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+        let run = try runCommand(["sh", "-c", script], environment: ["TANDEM_MPI": Implementation.openMPI.library, "TANDEM_MPI_FAULT": "1:kill:5"], timeout: 90)
+        #expect(!run.timedOut, "\(run)")
+        for survivor in [0, 2] {
+            let report = run.lines("tandem: rank \(survivor): stopped by the MPI launcher (SIGTERM)")
+            #expect(report.contains { $0.contains("during all-reduce #") && $0.contains("still waiting for rank 1 (it probably failed)") }, "rank \(survivor): \(run)")
+        }
     }
 
     /// With --debug-collectives every rank sees every rank's call and names the odd one's count.
