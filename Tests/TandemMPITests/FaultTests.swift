@@ -71,7 +71,7 @@ import Glibc
         #expect(run.status != 0, "\(run)")
     }
 
-    /// The launcher ending the job (SIGTERM) before the survivors' timeout: each survivor says
+    /// The launcher ending the job (SIGTERM) before the survivors' timeout: a survivor says
     /// which rank its collective was still waiting for. Rank 1 is killed at its 5th all-reduce
     /// under `--enable-recovery` (the survivors wait, their timeout 30 s); once it is gone,
     /// mpirun gets SIGTERM, as from a scheduler (once its live children, the ranks, went from 3 to 2).
@@ -79,7 +79,7 @@ import Glibc
         guard Implementation.installed.contains(where: { $0.name == "Open MPI" }), let launcher = Implementation.openMPI.launcherPath else { return }
         let tandem = try Tools.requireTandem()
         let digits = Tools.root.appendingPathComponent("datasets/digits").path
-        let job = ([launcher] + Implementation.openMPI.flags + ["--enable-recovery", "-np", "3", "-x", "TANDEM_MPI", "-x", "TANDEM_MPI_FAULT", tandem,
+        let job = ([launcher] + Implementation.openMPI.flags + ["--enable-recovery", "--mca", "odls_base_sigkill_timeout", "5", "-np", "3", "-x", "TANDEM_MPI", "-x", "TANDEM_MPI_FAULT", tandem,
                     "train", "--backend", "mpi", "--model", "mlp", "--data", digits, "--hidden", "64,64", "--steps", "100000", "--batch", "16", "--quiet",
                     "--timeout", "30"]).map { "'\($0)'" }.joined(separator: " ")
         let script = """
@@ -96,9 +96,14 @@ import Glibc
         defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
         let run = try runCommand(["sh", "-c", script], environment: ["TANDEM_MPI": Implementation.openMPI.library, "TANDEM_MPI_FAULT": "1:kill:5"], timeout: 90)
         #expect(!run.timedOut, "\(run)")
-        for survivor in [0, 2] {
-            let report = run.lines("tandem: rank \(survivor): stopped by the MPI launcher (SIGTERM)")
-            #expect(report.contains { $0.contains("during all-reduce #") && $0.contains("still waiting for rank 1 (it probably failed)") }, "rank \(survivor): \(run)")
+        // mpirun follows its SIGTERM with SIGKILL (after 1 s by default, 5 s here), so on a busy
+        // machine a survivor may be killed before its report is out: at least one must have
+        // reported, and every report names rank 1.
+        let reports = run.lines("tandem: rank ").filter { $0.contains("stopped by the MPI launcher (SIGTERM)") }
+        #expect(!reports.isEmpty, "no survivor reported: \(run)")
+        for report in reports {
+            #expect(report.hasPrefix("tandem: rank 0: ") || report.hasPrefix("tandem: rank 2: "), "\(report)")
+            #expect(report.contains("during all-reduce #") && report.contains("still waiting for rank 1 (it probably failed)"), "\(report)")
         }
     }
 
