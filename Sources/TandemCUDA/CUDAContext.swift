@@ -173,13 +173,18 @@ public final class CUDAContext {
         try driver.check(rc, "cuLaunchKernel(\(name), grid \(grid), block \(block))")
     }
 
-    /// How many blocks of kernel `name` with `threads` threads each the whole GPU holds at once.
+    /// How many blocks of kernel `name` with `threads` threads each the whole GPU holds at once
+    /// (asked of the driver once per kernel and shape: launch paths call this every step).
     public func residentBlocks(_ name: String, threads: Int, sharedBytes: Int = 0) throws -> Int {
+        let key = "\(name)/\(threads)/\(sharedBytes)"
+        if let known = occupancy[key] { return known }
         var perMultiprocessor: Int32 = 0
         try driver.check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(&perMultiprocessor, try function(name), Int32(threads), sharedBytes),
                          "cuOccupancyMaxActiveBlocksPerMultiprocessor(\(name))")
-        return Int(perMultiprocessor) * device.multiprocessors
+        occupancy[key] = Int(perMultiprocessor) * device.multiprocessors
+        return occupancy[key]!
     }
+    private var occupancy: [String: Int] = [:]
 
     /// One thread per pixel of `planes × images` planes of `pixels` each: grid (⌈pixels / block⌉, planes, images).
     public func launchPlanes(_ name: String, pixels: Int, planes: Int, images: Int, _ arguments: [KernelArgument]) throws {

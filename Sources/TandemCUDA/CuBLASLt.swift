@@ -238,12 +238,12 @@ public final class CuBLASLt: @unchecked Sendable {
         }
         let entry = try makePlan(key, bias: epilogue.pointer)
         plans[key] = entry
-        if case .refused(let why) = entry {
+        switch entry {
+        case .ready(let plan): return plan
+        case .refused(let why):
             refusals["\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k) epilogue \(key.epilogue) types \(key.a)/\(key.b)/\(key.c)"] = why
             return nil
         }
-        if case .ready(let plan) = entry { return plan }
-        return nil
     }
 
     private func makePlan(_ key: Key, bias: DevicePointer) throws(CUDAError) -> Entry {

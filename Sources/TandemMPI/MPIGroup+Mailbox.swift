@@ -361,6 +361,7 @@ struct MailboxWaiter {
         var started = 0.0
         var pause = 1.0e-6
         var lastCheck = 0.0
+        func missing() -> [Int] { (q..<n).filter { $0 != me && !ready($0) } }
         while q < n {
             if q == me || ready(q) { q += 1; continue }
             spins += 1
@@ -369,10 +370,7 @@ struct MailboxWaiter {
             if spins & 127 != 0 { continue }
             let now = monotonicSeconds()
             if started == 0 { started = now; lastCheck = now }
-            if now > deadline {
-                let missing = (q..<n).filter { $0 != me && !ready($0) }
-                throw .timeout(operation: "all-reduce", sequence: seq, missing: missing, seconds: group.timeout)
-            }
+            if now > deadline { throw .timeout(operation: "all-reduce", sequence: seq, missing: missing(), seconds: group.timeout) }
             let waiting = inline || group.world.someoneWaits
             if waiting && now - started < MPIGroup.spinSeconds && !Self.crowded(group.size) { continue }
             // Yield rather than sleep while a caller waits, and at first while it computes:
@@ -380,26 +378,27 @@ struct MailboxWaiter {
             if now - started < (waiting ? Self.yieldSeconds : MPIGroup.spinSeconds) { sched_yield(); continue }
             // Past the spin: the library may be asked for abort notices now, so the watchdog
             // bounds this wait even if the library does not return.
-            // The ranks not posted yet, told to the watchdog as receives not done: its timeout
-            // and a report on the launcher's SIGTERM name them.
-            func watch(_ missing: [Int]) {
-                group.watchdog.exchange("all-reduce", deadline: deadline, transfers: missing.map { Transfer(peer: $0, receive: true, pointer: nil, bytes: 0) },
-                                        done: missing.map { _ in false })
-            }
             if !armed {
                 armed = true
                 if inline { group.watchdog.begin(nil, sequence: seq, inline: true) }
-                watch((q..<n).filter { $0 != me && !ready($0) })
+                watch(missing())
             }
             if now - lastCheck > 1e-3 {
                 lastCheck = now
-                let missing = (q..<n).filter { $0 != me && !ready($0) }
-                watch(missing)
-                try poll(waitingFor: missing)
+                let late = missing()
+                watch(late)
+                try poll(waitingFor: late)
             }
             usleep(UInt32(pause * 1e6))
             pause = min(pause * 2, waiting ? MPIGroup.waitingPause : MPIGroup.computingPause)
         }
+    }
+
+    /// Tells the watchdog the ranks not posted yet, as receives not done: its timeout and a
+    /// report on the launcher's SIGTERM name them.
+    private func watch(_ missing: [Int]) {
+        group.watchdog.exchange("all-reduce", deadline: deadline, transfers: missing.map { Transfer(peer: $0, receive: true, pointer: nil, bytes: 0) },
+                                done: missing.map { _ in false })
     }
 
     /// How long a waiting caller polls without sleeping.

@@ -20,17 +20,17 @@ enum MPITermination {
     nonisolated(unsafe) private static var pipeWrite: Int32 = -1
     private static let lock = NSLock()
     nonisolated(unsafe) private static var watchdogs: [Weak] = []   // guarded by `lock`
-    nonisolated(unsafe) private static var installedRank: Int?      // guarded by `lock`
+    nonisolated(unsafe) private static var installed = false         // guarded by `lock`
 
     private struct Weak { weak var watchdog: MPIWatchdog? }
 
     /// Catches SIGTERM for rank `rank` of a job of several processes (once per process).
     static func install(rank: Int) {
         lock.lock(); defer { lock.unlock() }
-        guard installedRank == nil else { return }
+        guard !installed else { return }
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return }
-        installedRank = rank
+        installed = true
         pipeWrite = fds[1]
         let reader = fds[0]
         let thread = Thread { report(reader: reader, rank: rank) }

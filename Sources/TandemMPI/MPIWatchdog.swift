@@ -44,9 +44,11 @@ final class MPIWatchdog: @unchecked Sendable {
     func inFlight() -> (operation: String, sequence: Int, missing: [Int])? {
         lock.lock(); defer { lock.unlock() }
         guard active else { return nil }
-        let missing = done.count == transfers.count ? MPIGroup.unheard(transfers, done) : []
         return (operation.isEmpty ? "collective" : operation, sequence, missing)
     }
+
+    /// The ranks whose messages of the exchange in flight have not arrived (call under `lock`).
+    private var missing: [Int] { done.count == transfers.count ? MPIGroup.unheard(transfers, done) : [] }
 
     /// Collective `sequence` starts, finishing `handle` (nil: it runs on the caller's own
     /// thread, which has no handle yet). `inline`: it runs on the caller's own thread (a small
@@ -76,7 +78,6 @@ final class MPIWatchdog: @unchecked Sendable {
             lock.lock()
             if stopped { lock.unlock(); return }
             guard active, monotonicSeconds() > deadline + grace else { lock.unlock(); continue }
-            let missing = done.count == transfers.count ? MPIGroup.unheard(transfers, done) : []
             let error = CollectiveError.timeout(operation: operation, sequence: sequence, missing: missing, seconds: timeout)
             let handle = self.handle
             active = false
