@@ -46,6 +46,21 @@ public final class CUDAContext {
     public private(set) lazy var blasLt: CuBLASLt? = makeBlasLt()
     /// Why ``blasLt`` is nil, once it has been asked for.
     public private(set) var blasLtUnavailable: String?
+    /// Whether GEMMs choose their cuBLASLt algorithm by timing (``GEMMTuner``; `TANDEM_GEMM_TUNE=0` turns it off).
+    public var tunesGEMMs = GEMMTuner.enabledByEnvironment
+    /// The tuning record of this GPU model and cuBLASLt version (nil when records are off or cuBLASLt is missing).
+    public private(set) lazy var gemmRecord: GEMMTuningRecord? = {
+        guard let version = try? CuBLASLt.library().version else { return nil }
+        let record = GEMMTuningRecord.forDevice("\(device.name)-sm\(device.computeCapability.major)\(device.computeCapability.minor)-\(device.multiprocessors)",
+                                                library: "cublasLt\(version)")
+        if let record, !record.skipped.isEmpty {
+            let line = "tandem: \(record.path): skipped \(record.skipped.count) unreadable lines (\(record.skipped[0])); they are timed again\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+        return record
+    }()
+    /// Whether the stream is being captured into a graph (nothing may wait on the host then).
+    public private(set) var isCapturing = false
     let workspace: DevicePointer
     /// cuBLAS's workspace while it works on the side stream (two streams must not share one).
     let sideWorkspace: DevicePointer
@@ -290,8 +305,21 @@ public final class CUDAContext {
     /// Makes the main stream wait for everything queued on the side stream.
     public func joinSideStream() throws { try order(stream, after: sideStream) }
 
-    /// Milliseconds the stream spends on `body`, measured with two events.
-    public func time(_ body: () throws -> Void) throws -> Double {
+    /// A tuner for a GEMM planned now on the current stream, with the caller's `alternative` way to compute it:
+    /// nil while capturing a graph or when tuning is off. Its timing leaves the profiler out.
+    func gemmTuner(alternative: (() throws -> Void)?) -> GEMMTuner? {
+        guard tunesGEMMs, !isCapturing else { return nil }
+        return GEMMTuner(time: { [unowned self] body in
+            let saved = profiler
+            profiler = nil
+            defer { profiler = saved }
+            return try time(on: launchStream, body)
+        }, alternative: alternative, record: gemmRecord)
+    }
+
+    /// Milliseconds `stream` (the main one unless given) spends on `body`, measured with two events.
+    public func time(on stream: CUHandle? = nil, _ body: () throws -> Void) throws -> Double {
+        let stream = stream ?? self.stream
         var start: CUHandle?, end: CUHandle?
         try driver.check(driver.cuEventCreate(&start, 0), "cuEventCreate")
         try driver.check(driver.cuEventCreate(&end, 0), "cuEventCreate")
@@ -333,7 +361,9 @@ public final class CUDAContext {
         // (3) CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1: other threads' unsafe calls are not affected.
         try driver.check(driver.cuStreamBeginCapture(stream, 1), "cuStreamBeginCapture")
         var failure: (any Error)?
+        isCapturing = true
         do { try body() } catch let error { failure = error }
+        isCapturing = false
         var graph: CUHandle?
         let rc = driver.cuStreamEndCapture(stream, &graph)
         if let failure { if graph != nil { _ = driver.cuGraphDestroy(graph) }; throw failure }

@@ -65,8 +65,8 @@ public final class CuBLASLt: @unchecked Sendable {
     // (1) cublasLtMatmulHeuristicResult_t: cublasLtMatmulAlgo_t algo (uint64_t data[8]: 64 bytes), size_t
     // workspaceSize at 64, cublasStatus_t state at 72, float wavesCount at 76, int reserved[4]: 96 bytes.
     static let algoBytes = 64, resultBytes = 96, resultWorkspaceOffset = 64, resultStateOffset = 72
-    /// Heuristic results asked for; the first usable one is kept.
-    static let candidates = 8
+    /// Heuristic results asked for: without a tuner the first usable one is kept, with one each is timed.
+    public static let candidates = 32
 
     /// What the GEMM does besides `C = op(A) · op(B)` (row-major terms, as ``CuBLAS/gemm(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:types:compute:alpha:beta:batch:strides:)``).
     public enum Epilogue: Sendable, Equatable {
@@ -176,13 +176,29 @@ public final class CuBLASLt: @unchecked Sendable {
         var epilogue: UInt32
         var alignA: UInt32, alignB: UInt32, alignC: UInt32, alignBias: UInt32
         var workspaceBytes: Int
+
+        /// One line naming the call, as the tuning record keeps it.
+        var kind: String {
+            "\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)x\(n)x\(k) ld \(lda),\(ldb),\(ldc) types \(a),\(b),\(c) bias \(bias) compute \(compute)"
+                + " epilogue \(epilogue) align \(alignA),\(alignB),\(alignC),\(alignBias) workspace \(workspaceBytes)"
+        }
     }
 
     enum Entry {
         case ready(Plan)
         case refused(String)
+        /// A tuner found the caller's other way faster.
+        case otherWay
     }
 
+    /// What a tuner chose for one call kind: the heuristic's list position (-1: the caller's other way), how many
+    /// algorithms were timed, and the times of the heuristic's first and of the choice (nil when read from the record).
+    public struct Tuned: Sendable {
+        public let kind: String, choice: Int, candidates: Int
+        public let firstMs: Double?, chosenMs: Double?
+    }
+    /// Every choice a tuner made or read in this process, in order.
+    public private(set) var tuned: [Tuned] = []
     let table: Table
     let handle: OpaquePointer?
     private var plans: [Key: Entry] = [:]
@@ -214,14 +230,18 @@ public final class CuBLASLt: @unchecked Sendable {
     static func alignment(_ p: DevicePointer) -> UInt32 { p == 0 ? 256 : UInt32(min(256, 1 << p.trailingZeroBitCount)) }
 
     /// The plan of row-major `C[m, n] = op(A) · op(B)` with `epilogue`, made at the first call of its kind:
-    /// nil when cuBLASLt offers no algorithm for it (decided once, kept). Pointers count only through
-    /// their alignment (and the bias pointer, which the heuristic reads for it).
+    /// nil when cuBLASLt offers no algorithm for it, or when `tuner` found the caller's other way faster (decided
+    /// once, kept). Pointers count only through their alignment (and the bias pointer, which the heuristic reads for
+    /// it). With a `tuner`, the heuristic's algorithms are timed on the operands `a`, `b`, `c` (and the bias) on
+    /// `stream` with `workspace` (at least `workspaceBytes`), overwriting C, unless its record already holds the
+    /// choice (see ``GEMMTuner``).
     ///
     /// cuBLASLt is column-major: row-major C is column-major Cᵀ, so the call is `Cᵀ = op(B)ᵀ · op(A)ᵀ`
     /// with the operands swapped (as ``CuBLAS``): cuBLASLt's A is our B, its B our A, its m our n.
     public func plan(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
                      c: DevicePointer, ldc: Int, types: (a: CuBLAS.DataType, b: CuBLAS.DataType, c: CuBLAS.DataType),
-                     compute: CuBLAS.Compute, epilogue: Epilogue, workspaceBytes: Int) throws(CUDAError) -> Plan? {
+                     compute: CuBLAS.Compute, epilogue: Epilogue, workspaceBytes: Int,
+                     tuner: GEMMTuner? = nil, stream: CUHandle? = nil, workspace: DevicePointer = 0) throws -> Plan? {
         let biasType: Int32
         switch epilogue {
         case .bias(_, let type): biasType = type.rawValue
@@ -233,20 +253,26 @@ public final class CuBLASLt: @unchecked Sendable {
                       alignBias: Self.alignment(epilogue.pointer), workspaceBytes: workspaceBytes)
         switch plans[key] {
         case .ready(let plan): return plan
-        case .refused: return nil
+        case .refused, .otherWay: return nil
         case nil: break
         }
-        let entry = try makePlan(key, bias: epilogue.pointer)
+        let entry = try makePlan(key, bias: epilogue.pointer,
+                                 tuning: tuner.map { ($0, (a: a, b: b, c: c), stream, workspace) })
         plans[key] = entry
         switch entry {
         case .ready(let plan): return plan
+        case .otherWay: return nil
         case .refused(let why):
             refusals["\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k) epilogue \(key.epilogue) types \(key.a)/\(key.b)/\(key.c)"] = why
             return nil
         }
     }
 
-    private func makePlan(_ key: Key, bias: DevicePointer) throws(CUDAError) -> Entry {
+    /// The operands, stream and workspace a tuner times the candidates with.
+    typealias Tuning = (tuner: GEMMTuner, operands: (a: DevicePointer, b: DevicePointer, c: DevicePointer), stream: CUHandle?,
+                        workspace: DevicePointer)
+
+    private func makePlan(_ key: Key, bias: DevicePointer, tuning: Tuning?) throws -> Entry {
         if key.epilogue == Epilogue.biasGradient(0).code && (key.k < 2 || key.m < 2) {
             // (2) BGRADA/BGRADB with k = 1 are refused before cuBLASLt 12.3.4 (and gave wrong sums in older
             // ones); a one-element bias gradient is not worth a special case either.
@@ -322,24 +348,48 @@ public final class CuBLASLt: @unchecked Sendable {
             return .refused("cublasLtMatmulAlgoGetHeuristic: status \(status)")
         }
         try Self.check(status, "cublasLtMatmulAlgoGetHeuristic")
-        for i in 0..<Int(returned) {
+        // The usable results, in the heuristic's order: each algorithm's 64 bytes and the workspace it needs.
+        let usable: [(algo: UnsafeMutableRawPointer, needs: Int)] = (0..<Int(returned)).compactMap { i in
             let r = raw + Self.resultBytes * i
             let state = r.load(fromByteOffset: Self.resultStateOffset, as: Int32.self)
             let needs = r.load(fromByteOffset: Self.resultWorkspaceOffset, as: Int.self)
-            guard state == 0, needs <= key.workspaceBytes else { continue }
-            let algo = UnsafeMutableRawPointer.allocate(byteCount: Self.algoBytes, alignment: 16)
-            algo.copyMemory(from: r, byteCount: Self.algoBytes)
-            keep = true
-            return .ready(Plan(table: table, desc: desc, layouts: (ltA, ltB, ltC), algo: algo, workspaceBytes: needs,
-                               epilogue: key.epilogue, bias: bias))
+            return state == 0 && needs <= key.workspaceBytes ? (r, needs) : nil
         }
-        return .refused("cublasLtMatmulAlgoGetHeuristic: no algorithm (\(returned) returned)")
+        guard !usable.isEmpty else { return .refused("cublasLtMatmulAlgoGetHeuristic: no algorithm (\(returned) returned)") }
+        var chosen = 0
+        if let tuning {
+            let (tuner, operands, stream, workspace) = tuning
+            let kind = key.kind + (tuner.alternative == nil ? "" : " or other")
+            if let kept = tuner.record?.choice(kind), kept < usable.count, kept >= 0 || tuner.alternative != nil {
+                chosen = kept
+                tuned.append(Tuned(kind: kind, choice: kept, candidates: usable.count, firstMs: nil, chosenMs: nil))
+            } else {
+                func ptr(_ p: DevicePointer) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(p)) }
+                var one: Float = 1, zero: Float = 0
+                let timed = try tuner.choose(candidates: usable.count) { i in
+                    let status = table.matmul(handle, desc, &one, ptr(operands.b), ltA, ptr(operands.a), ltB, &zero, ptr(operands.c), ltC,
+                                              ptr(operands.c), ltC, usable[i].algo, ptr(workspace), key.workspaceBytes, stream)
+                    try Self.check(status, "cublasLtMatmul (timing algorithm \(i))")
+                }
+                guard let timed else { return .refused("no algorithm of \(usable.count) ran on the call's operands") }
+                chosen = timed.choice
+                func ms(_ t: Double?) -> String { t.map { String(format: "%.4f ms", $0) } ?? "failed" }
+                tuner.record?.keep(kind, choice: chosen, note: "first \(ms(timed.firstMs)), chosen \(ms(timed.chosenMs)) of \(usable.count)")
+                tuned.append(Tuned(kind: kind, choice: chosen, candidates: usable.count, firstMs: timed.firstMs, chosenMs: timed.chosenMs))
+            }
+            if chosen < 0 { return .otherWay }
+        }
+        let algo = UnsafeMutableRawPointer.allocate(byteCount: Self.algoBytes, alignment: 16)
+        algo.copyMemory(from: usable[chosen].algo, byteCount: Self.algoBytes)
+        keep = true
+        return .ready(Plan(table: table, desc: desc, layouts: (ltA, ltB, ltC), algo: algo, workspaceBytes: usable[chosen].needs,
+                           epilogue: key.epilogue, bias: bias))
     }
 
     /// Queues a planned call on `stream` with `workspace` (at least the plan's ``Plan/workspaceBytes``):
-    /// alpha 1, beta 0, C overwritten (and the bias gradient, for that epilogue). Graph-capturable.
+    /// `C = alpha · op(A) · op(B)` (beta 0), C overwritten (and the bias gradient, for that epilogue). Graph-capturable.
     public func run(_ plan: Plan, a: DevicePointer, b: DevicePointer, c: DevicePointer, bias: DevicePointer,
-                    stream: CUHandle?, workspace: DevicePointer, workspaceBytes: Int) throws(CUDAError) {
+                    stream: CUHandle?, workspace: DevicePointer, workspaceBytes: Int, alpha: Float = 1) throws(CUDAError) {
         if plan.epilogue != Epilogue.none.code && bias != plan.bias {
             var p = bias
             let status = withUnsafeBytes(of: &p) { table.descSet(plan.desc, Self.descBiasPointer, $0.baseAddress, $0.count) }
@@ -347,8 +397,8 @@ public final class CuBLASLt: @unchecked Sendable {
             plan.bias = bias
         }
         func ptr(_ p: DevicePointer) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(p)) }
-        var one: Float = 1, zero: Float = 0
-        let status = withUnsafePointer(to: &one) { alpha in
+        var scale = alpha, zero: Float = 0
+        let status = withUnsafePointer(to: &scale) { alpha in
             withUnsafePointer(to: &zero) { beta in
                 table.matmul(handle, plan.desc, alpha, ptr(b), plan.aLayout, ptr(a), plan.bLayout, beta,
                              ptr(c), plan.cLayout, ptr(c), plan.cLayout, plan.algo, ptr(workspace), workspaceBytes, stream)
@@ -363,7 +413,7 @@ public final class CuBLASLt: @unchecked Sendable {
     public func matmul(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
                        c: DevicePointer, ldc: Int, types: (a: CuBLAS.DataType, b: CuBLAS.DataType, c: CuBLAS.DataType),
                        compute: CuBLAS.Compute, epilogue: Epilogue, stream: CUHandle?, workspace: DevicePointer,
-                       workspaceBytes: Int) throws(CUDAError) -> Bool {
+                       workspaceBytes: Int) throws -> Bool {
         guard let plan = try plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                                   types: types, compute: compute, epilogue: epilogue, workspaceBytes: workspaceBytes) else { return false }
         try run(plan, a: a, b: b, c: c, bias: epilogue.pointer, stream: stream, workspace: workspace, workspaceBytes: workspaceBytes)

@@ -463,11 +463,25 @@ public final class GPUTrainer {
               c: DevicePointer, ldc: Int, cF32: Bool = false, alpha: Float = 1, beta: Float = 0,
               batch: Int = 1, strides: (Int, Int, Int) = (0, 0, 0)) throws {
         let t = precision.dataType
-        try gpu.profiled("gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")") {
+        let types = (a: t, b: t, c: cF32 ? CuBLAS.DataType.f32 : t)
+        func viaCuBLAS() throws {
             try gpu.blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                              types: (t, t, cF32 ? .f32 : t), compute: precision.compute, alpha: alpha, beta: beta,
-                              batch: batch, strides: strides)
+                              types: types, compute: precision.compute, alpha: alpha, beta: beta, batch: batch, strides: strides)
         }
+        let label = "gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")"
+        // A single GEMM that overwrites C takes cuBLASLt's algorithm chosen by timing against cuBLAS's own (GEMMTuner).
+        let ws = gpu.currentWorkspace
+        if batch == 1 && beta == 0, let lt = gpu.blasLt, gpu.tunesGEMMs,
+           let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                                  types: types, compute: precision.compute, epilogue: .none, workspaceBytes: ws.bytes,
+                                  tuner: gpu.gemmTuner(alternative: viaCuBLAS), stream: gpu.currentStream, workspace: ws.pointer) {
+            try gpu.profiled(label) {
+                try lt.run(plan, a: a, b: b, c: c, bias: 0, stream: gpu.currentStream, workspace: ws.pointer, workspaceBytes: ws.bytes,
+                           alpha: alpha)
+            }
+            return
+        }
+        try gpu.profiled(label) { try viaCuBLAS() }
     }
 
     /// What ``gemmBias(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:bias:)`` does with a layer's bias besides the GEMM.
@@ -482,8 +496,9 @@ public final class GPUTrainer {
 
     /// ``gemm(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:alpha:beta:batch:strides:)`` (alpha 1, beta 0) with a layer's
     /// bias work in the same cuBLASLt call when cuBLASLt has an algorithm for it (its epilogues BIAS and BGRADB,
-    /// see ``CuBLASLt``); otherwise, decided once per shape, the cuBLAS GEMM and the separate launch
-    /// (`bias_act`, or the `dyᵀ · 1` GEMM of ``activationBackward(dy:ref:act:rows:cols:biasGradient:accumulate:)``).
+    /// see ``CuBLASLt``) and, when GEMMs are tuned, the fused call times faster; otherwise, decided once per shape,
+    /// the GEMM and the separate launch (`bias_act`, or the column sums of
+    /// ``activationBackward(dy:ref:act:rows:cols:biasGradient:accumulate:)``).
     func gemmBias(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
                   c: DevicePointer, ldc: Int, cF32: Bool = false, bias: GEMMBias) throws {
         let t = precision.dataType
@@ -493,26 +508,31 @@ public final class GPUTrainer {
         case .add(let i): (epilogue, kind) = (.bias(operand(i), type: precision.usesShadow ? t : .f32), "gemm+bias")
         case .gradient(let p): (epilogue, kind) = (.biasGradient(p), "gemm+dbias")
         }
+        // The unfused way: a GEMM, and the bias work in its own launch.
+        func separately() throws {
+            switch bias {
+            case .add(let i):
+                precondition(!cF32 && ldc == n, "gemmBias: a bias is added to a packed C in the activation type")
+                try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+                try elementwise("bias_act" + precision.suffix, count: m * n, [.pointer(c), .pointer(weight(i)), .int(Int32(m)), .int(Int32(n)), .int(0)])
+            case .gradient(let p):
+                precondition(transA && lda == m, "gemmBias: the bias gradient sums a packed dy [k, m] (transA)")
+                try activationBackward(dy: a, ref: a, act: 0, rows: k, cols: m, biasGradient: p)
+                try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32)
+            }
+        }
         let ws = gpu.currentWorkspace
         if let lt = gpu.blasLt,
            let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                                  types: types, compute: precision.compute, epilogue: epilogue, workspaceBytes: ws.bytes) {
+                                  types: types, compute: precision.compute, epilogue: epilogue, workspaceBytes: ws.bytes,
+                                  tuner: gpu.gemmTuner(alternative: separately), stream: gpu.currentStream, workspace: ws.pointer) {
             try gpu.profiled("\(kind) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)") {
                 try lt.run(plan, a: a, b: b, c: c, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
                            workspaceBytes: ws.bytes)
             }
             return
         }
-        switch bias {
-        case .add(let i):
-            precondition(!cF32 && ldc == n, "gemmBias: a bias is added to a packed C in the activation type")
-            try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
-            try elementwise("bias_act" + precision.suffix, count: m * n, [.pointer(c), .pointer(weight(i)), .int(Int32(m)), .int(Int32(n)), .int(0)])
-        case .gradient(let p):
-            precondition(transA && lda == m, "gemmBias: the bias gradient sums a packed dy [k, m] (transA)")
-            try activationBackward(dy: a, ref: a, act: 0, rows: k, cols: m, biasGradient: p)
-            try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32)
-        }
+        try separately()
     }
 
     /// `C[m, n] = Aᵀ · B` (A `[k, m]`, B `[k, n]` in the activation type, C float): a small weight gradient in one

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import TandemCore
 
 extension GPUSelfTest {
@@ -79,6 +82,59 @@ extension GPUSelfTest {
                 record(label + ": refused, cuBLAS + dyᵀ·1 GEMM", p.rawValue, 0, 0, note: lt.refusals.values.joined(separator: "; "))
             }
             for ptr in [ddy, dx, dc, dbias] { gpu.free(ptr) }
+        }
+    }
+
+    // MARK: - GEMM algorithms chosen by timing
+
+    /// ``GEMMTuner`` on the step's kinds of GEMM: the algorithm chosen by timing computes what cuBLAS computes on the
+    /// same operands (within the precision's tolerance), and a fresh cuBLASLt handle reading the record the timing
+    /// wrote takes the same algorithm without timing again.
+    func tunedGEMMChecks(_ p: GPUPrecision) throws {
+        guard gpu.blasLt != nil else { return }
+        let ws = gpu.currentWorkspace, t = p.dataType
+        let path = "/tmp/tandem-selftest-gemm-\(getpid()).tsv"
+        defer { unlink(path) }
+        // Forward NT at K = 512 (gpt), weight gradient TN with K = B·T (gpt), forward NT at M = 256 (mlp-wide), odd.
+        for (transA, m, n, k) in [(false, 4096, 2048, 512), (true, 512, 512, 4096), (false, 256, 4096, 1024), (false, 37, 130, 67)] {
+            let a = rounded(random(m * k), p), b = rounded(random(n * k), p)
+            let da = try device(a, p), db = try device(b, p)
+            let reference = try nanFilled(bytes: p.bytes * m * n), tuned = try nanFilled(bytes: p.bytes * m * n)
+            defer { for ptr in [da, db, reference, tuned] { gpu.free(ptr) } }
+            let lda = transA ? m : k
+            let label = "tuned GEMM \(transA ? "T" : "N")T \(m)×\(n)×\(k)"
+            try gpu.blas.gemm(transA: transA, transB: true, m: m, n: n, k: k, a: da, lda: lda, b: db, ldb: k, c: reference, ldc: n,
+                              types: (t, t, t), compute: p.compute)
+            func tuner(_ record: GEMMTuningRecord, timing: Bool) -> GEMMTuner {
+                GEMMTuner(time: { [gpu] body in
+                    if !timing { throw CUDAError.unsupported("timed again although the record holds the choice") }
+                    return try gpu.time(on: gpu.currentStream, body)
+                }, alternative: nil, record: record)
+            }
+            func plan(_ lt: CuBLASLt, _ tuner: GEMMTuner) throws -> CuBLASLt.Plan? {
+                try lt.plan(transA: transA, transB: true, m: m, n: n, k: k, a: da, lda: lda, b: db, ldb: k, c: tuned, ldc: n,
+                            types: (t, t, t), compute: p.compute, epilogue: .none, workspaceBytes: ws.bytes,
+                            tuner: tuner, stream: gpu.currentStream, workspace: ws.pointer)
+            }
+            // A handle of its own, so that no plan made earlier in the process stands in for the timing.
+            let own = try CuBLASLt()
+            guard let chosen = try plan(own, tuner(GEMMTuningRecord(path: path), timing: true)), let how = own.tuned.last else {
+                record(label + ": refused", p.rawValue, 0, 0, note: own.refusals.values.joined(separator: "; "))
+                continue
+            }
+            try own.run(chosen, a: da, b: db, c: tuned, bias: 0, stream: gpu.currentStream, workspace: ws.pointer, workspaceBytes: ws.bytes)
+            let got = try host(tuned, m * n, p), want = try host(reference, m * n, p)
+            func ms(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
+            record(label + " against cuBLAS", p.rawValue, Self.relativeError(got, want), tolerance(p),
+                   note: "algorithm \(how.choice) of \(how.candidates): first \(ms(how.firstMs)) ms, chosen \(ms(how.chosenMs)) ms")
+            // A fresh handle reads the record: the same choice, no timing.
+            let again = try CuBLASLt()
+            var same = 1.0
+            do {
+                if try plan(again, tuner(GEMMTuningRecord(path: path), timing: false)) != nil, again.tuned.last?.choice == how.choice,
+                   again.tuned.last?.firstMs == nil { same = 0 }
+            } catch { same = 1 }
+            record(label + ": the record gives the same algorithm", "-", same, 0.5)
         }
     }
 

@@ -83,6 +83,7 @@ public final class GPUSelfTest {
         for p in [GPUPrecision.fp32, .bf16, .fp16] { try operations(p) }
         try gemmChecks(.tf32)
         for p in GPUPrecision.allCases { try cublasLtChecks(p) }
+        for p in GPUPrecision.allCases { try tunedGEMMChecks(p) }
         try optimizerChecks()
         for p in [GPUPrecision.fp32, .bf16] { try cudnnChecks(p); try lstmPathChecks(p) }
         for m in models {

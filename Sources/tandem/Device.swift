@@ -51,6 +51,14 @@ extension Bench {
             let total = rows.reduce(0) { $0 + $1.ms }
             print(String(format: "%@ %@: %.3f ms of kernels per eager step (each launch timed with events)", model.rawValue, precision.rawValue, total))
             for r in rows.prefix(40) { print(String(format: "%9.3f ms %5.1f%% %4d×  %@", r.ms, 100 * r.ms / total, r.count, r.label)) }
+            if let tuned = gpu.blasLt?.tuned, !tuned.isEmpty {
+                print("GEMM algorithms chosen by timing (index in cuBLASLt's heuristic list; -1: cuBLAS, or cuBLAS and a kernel):")
+                for t in tuned {
+                    func ms(_ v: Double?) -> String { v.map { String(format: "%.4f ms", $0) } ?? "failed" }
+                    let times = t.chosenMs == nil ? "read from the record" : "first \(ms(t.firstMs)), chosen \(ms(t.chosenMs))"
+                    print("  \(t.choice) of \(t.candidates): \(times)  \(t.kind)")
+                }
+            }
             return
         }
         let m = try benchmark.run(gpu: gpu)

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - GEMM algorithms chosen by timing
+
+/// How a new ``CuBLASLt`` plan picks its algorithm when it is given a tuner: every algorithm the heuristic offers
+/// (up to ``CuBLASLt/candidates``) and the caller's other way of computing the same call (cuBLAS, or cuBLAS and a
+/// kernel for the bias work) are run on the call's own operands and timed; the fastest is kept for the life of the
+/// plan. The heuristic's first algorithm stays unless another is more than ``margin`` faster, so noise does not
+/// pick among equals.
+///
+/// The choice is written to a ``GEMMTuningRecord`` and read back by later processes on the same GPU and library, so
+/// a machine runs the same algorithms (and computes the same bits) from one run to the next, as PyTorch's TunableOp
+/// does with its results file. `TANDEM_GEMM_TUNE=0` turns timing off: plain GEMMs stay on cuBLAS and fused ones take
+/// the heuristic's first algorithm.
+public struct GEMMTuner {
+    /// Milliseconds the stream spends on what `body` queues there.
+    public var time: (_ body: () throws -> Void) throws -> Double
+    /// The caller's other way of computing the call, timed beside cuBLASLt's algorithms (nil: none to compare).
+    public var alternative: (() throws -> Void)?
+    /// Where choices are kept between processes (nil: each process times again).
+    public var record: GEMMTuningRecord?
+
+    public init(time: @escaping (_ body: () throws -> Void) throws -> Double, alternative: (() throws -> Void)?,
+                record: GEMMTuningRecord?) {
+        self.time = time
+        self.alternative = alternative
+        self.record = record
+    }
+
+    /// A candidate must beat the heuristic's first algorithm by this fraction to replace it.
+    public static let margin = 0.02
+    /// Calls in one timed run, and timed runs per candidate (the fastest run counts; candidates take turns).
+    static let callsPerRun = 3, runs = 3
+
+    /// `TANDEM_GEMM_TUNE=0` turns timing off.
+    public static var enabledByEnvironment: Bool { getenv("TANDEM_GEMM_TUNE").map { String(cString: $0) != "0" } ?? true }
+
+    /// The index of the fastest of `times` (milliseconds; nil for a candidate that failed to run), the heuristic's
+    /// first at 0, the caller's other way at -1 when given: 0 unless another is more than ``margin`` faster.
+    /// Nil when nothing ran.
+    public static func fastest(first times: [Double?], alternative: Double?) -> Int? {
+        var all: [(index: Int, ms: Double)] = times.enumerated().compactMap { i, t in t.map { (i, $0) } }
+        if let alternative { all.append((-1, alternative)) }
+        guard let best = all.min(by: { $0.ms < $1.ms }) else { return nil }
+        guard let first = times.first ?? nil else { return best.index }
+        return best.ms < first * (1 - margin) ? best.index : 0
+    }
+
+    /// Times `candidates` runs of `run(i)` and the alternative, round after round, and returns the choice
+    /// (see ``fastest(first:alternative:)``) with the heuristic's first and the chosen times. A candidate whose run
+    /// throws is left out.
+    func choose(candidates: Int, run: (Int) throws -> Void) throws -> (choice: Int, firstMs: Double?, chosenMs: Double)? {
+        var best = [Double?](repeating: nil, count: candidates)
+        var failed = Set<Int>()
+        var other: Double?
+        for i in 0..<candidates {
+            // Warm-up, and the check that the algorithm runs on these operands at all.
+            do { try run(i) } catch { failed.insert(i) }
+        }
+        if let alternative { try alternative() }
+        for _ in 0..<Self.runs {
+            for i in 0..<candidates where !failed.contains(i) {
+                let ms = try time { for _ in 0..<Self.callsPerRun { try run(i) } } / Double(Self.callsPerRun)
+                best[i] = min(best[i] ?? .infinity, ms)
+            }
+            if let alternative {
+                let ms = try time { for _ in 0..<Self.callsPerRun { try alternative() } } / Double(Self.callsPerRun)
+                other = min(other ?? .infinity, ms)
+            }
+        }
+        guard let choice = Self.fastest(first: best, alternative: other) else { return nil }
+        return (choice, best.first ?? nil, choice < 0 ? other ?? 0 : best[choice] ?? 0)
+    }
+}
+
+// MARK: - Choices kept on disk
+
+/// The algorithm chosen for each GEMM kind on one GPU model with one cuBLASLt version: a text file of lines
+/// `kind<TAB>choice<TAB>note`, where choice is the index in the heuristic's list (-1: the caller's other way) and the
+/// note says what the timing found. Lines that do not parse are skipped (and reported once); the file is written
+/// whole to a temporary name and renamed, so a reader never sees half of it.
+///
+/// `TANDEM_GEMM_CACHE` names the folder (default `~/.cache/tandem/gemm`); `none` keeps nothing.
+public final class GEMMTuningRecord {
+    public let path: String
+    private var lines: [String: (choice: Int, note: String)] = [:]
+    /// Lines of the file that did not parse, with their numbers (the next write drops them).
+    public private(set) var skipped: [String] = []
+
+    /// The record at `path`, read now (a missing file is an empty record).
+    public init(path: String) {
+        self.path = path
+        guard let file = fopen(path, "r") else { return }
+        defer { fclose(file) }
+        var text: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 14)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, file)
+            if n <= 0 { break }
+            text += chunk[0..<n]
+        }
+        for (number, line) in String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard fields.count >= 2, !fields[0].isEmpty, let choice = Int(fields[1]), choice >= -1, choice < CuBLASLt.candidates else {
+                skipped.append("line \(number + 1): \"\(line.prefix(80))\" (expected kind, a tab, and a choice from -1 to \(CuBLASLt.candidates - 1))")
+                continue
+            }
+            lines[String(fields[0])] = (choice, fields.count > 2 ? String(fields[2]) : "")
+        }
+    }
+
+    /// The record for one GPU model and library version in `directory` (default: ``directoryFromEnvironment``);
+    /// nil when records are turned off.
+    public static func forDevice(_ device: String, library: String,
+                                 directory: String? = GEMMTuningRecord.directoryFromEnvironment) -> GEMMTuningRecord? {
+        guard let directory else { return nil }
+        let name = "\(device)-\(library)".map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" }
+        return GEMMTuningRecord(path: "\(directory)/\(String(name)).tsv")
+    }
+
+    /// `TANDEM_GEMM_CACHE`, or `~/.cache/tandem/gemm`; nil for `none` (or no home).
+    public static var directoryFromEnvironment: String? {
+        if let dir = getenv("TANDEM_GEMM_CACHE").map({ String(cString: $0) }) { return dir == "none" || dir.isEmpty ? nil : dir }
+        guard let home = getenv("HOME").map({ String(cString: $0) }) else { return nil }
+        return home + "/.cache/tandem/gemm"
+    }
+
+    /// The choice kept for `kind`, if any.
+    public func choice(_ kind: String) -> Int? { lines[kind]?.choice }
+
+    /// Every kind kept, sorted.
+    public var kinds: [String] { lines.keys.sorted() }
+
+    /// Keeps `choice` for `kind` and writes the file; a folder or file that cannot be written leaves the record
+    /// in memory only (returns false).
+    @discardableResult
+    public func keep(_ kind: String, choice: Int, note: String) -> Bool {
+        precondition(!kind.contains("\t") && !kind.contains("\n") && choice >= -1, "GEMMTuningRecord: a kind is one line without tabs")
+        lines[kind] = (choice, note.filter { $0 != "\t" && $0 != "\n" })
+        var partial = ""
+        for component in path.split(separator: "/").dropLast() {
+            partial += "/" + component
+            mkdir(partial, 0o755)
+        }
+        var text = "# tandem GEMM algorithms chosen by timing: kind, choice (index in cuBLASLt's heuristic list; -1: the other way), note\n"
+        for kind in kinds { text += "\(kind)\t\(lines[kind]!.choice)\t\(lines[kind]!.note)\n" }
+        let temporary = path + ".tmp\(getpid())"
+        guard let file = fopen(temporary, "w") else { return false }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }
+        let closed = fclose(file) == 0
+        guard written == bytes.count, closed, rename(temporary, path) == 0 else { unlink(temporary); return false }
+        skipped = []
+        return true
+    }
+}

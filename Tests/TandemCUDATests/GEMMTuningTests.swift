@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import TandemCUDA
+
+@Suite("GEMM tuning")
+struct GEMMTuningTests {
+    @Test("the heuristic's first stays unless another is more than 2% faster", arguments: [
+        ([1.0, 0.99, 1.2] as [Double?], nil as Double?, 0),   // 1% faster: noise, keep the first
+        ([1.0, 0.97, 1.2], nil, 1),                           // 3% faster: take it
+        ([1.0, 0.97, 0.90], nil, 2),                          // the fastest of several
+        ([1.0, 0.97], 0.5, -1),                               // the caller's other way wins
+        ([1.0, 0.97], 0.99, 1),                               // ... only when it is the fastest
+        ([nil, 2.0, 1.5], nil, 2),                            // the first failed: the fastest that ran
+        ([1.0], nil, 0),
+    ])
+    func choice(times: [Double?], alternative: Double?, expected: Int) {
+        #expect(GEMMTuner.fastest(first: times, alternative: alternative) == expected)
+    }
+
+    @Test("nothing ran: no choice")
+    func nothingRan() {
+        #expect(GEMMTuner.fastest(first: [nil, nil], alternative: nil) == nil)
+        #expect(GEMMTuner.fastest(first: [], alternative: nil) == nil)
+        #expect(GEMMTuner.fastest(first: [], alternative: 0.3) == -1)
+    }
+
+    @Test("choose times every candidate in turns and leaves out one that throws")
+    func chooseTimesInTurns() throws {
+        struct Refused: Error {}
+        var order: [Int] = []
+        var current = 0
+        let speeds: [Int: Double] = [0: 1.0, 1: 0.5, 2: 0.1]
+        let tuner = GEMMTuner(time: { body in
+            try body()
+            return speeds[current]! * Double(GEMMTuner.callsPerRun)
+        }, alternative: nil, record: nil)
+        let chosen = try tuner.choose(candidates: 3) { i in
+            current = i
+            order.append(i)
+            if i == 2 { throw Refused() }   // the fastest on paper, but it does not run
+        }
+        #expect(chosen?.choice == 1)
+        #expect(chosen?.firstMs == 1.0)
+        #expect(chosen?.chosenMs == 0.5)
+        // Warm-up of all three, then three rounds of the two that ran, each run `callsPerRun` calls.
+        let rounds = Array(repeating: Array(repeating: 0, count: GEMMTuner.callsPerRun) + Array(repeating: 1, count: GEMMTuner.callsPerRun),
+                           count: GEMMTuner.runs).flatMap { $0 }
+        #expect(order == [0, 1, 2] + rounds)
+    }
+
+    func temporaryDirectory() -> String {
+        var template = Array("/tmp/tandem-gemm-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        #expect(made != nil)
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func write(_ text: String, to path: String) {
+        let file = fopen(path, "w")!
+        fputs(text, file)
+        fclose(file)
+    }
+
+    func read(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var out = ""
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buffer, 1, buffer.count, file)
+            if n <= 0 { break }
+            out += String(decoding: buffer[0..<n], as: UTF8.self)
+        }
+        return out
+    }
+
+    @Test("a record keeps choices across instances, in a folder it makes")
+    func recordRoundTrip() throws {
+        let dir = temporaryDirectory() + "/nested/gemm"
+        let record = try #require(GEMMTuningRecord.forDevice("NVIDIA H200-sm90-132", library: "cublasLt13.1.0", directory: dir))
+        #expect(record.path.hasPrefix(dir + "/NVIDIA_H200-sm90-132-cublasLt13.1.0"))
+        #expect(record.choice("NN 1x2x3") == nil)
+        #expect(record.keep("NN 1x2x3", choice: 4, note: "first 0.1 ms, chosen 0.05 ms"))
+        #expect(record.keep("TN 4x5x6 or other", choice: -1, note: "tab\there"))
+        let again = GEMMTuningRecord(path: record.path)
+        #expect(again.choice("NN 1x2x3") == 4)
+        #expect(again.choice("TN 4x5x6 or other") == -1)
+        #expect(again.kinds == ["NN 1x2x3", "TN 4x5x6 or other"])
+        #expect(again.skipped.isEmpty)
+        // No temporary file is left behind.
+        #expect(read(record.path + ".tmp\(getpid())") == nil)
+    }
+
+    @Test("lines that do not parse are skipped, named, and dropped by the next write")
+    func malformedLines() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/record.tsv"
+        write("# a comment\nNN 1x2x3\t2\tnote\nno tab here\nTT 7x7x7\tseven\t\nNT 8x8x8\t-2\t\nTN 9x9x9\t\(CuBLASLt.candidates)\t\n\t3\t\nNN 2x2x2\t0\n", to: path)
+        let record = GEMMTuningRecord(path: path)
+        #expect(record.choice("NN 1x2x3") == 2)
+        #expect(record.choice("NN 2x2x2") == 0)
+        #expect(record.choice("TT 7x7x7") == nil)
+        #expect(record.choice("NT 8x8x8") == nil)
+        #expect(record.choice("TN 9x9x9") == nil)
+        #expect(record.skipped.count == 5)
+        #expect(record.skipped.first?.hasPrefix("line 3:") == true)
+        #expect(record.keep("NN 3x3x3", choice: 1, note: ""))
+        #expect(record.skipped.isEmpty)
+        let text = try #require(read(path))
+        #expect(!text.contains("no tab here"))
+        #expect(GEMMTuningRecord(path: path).kinds == ["NN 1x2x3", "NN 2x2x2", "NN 3x3x3"])
+    }
+
+    @Test("an unwritable folder keeps the record in memory and leaves the old file whole")
+    func unwritable() throws {
+        let dir = temporaryDirectory()
+        let path = dir + "/record.tsv"
+        write("NN 1x1x1\t1\tkept\n", to: path)
+        chmod(dir, 0o500)
+        defer { chmod(dir, 0o700) }
+        let record = GEMMTuningRecord(path: path)
+        let wrote = record.keep("NN 2x2x2", choice: 3, note: "")
+        #expect(record.choice("NN 2x2x2") == 3)
+        if getuid() != 0 {   // root writes anyway
+            #expect(!wrote)
+            #expect(read(path) == "NN 1x1x1\t1\tkept\n")
+        }
+    }
+
+    @Test("TANDEM_GEMM_CACHE=none keeps no record; a folder is used as given")
+    func environment() {
+        setenv("TANDEM_GEMM_CACHE", "none", 1)
+        #expect(GEMMTuningRecord.directoryFromEnvironment == nil)
+        #expect(GEMMTuningRecord.forDevice("gpu", library: "lt") == nil)
+        setenv("TANDEM_GEMM_CACHE", "/tmp/somewhere", 1)
+        #expect(GEMMTuningRecord.directoryFromEnvironment == "/tmp/somewhere")
+        unsetenv("TANDEM_GEMM_CACHE")
+        #expect(GEMMTuningRecord.directoryFromEnvironment?.hasSuffix("/.cache/tandem/gemm") == true)
+    }
+}
