@@ -62,9 +62,10 @@ public final class CUDAContext {
     /// Whether the stream is being captured into a graph (nothing may wait on the host then).
     public private(set) var isCapturing = false
     let workspace: DevicePointer
-    /// cuBLAS's workspace while it works on the side stream (two streams must not share one).
+    /// cuBLAS's workspace while it works on the side stream (two streams must not share one); as large as the main
+    /// one, so that a GEMM plans the same on either stream.
     let sideWorkspace: DevicePointer
-    static let workspaceBytes = 32 << 20, sideWorkspaceBytes = 4 << 20
+    static let workspaceBytes = 32 << 20, sideWorkspaceBytes = 32 << 20
     private var module: CUHandle?
     private var functions: [String: CUHandle?] = [:]
     /// When set, every launch through ``launch(_:grid:block:sharedBytes:_:)`` and every ``profiled(_:_:)``
@@ -271,6 +272,12 @@ public final class CUDAContext {
     /// Makes `waiter` wait for everything queued so far on `signaller` (an event between them;
     /// inside a graph capture this becomes an edge of the graph).
     public func order(_ waiter: CUHandle?, after signaller: CUHandle?) throws {
+        try wait(waiter, for: mark(signaller))
+    }
+
+    /// The point `stream` has reached: everything queued on it so far (an event recorded now, valid until
+    /// ``resetOrdering()``).
+    public func mark(_ stream: CUHandle?) throws -> StreamMark {
         if syncEventsUsed == syncEvents.count {
             var e: CUHandle?
             try driver.check(driver.cuEventCreate(&e, 2), "cuEventCreate")   // (4) CU_EVENT_DISABLE_TIMING = 2
@@ -278,8 +285,13 @@ public final class CUDAContext {
         }
         let event = syncEvents[syncEventsUsed]
         syncEventsUsed += 1
-        try driver.check(driver.cuEventRecord(event, signaller), "cuEventRecord")
-        try driver.check(driver.cuStreamWaitEvent(waiter, event, 0), "cuStreamWaitEvent")
+        try driver.check(driver.cuEventRecord(event, stream), "cuEventRecord")
+        return StreamMark(event: event)
+    }
+
+    /// Makes `waiter` wait until the stream `mark` was taken on has reached it (inside a graph capture, an edge).
+    public func wait(_ waiter: CUHandle?, for mark: StreamMark) throws {
+        try driver.check(driver.cuStreamWaitEvent(waiter, mark.event, 0), "cuStreamWaitEvent")
     }
 
     /// Starts a new round of ordering events (call once per step: an event may be recorded again
@@ -373,6 +385,11 @@ public final class CUDAContext {
         try driver.check(driver.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiateWithFlags")
         return CUDAGraph(driver: driver, exec: exec, stream: stream)
     }
+}
+
+/// A point in a stream's queue (``CUDAContext/mark(_:)``) that another stream can wait for.
+public struct StreamMark {
+    let event: CUHandle?
 }
 
 /// Per-label device time of profiled launches: ``CUDAContext/profiler``.

@@ -43,8 +43,12 @@ final class GPTNetwork: GPUNetwork {
     var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]
     let lnFinal: DevicePointer, statsFinal: DevicePointer, logits: DevicePointer, losses: DevicePointer
     // Backward temporaries.
-    /// The residual gradient in fp32, and in the activation type (`dCast`, written by every LayerNorm backward beside it).
-    let dResidual: DevicePointer, dCast: DevicePointer, dWide: DevicePointer, dNarrow: DevicePointer, dQKV: DevicePointer
+    /// The residual gradient in fp32, and in the activation type (written by every LayerNorm backward beside it): two
+    /// copies, the block's (its input's and output's gradient) and the mid one's, so that a weight gradient on the side
+    /// stream may still read one while the main stream writes the other. In fp32 with weight gradients on the main
+    /// stream, the fp32 gradient itself serves.
+    let dResidual: DevicePointer, dCasts: (block: DevicePointer, mid: DevicePointer)
+    let dWide: DevicePointer, dNarrow: DevicePointer, dQKV: DevicePointer
     /// The GEMM path's attention gradients (0 with fused attention): per head D [B, H, T, hd], scores D [B·H, T, T].
     let dHeads: DevicePointer, dq: DevicePointer, dk: DevicePointer, dv: DevicePointer, dScores: DevicePointer
     let tmp: DevicePointer
@@ -84,7 +88,7 @@ final class GPTNetwork: GPUNetwork {
         }
         lnFinal = try act(N * C); statsFinal = try f32(2 * N); logits = try act(N * V); losses = try f32(N)
         dResidual = try f32(N * C)
-        dCast = precision.bytes == 4 ? dResidual : try act(N * C)
+        dCasts = (try act(N * C), try act(N * C))
         dWide = try act(4 * N * C); dNarrow = try act(N * C); dQKV = try act(3 * N * C)
         dHeads = fused ? 0 : try act(N * C)
         dq = fused ? 0 : try act(N * C); dk = fused ? 0 : try act(N * C); dv = fused ? 0 : try act(N * C)
@@ -119,7 +123,8 @@ final class GPTNetwork: GPUNetwork {
     /// One launch: dx (accumulated into dResidual, and its copy dCast), and the weight and bias gradients, finished in
     /// the kernel from one row of partial sums a block. Blocks of 16 warps, as many as the GPU holds at once (one a
     /// multiprocessor at 128 registers a thread): few partial rows.
-    func layerNormBackward(_ t: GPUTrainer, dy: DevicePointer, x: DevicePointer, weight: Int, stats: DevicePointer, accumulate: Bool) throws {
+    func layerNormBackward(_ t: GPUTrainer, dy: DevicePointer, x: DevicePointer, weight: Int, stats: DevicePointer, accumulate: Bool,
+                           cast dCast: DevicePointer) throws {
         let name = "layernorm_bwd" + precision.suffix
         let blocks = min(try t.gpu.residentBlocks(name, threads: 512), (N + 15) / 16, GPUTrainer.ticketCount - 1)
         try t.gpu.launch(name, grid: (blocks, 1, 1), block: (512, 1, 1),
@@ -203,31 +208,47 @@ final class GPTNetwork: GPUNetwork {
         // Loss and its gradient, in place over the logits, with the output bias added on the fly.
         try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses, rows: N, cols: V)
 
-        // Backward: the head.
+        // Backward. Weight gradients go to the side stream (GPUTrainer.weightGradient) beside the input gradients; the main
+        // stream waits for the one that last read a buffer before it writes over it (`readers`, the marks of those reads).
+        // In fp32 with everything on the main stream, the fp32 residual gradient is its own cast.
+        let separateCasts = precision.bytes != 4 || t.weightGradientsOnSide
+        let blockCast = separateCasts ? dCasts.block : dResidual, midCast = separateCasts ? dCasts.mid : dResidual
+        var readers: (block: StreamMark?, mid: StreamMark?, wide: StreamMark?, qkv: StreamMark?) = (nil, nil, nil, nil)
+        // The head. Plain layers' weight gradients dW = dyᵀ · x bring their bias gradient Σ dy (overwritten) in the same call.
         let dLogits = logits
-        // Plain layers' weight gradients dW = dyᵀ · x bring their bias gradient Σ dy (overwritten) in the same call.
-        try t.gemmBias(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C, cF32: true,
-                       bias: .gradient(t.gradient(wHead + 1)))
+        _ = try t.weightGradient {
+            try t.gemmBias(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C,
+                           cF32: true, bias: .gradient(t.gradient(wHead + 1)))
+        }
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
-        try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false)
+        try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false, cast: blockCast)
         try t.parametersDone([wHead, wHead + 1, p("ln.weight"), p("ln.weight") + 1])
         for l in stride(from: L - 1, through: 0, by: -1) {
             let pre = "blocks.\(l)."
             let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
-            // MLP branch: residual[l + 1] = mid + proj(gelu(fc(ln2(mid)))).
-            try t.gemmBias(transA: true, transB: false, m: C, n: 4 * C, k: N, a: dCast, lda: C, b: postGELU[l], ldb: 4 * C, c: t.gradient(wProj), ldc: 4 * C,
-                           cF32: true, bias: .gradient(t.gradient(wProj + 1)))
-            try t.gemm(transA: false, transB: false, m: N, n: 4 * C, k: C, a: dCast, lda: C, b: t.operand(wProj), ldb: 4 * C, c: dWide, ldc: 4 * C)
+            // MLP branch: residual[l + 1] = mid + proj(gelu(fc(ln2(mid)))); its output's gradient is in blockCast.
+            readers.block = try t.weightGradient {
+                try t.gemmBias(transA: true, transB: false, m: C, n: 4 * C, k: N, a: blockCast, lda: C, b: postGELU[l], ldb: 4 * C,
+                               c: t.gradient(wProj), ldc: 4 * C, cF32: true, bias: .gradient(t.gradient(wProj + 1)))
+            }
+            try t.beforeOverwriting(readers.wide)
+            try t.gemm(transA: false, transB: false, m: N, n: 4 * C, k: C, a: blockCast, lda: C, b: t.operand(wProj), ldb: 4 * C, c: dWide, ldc: 4 * C)
             try t.activationBackward(dy: dWide, ref: preGELU[l], act: 2, rows: N, cols: 4 * C, biasGradient: t.gradient(wFC + 1))
-            try t.gemm(transA: true, transB: false, m: 4 * C, n: C, k: N, a: dWide, lda: 4 * C, b: ln2[l], ldb: C, c: t.gradient(wFC), ldc: C, cF32: true)
+            readers.wide = try t.weightGradient {
+                try t.gemm(transA: true, transB: false, m: 4 * C, n: C, k: N, a: dWide, lda: 4 * C, b: ln2[l], ldb: C, c: t.gradient(wFC), ldc: C, cF32: true)
+            }
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 4 * C, a: dWide, lda: 4 * C, b: t.operand(wFC), ldb: C, c: dNarrow, ldc: C)
-            try layerNormBackward(t, dy: dNarrow, x: mid[l], weight: p(pre + "ln2.weight"), stats: stats2[l], accumulate: true)
-            // Attention branch: mid = x + out_proj(attention(ln1(x))).
+            try t.beforeOverwriting(readers.mid)
+            try layerNormBackward(t, dy: dNarrow, x: mid[l], weight: p(pre + "ln2.weight"), stats: stats2[l], accumulate: true, cast: midCast)
+            // Attention branch: mid = x + out_proj(attention(ln1(x))); mid's gradient is in midCast.
             let wIn = p(pre + "att.in_proj_weight"), wOut = p(pre + "att.out_proj.weight")
-            try t.gemmBias(transA: true, transB: false, m: C, n: C, k: N, a: dCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C, cF32: true,
-                           bias: .gradient(t.gradient(wOut + 1)))
+            readers.mid = try t.weightGradient {
+                try t.gemmBias(transA: true, transB: false, m: C, n: C, k: N, a: midCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C,
+                               cF32: true, bias: .gradient(t.gradient(wOut + 1)))
+            }
             // dNarrow: the gradient of the merged heads; attention's backward leaves qkv's in dQKV.
-            try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: dCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
+            try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: midCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
+            try t.beforeOverwriting(readers.qkv)
             if fusedAttention {
                 try FlashAttention.backward(t.gpu, precision, qkv: qkv[l], out: merged[l], dOut: dNarrow, lse: lse[l], dqkv: dQKV,
                                             B: B, T: T, H: H, scale: scale)
@@ -246,10 +267,13 @@ final class GPTNetwork: GPUNetwork {
                            batch: BH, strides: (T * T, T * hd, T * hd))
                 try splitHeads(t, dQKV, dq, dk, dv, backward: true)
             }
-            try t.gemmBias(transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C, c: t.gradient(wIn), ldc: C, cF32: true,
-                           bias: .gradient(t.gradient(wIn + 1)))
+            readers.qkv = try t.weightGradient {
+                try t.gemmBias(transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C, c: t.gradient(wIn), ldc: C,
+                               cF32: true, bias: .gradient(t.gradient(wIn + 1)))
+            }
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 3 * C, a: dQKV, lda: 3 * C, b: t.operand(wIn), ldb: C, c: dNarrow, ldc: C)
-            try layerNormBackward(t, dy: dNarrow, x: residual[l], weight: p(pre + "ln1.weight"), stats: stats1[l], accumulate: true)
+            try t.beforeOverwriting(readers.block)
+            try layerNormBackward(t, dy: dNarrow, x: residual[l], weight: p(pre + "ln1.weight"), stats: stats1[l], accumulate: true, cast: blockCast)
             try t.parametersDone(Array(p(pre + "ln1.weight")...p(pre + "mlp.2.bias")))
         }
         // Embeddings.

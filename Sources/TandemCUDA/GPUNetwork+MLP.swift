@@ -7,8 +7,9 @@ import TandemModels
 /// Forward per layer: one GEMM (`z = a·Wᵀ`) and one fused bias + ReLU pass in place (the last
 /// layer's bias is added inside the fused softmax cross-entropy). Backward per
 /// layer: one fused pass for the ReLU mask and the bias gradient's partial column sums, one GEMM
-/// for the weight gradient (written in fp32 straight into the flat gradient buffer) and one for
-/// the input gradient.
+/// for the weight gradient (written in fp32 straight into the flat gradient buffer, on the side
+/// stream beside the rest of backward: ``GPUTrainer/weightGradient(_:)``) and one for the input
+/// gradient.
 final class MLPNetwork: GPUNetwork {
     let dims: [Int]
     let batch: Int
@@ -62,8 +63,10 @@ final class MLPNetwork: GPUNetwork {
             let dz = gradients[l]
             try t.activationBackward(dy: dz, ref: outputs[l], act: l < layers - 1 ? 1 : 0, rows: batch, cols: o, biasGradient: t.gradient(2 * l + 1))
             let previous = l == 0 ? input : outputs[l - 1]
-            // dW[o, i] = dzᵀ · a_prev
-            try t.gemm(transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, c: t.gradient(2 * l), ldc: i, cF32: true)
+            // dW[o, i] = dzᵀ · a_prev, beside the rest of backward (nothing later in the step writes dz or a_prev).
+            _ = try t.weightGradient {
+                try t.gemm(transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, c: t.gradient(2 * l), ldc: i, cF32: true)
+            }
             if l > 0 {
                 // da_prev[batch, i] = dz · W
                 try t.gemm(transA: false, transB: false, m: batch, n: i, k: o, a: dz, lda: o, b: t.operand(2 * l), ldb: i, c: gradients[l - 1], ldc: i)

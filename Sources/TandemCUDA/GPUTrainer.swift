@@ -72,14 +72,18 @@ public final class GPUTrainer {
     let state: DevicePointer
     let lossValue: DevicePointer
     let normPartial: DevicePointer
-    let scratch: DevicePointer
+    /// Partial sums of the kernels that reduce in two steps, one buffer per stream (the main one, the side one):
+    /// ``scratch`` is the current stream's.
+    let scratches: (main: DevicePointer, side: DevicePointer)
+    var scratch: DevicePointer { gpu.currentStream == gpu.sideStream ? scratches.side : scratches.main }
     let scratchFloats = 4 << 20
     /// Ones in the activation type, for bias gradients as a GEMM (`dyᵀ · 1`).
     let ones: DevicePointer
     let onesCount = 1 << 16
     /// Ticket counters of the kernels that finish their own reductions (`last_ticket` in the kernel source): zero
-    /// between launches, each launch leaves them so. Like `scratch`, used by one launch at a time.
-    let tickets: DevicePointer
+    /// between launches, each launch leaves them so. Like `scratch`, one set per stream, used by one launch at a time.
+    let ticketSets: (main: DevicePointer, side: DevicePointer)
+    var tickets: DevicePointer { gpu.currentStream == gpu.sideStream ? ticketSets.side : ticketSets.main }
     static let ticketCount = 4096
     var network: any GPUNetwork
     private var graph: CUDAGraph?
@@ -123,10 +127,10 @@ public final class GPUTrainer {
         state = try gpu.allocate(bytes: 64, category: .optimizer)
         lossValue = try gpu.allocate(bytes: 4, category: .activations)
         normPartial = try gpu.allocate(bytes: 4 * Self.normBlocks, category: .workspace)
-        scratch = try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace)
+        scratches = (try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace), try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace))
         ones = try gpu.allocate(bytes: precision.bytes * onesCount, category: .workspace)
-        tickets = try gpu.allocate(bytes: 4 * Self.ticketCount, category: .workspace)
-        try gpu.fill(tickets, words: Self.ticketCount, pattern: 0)
+        ticketSets = (try gpu.allocate(bytes: 4 * Self.ticketCount, category: .workspace), try gpu.allocate(bytes: 4 * Self.ticketCount, category: .workspace))
+        for t in [ticketSets.main, ticketSets.side] { try gpu.fill(t, words: Self.ticketCount, pattern: 0) }
         // (1) 1.0 is 0x3F800000 in fp32, 0x3F80 in bf16 and 0x3C00 in fp16; two 16-bit ones per word.
         switch precision {
         case .fp32, .tf32: try gpu.fill(ones, words: onesCount, pattern: 0x3F80_0000)
@@ -284,12 +288,44 @@ public final class GPUTrainer {
         }
     }
 
+    // MARK: Weight gradients beside backward
+
+    /// Whether backward queues weight-gradient GEMMs on the side stream, beside the input-gradient GEMMs and kernels
+    /// of the main stream (independent work: small GEMMs and memory-bound kernels leave multiprocessors idle that the
+    /// other stream's work fills). Not when gradient buckets take the side stream (an all-reduce would hold the
+    /// GEMMs back); `TANDEM_GPU_WGRAD_STREAM=0` keeps everything on the main stream.
+    var weightGradientsOnSide: Bool { !bucketsGradients && weightGradientsBeside }
+    /// Whether weight gradients may take the side stream (`TANDEM_GPU_WGRAD_STREAM=0` makes it false); set before the
+    /// first step.
+    public var weightGradientsBeside: Bool = getenv("TANDEM_GPU_WGRAD_STREAM").map { String(cString: $0) != "0" } ?? true
+
+    /// Queues `body` (a weight gradient: it reads activations and an output gradient, writes into the flat gradient)
+    /// on the side stream after everything queued on the main stream so far, and returns the point the main stream
+    /// must wait for (``beforeOverwriting(_:)``) before it writes over what `body` read. Runs `body` in place (nil)
+    /// when weight gradients stay on the main stream. The step joins the side stream after backward.
+    func weightGradient(_ body: () throws -> Void) throws -> StreamMark? {
+        guard weightGradientsOnSide else { try body(); return nil }
+        try gpu.onSideStream(body)
+        sideHasWeightGradients = true
+        return try gpu.mark(gpu.sideStream)
+    }
+    /// Whether this step has queued weight gradients on the side stream (forked it from the main one).
+    var sideHasWeightGradients = false
+
+    /// Makes the main stream wait for the side-stream work up to `mark` (nil: nothing to wait for).
+    func beforeOverwriting(_ mark: StreamMark?) throws {
+        if let mark { try gpu.wait(gpu.stream, for: mark) }
+    }
+
     func enqueueStep() throws {
         gpu.resetOrdering()
         updated = []
         finished = []
         reducedFrom = flatCount
+        sideHasWeightGradients = false
         try network.forwardBackward(self)
+        // The weight gradients queued on the side stream are done before anything reads the gradients.
+        if sideHasWeightGradients { try gpu.joinSideStream() }
         if bucketsGradients {
             // The rest of the gradient, then the optimizer waits for every bucket (graph-capturable:
             // the side stream forks from and joins the main one with events).

@@ -123,6 +123,33 @@ extension GPUSelfTest {
                note: "losses eager \(eagerLosses) graph \(graphLosses); \(eager.engine)")
     }
 
+    // MARK: - Weight gradients on the side stream
+
+    /// Backward with the weight-gradient GEMMs on the side stream (``GPUTrainer/weightGradient(_:)``) against everything on
+    /// the main stream, both graph-captured after the first step: the same kernels in another order of streams, so
+    /// the same weights (bit for bit, but for gpt's token-embedding atomics).
+    func sideStreamCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
+        let batchSize = Self.testBatch(w)
+        var g = SeededGenerator(seed: 7)
+        let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
+        let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
+        var weights: [[Float]] = [], losses: [[Float]] = []
+        for beside in [false, true] {
+            let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+            trainer.weightGradientsBeside = beside
+            var l: [Float] = []
+            for (i, b) in batches.enumerated() {
+                try trainer.load(b); try trainer.step(); l.append(try trainer.loss())
+                if i == 0 { try trainer.captureGraph() }
+            }
+            let values = try trainer.downloadParameters()
+            weights.append(trainer.names.flatMap { values[$0]! })
+            losses.append(l)
+        }
+        record("\(w.rawValue) weight gradients on the side stream vs main: weights after 3 steps", p.rawValue,
+               Self.relativeError(weights[1], weights[0]), w == .gpt ? 1e-5 : 0, note: "losses main \(losses[0]) side \(losses[1])")
+    }
+
     // MARK: - fp16 dynamic loss scaling
 
     func lossScaling() throws {

@@ -95,6 +95,7 @@ public final class GPUSelfTest {
         try graphCheck(.lstm, .bf16)
         try graphCheck(.cnn, .fp32)
         try graphCheck(.cnn, .bf16)
+        for (w, p) in [(ReferenceModel.mlp, GPUPrecision.fp32), (.mlp, .bf16), (.gpt, .fp32), (.gpt, .bf16)] { try sideStreamCheck(w, p) }
         try lossScaling()
         try outOfMemoryCheck()
         try ncclChecks()
