@@ -325,6 +325,8 @@ public final class CUDAContext {
             let saved = profiler
             profiler = nil
             defer { profiler = saved }
+            // Nothing else runs while a candidate is timed (the other stream may have work queued in an eager step).
+            try driver.check(driver.cuCtxSynchronize(), "cuCtxSynchronize")
             return try time(on: launchStream, body)
         }, alternative: alternative, record: gemmRecord)
     }

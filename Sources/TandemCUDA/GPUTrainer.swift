@@ -86,6 +86,11 @@ public final class GPUTrainer {
     var tickets: DevicePointer { gpu.currentStream == gpu.sideStream ? ticketSets.side : ticketSets.main }
     static let ticketCount = 4096
     var network: any GPUNetwork
+    /// What runs beside what in a step: chosen by timing when the trainer is made (``chooseSchedule()``); may be set
+    /// before a step (graphs capture the schedule of their step).
+    public var schedule = Schedule(weightGradientsBeside: false, optimizerBeside: false)
+    /// How ``schedule`` was chosen, for ``engine``.
+    var scheduleNote = ""
     private var graph: CUDAGraph?
     public let model: any Model
     public let workload: ReferenceModel
@@ -137,18 +142,16 @@ public final class GPUTrainer {
         case .bf16: try gpu.fill(ones, words: onesCount / 2, pattern: 0x3F80_3F80)
         case .fp16: try gpu.fill(ones, words: onesCount / 2, pattern: 0x3C00_3C00)
         }
-        for p in [params, grads, slot1] { try gpu.fill(p, words: total, pattern: 0) }
-        if slot2 != 0 { try gpu.fill(slot2, words: total, pattern: 0) }
-        let scale: Float = precision == .fp16 ? 65536 : 1
-        try gpu.upload([1 / scale, 0, scale, 0, 0, 0, 0, 0], to: state)
+        try gpu.fill(params, words: total, pattern: 0)   // the padding between slices stays zero
         switch workload {
         case .mlp, .mlpWide: network = try MLPNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         case .gpt: network = try GPTNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         case .cnn: network = try CNNNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         case .lstm: network = try LSTMNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         }
-        try uploadWeights()
+        try restoreInitialState()
         try network.prepare(self)
+        try chooseSchedule()
         owned = gpu.allocator.livePointers.subtracting(before)
     }
 
@@ -225,10 +228,8 @@ public final class GPUTrainer {
     /// Whether each parameter may be updated as soon as backward is done with it, on the side
     /// stream, overlapping the rest of backward: only when nothing global stands between the
     /// gradient and the update (no clipping, no loss scaling, no all-reduce).
-    /// Off unless `TANDEM_OVERLAP_OPTIMIZER=1`: on the H200 it gained nothing (the GEMMs hold every
-    /// multiprocessor) and cost up to 7% on small models (docs/gpu-notes.md).
-    var overlapsOptimizer: Bool { clipNorm == 0 && precision != .fp16 && collective == nil && Self.overlapAllowed }
-    static let overlapAllowed: Bool = getenv("TANDEM_OVERLAP_OPTIMIZER").map { String(cString: $0) == "1" } ?? false
+    /// Whether it is wanted is part of the step's ``Schedule``, chosen by timing.
+    var overlapsOptimizer: Bool { clipNorm == 0 && precision != .fp16 && collective == nil && schedule.optimizerBeside }
 
     // MARK: Gradient buckets over NCCL
 
@@ -294,10 +295,7 @@ public final class GPUTrainer {
     /// of the main stream (independent work: small GEMMs and memory-bound kernels leave multiprocessors idle that the
     /// other stream's work fills). Not when gradient buckets take the side stream (an all-reduce would hold the
     /// GEMMs back); `TANDEM_GPU_WGRAD_STREAM=0` keeps everything on the main stream.
-    var weightGradientsOnSide: Bool { !bucketsGradients && weightGradientsBeside }
-    /// Whether weight gradients may take the side stream (`TANDEM_GPU_WGRAD_STREAM=0` makes it false); set before the
-    /// first step.
-    public var weightGradientsBeside: Bool = getenv("TANDEM_GPU_WGRAD_STREAM").map { String(cString: $0) != "0" } ?? true
+    var weightGradientsOnSide: Bool { !bucketsGradients && schedule.weightGradientsBeside }
 
     /// Queues `body` (a weight gradient: it reads activations and an output gradient, writes into the flat gradient)
     /// on the side stream after everything queued on the main stream so far, and returns the point the main stream
@@ -411,7 +409,7 @@ public final class GPUTrainer {
     public var usesGraph: Bool { graph != nil }
 
     /// How the model's layers are computed (cuDNN or Tandem's own kernels, and why).
-    public var engine: String { network.engine }
+    public var engine: String { network.engine + "; " + scheduleNote }
 
     /// Sets the learning rate of the following eager steps.
     public func setLearningRate(_ rate: Float) {

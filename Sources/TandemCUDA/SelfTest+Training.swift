@@ -125,9 +125,9 @@ extension GPUSelfTest {
 
     // MARK: - Weight gradients on the side stream
 
-    /// Backward with the weight-gradient GEMMs on the side stream (``GPUTrainer/weightGradient(_:)``) against everything on
-    /// the main stream, both graph-captured after the first step: the same kernels in another order of streams, so
-    /// the same weights (bit for bit, but for gpt's token-embedding atomics).
+    /// The step with the weight-gradient GEMMs and the optimizer on the side stream (``GPUTrainer/Schedule``) against
+    /// everything on the main stream, both graph-captured after the first step: the same kernels in another order of
+    /// streams, so the same weights (bit for bit, but for gpt's token-embedding atomics).
     func sideStreamCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
         let batchSize = Self.testBatch(w)
         var g = SeededGenerator(seed: 7)
@@ -136,7 +136,7 @@ extension GPUSelfTest {
         var weights: [[Float]] = [], losses: [[Float]] = []
         for beside in [false, true] {
             let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
-            trainer.weightGradientsBeside = beside
+            trainer.schedule = .init(weightGradientsBeside: beside, optimizerBeside: beside)
             var l: [Float] = []
             for (i, b) in batches.enumerated() {
                 try trainer.load(b); try trainer.step(); l.append(try trainer.loss())
@@ -146,7 +146,7 @@ extension GPUSelfTest {
             weights.append(trainer.names.flatMap { values[$0]! })
             losses.append(l)
         }
-        record("\(w.rawValue) weight gradients on the side stream vs main: weights after 3 steps", p.rawValue,
+        record("\(w.rawValue) weight gradients and optimizer on the side stream vs main: weights after 3 steps", p.rawValue,
                Self.relativeError(weights[1], weights[0]), w == .gpt ? 1e-5 : 0, note: "losses main \(losses[0]) side \(losses[1])")
     }
 

@@ -140,3 +140,16 @@ struct GEMMTuningTests {
         #expect(GEMMTuningRecord.directoryFromEnvironment?.hasSuffix("/.cache/tandem/gemm") == true)
     }
 }
+
+@Suite("Step schedule")
+struct StepScheduleTests {
+    @Test("the environment fixes either half of the schedule; unset, both ways are timed")
+    func allowed() {
+        func schedules(_ env: [String: String]) -> [String] { GPUTrainer.Schedule.allowed(environment: { env[$0] }).map(\.description) }
+        #expect(schedules([:]) == ["one stream", "optimizer beside", "weight gradients beside", "weight gradients and optimizer beside"])
+        #expect(schedules(["TANDEM_GPU_WGRAD_STREAM": "0"]) == ["one stream", "optimizer beside"])
+        #expect(schedules(["TANDEM_OVERLAP_OPTIMIZER": "1"]) == ["optimizer beside", "weight gradients and optimizer beside"])
+        #expect(schedules(["TANDEM_GPU_WGRAD_STREAM": "1", "TANDEM_OVERLAP_OPTIMIZER": "0"]) == ["weight gradients beside"])
+        #expect(schedules(["TANDEM_GPU_WGRAD_STREAM": "maybe"]).count == 4)
+    }
+}

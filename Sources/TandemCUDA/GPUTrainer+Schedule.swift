@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import TandemCore
+
+// MARK: - The step's schedule, chosen by timing
+
+extension GPUTrainer {
+    /// How one step's work is spread over the context's two streams. The kernels and their inputs are the same
+    /// under every schedule (so are the weights, bit for bit: the self-test checks it); only what runs beside what
+    /// changes, and which is fastest depends on the model and the GPU: small GEMMs and memory-bound kernels leave
+    /// multiprocessors idle that the other stream's work can fill, while two streams of large GEMMs only contend.
+    public struct Schedule: Equatable, Sendable, CustomStringConvertible {
+        /// Weight-gradient GEMMs on the side stream, beside the input gradients (``GPUTrainer/weightGradient(_:)``).
+        public var weightGradientsBeside: Bool
+        /// Each parameter's optimizer update on the side stream as soon as backward is done with it.
+        public var optimizerBeside: Bool
+
+        public init(weightGradientsBeside: Bool, optimizerBeside: Bool) {
+            self.weightGradientsBeside = weightGradientsBeside
+            self.optimizerBeside = optimizerBeside
+        }
+
+        public var description: String {
+            switch (weightGradientsBeside, optimizerBeside) {
+            case (false, false): "one stream"
+            case (true, false): "weight gradients beside"
+            case (false, true): "optimizer beside"
+            case (true, true): "weight gradients and optimizer beside"
+            }
+        }
+
+        /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM` and `TANDEM_OVERLAP_OPTIMIZER` set to
+        /// 0 or 1 fix their half; unset (or anything else), both ways are timed.
+        static func allowed(environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
+            func ways(_ name: String) -> [Bool] {
+                switch environment(name) {
+                case "0": [false]
+                case "1": [true]
+                default: [false, true]
+                }
+            }
+            return ways("TANDEM_GPU_WGRAD_STREAM").flatMap { w in
+                ways("TANDEM_OVERLAP_OPTIMIZER").map { Schedule(weightGradientsBeside: w, optimizerBeside: $0) }
+            }
+        }
+    }
+
+    /// Replays of the captured step per timing, and rounds (schedules take turns; each keeps its fastest round).
+    static let scheduleReplays = 5, scheduleRounds = 2
+
+    /// Times the whole step, captured in a graph, under each allowed ``Schedule`` on a synthetic batch and keeps the
+    /// fastest (``scheduleNote`` says what was measured). Schedules that cannot differ for this trainer are not timed:
+    /// the weight-gradient half when the network queues none beside, the optimizer half when it may not move (clipping,
+    /// loss scaling). The weights, gradients, optimizer state and step state are put back as they were.
+    func chooseSchedule() throws {
+        var candidates = Schedule.allowed()
+        if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
+        // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
+        // whether the network queues weight gradients beside at all.
+        var generator = SeededGenerator(seed: 0)
+        try load(workload.syntheticBatch(size: batch, generator: &generator))
+        schedule = candidates.last!
+        try enqueueStep()
+        try gpu.synchronize()
+        let besideUsed = sideHasWeightGradients, optimizerMovable = clipNorm == 0 && precision != .fp16
+        candidates = candidates.filter { ($0.weightGradientsBeside == false || besideUsed) && ($0.optimizerBeside == false || optimizerMovable) }
+        var uniqueCandidates: [Schedule] = []
+        for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
+        var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)
+        var failures: [String] = []
+        if uniqueCandidates.count > 1 {
+            var graphs: [CUDAGraph?] = []
+            for c in uniqueCandidates {
+                schedule = c
+                do {
+                    gpu.resetOrdering()
+                    try enqueueStep()   // eager once: plans made on either stream
+                    try gpu.synchronize()
+                    graphs.append(try gpu.capture { try enqueueStep() })
+                } catch let error {
+                    try? gpu.synchronize()
+                    failures.append("\(c): \(error)")
+                    graphs.append(nil)
+                }
+            }
+            for _ in 0..<Self.scheduleRounds {
+                for (i, graph) in graphs.enumerated() {
+                    guard let graph else { continue }
+                    try graph.launch()
+                    let ms = try gpu.time { for _ in 0..<Self.scheduleReplays { try graph.launch() } } / Double(Self.scheduleReplays)
+                    best[i] = min(best[i], ms)
+                }
+            }
+        }
+        try restoreInitialState()
+        guard let chosen = best.indices.min(by: { best[$0] < best[$1] }), best[chosen].isFinite || uniqueCandidates.count == 1 else {
+            throw CUDAError.unsupported("no step schedule could be captured: \(failures.joined(separator: "; "))")
+        }
+        schedule = uniqueCandidates[chosen]
+        func ms(_ v: Double) -> String { v.isFinite ? String(format: "%.3f ms", v) : "failed" }
+        let timed = zip(uniqueCandidates, best).map { "\($0.0) \(ms($0.1))" } + failures
+        scheduleNote = uniqueCandidates.count == 1 ? "schedule: \(schedule)"
+            : "schedule: \(schedule) (graph-timed steps: \(timed.joined(separator: "; ")))"
+    }
+
+    /// The weights from the CPU model, zero gradients and optimizer state, and the first step's state (loss scale).
+    func restoreInitialState() throws {
+        try gpu.synchronize()
+        for p in [grads, slot1] { try gpu.fill(p, words: flatCount, pattern: 0) }
+        if slot2 != 0 { try gpu.fill(slot2, words: flatCount, pattern: 0) }
+        let scale: Float = precision == .fp16 ? 65536 : 1
+        try gpu.upload([1 / scale, 0, scale, 0, 0, 0, 0, 0], to: state)
+        try uploadWeights()
+    }
+}
