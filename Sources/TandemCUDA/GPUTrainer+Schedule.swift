@@ -51,7 +51,7 @@ extension GPUTrainer {
     /// Replays of the captured step per timing, and rounds (schedules take turns; each keeps its fastest round).
     static let scheduleReplays = 5, scheduleRounds = 2
 
-    /// Times the whole step, captured in a graph, under each allowed ``Schedule`` on a synthetic batch and keeps the
+    /// Times the whole step, captured in a graph, under each allowed ``Schedule`` (on inputs of ``InputBuffers/fillForTiming(gpu:)``) and keeps the
     /// fastest (``scheduleNote`` says what was measured). Schedules that cannot differ for this trainer are not timed:
     /// the weight-gradient half when the network queues none beside, the optimizer half when it may not move (clipping,
     /// loss scaling). The weights, gradients, optimizer state and step state are put back as they were.
@@ -60,8 +60,7 @@ extension GPUTrainer {
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
         // whether the network queues weight gradients beside at all.
-        var generator = SeededGenerator(seed: 0)
-        try load(workload.syntheticBatch(size: batch, generator: &generator))
+        try network.io.fillForTiming(gpu: gpu)
         schedule = candidates.last!
         try enqueueStep()
         try gpu.synchronize()
