@@ -82,7 +82,7 @@ public struct GEMMTuner {
 /// The algorithm chosen for each GEMM kind on one GPU model with one cuBLASLt version: a text file of lines
 /// `kind<TAB>choice<TAB>note`, where choice is the index in the heuristic's list (-1: the caller's other way) and the
 /// note says what the timing found. Lines that do not parse are skipped (and reported once); the file is written
-/// whole to a temporary name and renamed, so a reader never sees half of it.
+/// whole through ``CacheFile``, so a reader never sees half of it.
 ///
 /// `TANDEM_GEMM_CACHE` names the folder (default `~/.cache/tandem/gemm`); `none` keeps nothing.
 public final class GEMMTuningRecord {
@@ -94,15 +94,7 @@ public final class GEMMTuningRecord {
     /// The record at `path`, read now (a missing file is an empty record).
     public init(path: String) {
         self.path = path
-        guard let file = fopen(path, "r") else { return }
-        defer { fclose(file) }
-        var text: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 14)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, file)
-            if n <= 0 { break }
-            text += chunk[0..<n]
-        }
+        guard let text = CacheFile.read(path) else { return }
         for (number, line) in String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
@@ -142,19 +134,9 @@ public final class GEMMTuningRecord {
     public func keep(_ kind: String, choice: Int, note: String) -> Bool {
         precondition(!kind.contains("\t") && !kind.contains("\n") && choice >= -1, "GEMMTuningRecord: a kind is one line without tabs")
         lines[kind] = (choice, note.filter { $0 != "\t" && $0 != "\n" })
-        var partial = ""
-        for component in path.split(separator: "/").dropLast() {
-            partial += "/" + component
-            mkdir(partial, 0o755)
-        }
         var text = "# tandem GEMM algorithms chosen by timing: kind, choice (index in cuBLASLt's heuristic list; -1: the other way), note\n"
         for kind in kinds { text += "\(kind)\t\(lines[kind]!.choice)\t\(lines[kind]!.note)\n" }
-        let temporary = path + ".tmp\(getpid())"
-        guard let file = fopen(temporary, "w") else { return false }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }
-        let closed = fclose(file) == 0
-        guard written == bytes.count, closed, rename(temporary, path) == 0 else { unlink(temporary); return false }
+        guard CacheFile.write(Array(text.utf8), to: path) else { return false }
         skipped = []
         return true
     }

@@ -123,29 +123,12 @@ enum KernelCache {
     }
 
     static func read(key: String, name: String) -> [UInt8]? {
-        guard let path = path(key: key, name: name), let file = fopen(path, "rb") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, file)
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
+        guard let path = path(key: key, name: name), let bytes = CacheFile.read(path) else { return nil }
         return bytes.count > 16 ? bytes : nil
     }
 
     static func write(key: String, name: String, bytes: [UInt8]) {
-        guard let dir = directory, let path = path(key: key, name: name) else { return }
-        var partial = ""
-        for component in dir.split(separator: "/") {
-            partial += "/" + component
-            mkdir(partial, 0o755)
-        }
-        let temporary = path + ".tmp\(getpid())"
-        guard let file = fopen(temporary, "wb") else { return }
-        let written = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }
-        fclose(file)
-        if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
+        guard let path = path(key: key, name: name) else { return }
+        CacheFile.write(bytes, to: path)
     }
 }
