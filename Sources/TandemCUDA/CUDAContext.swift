@@ -129,12 +129,21 @@ public final class CUDAContext {
     private func loadKernels() throws {
         let start = monotonicSeconds()
         let nvrtc = try NVRTC.shared()
-        let cubin = try nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture)
-        var m: CUHandle?
-        try cubin.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
-            try driver.check(driver.cuModuleLoadData(&m, raw.baseAddress!), "cuModuleLoadData")
+        func load(_ cubin: [UInt8]) throws -> CUHandle? {
+            var m: CUHandle?
+            try cubin.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
+                try driver.check(driver.cuModuleLoadData(&m, raw.baseAddress!), "cuModuleLoadData")
+            }
+            return m
         }
-        module = m
+        do {
+            module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture))
+        } catch is CUDAError {
+            // A cached cubin the driver refuses (a damaged cache file): compiled afresh, and the cache written again.
+            let fresh = try nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, cache: false)
+            module = try load(fresh)
+            nvrtc.store(fresh, source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture)
+        }
         compileSeconds = monotonicSeconds() - start
     }
 
@@ -322,14 +331,21 @@ public final class CUDAContext {
     func gemmTuner(alternative: (() throws -> Void)?) -> GEMMTuner? {
         guard tunesGEMMs, !isCapturing else { return nil }
         return GEMMTuner(time: { [unowned self] body in
+            // Nothing else runs while a candidate is timed (the other stream may have work queued in an eager step),
+            // and the calls are all queued, behind a short wait, before the first starts: the host's time to queue
+            // them is not counted (it is not paid in a replayed graph either).
+            try driver.check(driver.cuCtxSynchronize(), "cuCtxSynchronize")
+            try launchUnprofiled("spin_wait", grid: (1, 1, 1), block: (1, 1, 1), sharedBytes: 0, [.long(Self.tuningQueueNanoseconds)])
+            return try time(on: launchStream, body)
+        }, alternative: alternative, record: gemmRecord, quietly: { [unowned self] body in
             let saved = profiler
             profiler = nil
             defer { profiler = saved }
-            // Nothing else runs while a candidate is timed (the other stream may have work queued in an eager step).
-            try driver.check(driver.cuCtxSynchronize(), "cuCtxSynchronize")
-            return try time(on: launchStream, body)
-        }, alternative: alternative, record: gemmRecord)
+            try body()
+        })
     }
+    /// How long the stream waits before a timed run of GEMM calls: longer than the host takes to queue them.
+    static let tuningQueueNanoseconds: Int64 = 200_000
 
     /// Milliseconds `stream` (the main one unless given) spends on `body`, measured with two events.
     public func time(on stream: CUHandle? = nil, _ body: () throws -> Void) throws -> Double {

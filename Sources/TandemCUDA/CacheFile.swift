@@ -23,14 +23,20 @@ enum CacheFile {
         return bytes
     }
 
+    /// The folders `path` lies in, outermost first (a relative path's from the working directory's).
+    static func folders(of path: String) -> [String] {
+        var partial = path.hasPrefix("/") ? "" : ".", out: [String] = []
+        for component in path.split(separator: "/").dropLast() {
+            partial += "/" + component
+            out.append(partial)
+        }
+        return out
+    }
+
     /// Writes `bytes` to `path`, making its folders: false (the old file untouched) when any step fails.
     @discardableResult
     static func write(_ bytes: [UInt8], to path: String) -> Bool {
-        var partial = ""
-        for component in path.split(separator: "/").dropLast() {
-            partial += "/" + component
-            mkdir(partial, 0o755)
-        }
+        for folder in folders(of: path) { mkdir(folder, 0o755) }
         let temporary = path + ".tmp\(getpid())"
         guard let file = fopen(temporary, "wb") else { return false }
         let written = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }

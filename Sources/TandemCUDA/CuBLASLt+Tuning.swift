@@ -23,12 +23,15 @@ public struct GEMMTuner {
     public var alternative: (() throws -> Void)?
     /// Where choices are kept between processes (nil: each process times again).
     public var record: GEMMTuningRecord?
+    /// Runs the whole timing (the context keeps its profiler out of it).
+    public var quietly: (_ body: () throws -> Void) throws -> Void
 
     public init(time: @escaping (_ body: () throws -> Void) throws -> Double, alternative: (() throws -> Void)?,
-                record: GEMMTuningRecord?) {
+                record: GEMMTuningRecord?, quietly: @escaping (_ body: () throws -> Void) throws -> Void = { try $0() }) {
         self.time = time
         self.alternative = alternative
         self.record = record
+        self.quietly = quietly
     }
 
     /// A candidate must beat the heuristic's first algorithm by this fraction to replace it.
@@ -51,25 +54,32 @@ public struct GEMMTuner {
     }
 
     /// Times `candidates` runs of `run(i)` and the alternative, round after round, and returns the choice
-    /// (see ``fastest(first:alternative:)``) with the heuristic's first and the chosen times. A candidate whose run
-    /// throws is left out.
+    /// (see ``fastest(first:alternative:)``) with the heuristic's first and the chosen times. A candidate (or the
+    /// alternative) whose run throws is left out.
     func choose(candidates: Int, run: (Int) throws -> Void) throws -> (choice: Int, firstMs: Double?, chosenMs: Double)? {
         var best = [Double?](repeating: nil, count: candidates)
         var failed = Set<Int>()
         var other: Double?
-        for i in 0..<candidates {
-            // Warm-up, and the check that the algorithm runs on these operands at all.
-            do { try run(i) } catch { failed.insert(i) }
-        }
-        if let alternative { try alternative() }
-        for _ in 0..<Self.runs {
-            for i in 0..<candidates where !failed.contains(i) {
-                let ms = try time { for _ in 0..<Self.callsPerRun { try run(i) } } / Double(Self.callsPerRun)
-                best[i] = min(best[i] ?? .infinity, ms)
+        var otherFailed = alternative == nil
+        try quietly {
+            for i in 0..<candidates {
+                // Warm-up, and the check that the algorithm runs on these operands at all.
+                do { try run(i) } catch { failed.insert(i) }
             }
-            if let alternative {
-                let ms = try time { for _ in 0..<Self.callsPerRun { try alternative() } } / Double(Self.callsPerRun)
-                other = min(other ?? .infinity, ms)
+            if let alternative { do { try alternative() } catch { otherFailed = true } }
+            for _ in 0..<Self.runs {
+                for i in 0..<candidates where !failed.contains(i) {
+                    do {
+                        let ms = try time { for _ in 0..<Self.callsPerRun { try run(i) } } / Double(Self.callsPerRun)
+                        best[i] = min(best[i] ?? .infinity, ms)
+                    } catch { failed.insert(i); best[i] = nil }
+                }
+                if let alternative, !otherFailed {
+                    do {
+                        let ms = try time { for _ in 0..<Self.callsPerRun { try alternative() } } / Double(Self.callsPerRun)
+                        other = min(other ?? .infinity, ms)
+                    } catch { otherFailed = true; other = nil }
+                }
             }
         }
         guard let choice = Self.fastest(first: best, alternative: other) else { return nil }
@@ -80,8 +90,10 @@ public struct GEMMTuner {
 // MARK: - Choices kept on disk
 
 /// The algorithm chosen for each GEMM kind on one GPU model with one cuBLASLt version: a text file of lines
-/// `kind<TAB>choice<TAB>note`, where choice is the index in the heuristic's list (-1: the caller's other way) and the
-/// note says what the timing found. Lines that do not parse are skipped (and reported once); the file is written
+/// `kind<TAB>choice<TAB>note`, where choice is the index in the list of usable algorithms the heuristic gave (the
+/// kind names the list's length, so a list of another length never matches; -1: the caller's other way) and the
+/// note says what the timing found. Processes that share the file (ranks of one host) each add their own choices
+/// to what the file holds when they write. Lines that do not parse are skipped (and reported once); the file is written
 /// whole through ``CacheFile``, so a reader never sees half of it.
 ///
 /// `TANDEM_GEMM_CACHE` names the folder (default `~/.cache/tandem/gemm`); `none` keeps nothing.
@@ -95,7 +107,7 @@ public final class GEMMTuningRecord {
     public init(path: String) {
         self.path = path
         guard let text = CacheFile.read(path) else { return }
-        for (number, line) in String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (number, line) in String(decoding: text, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard fields.count >= 2, !fields[0].isEmpty, let choice = Int(fields[1]), choice >= -1, choice < CuBLASLt.candidates else {
@@ -132,9 +144,11 @@ public final class GEMMTuningRecord {
     /// in memory only (returns false).
     @discardableResult
     public func keep(_ kind: String, choice: Int, note: String) -> Bool {
-        precondition(!kind.contains("\t") && !kind.contains("\n") && choice >= -1, "GEMMTuningRecord: a kind is one line without tabs")
-        lines[kind] = (choice, note.filter { $0 != "\t" && $0 != "\n" })
-        var text = "# tandem GEMM algorithms chosen by timing: kind, choice (index in cuBLASLt's heuristic list; -1: the other way), note\n"
+        precondition(!kind.contains("\t") && !kind.contains(where: \.isNewline) && choice >= -1, "GEMMTuningRecord: a kind is one line without tabs")
+        lines[kind] = (choice, note.filter { $0 != "\t" && !$0.isNewline })
+        // What another process wrote since this one read the file, unless this one has its own choice for it.
+        for (other, entry) in GEMMTuningRecord(path: path).lines where lines[other] == nil { lines[other] = entry }
+        var text = "# tandem GEMM algorithms chosen by timing: kind, choice (index in the usable heuristic results; -1: the other way), note\n"
         for kind in kinds { text += "\(kind)\t\(lines[kind]!.choice)\t\(lines[kind]!.note)\n" }
         guard CacheFile.write(Array(text.utf8), to: path) else { return false }
         skipped = []

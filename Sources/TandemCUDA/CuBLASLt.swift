@@ -234,14 +234,15 @@ public final class CuBLASLt: @unchecked Sendable {
     /// once, kept). Pointers count only through their alignment (and the bias pointer, which the heuristic reads for
     /// it). With a `tuner`, the heuristic's algorithms are timed on the operands `a`, `b`, `c` (and the bias) on
     /// `stream` with `workspace` (at least `workspaceBytes`), overwriting C, unless its record already holds the
-    /// choice (see ``GEMMTuner``).
+    /// choice (see ``GEMMTuner``). With `onlyIfPlanned`, a call of a kind not planned yet returns nil and plans nothing.
     ///
     /// cuBLASLt is column-major: row-major C is column-major Cᵀ, so the call is `Cᵀ = op(B)ᵀ · op(A)ᵀ`
     /// with the operands swapped (as ``CuBLAS``): cuBLASLt's A is our B, its B our A, its m our n.
     public func plan(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
                      c: DevicePointer, ldc: Int, types: (a: CuBLAS.DataType, b: CuBLAS.DataType, c: CuBLAS.DataType),
                      compute: CuBLAS.Compute, epilogue: Epilogue, workspaceBytes: Int,
-                     tuner: GEMMTuner? = nil, stream: CUHandle? = nil, workspace: DevicePointer = 0) throws -> Plan? {
+                     tuner: GEMMTuner? = nil, stream: CUHandle? = nil, workspace: DevicePointer = 0,
+                     onlyIfPlanned: Bool = false) throws -> Plan? {
         let biasType: Int32
         switch epilogue {
         case .bias(_, let type): biasType = type.rawValue
@@ -254,7 +255,7 @@ public final class CuBLASLt: @unchecked Sendable {
         switch plans[key] {
         case .ready(let plan): return plan
         case .refused, .otherWay: return nil
-        case nil: break
+        case nil: if onlyIfPlanned { return nil }
         }
         let entry = try makePlan(key, bias: epilogue.pointer,
                                  tuning: tuner.map { ($0, (a: a, b: b, c: c), stream, workspace) })
@@ -359,18 +360,22 @@ public final class CuBLASLt: @unchecked Sendable {
         var chosen = 0
         if let tuning {
             let (tuner, operands, stream, workspace) = tuning
-            let kind = key.kind + (tuner.alternative == nil ? "" : " or other")
-            if let kept = tuner.record?.choice(kind), kept < usable.count, kept >= 0 || tuner.alternative != nil {
+            // The list's length is part of the kind: a record made from a list of another length never applies.
+            let kind = key.kind + " of \(usable.count)" + (tuner.alternative == nil ? "" : " or other")
+            func ptr(_ p: DevicePointer) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(p)) }
+            var one: Float = 1, zero: Float = 0
+            func run(_ i: Int) throws {
+                let status = table.matmul(handle, desc, &one, ptr(operands.b), ltA, ptr(operands.a), ltB, &zero, ptr(operands.c), ltC,
+                                          ptr(operands.c), ltC, usable[i].algo, ptr(workspace), key.workspaceBytes, stream)
+                try Self.check(status, "cublasLtMatmul (algorithm \(i) of \(usable.count))")
+            }
+            // A kept algorithm is used if it still runs here; else the kind is timed again.
+            if let kept = tuner.record?.choice(kind), kept < usable.count, kept >= 0 || tuner.alternative != nil,
+               kept < 0 || (try? run(kept)) != nil {
                 chosen = kept
                 tuned.append(Tuned(kind: kind, choice: kept, candidates: usable.count, firstMs: nil, chosenMs: nil))
             } else {
-                func ptr(_ p: DevicePointer) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(p)) }
-                var one: Float = 1, zero: Float = 0
-                let timed = try tuner.choose(candidates: usable.count) { i in
-                    let status = table.matmul(handle, desc, &one, ptr(operands.b), ltA, ptr(operands.a), ltB, &zero, ptr(operands.c), ltC,
-                                              ptr(operands.c), ltC, usable[i].algo, ptr(workspace), key.workspaceBytes, stream)
-                    try Self.check(status, "cublasLtMatmul (timing algorithm \(i))")
-                }
+                let timed = try tuner.choose(candidates: usable.count, run: run)
                 guard let timed else { return .refused("no algorithm of \(usable.count) ran on the call's operands") }
                 chosen = timed.choice
                 func ms(_ t: Double?) -> String { t.map { String(format: "%.4f ms", $0) } ?? "failed" }

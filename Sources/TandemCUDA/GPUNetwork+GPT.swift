@@ -248,8 +248,8 @@ final class GPTNetwork: GPUNetwork {
             }
             // dNarrow: the gradient of the merged heads; attention's backward leaves qkv's in dQKV.
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: midCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
-            try t.beforeOverwriting(readers.qkv)
             if fusedAttention {
+                try t.beforeOverwriting(readers.qkv)
                 try FlashAttention.backward(t.gpu, precision, qkv: qkv[l], out: merged[l], dOut: dNarrow, lse: lse[l], dqkv: dQKV,
                                             B: B, T: T, H: H, scale: scale)
             } else {
@@ -265,6 +265,7 @@ final class GPTNetwork: GPUNetwork {
                            batch: BH, strides: (T * T, T * hd, T * hd))
                 try t.gemm(transA: true, transB: false, m: T, n: hd, k: T, a: dScores, lda: T, b: q[l], ldb: hd, c: dk, ldc: hd, alpha: scale,
                            batch: BH, strides: (T * T, T * hd, T * hd))
+                try t.beforeOverwriting(readers.qkv)
                 try splitHeads(t, dQKV, dq, dk, dv, backward: true)
             }
             readers.qkv = try t.weightGradient {

@@ -236,9 +236,11 @@ public final class GPUTrainer {
     /// Bytes of gradient per all-reduce started while backward runs (over NCCL): as soon as the
     /// gradients at the end of the flat buffer are final and reach this size, they are averaged
     /// on the side stream, under the rest of backward. `TANDEM_NCCL_BUCKET_MB` sets it; 0 gives one
-    /// all-reduce after backward.
+    /// all-reduce after backward; a value that is not a number from 0 to 1048576 leaves the default, 25.
     static let bucketBytes: Int = {
-        guard let text = getenv("TANDEM_NCCL_BUCKET_MB").map({ String(cString: $0) }), let mb = Double(text), mb >= 0 else { return 25 << 20 }
+        guard let text = getenv("TANDEM_NCCL_BUCKET_MB").map({ String(cString: $0) }), let mb = Double(text), mb >= 0, mb <= 1_048_576 else {
+            return 25 << 20
+        }
         return Int(mb * 1_048_576)
     }()
     /// The flat gradient from this offset to the end is averaged (queued) this step.
@@ -503,12 +505,14 @@ public final class GPUTrainer {
                               types: types, compute: precision.compute, alpha: alpha, beta: beta, batch: batch, strides: strides)
         }
         let label = "gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")"
-        // A single GEMM that overwrites C takes cuBLASLt's algorithm chosen by timing against cuBLAS's own (GEMMTuner).
+        // A single GEMM that overwrites C takes cuBLASLt's algorithm chosen by timing against cuBLAS's own (GEMMTuner);
+        // a kind first met where nothing can be timed (inside a graph capture) stays on cuBLAS.
         let ws = gpu.currentWorkspace
+        let tuner = gpu.gemmTuner(alternative: viaCuBLAS)
         if batch == 1 && beta == 0, let lt = gpu.blasLt, gpu.tunesGEMMs,
            let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                                   types: types, compute: precision.compute, epilogue: .none, workspaceBytes: ws.bytes,
-                                  tuner: gpu.gemmTuner(alternative: viaCuBLAS), stream: gpu.currentStream, workspace: ws.pointer) {
+                                  tuner: tuner, stream: gpu.currentStream, workspace: ws.pointer, onlyIfPlanned: tuner == nil) {
             try gpu.profiled(label) {
                 try lt.run(plan, a: a, b: b, c: c, bias: 0, stream: gpu.currentStream, workspace: ws.pointer, workspaceBytes: ws.bytes,
                            alpha: alpha)

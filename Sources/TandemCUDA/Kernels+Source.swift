@@ -476,6 +476,13 @@ extern "C" __global__ void sum_scaled(const float* x, long n, float scale, float
     // MARK: - Optimizers, clipping, loss scaling
 
     static let optimizers = #"""
+// Holds the stream for `ns` nanoseconds (one thread): work queued behind it starts together once it ends, so the
+// host's time to queue that work is not timed with it (GEMM algorithms timed back to back).
+extern "C" __global__ void spin_wait(long long ns) {
+  unsigned long long start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while ((long long)(now - start) < ns);
+}
 // Step state (floats): [0] gradient multiplier (1 / loss scale × clip coefficient), [1] non-finite
 // gradients found, [2] loss scale, [3] global gradient norm (unscaled), [4] clean steps since the
 // last change of scale, [5] optimizer steps taken (AdamW's t).

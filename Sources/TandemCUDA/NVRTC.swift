@@ -70,9 +70,8 @@ public struct NVRTC: @unchecked Sendable {
     /// - Complexity: a cache hit reads one file; a miss runs the compiler (seconds).
     public func compile(source: String, name: String, architecture: String, options extra: [String] = [],
                         cache: Bool = true) throws(CUDAError) -> [UInt8] {
-        let options = ["--gpu-architecture=\(architecture)", "--std=c++17", "-default-device"] + extra
-        let v = version
-        let key = KernelCache.key(source + "\u{0}" + options.joined(separator: " ") + "\u{0}nvrtc \(v.major).\(v.minor)")
+        let options = Self.options(architecture) + extra
+        let key = cacheKey(source, options)
         if cache, let bytes = KernelCache.read(key: key, name: name) { return bytes }
         var program: Program?
         try check(create(&program, source, name, 0, nil, nil), "nvrtcCreateProgram")
@@ -94,6 +93,19 @@ public struct NVRTC: @unchecked Sendable {
         if cache { KernelCache.write(key: key, name: name, bytes: out) }
         return out
     }
+
+    static func options(_ architecture: String) -> [String] { ["--gpu-architecture=\(architecture)", "--std=c++17", "-default-device"] }
+
+    func cacheKey(_ source: String, _ options: [String]) -> String {
+        let v = version
+        return KernelCache.key(source + "\u{0}" + options.joined(separator: " ") + "\u{0}nvrtc \(v.major).\(v.minor)")
+    }
+
+    /// Puts `cubin` in the disk cache as what ``compile(source:name:architecture:options:cache:)`` (without extra
+    /// options) makes of `source` (a fresh compile replacing a damaged entry).
+    func store(_ cubin: [UInt8], source: String, name: String, architecture: String) {
+        KernelCache.write(key: cacheKey(source, Self.options(architecture)), name: name, bytes: cubin)
+    }
 }
 
 // MARK: - Disk cache
@@ -102,7 +114,7 @@ public struct NVRTC: @unchecked Sendable {
 /// `TANDEM_KERNEL_CACHE` names the folder (default `~/.cache/tandem/kernels`); `none` turns it off.
 enum KernelCache {
     static var directory: String? {
-        if let dir = getenv("TANDEM_KERNEL_CACHE").map({ String(cString: $0) }) { return dir == "none" ? nil : dir }
+        if let dir = getenv("TANDEM_KERNEL_CACHE").map({ String(cString: $0) }) { return dir == "none" || dir.isEmpty ? nil : dir }
         guard let home = getenv("HOME").map({ String(cString: $0) }) else { return nil }
         return home + "/.cache/tandem/kernels"
     }

@@ -131,6 +131,8 @@ struct GEMMTuningTests {
 
     @Test("TANDEM_GEMM_CACHE=none keeps no record; a folder is used as given")
     func environment() {
+        let saved = getenv("TANDEM_GEMM_CACHE").map { String(cString: $0) }
+        defer { if let saved { setenv("TANDEM_GEMM_CACHE", saved, 1) } else { unsetenv("TANDEM_GEMM_CACHE") } }
         setenv("TANDEM_GEMM_CACHE", "none", 1)
         #expect(GEMMTuningRecord.directoryFromEnvironment == nil)
         #expect(GEMMTuningRecord.forDevice("gpu", library: "lt") == nil)
@@ -139,7 +141,38 @@ struct GEMMTuningTests {
         unsetenv("TANDEM_GEMM_CACHE")
         #expect(GEMMTuningRecord.directoryFromEnvironment?.hasSuffix("/.cache/tandem/gemm") == true)
     }
-}
+
+    @Test("a record written with CRLF line ends reads the same")
+    func crlf() throws {
+        let path = temporaryDirectory() + "/record.tsv"
+        write("# header\r\nNN 1x2x3\t2\tnote\r\nTT 4x4x4\t-1\t\r\n", to: path)
+        let record = GEMMTuningRecord(path: path)
+        #expect(record.choice("NN 1x2x3") == 2)
+        #expect(record.choice("TT 4x4x4") == -1)
+        #expect(record.skipped.isEmpty)
+    }
+
+    @Test("two processes' records sharing a file keep each other's choices")
+    func sharedFile() throws {
+        let path = temporaryDirectory() + "/record.tsv"
+        let first = GEMMTuningRecord(path: path), second = GEMMTuningRecord(path: path)
+        #expect(first.keep("NN 1x1x1", choice: 1, note: "first"))
+        #expect(second.keep("NN 2x2x2", choice: 2, note: "second"))   // read before the first wrote
+        let merged = GEMMTuningRecord(path: path)
+        #expect(merged.choice("NN 1x1x1") == 1)
+        #expect(merged.choice("NN 2x2x2") == 2)
+    }
+
+    @Test("a cache file's folders: a relative path's from the working directory, never from the root")
+    func folders() throws {
+        #expect(CacheFile.folders(of: "cache/gemm/x.tsv") == ["./cache", "./cache/gemm"])
+        #expect(CacheFile.folders(of: "/tmp/a/x.tsv") == ["/tmp", "/tmp/a"])
+        #expect(CacheFile.folders(of: "x.tsv") == [])
+        let dir = temporaryDirectory()
+        #expect(CacheFile.write(Array("x".utf8), to: dir + "/new/sub/file.txt"))
+        #expect(CacheFile.read(dir + "/new/sub/file.txt") == Array("x".utf8))
+        #expect(CacheFile.read(dir + "/missing.txt") == nil)
+    }}
 
 @Suite("Step schedule")
 struct StepScheduleTests {
