@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import TandemCore
 import TandemModels
 
@@ -152,6 +157,11 @@ public enum CUDAInventory {
             lines.append("cuBLAS: \(blas.path) (\(blas.version))")
         } catch let error { lines.append("cuBLAS: \(error.description)") }
         do {
+            let lt = try CuBLASLt.library()
+            lines.append("cuBLASLt: \(lt.path) (\(lt.version))" + (CuBLASLt.disabledByEnvironment ? "; turned off by TANDEM_CUBLASLT=0" : ""))
+        } catch let error { lines.append("cuBLASLt: \(error.description)") }
+        lines += cacheLines()
+        do {
             let dnn = try CuDNN.library()
             lines.append("cuDNN: \(dnn.path) (\(dnn.version))")
             lines.append(CuDNN.disabledByEnvironment
@@ -163,6 +173,35 @@ public enum CUDAInventory {
         }
         lines.append(ncclLine())
         if let dirs = NativeLibrary.overrideDirectories { lines.append("  TANDEM_CUDA_LIBS=\(dirs.joined(separator: ":"))") }
+        return lines
+    }
+
+    /// Where compiled kernels and the GEMM algorithms chosen by timing are kept, and how many there are.
+    static func cacheLines() -> [String] {
+        func files(_ dir: String, suffix: String) -> [String] {
+            guard let d = opendir(dir) else { return [] }
+            defer { closedir(d) }
+            var names: [String] = []
+            while let entry = readdir(d) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name.hasSuffix(suffix) { names.append(name) }
+            }
+            return names
+        }
+        var lines: [String] = []
+        if let dir = KernelCache.directory {
+            lines.append("kernel cache: \(dir) (\(files(dir, suffix: ".cubin").count) compiled modules; TANDEM_KERNEL_CACHE moves it, none turns it off)")
+        } else {
+            lines.append("kernel cache: off (TANDEM_KERNEL_CACHE=none): kernels are compiled in every process")
+        }
+        let timing = GEMMTuner.enabledByEnvironment ? "chosen by timing" : "not timed (TANDEM_GEMM_TUNE=0): cuBLAS, and cuBLASLt's first"
+        if let dir = GEMMTuningRecord.directoryFromEnvironment {
+            let records = files(dir, suffix: ".tsv")
+            let kinds = records.reduce(0) { $0 + GEMMTuningRecord(path: dir + "/" + $1).kinds.count }
+            lines.append("GEMM algorithms: \(timing); kept in \(dir) (\(kinds) kinds of GEMM in \(records.count) files; delete them to time again)")
+        } else {
+            lines.append("GEMM algorithms: \(timing); not kept (TANDEM_GEMM_CACHE=none): each process times again")
+        }
         return lines
     }
 

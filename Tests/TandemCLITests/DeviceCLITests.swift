@@ -41,9 +41,25 @@ struct DeviceCLITests {
     func doctor() throws {
         let outcome = try CLI.run(["doctor"], environment: ["TANDEM_CUDA_LIBS": Self.empty])
         #expect(outcome.exitedNormally && outcome.status == 0, "\(outcome)")
-        for library in ["CUDA driver:", "NVRTC:", "cuBLAS:", "cuDNN:", "NCCL:"] {
+        for library in ["CUDA driver:", "NVRTC:", "cuBLAS:", "cuBLASLt:", "cuDNN:", "NCCL:", "kernel cache:", "GEMM algorithms:"] {
             #expect(outcome.stdout.contains(library), "doctor printed no \(library) line: \(outcome)")
         }
         #expect(outcome.stdout.contains("TANDEM_CUDA_LIBS=\(Self.empty)"), "\(outcome)")
+    }
+
+    @Test("doctor says where GEMM choices are kept and how many, and when they are not")
+    func doctorCaches() throws {
+        let dir = Self.empty + "-gemm-\(getpid())"
+        mkdir(dir, 0o755)
+        let record = "# header\nNN 1x2x3 of 8\t1\tnote\nTN 4x5x6 of 8 or other\t-1\tnote\n"
+        #expect(FileManager.default.createFile(atPath: dir + "/GPU-lt.tsv", contents: Data(record.utf8)))
+        let kept = try CLI.run(["doctor"], environment: ["TANDEM_CUDA_LIBS": Self.empty, "TANDEM_GEMM_CACHE": dir])
+        #expect(kept.exitedNormally && kept.status == 0, "\(kept)")
+        #expect(kept.stdout.contains("GEMM algorithms: chosen by timing; kept in \(dir) (2 kinds of GEMM in 1 files"), "\(kept)")
+        let off = try CLI.run(["doctor"], environment: ["TANDEM_CUDA_LIBS": Self.empty, "TANDEM_GEMM_CACHE": "none", "TANDEM_GEMM_TUNE": "0",
+                                                        "TANDEM_KERNEL_CACHE": "none"])
+        #expect(off.stdout.contains("GEMM algorithms: not timed (TANDEM_GEMM_TUNE=0)"), "\(off)")
+        #expect(off.stdout.contains("not kept (TANDEM_GEMM_CACHE=none)"), "\(off)")
+        #expect(off.stdout.contains("kernel cache: off"), "\(off)")
     }
 }
