@@ -140,9 +140,7 @@ public final class CUDAContext {
             module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture))
         } catch is CUDAError {
             // A cached cubin the driver refuses (a damaged cache file): compiled afresh, and the cache written again.
-            let fresh = try nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, cache: false)
-            module = try load(fresh)
-            nvrtc.store(fresh, source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture)
+            module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, reuse: false))
         }
         compileSeconds = monotonicSeconds() - start
     }

@@ -234,15 +234,16 @@ public final class CuBLASLt: @unchecked Sendable {
     /// once, kept). Pointers count only through their alignment (and the bias pointer, which the heuristic reads for
     /// it). With a `tuner`, the heuristic's algorithms are timed on the operands `a`, `b`, `c` (and the bias) on
     /// `stream` with `workspace` (at least `workspaceBytes`), overwriting C, unless its record already holds the
-    /// choice (see ``GEMMTuner``). With `onlyIfPlanned`, a call of a kind not planned yet returns nil and plans nothing.
+    /// choice (see ``GEMMTuner``); `tuner` is asked for only when a plan is made. Without a tuner then, the plan takes
+    /// the heuristic's first algorithm, unless `planUntimed` is false: then the call returns nil and plans nothing.
     ///
     /// cuBLASLt is column-major: row-major C is column-major Cᵀ, so the call is `Cᵀ = op(B)ᵀ · op(A)ᵀ`
     /// with the operands swapped (as ``CuBLAS``): cuBLASLt's A is our B, its B our A, its m our n.
     public func plan(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
                      c: DevicePointer, ldc: Int, types: (a: CuBLAS.DataType, b: CuBLAS.DataType, c: CuBLAS.DataType),
                      compute: CuBLAS.Compute, epilogue: Epilogue, workspaceBytes: Int,
-                     tuner: GEMMTuner? = nil, stream: CUHandle? = nil, workspace: DevicePointer = 0,
-                     onlyIfPlanned: Bool = false) throws -> Plan? {
+                     tuner: @autoclosure () -> GEMMTuner? = nil, stream: CUHandle? = nil, workspace: DevicePointer = 0,
+                     planUntimed: Bool = true) throws -> Plan? {
         let biasType: Int32
         switch epilogue {
         case .bias(_, let type): biasType = type.rawValue
@@ -255,8 +256,10 @@ public final class CuBLASLt: @unchecked Sendable {
         switch plans[key] {
         case .ready(let plan): return plan
         case .refused, .otherWay: return nil
-        case nil: if onlyIfPlanned { return nil }
+        case nil: break
         }
+        let tuner = tuner()
+        if tuner == nil && !planUntimed { return nil }
         let entry = try makePlan(key, bias: epilogue.pointer,
                                  tuning: tuner.map { ($0, (a: a, b: b, c: c), stream, workspace) })
         plans[key] = entry

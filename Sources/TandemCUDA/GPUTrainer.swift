@@ -499,27 +499,44 @@ public final class GPUTrainer {
               c: DevicePointer, ldc: Int, cF32: Bool = false, alpha: Float = 1, beta: Float = 0,
               batch: Int = 1, strides: (Int, Int, Int) = (0, 0, 0)) throws {
         let t = precision.dataType
-        let types = (a: t, b: t, c: cF32 ? CuBLAS.DataType.f32 : t)
         func viaCuBLAS() throws {
             try gpu.blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                              types: types, compute: precision.compute, alpha: alpha, beta: beta, batch: batch, strides: strides)
+                              types: (t, t, cF32 ? .f32 : t), compute: precision.compute, alpha: alpha, beta: beta, batch: batch,
+                              strides: strides)
         }
-        let label = "gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")"
+        func label() -> String { "gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")" }
         // A single GEMM that overwrites C takes cuBLASLt's algorithm chosen by timing against cuBLAS's own (GEMMTuner);
         // a kind first met where nothing can be timed (inside a graph capture) stays on cuBLAS.
-        let ws = gpu.currentWorkspace
-        let tuner = gpu.gemmTuner(alternative: viaCuBLAS)
-        if batch == 1 && beta == 0, let lt = gpu.blasLt, gpu.tunesGEMMs,
-           let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                                  types: types, compute: precision.compute, epilogue: .none, workspaceBytes: ws.bytes,
-                                  tuner: tuner, stream: gpu.currentStream, workspace: ws.pointer, onlyIfPlanned: tuner == nil) {
-            try gpu.profiled(label) {
-                try lt.run(plan, a: a, b: b, c: c, bias: 0, stream: gpu.currentStream, workspace: ws.pointer, workspaceBytes: ws.bytes,
-                           alpha: alpha)
-            }
+        if batch == 1 && beta == 0 && gpu.tunesGEMMs,
+           try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32,
+                               epilogue: .none, label: label(), alpha: alpha, planUntimed: false, otherWay: viaCuBLAS) {
             return
         }
-        try gpu.profiled(label) { try viaCuBLAS() }
+        try gpu.profiled(label()) { try viaCuBLAS() }
+    }
+
+    /// Queues the call through its cuBLASLt plan — made at the first call of its kind, its algorithm timed against
+    /// `otherWay` when GEMMs are tuned (see ``CuBLASLt/plan(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:types:compute:epilogue:workspaceBytes:tuner:stream:workspace:planUntimed:)``)
+    /// — and returns true; false when there is no plan (no cuBLASLt, refused, `otherWay` faster, or untimed and
+    /// `planUntimed` false): the caller then computes it `otherWay`.
+    private func throughCuBLASLt(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer,
+                                 ldb: Int, c: DevicePointer, ldc: Int, cF32: Bool, epilogue: CuBLASLt.Epilogue,
+                                 label: @autoclosure () -> String, alpha: Float = 1, planUntimed: Bool,
+                                 otherWay: () throws -> Void) throws -> Bool {
+        guard let lt = gpu.blasLt else { return false }
+        let t = precision.dataType, ws = gpu.currentWorkspace
+        // `otherWay` is only timed while the plan is made, within this call.
+        return try withoutActuallyEscaping(otherWay) { otherWay in
+            guard let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                                         types: (t, t, cF32 ? .f32 : t), compute: precision.compute, epilogue: epilogue,
+                                         workspaceBytes: ws.bytes, tuner: gpu.gemmTuner(alternative: otherWay), stream: gpu.currentStream,
+                                         workspace: ws.pointer, planUntimed: planUntimed) else { return false }
+            try gpu.profiled(label()) {
+                try lt.run(plan, a: a, b: b, c: c, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
+                           workspaceBytes: ws.bytes, alpha: alpha)
+            }
+            return true
+        }
     }
 
     /// What ``gemmBias(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:bias:)`` does with a layer's bias besides the GEMM.
@@ -539,11 +556,9 @@ public final class GPUTrainer {
     /// ``activationBackward(dy:ref:act:rows:cols:biasGradient:accumulate:)``).
     func gemmBias(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
                   c: DevicePointer, ldc: Int, cF32: Bool = false, bias: GEMMBias) throws {
-        let t = precision.dataType
-        let types = (a: t, b: t, c: cF32 ? CuBLAS.DataType.f32 : t)
         let epilogue: CuBLASLt.Epilogue, kind: String
         switch bias {
-        case .add(let i): (epilogue, kind) = (.bias(operand(i), type: precision.usesShadow ? t : .f32), "gemm+bias")
+        case .add(let i): (epilogue, kind) = (.bias(operand(i), type: precision.usesShadow ? precision.dataType : .f32), "gemm+bias")
         case .gradient(let p): (epilogue, kind) = (.biasGradient(p), "gemm+dbias")
         }
         // The unfused way: a GEMM, and the bias work in its own launch.
@@ -559,15 +574,9 @@ public final class GPUTrainer {
                 try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32)
             }
         }
-        let ws = gpu.currentWorkspace
-        if let lt = gpu.blasLt,
-           let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                                  types: types, compute: precision.compute, epilogue: epilogue, workspaceBytes: ws.bytes,
-                                  tuner: gpu.gemmTuner(alternative: separately), stream: gpu.currentStream, workspace: ws.pointer) {
-            try gpu.profiled("\(kind) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)") {
-                try lt.run(plan, a: a, b: b, c: c, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
-                           workspaceBytes: ws.bytes)
-            }
+        if try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32,
+                               epilogue: epilogue, label: "\(kind) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)",
+                               planUntimed: true, otherWay: separately) {
             return
         }
         try separately()

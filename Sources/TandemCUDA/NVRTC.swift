@@ -65,14 +65,15 @@ public struct NVRTC: @unchecked Sendable {
     }
 
     /// Compiles `source` for `architecture` (`sm_90`) and returns the cubin. Reads and fills
-    /// the disk cache unless `cache` is false.
+    /// the disk cache unless `cache` is false; with `reuse` false it compiles afresh and writes the cache over.
     ///
     /// - Complexity: a cache hit reads one file; a miss runs the compiler (seconds).
     public func compile(source: String, name: String, architecture: String, options extra: [String] = [],
-                        cache: Bool = true) throws(CUDAError) -> [UInt8] {
-        let options = Self.options(architecture) + extra
-        let key = cacheKey(source, options)
-        if cache, let bytes = KernelCache.read(key: key, name: name) { return bytes }
+                        cache: Bool = true, reuse: Bool = true) throws(CUDAError) -> [UInt8] {
+        let options = ["--gpu-architecture=\(architecture)", "--std=c++17", "-default-device"] + extra
+        let v = version
+        let key = KernelCache.key(source + "\u{0}" + options.joined(separator: " ") + "\u{0}nvrtc \(v.major).\(v.minor)")
+        if cache && reuse, let bytes = KernelCache.read(key: key, name: name) { return bytes }
         var program: Program?
         try check(create(&program, source, name, 0, nil, nil), "nvrtcCreateProgram")
         defer { _ = destroy(&program) }
@@ -92,19 +93,6 @@ public struct NVRTC: @unchecked Sendable {
         let out = bytes.map { UInt8(bitPattern: $0) }
         if cache { KernelCache.write(key: key, name: name, bytes: out) }
         return out
-    }
-
-    static func options(_ architecture: String) -> [String] { ["--gpu-architecture=\(architecture)", "--std=c++17", "-default-device"] }
-
-    func cacheKey(_ source: String, _ options: [String]) -> String {
-        let v = version
-        return KernelCache.key(source + "\u{0}" + options.joined(separator: " ") + "\u{0}nvrtc \(v.major).\(v.minor)")
-    }
-
-    /// Puts `cubin` in the disk cache as what ``compile(source:name:architecture:options:cache:)`` (without extra
-    /// options) makes of `source` (a fresh compile replacing a damaged entry).
-    func store(_ cubin: [UInt8], source: String, name: String, architecture: String) {
-        KernelCache.write(key: cacheKey(source, Self.options(architecture)), name: name, bytes: cubin)
     }
 }
 

@@ -222,6 +222,8 @@ extension MPIGroup {
             let w = b.dtype.byteSize
             let (lo, hi) = Self.chunk(me, of: b.count, parts: n)
             let tile = tileBytes / w
+            // Each peer's share [lo, hi) of this buffer, mapped here when it lies in the peer's heap (then every tile does).
+            let inHeap = (0..<n).map { q in q == me ? nil : peers.heaps[q]?.local(remote[q][i] + UInt64(lo * w), bytes: (hi - lo) * w) }
             var start = lo
             while start < hi {
                 let m = min(tile, hi - start)
@@ -230,11 +232,11 @@ extension MPIGroup {
                 var k = 0
                 for q in 0..<n {
                     if q == me { operands.append(Operand(base: own, dtype: b.dtype)); continue }
-                    let address = remote[q][i] + UInt64(start * w)
-                    if let mapped = peers.heaps[q]?.local(address, bytes: m * w) {
-                        operands.append(Operand(base: mapped, dtype: b.dtype))
+                    if let mapped = inHeap[q] {
+                        operands.append(Operand(base: mapped + (start - lo) * w, dtype: b.dtype))
                         continue
                     }
+                    let address = remote[q][i] + UInt64(start * w)
                     let slot = slots + k * tileBytes
                     k += 1
                     if let code = CrossMemory.copy(pid: peers.pids[q], local: slot, remote: address, bytes: m * w, write: false) {
@@ -245,8 +247,8 @@ extension MPIGroup {
                 scratch.combine(operands, count: m, operation: operation, order: .rank, into: operands[me])
                 for q in 0..<n where q != me {
                     let address = remote[q][i] + UInt64(start * w)
-                    if let mapped = peers.heaps[q]?.local(address, bytes: m * w) {
-                        mapped.copyMemory(from: own, byteCount: m * w)
+                    if let mapped = inHeap[q] {
+                        (mapped + (start - lo) * w).copyMemory(from: own, byteCount: m * w)
                     } else if let code = CrossMemory.copy(pid: peers.pids[q], local: own, remote: address, bytes: m * w, write: true) {
                         throw Self.crossMemoryError(code, reading: false, rank: q, seq: seq)
                     }

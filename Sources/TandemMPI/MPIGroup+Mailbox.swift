@@ -361,6 +361,8 @@ struct MailboxWaiter {
         var started = 0.0
         var pause = 1.0e-6
         var lastCheck = 0.0
+        /// The ranks the watchdog was last told of.
+        var watched: [Int]?
         func missing() -> [Int] { (q..<n).filter { $0 != me && !ready($0) } }
         while q < n {
             if q == me || ready(q) { q += 1; continue }
@@ -381,12 +383,13 @@ struct MailboxWaiter {
             if !armed {
                 armed = true
                 if inline { group.watchdog.begin(nil, sequence: seq, inline: true) }
-                watch(missing())
+                watched = missing()
+                watch(watched!)
             }
             if now - lastCheck > 1e-3 {
                 lastCheck = now
                 let late = missing()
-                watch(late)
+                if late != watched { watch(late); watched = late }   // the watchdog hears only of changes
                 try poll(waitingFor: late)
             }
             usleep(UInt32(pause * 1e6))

@@ -35,7 +35,7 @@ public final class SharedHeap: StorageHeap, @unchecked Sendable {
     static func cookie(pid: pid_t) -> UInt64 { 0x7461_6e64_656d_6870 ^ UInt64(UInt32(bitPattern: pid)) }
 
     /// The heap of this process once ``installIfWanted()`` has run (nil when off or unavailable).
-    nonisolated(unsafe) public private(set) static var installed: SharedHeap?
+    public static var installed: SharedHeap? { Storage.heap as? SharedHeap }
 
     /// `TANDEM_MPI_HEAP`: `0` keeps storages on the C heap (peers copy through the kernel);
     /// `require` makes the direct path fail, saying why, when a peer's heap cannot be mapped.
@@ -48,7 +48,6 @@ public final class SharedHeap: StorageHeap, @unchecked Sendable {
     public static func installIfWanted() -> SharedHeap? {
         if let installed { return installed }
         guard setting != "0", let heap = SharedHeap() else { return nil }
-        installed = heap
         Storage.install(heap)
         return heap
     }
@@ -109,10 +108,7 @@ struct PeerHeap {
     /// Maps the heap of process `pid` (its file descriptor `fd`), checking its cookie; nil
     /// when that is not allowed or not that process's heap.
     static func map(pid: pid_t, fd: Int32, remoteBase: UInt64, capacity: Int) -> PeerHeap? {
-        let file = open("/proc/\(pid)/fd/\(fd)", O_RDWR)
-        guard file >= 0 else { return nil }
-        defer { close(file) }
-        guard let mapped = mmap(nil, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0), mapped != MAP_FAILED else { return nil }
+        guard case .success(let mapped) = MPIGroup.mapSegment("/proc/\(pid)/fd/\(fd)", bytes: capacity, create: false) else { return nil }
         guard mapped.load(as: UInt64.self) == SharedHeap.cookie(pid: pid) else { munmap(mapped, capacity); return nil }
         return PeerHeap(remoteBase: remoteBase, capacity: capacity, local: mapped)
     }
