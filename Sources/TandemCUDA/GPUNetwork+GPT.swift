@@ -40,7 +40,7 @@ final class GPTNetwork: GPUNetwork {
     var lse: [DevicePointer] = []                    // fused: fp32 [B·H, T], each query row's log-sum-exp
     var q: [DevicePointer] = [], k: [DevicePointer] = [], v: [DevicePointer] = []  // GEMM path: D [B, H, T, hd]
     var probabilities: [DevicePointer] = []          // GEMM path: D [B·H, T, T]
-    var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]
+    var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]; preGELU ends as GELU'(z) (bias_gelu)
     let lnFinal: DevicePointer, statsFinal: DevicePointer, logits: DevicePointer, losses: DevicePointer
     // Backward temporaries.
     /// The residual gradient in fp32, and in the activation type (written by every LayerNorm backward beside it): two
@@ -48,6 +48,8 @@ final class GPTNetwork: GPUNetwork {
     /// stream may still read one while the main stream writes the other. In fp32 with weight gradients on the main
     /// stream, the fp32 gradient itself serves.
     let dResidual: DevicePointer, dCasts: (block: DevicePointer, mid: DevicePointer)
+    /// fp32 partial column sums of each LayerNorm backward (2L + 1: the final one, then ln2 and ln1 of each block).
+    let lnPartials: [DevicePointer]
     let dWide: DevicePointer, dNarrow: DevicePointer, dQKV: DevicePointer
     /// The GEMM path's attention gradients (0 with fused attention): per head D [B, H, T, hd], scores D [B·H, T, T].
     let dHeads: DevicePointer, dq: DevicePointer, dk: DevicePointer, dv: DevicePointer, dScores: DevicePointer
@@ -88,6 +90,8 @@ final class GPTNetwork: GPUNetwork {
         }
         lnFinal = try act(N * C); statsFinal = try f32(2 * N); logits = try act(N * V); losses = try f32(N)
         dResidual = try f32(N * C)
+        let partialFloats = LayerNormBackward.partialRows(rows: N) * 3 * gpt.dimensions
+        lnPartials = try (0...2 * gpt.blocks.count).map { _ in try f32(partialFloats) }
         dCasts = (try act(N * C), try act(N * C))
         dWide = try act(4 * N * C); dNarrow = try act(N * C); dQKV = try act(3 * N * C)
         dHeads = fused ? 0 : try act(N * C)
@@ -120,17 +124,19 @@ final class GPTNetwork: GPUNetwork {
                           .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
     }
 
-    /// One launch: dx (accumulated into dResidual, and its copy dCast), and the weight and bias gradients, finished in
-    /// the kernel from one row of partial sums a block. Blocks of 16 warps, as many as the GPU holds at once (one a
-    /// multiprocessor at 128 registers a thread): few partial rows.
+    /// dx (accumulated into dResidual, and its copy dCast) on the main stream; the weight and bias gradients and, with
+    /// `biasGradient`, the column sums of the new dx (the gradient of the bias added to the residual stream just before
+    /// this LayerNorm) finished beside it from the launch's partial rows in `partials` (one buffer per LayerNorm, so
+    /// nothing overwrites them before the finishing launch reads them).
     func layerNormBackward(_ t: GPUTrainer, dy: DevicePointer, x: DevicePointer, weight: Int, stats: DevicePointer, accumulate: Bool,
-                           cast dCast: DevicePointer) throws {
-        let name = "layernorm_bwd" + precision.suffix
-        let blocks = min(try t.gpu.residentBlocks(name, threads: 512), (N + 15) / 16, GPUTrainer.ticketCount - 1)
-        try t.gpu.launch(name, grid: (blocks, 1, 1), block: (512, 1, 1),
-                         [.pointer(dy), .pointer(x), .pointer(t.weight(weight)), .pointer(stats), .pointer(stats + DevicePointer(4 * N)),
-                          .pointer(dResidual), .pointer(dCast == dResidual ? 0 : dCast), .pointer(t.scratch), .pointer(t.tickets),
-                          .pointer(t.gradient(weight)), .pointer(t.gradient(weight + 1)), .int(Int32(N)), .int(Int32(C)), .int(accumulate ? 1 : 0)])
+                           cast dCast: DevicePointer, partials: DevicePointer, biasGradient: DevicePointer?) throws {
+        let chunks = try LayerNormBackward.launch(t.gpu, precision, dy: dy, x: x, weight: t.weight(weight), stats: stats, dx: dResidual,
+                                                  dxCast: dCast == dResidual ? 0 : dCast, partial: partials, rows: N, cols: C,
+                                                  accumulate: accumulate, sums: biasGradient != nil)
+        _ = try t.weightGradient {
+            try LayerNormBackward.finish(t.gpu, partial: partials, chunks: chunks, cols: C, dw: t.gradient(weight), db: t.gradient(weight + 1),
+                                         ds: biasGradient)
+        }
     }
 
     /// qkv [B, T, 3, H, hd] ↔ q, k, v [B, H, T, hd]: 16 bytes a thread when a head row is a multiple of 16 bytes.
@@ -165,7 +171,7 @@ final class GPTNetwork: GPUNetwork {
         let BH = B * H
         let ints = (n: Int32(N), c: Int32(C))
         // Embedding.
-        try t.elementwise("embedding_fwd", count: N * C, [.pointer(io.inputs), .pointer(t.weight(p("emb.weight"))), .pointer(t.weight(p("pos"))),
+        try t.elementwise("embedding_fwd", count: N * C / 4, [.pointer(io.inputs), .pointer(t.weight(p("emb.weight"))), .pointer(t.weight(p("pos"))),
                                                           .pointer(residual[0]), .int(ints.n), .int(Int32(T)), .int(ints.c)])
         // Each residual add also computes the LayerNorm that follows it (residualLayerNorm): ln2 inside a block, and at its
         // end the LayerNorm of residual[l + 1] (the next block's ln1, or the final one). Only the embedding's stands alone.
@@ -214,37 +220,42 @@ final class GPTNetwork: GPUNetwork {
         let separateCasts = precision.bytes != 4 || t.weightGradientsOnSide
         let blockCast = separateCasts ? dCasts.block : dResidual, midCast = separateCasts ? dCasts.mid : dResidual
         var readers: (block: StreamMark?, mid: StreamMark?, wide: StreamMark?, qkv: StreamMark?) = (nil, nil, nil, nil)
-        // The head. Plain layers' weight gradients dW = dyᵀ · x bring their bias gradient Σ dy (overwritten) in the same call.
+        // The head. The head's and qkv's weight gradients dW = dyᵀ · x bring their bias gradient Σ dy (overwritten) in the
+        // same call; the biases added to the residual stream get theirs from the LayerNorm backward after them.
         let dLogits = logits
         _ = try t.weightGradient {
             try t.gemmBias(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C,
                            cF32: true, bias: .gradient(t.gradient(wHead + 1)))
         }
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
-        try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false, cast: blockCast)
+        // Each LayerNorm's backward also sums its dx over the rows: the gradient of the bias added to the residual stream
+        // just before it (the MLP's output bias before ln1 and the final norm, attention's before ln2).
+        try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false, cast: blockCast,
+                              partials: lnPartials[0], biasGradient: t.gradient(p("blocks.\(L - 1).mlp.2.bias")))
         try t.parametersDone([wHead, wHead + 1, p("ln.weight"), p("ln.weight") + 1])
         for l in stride(from: L - 1, through: 0, by: -1) {
             let pre = "blocks.\(l)."
             let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
             // MLP branch: residual[l + 1] = mid + proj(gelu(fc(ln2(mid)))); its output's gradient is in blockCast.
             readers.block = try t.weightGradient {
-                try t.gemmBias(transA: true, transB: false, m: C, n: 4 * C, k: N, a: blockCast, lda: C, b: postGELU[l], ldb: 4 * C,
-                               c: t.gradient(wProj), ldc: 4 * C, cF32: true, bias: .gradient(t.gradient(wProj + 1)))
+                try t.gemm(transA: true, transB: false, m: C, n: 4 * C, k: N, a: blockCast, lda: C, b: postGELU[l], ldb: 4 * C,
+                           c: t.gradient(wProj), ldc: 4 * C, cF32: true)
             }
             try t.beforeOverwriting(readers.wide)
             try t.gemm(transA: false, transB: false, m: N, n: 4 * C, k: C, a: blockCast, lda: C, b: t.operand(wProj), ldb: 4 * C, c: dWide, ldc: 4 * C)
-            try t.activationBackward(dy: dWide, ref: preGELU[l], act: 2, rows: N, cols: 4 * C, biasGradient: t.gradient(wFC + 1))
+            try t.activationBackward(dy: dWide, ref: preGELU[l], act: 3, rows: N, cols: 4 * C, biasGradient: t.gradient(wFC + 1))
             readers.wide = try t.weightGradient {
                 try t.gemm(transA: true, transB: false, m: 4 * C, n: C, k: N, a: dWide, lda: 4 * C, b: ln2[l], ldb: C, c: t.gradient(wFC), ldc: C, cF32: true)
             }
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 4 * C, a: dWide, lda: 4 * C, b: t.operand(wFC), ldb: C, c: dNarrow, ldc: C)
             try t.beforeOverwriting(readers.mid)
-            try layerNormBackward(t, dy: dNarrow, x: mid[l], weight: p(pre + "ln2.weight"), stats: stats2[l], accumulate: true, cast: midCast)
-            // Attention branch: mid = x + out_proj(attention(ln1(x))); mid's gradient is in midCast.
             let wIn = p(pre + "att.in_proj_weight"), wOut = p(pre + "att.out_proj.weight")
+            try layerNormBackward(t, dy: dNarrow, x: mid[l], weight: p(pre + "ln2.weight"), stats: stats2[l], accumulate: true, cast: midCast,
+                                  partials: lnPartials[2 * l + 1], biasGradient: t.gradient(wOut + 1))
+            // Attention branch: mid = x + out_proj(attention(ln1(x))); mid's gradient is in midCast.
             readers.mid = try t.weightGradient {
-                try t.gemmBias(transA: true, transB: false, m: C, n: C, k: N, a: midCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C,
-                               cF32: true, bias: .gradient(t.gradient(wOut + 1)))
+                try t.gemm(transA: true, transB: false, m: C, n: C, k: N, a: midCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C,
+                           cF32: true)
             }
             // dNarrow: the gradient of the merged heads; attention's backward leaves qkv's in dQKV.
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: midCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
@@ -274,7 +285,8 @@ final class GPTNetwork: GPUNetwork {
             }
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 3 * C, a: dQKV, lda: 3 * C, b: t.operand(wIn), ldb: C, c: dNarrow, ldc: C)
             try t.beforeOverwriting(readers.block)
-            try layerNormBackward(t, dy: dNarrow, x: residual[l], weight: p(pre + "ln1.weight"), stats: stats1[l], accumulate: true, cast: blockCast)
+            try layerNormBackward(t, dy: dNarrow, x: residual[l], weight: p(pre + "ln1.weight"), stats: stats1[l], accumulate: true, cast: blockCast,
+                                  partials: lnPartials[2 * l + 2], biasGradient: l > 0 ? t.gradient(p("blocks.\(l - 1).mlp.2.bias")) : nil)
             try t.parametersDone(Array(p(pre + "ln1.weight")...p(pre + "mlp.2.bias")))
         }
         // Embeddings.
@@ -282,5 +294,38 @@ final class GPTNetwork: GPUNetwork {
         let emb = p("emb.weight")
         try t.gpu.fill(t.gradient(emb), words: V * C, pattern: 0)
         try t.elementwise("token_bwd", count: N * C, [.pointer(io.inputs), .pointer(dResidual), .pointer(t.gradient(emb)), .int(ints.n), .int(ints.c)])
+    }
+}
+
+/// LayerNorm backward in two launches (`layernorm_bwd`, `layernorm_bwd_finish` of ``KernelSource``): dx, with one row of
+/// column partial sums a block, then the column sums from those rows: the weight's and bias's gradients and, when
+/// asked, Σ dx. The second launch may go beside what reads dx next, so the reduction's tail is off that path.
+enum LayerNormBackward {
+    static let threads = 256
+
+    /// The most rows of partial sums a launch over `rows` rows writes (`(2 + sums)·cols` floats each).
+    static func partialRows(rows: Int) -> Int { max(1, min((rows + 15) / 16, 1024)) }
+
+    /// dx (+)= the LayerNorm's input gradient (`stats`: mean [rows] then rstd [rows]), also into `dxCast` in the
+    /// activation type when not 0, and the partial rows; returns how many partial rows it wrote (`blocks`, else as many
+    /// blocks as the GPU holds at once, at least 16 rows each).
+    static func launch(_ gpu: CUDAContext, _ precision: GPUPrecision, dy: DevicePointer, x: DevicePointer, weight: DevicePointer,
+                       stats: DevicePointer, dx: DevicePointer, dxCast: DevicePointer, partial: DevicePointer, rows: Int, cols: Int,
+                       accumulate: Bool, sums: Bool, blocks wanted: Int? = nil) throws -> Int {
+        let name = "layernorm_bwd" + precision.suffix
+        let blocks = try wanted ?? min(gpu.residentBlocks(name, threads: threads), partialRows(rows: rows))
+        try gpu.launch(name, grid: (blocks, 1, 1), block: (threads, 1, 1),
+                       [.pointer(dy), .pointer(x), .pointer(weight), .pointer(stats), .pointer(stats + DevicePointer(4 * rows)),
+                        .pointer(dx), .pointer(dxCast), .pointer(partial), .int(Int32(rows)), .int(Int32(cols)), .int(accumulate ? 1 : 0),
+                        .int(sums ? 1 : 0)])
+        return blocks
+    }
+
+    /// dw, db (and ds when not nil) = the column sums of `chunks` partial rows, written over.
+    static func finish(_ gpu: CUDAContext, partial: DevicePointer, chunks: Int, cols: Int, dw: DevicePointer, db: DevicePointer,
+                       ds: DevicePointer?) throws {
+        let width = (ds == nil ? 2 : 3) * cols
+        try gpu.launch("layernorm_bwd_finish", grid: ((width + 31) / 32, 1, 1), block: (32, 8, 1),
+                       [.pointer(partial), .int(Int32(chunks)), .int(Int32(cols)), .pointer(dw), .pointer(db), .pointer(ds ?? 0)])
     }
 }

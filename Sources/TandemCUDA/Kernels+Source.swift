@@ -170,12 +170,10 @@ template <class Store> __device__ void finish_partials(float* rows, long stride,
   for (int c = tid; c < width; c += threads) store(c, sum_rows(rows + c, (long)g * stride, groups));
 }
 
-__device__ __forceinline__ float gelu_f(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
-// The Gaussian factor with the fast exponential (a few ulp; the term vanishes where that error grows): the GELU
-// backward pass is otherwise bound by arithmetic, not memory.
-__device__ __forceinline__ float gelu_grad(float x) {
-  return 0.5f * (1.f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * __expf(-0.5f * x * x);
-}
+// GELU'(x) from Φ's erf term e = erf(x/√2): Φ(x) + x·φ(x), the Gaussian factor with the fast exponential (a few ulp;
+// the term vanishes where that error grows).
+__device__ __forceinline__ float gelu_grad_from(float x, float e) { return 0.5f * (1.f + e) + x * 0.39894228040143268f * __expf(-0.5f * x * x); }
+__device__ __forceinline__ float gelu_grad(float x) { return gelu_grad_from(x, erff(x * 0.70710678118654752f)); }
 """#
 
     // MARK: - Element-wise, bias, activations, column sums
@@ -197,8 +195,15 @@ template <class D> __device__ void bias_act_impl(void* y, const float* b, int ro
 }
 INSTANTIATE(bias_act, (void* y, const float* b, int rows, int cols, int act), (y, b, rows, cols, act))
 
-// z = z + b (kept for backward), y = gelu(z). Rows of whole 16-byte vectors (cols a multiple of 8, aligned
-// pointers): eight columns a thread, two vectors in flight (launch n / 8 threads' worth); else one element.
+// y = gelu(z + b), and z is overwritten by gelu'(z + b), the factor backward multiplies by (act 3 of
+// act_backward_colsum: no transcendental function there, one erf here serves both). Rows of whole 16-byte vectors
+// (cols a multiple of 8, aligned pointers): eight columns a thread, two vectors in flight (launch n / 8 threads'
+// worth); else one element.
+__device__ __forceinline__ void gelu_and_grad(float& x, float& y) {
+  float e = erff(x * 0.70710678118654752f);
+  y = 0.5f * x * (1.f + e);
+  x = gelu_grad_from(x, e);
+}
 template <class D> __device__ void bias_gelu_impl(void* z, const float* b, void* y, int rows, int cols) {
   long n = (long)rows * cols;
   if (cols % 8 == 0 && aligned16(z) && aligned16(y) && aligned16(b)) {
@@ -217,23 +222,26 @@ template <class D> __device__ void bias_gelu_impl(void* z, const float* b, void*
 #pragma unroll
           for (int j = 0; j < 8; j++) a[u][j] += bb[j];
         }
-        st8<D>(z, 8L * e, a[u]);
+        float out[8];
 #pragma unroll
-        for (int j = 0; j < 8; j++) a[u][j] = gelu_f(a[u][j]);
-        st8<D>(y, 8L * e, a[u]);
+        for (int j = 0; j < 8; j++) gelu_and_grad(a[u][j], out[j]);
+        st8<D>(z, 8L * e, a[u]);
+        st8<D>(y, 8L * e, out);
       }
     }
     return;
   }
   GRID_STRIDE(i, n) {
-    float v = D::ld(z, i) + (b ? b[i % cols] : 0.f);
+    float v = D::ld(z, i) + (b ? b[i % cols] : 0.f), out;
+    gelu_and_grad(v, out);
     D::st(z, i, v);
-    D::st(y, i, gelu_f(v));
+    D::st(y, i, out);
   }
 }
 INSTANTIATE(bias_gelu, (void* z, const float* b, void* y, int rows, int cols), (z, b, y, rows, cols))
 
-// In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input); when `out` is not
+// In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input, 3: ref = the
+// derivative itself, as bias_gelu leaves it); when `out` is not
 // null, out (+)= the column sums of dy (accumulate adds). Block (32, 8): 32 column lanes by 8 row lanes over a
 // strip of columns and a chunk of the rows, grid (strips, chunks). With `vec` (cols a multiple of 8, aligned
 // pointers) a lane takes eight adjacent columns (16-byte accesses in 16-bit types; strips of 256 columns), else
@@ -267,7 +275,8 @@ template <class D> __device__ void act_backward_colsum_impl(void* dy, const void
           if (u == 1 && !two) break;
           if (act) {
 #pragma unroll
-            for (int j = 0; j < 8; j++) g[u][j] = act == 1 ? (z[u][j] > 0.f ? g[u][j] : 0.f) : g[u][j] * gelu_grad(z[u][j]);
+            for (int j = 0; j < 8; j++)
+              g[u][j] = act == 1 ? (z[u][j] > 0.f ? g[u][j] : 0.f) : g[u][j] * (act == 3 ? z[u][j] : gelu_grad(z[u][j]));
             st8<D>(dy, (long)(r + 8 * u) * cols + col, g[u]);
           }
 #pragma unroll
@@ -285,7 +294,7 @@ template <class D> __device__ void act_backward_colsum_impl(void* dy, const void
         long i = (long)r * cols + col;
         float g = D::ld(dy, i);
         if (act == 1) { g = D::ld(ref, i) > 0.f ? g : 0.f; D::st(dy, i, g); }
-        else if (act == 2) { g *= gelu_grad(D::ld(ref, i)); D::st(dy, i, g); }
+        else if (act >= 2) { float z = D::ld(ref, i); g *= act == 3 ? z : gelu_grad(z); D::st(dy, i, g); }
         s += g;
       }
     }
@@ -699,31 +708,40 @@ INSTANTIATE(residual_layernorm_fwd, (const float* x, const void* y, const float*
                                      void* ln, float* mean, float* rstd, int rows, int cols),
             (x, y, b, out, lw, lb, ln, mean, rstd, rows, cols))
 
-// LayerNorm backward; the new dx is also written in D to `dxCast` when not null (the operand the next GEMMs
-// read: one pass fewer over the residual gradient). Each warp takes rows warp, warp + W, … (W warps in the grid)
-// and loads a row's dy, x and (accumulating) old dx at once: dx (+)= rstd·(g − mean(g) − x̂·mean(g·x̂)) with
-// g = dy·w. Each lane sums dw = Σ dy·x̂ and db = Σ dy for its columns in registers; the block's warps are added in
-// shared memory in a fixed order (eight slots: warps w, w + 8 add into slot w), each block writes its row
-// [dw | db] of partial sums (partial[block, 2·cols]) and finish_partials writes dw and db (tickets: groups + 1):
-// deterministic, no atomics on floats, no second launch. At most 512 threads a block.
+// LayerNorm backward, one warp a row (warp w of the grid's W takes rows w, w + W, …): with g = dy·w,
+// dx (+)= rstd·(g − mean(g) − x̂·mean(g·x̂)), also written in D to `dxCast` when not null (the operand the next
+// GEMMs read: one pass fewer over the residual gradient). Beside it, the column sums of dy·x̂ (the weight's
+// gradient), of dy (the bias's) and, with `sums`, of the new dx (the gradient of a bias added to the residual
+// stream just before): each warp adds its rows into its own rows of shared memory, then the block adds its warps'
+// rows in a fixed order and writes them as its row of partial sums, partial[block, (2 + sums)·cols].
+// layernorm_bwd_finish adds the blocks' rows in a separate launch, which need not hold up the next GEMM.
+// Deterministic, no atomics. LNB_WARPS warps a block, cols ≤ 512 (a multiple of 4).
+constexpr int LNB_WARPS = 8;
 template <class D> __device__ void layernorm_bwd_impl(const void* dy, const float* x, const float* w, const float* mean,
-                                                      const float* rstd, float* dx, void* dxCast, float* partial, unsigned* tickets,
-                                                      float* dw, float* db, int rows, int cols, int accumulate) {
-  __shared__ float sw[8][512], sb[8][512];
-  int warp = threadIdx.x / 32, lane = threadIdx.x & 31, warps = blockDim.x / 32;
-  float aw[16], ab[16];
+                                                      const float* rstd, float* dx, void* dxCast, float* partial, int rows,
+                                                      int cols, int accumulate, int sums) {
+  __shared__ __align__(16) float acc[LNB_WARPS][3][512];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  float (*mine)[512] = acc[warp];
+  float4 wv[4];
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-  for (int k = 0; k < 16; k++) { aw[k] = 0.f; ab[k] = 0.f; }
-  for (int row = blockIdx.x * warps + warp; row < rows; row += gridDim.x * warps) {
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    wv[k] = i < cols ? Quad<F32>::ld(w, i) : zero;
+#pragma unroll
+    for (int part = 0; part < 3; part++) *(float4*)&mine[part][i] = zero;
+  }
+  for (int row = blockIdx.x * LNB_WARPS + warp; row < rows; row += gridDim.x * LNB_WARPS) {
     long base = (long)row * cols;
     float mu = mean[row], r = rstd[row];
-    float4 dv[4], xv[4], wv[4], ov[4];
+    float4 dv[4], xv[4], ov[4];
 #pragma unroll
     for (int k = 0; k < 4; k++) {
       int i = 4 * (lane + 32 * k);
-      dv[k] = xv[k] = wv[k] = ov[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+      dv[k] = xv[k] = ov[k] = zero;
       if (i < cols) {
-        dv[k] = Quad<D>::ld(dy, base + i); xv[k] = Quad<F32>::ld(x, base + i); wv[k] = Quad<F32>::ld(w, i);
+        dv[k] = Quad<D>::ld(dy, base + i); xv[k] = Quad<F32>::ld(x, base + i);
         if (accumulate) ov[k] = Quad<F32>::ld(dx, base + i);
       }
     }
@@ -742,54 +760,68 @@ template <class D> __device__ void layernorm_bwd_impl(const void* dy, const floa
     for (int k = 0; k < 4; k++) {
       int i = 4 * (lane + 32 * k);
       if (i >= cols) continue;
-      float out[4];
+      float out[4], gw[4], gb[4];
 #pragma unroll
       for (int j = 0; j < 4; j++) {
         float gy = q_at(dv[k], j), xh = (q_at(xv[k], j) - mu) * r;
         out[j] = r * (gy * q_at(wv[k], j) - s1 - xh * s2);
         if (accumulate) out[j] = q_at(ov[k], j) + out[j];
-        aw[4 * k + j] += gy * xh; ab[4 * k + j] += gy;
+        gw[j] = gy * xh; gb[j] = gy;
       }
       float4 o = make_float4(out[0], out[1], out[2], out[3]);
       Quad<F32>::st(dx, base + i, o);
       if (dxCast) Quad<D>::st(dxCast, base + i, o);
-    }
-  }
-  for (int first = 0; first < warps; first += 8) {
-    if (warp >= first && warp < first + 8) {
-#pragma unroll
-      for (int k = 0; k < 4; k++) {
-        int i = 4 * (lane + 32 * k);
-        if (i >= cols) continue;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          float* pw = &sw[warp - first][i + j], * pb = &sb[warp - first][i + j];
-          *pw = first ? *pw + aw[4 * k + j] : aw[4 * k + j];
-          *pb = first ? *pb + ab[4 * k + j] : ab[4 * k + j];
-        }
+      float4* aw = (float4*)&mine[0][i], * ab = (float4*)&mine[1][i];
+      *aw = make_float4(aw->x + gw[0], aw->y + gw[1], aw->z + gw[2], aw->w + gw[3]);
+      *ab = make_float4(ab->x + gb[0], ab->y + gb[1], ab->z + gb[2], ab->w + gb[3]);
+      if (sums) {
+        float4* as = (float4*)&mine[2][i];
+        *as = make_float4(as->x + o.x, as->y + o.y, as->z + o.z, as->w + o.w);
       }
     }
-    __syncthreads();
   }
-  float* mine = partial + (long)blockIdx.x * 2 * cols;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-    float tw = 0.f, tb = 0.f;
-    for (int k = 0; k < min(warps, 8); k++) { tw += sw[k][i]; tb += sb[k][i]; }
-    mine[i] = tw;
-    mine[cols + i] = tb;
+  __syncthreads();
+  const int width = (sums ? 3 : 2) * cols;
+  float* mineRow = partial + (long)blockIdx.x * width;
+  for (int c = threadIdx.x; c < width; c += blockDim.x) {
+    int part = c / cols, col = c - part * cols;
+    float t = 0.f;
+#pragma unroll
+    for (int k = 0; k < LNB_WARPS; k++) t += acc[k][part][col];
+    mineRow[c] = t;
   }
-  finish_partials(partial, 2 * cols, 2 * cols, gridDim.x, blockIdx.x, tickets,
-                  [&](int c, float t) { if (c < cols) dw[c] = t; else db[c - cols] = t; });
 }
-INSTANTIATE_BOUNDED(layernorm_bwd, (512), (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* partial, unsigned* tickets, float* dw, float* db, int rows, int cols, int accumulate),
-                    (dy, x, w, mean, rstd, dx, dxCast, partial, tickets, dw, db, rows, cols, accumulate))
+INSTANTIATE_BOUNDED(layernorm_bwd, (32 * LNB_WARPS, 3), (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* partial, int rows, int cols, int accumulate, int sums),
+                    (dy, x, w, mean, rstd, dx, dxCast, partial, rows, cols, accumulate, sums))
+
+// The column sums layernorm_bwd left as `chunks` rows of partial sums [dw | db | ds] (ds when not null): each column's
+// rows added by 8 lanes in turn, then the lanes in a fixed order (deterministic); written over dw, db and ds.
+// Block (32, 8), a column a lane.
+extern "C" __global__ void layernorm_bwd_finish(const float* partial, int chunks, int cols, float* dw, float* db, float* ds) {
+  __shared__ float acc[8][33];
+  const int width = (ds ? 3 : 2) * cols, c = blockIdx.x * 32 + threadIdx.x;
+  float s = 0.f;
+  if (c < width) {
+#pragma unroll 4
+    for (int k = threadIdx.y; k < chunks; k += 8) s += partial[(long)k * width + c];
+  }
+  acc[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= width) return;
+  float t = 0.f;
+  for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
+  int part = c / cols;
+  (part == 0 ? dw : part == 1 ? db : ds)[c - part * cols] = t;
+}
 
 // x[b, t, :] = wte[token] + wpe[t].
+// Four columns a thread (C a multiple of 4: launch BT·C / 4 threads' worth).
 extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, const float* wpe, float* x, int BT, int T, int C) {
-  long n = (long)BT * C;
+  long n = (long)BT * C / 4;
   GRID_STRIDE(i, n) {
-    int bt = i / C, c = i % C;
-    x[i] = wte[(long)tokens[bt] * C + c] + wpe[(long)(bt % T) * C + c];
+    long bt = 4 * i / C, c = 4 * i % C;
+    float4 e = *(const float4*)(wte + (long)tokens[bt] * C + c), p = *(const float4*)(wpe + bt % T * C + c);
+    *(float4*)(x + 4 * i) = make_float4(e.x + p.x, e.y + p.y, e.z + p.z, e.w + p.w);
   }
 }
 // dwpe[t, c] = sum over b of dx[b, t, c] (deterministic).

@@ -12,10 +12,10 @@ extension GPUSelfTest {
 
     func transformerChecks(_ p: GPUPrecision) throws {
         let s = p.suffix, tol = tolerance(p)
-        // LayerNorm forward and backward: warps that take two rows, one finishing group of partial rows (2 blocks); rows
-        // narrower than a warp's columns, accumulating into dx, two finishing groups (5 blocks).
+        // LayerNorm forward and backward: warps that take two rows and one (2 blocks of 8 warps for 33 rows); rows narrower
+        // than a warp's columns, accumulating into dx, with the column sums of dx (5 blocks).
         for (rows, cols, blocks, accumulate) in [(33, 512, 2, false), (70, 100, 5, true)] {
-            let tag = accumulate ? " (\(cols) columns, accumulated)" : ""
+            let tag = accumulate ? " (\(cols) columns, accumulated, with Σ dx)" : ""
             let x = random(rows * cols, scale: 2).map { $0 + 0.5 }, w = random(cols), b = random(cols), dy = rounded(random(rows * cols), p)
             let old = accumulate ? random(rows * cols) : [Float](repeating: 0, count: rows * cols)
             let dx = try device(x, .fp32), dw = try device(w, .fp32), db = try device(b, .fp32), ddy = try device(dy, p)
@@ -36,31 +36,37 @@ extension GPUSelfTest {
                 dxRef += (0..<cols).map { Double(old[r * cols + $0]) + rs * (g[$0] - m1 - xh[$0] * m2) }
                 for c in 0..<cols { dwRef[c] += Double(dy[r * cols + c]) * xh[c]; dbRef[c] += Double(dy[r * cols + c]) }
             }
+            let dsRef = (0..<cols).map { c in (0..<rows).reduce(0.0) { $0 + dxRef[$1 * cols + c] } }
             record("layernorm forward" + tag, p.rawValue, Self.relativeError(try host(y, rows * cols, p), yRef), tol)
             let gx = try device(old, .fp32)
-            let partial = try gpu.allocate(bytes: 4 * blocks * 2 * cols, category: .workspace)
-            let tickets = try gpu.allocate(bytes: 4 * (blocks + 1), category: .workspace)
-            try gpu.fill(tickets, words: blocks + 1, pattern: 0)
+            let partial = try gpu.allocate(bytes: 4 * blocks * 3 * cols, category: .workspace)
             let gw = try gpu.allocate(bytes: 4 * cols, category: .workspace), gb = try gpu.allocate(bytes: 4 * cols, category: .workspace)
+            let gs = try gpu.allocate(bytes: 4 * cols, category: .workspace)
             let gxCast = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
-            func backward() throws {
-                try gpu.launch("layernorm_bwd" + s, grid: (blocks, 1, 1), block: (512, 1, 1),
-                               [.pointer(ddy), .pointer(dx), .pointer(dw), .pointer(stats), .pointer(stats + DevicePointer(4 * rows)), .pointer(gx),
-                                .pointer(gxCast), .pointer(partial), .pointer(tickets), .pointer(gw), .pointer(gb)] + args(rows, cols, accumulate ? 1 : 0))
+            let chunks = try LayerNormBackward.launch(gpu, p, dy: ddy, x: dx, weight: dw, stats: stats, dx: gx, dxCast: gxCast, partial: partial,
+                                                      rows: rows, cols: cols, accumulate: accumulate, sums: accumulate, blocks: blocks)
+            func finish() throws {
+                try LayerNormBackward.finish(gpu, partial: partial, chunks: chunks, cols: cols, dw: gw, db: gb, ds: accumulate ? gs : nil)
             }
-            try backward()
+            try finish()
             record("layernorm backward dx" + tag, p.rawValue, Self.relativeError(try gpu.downloadFloats(gx, count: rows * cols), dxRef), 1e-4)
             record("layernorm backward dx (activation copy)" + tag, p.rawValue, Self.relativeError(try host(gxCast, rows * cols, p), dxRef), tol)
             let dwGPU = try gpu.downloadFloats(gw, count: cols), dbGPU = try gpu.downloadFloats(gb, count: cols)
             record("layernorm backward dw" + tag, p.rawValue, Self.relativeError(dwGPU, dwRef), 1e-4)
             record("layernorm backward db" + tag, p.rawValue, Self.relativeError(dbGPU, dbRef), 1e-5)
-            // Again (the tickets back at zero): the same bits, whichever block finished last.
-            try backward()
-            let again = try gpu.downloadFloats(gw, count: cols) + gpu.downloadFloats(gb, count: cols)
-            record("layernorm backward dw, db repeated (bit-identical)" + tag, p.rawValue,
-                   zip(again, dwGPU + dbGPU).contains { $0.bitPattern != $1.bitPattern } ? 1 : 0, 0)
-            record("layernorm backward tickets reset" + tag, p.rawValue, try ticketsLeft(tickets, count: blocks + 1), 0)
-            for ptr in [dx, dw, db, ddy, y, stats, gx, partial, tickets, gw, gb, gxCast] { gpu.free(ptr) }
+            var sums = dwGPU + dbGPU
+            if accumulate {
+                let dsGPU = try gpu.downloadFloats(gs, count: cols)
+                record("layernorm backward Σ dx" + tag, p.rawValue, Self.relativeError(dsGPU, dsRef), 1e-4)
+                sums += dsGPU
+            }
+            // Finished again from the same partial rows: the same bits.
+            try finish()
+            var again = try gpu.downloadFloats(gw, count: cols) + gpu.downloadFloats(gb, count: cols)
+            if accumulate { again += try gpu.downloadFloats(gs, count: cols) }
+            record("layernorm backward column sums repeated (bit-identical)" + tag, p.rawValue,
+                   zip(again, sums).contains { $0.bitPattern != $1.bitPattern } ? 1 : 0, 0)
+            for ptr in [dx, dw, db, ddy, y, stats, gx, partial, gw, gb, gs, gxCast] { gpu.free(ptr) }
         }
         // Residual add: rows of 16-byte vectors (72) and not (70).
         for cols in [70, 72] {
@@ -170,7 +176,7 @@ extension GPUSelfTest {
         try gpu.upload(tokens, to: dt)
         let dwte = try device(wte, .fp32), dwpe = try device(wpe, .fp32), dg = try device(g, .fp32)
         let x = try gpu.allocate(bytes: 4 * B * T * C, category: .workspace)
-        try gpu.launch1D("embedding_fwd", count: B * T * C, [.pointer(dt), .pointer(dwte), .pointer(dwpe), .pointer(x)] + args(B * T, T, C))
+        try gpu.launch1D("embedding_fwd", count: B * T * C / 4, [.pointer(dt), .pointer(dwte), .pointer(dwpe), .pointer(x)] + args(B * T, T, C))
         var ref = [Double](), pref = [Double](repeating: 0, count: T * C), tref = [Double](repeating: 0, count: V * C)
         for bt in 0..<B * T { for c in 0..<C {
             ref.append(Double(wte[Int(tokens[bt]) * C + c]) + Double(wpe[(bt % T) * C + c]))

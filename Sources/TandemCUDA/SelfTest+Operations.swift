@@ -85,7 +85,11 @@ extension GPUSelfTest {
             try gpu.launch1D("bias_gelu" + s, count: n, [.pointer(dz), .pointer(dbias), .pointer(dy), .int(Int32(rows)), .int(Int32(cols))])
             let pre = (0..<n).map { Double(x[$0]) + Double(b[$0 % cols]) }
             let ref = pre.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
+            func geluGrad(_ z: Double) -> Double { 0.5 * (1 + erf(z / 2.0.squareRoot())) + z * exp(-0.5 * z * z) / (2 * Double.pi).squareRoot() }
             record("bias + gelu" + tag, p.rawValue, Self.relativeError(try host(dy, n, p), ref), tol)
+            // bias_gelu leaves GELU'(z + b) in z for backward (act 3).
+            record("bias + gelu: derivative kept" + tag, p.rawValue, Self.relativeError(try host(dz, n, p), pre.map(geluGrad)), tol)
+            let dPre = try device(pre.map { Float($0) }, p)
             // GELU backward with the bias gradient (column sums), finished in the kernel from 5 partial rows: two groups.
             let g = rounded(random(n), p), before = random(cols)
             let dg = try device(g, p), dbGrad = try device(before, .fp32)
@@ -93,14 +97,19 @@ extension GPUSelfTest {
             let partial = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace)
             let tickets = try gpu.allocate(bytes: 4 * GPUTrainer.ticketCount, category: .workspace)
             try gpu.fill(tickets, words: GPUTrainer.ticketCount, pattern: 0)
-            try GPUTrainer.launchActivationBackward(gpu, p, dy: dg, ref: dz, act: 2, rows: rows, cols: cols, columnSums: dbGrad, accumulate: accumulate,
+            try GPUTrainer.launchActivationBackward(gpu, p, dy: dg, ref: dPre, act: 2, rows: rows, cols: cols, columnSums: dbGrad, accumulate: accumulate,
                                                     partial: partial, partialFloats: chunks * cols, tickets: tickets, chunks: chunks)
-            let zr = try host(dz, n, p).map(Double.init)
-            let dref = (0..<n).map { i -> Double in
-                let z = zr[i]
-                return Double(g[i]) * (0.5 * (1 + erf(z / 2.0.squareRoot())) + z * exp(-0.5 * z * z) / (2 * Double.pi).squareRoot())
-            }
+            let zr = try host(dPre, n, p).map(Double.init)
+            let dref = (0..<n).map { Double(g[$0]) * geluGrad(zr[$0]) }
             record("gelu backward" + tag, p.rawValue, Self.relativeError(try host(dg, n, p), dref), tol)
+            // From the kept derivative, no column sums.
+            let dg3 = try device(g, p)
+            try GPUTrainer.launchActivationBackward(gpu, p, dy: dg3, ref: dz, act: 3, rows: rows, cols: cols, columnSums: nil, accumulate: false,
+                                                    partial: 0, partialFloats: 0, tickets: 0)
+            let kept = try host(dz, n, p)
+            record("gelu backward from the kept derivative" + tag, p.rawValue,
+                   Self.relativeError(try host(dg3, n, p), (0..<n).map { Double(g[$0]) * Double(kept[$0]) }), tol)
+            gpu.free(dg3); gpu.free(dPre)
             let gpuMasked = try host(dg, n, p).map(Double.init)
             let colRef = (0..<cols).map { c in (accumulate ? Double(before[c]) : 0) + (0..<rows).reduce(0.0) { $0 + gpuMasked[$1 * cols + c] } }
             // The sums are taken before the gradient is rounded to the storage type, the reference after.
