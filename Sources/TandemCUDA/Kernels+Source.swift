@@ -241,13 +241,13 @@ template <class D> __device__ void bias_gelu_impl(void* z, const float* b, void*
 INSTANTIATE(bias_gelu, (void* z, const float* b, void* y, int rows, int cols), (z, b, y, rows, cols))
 
 // In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input, 3: ref = the
-// derivative itself, as bias_gelu leaves it); when `out` is not
-// null, out (+)= the column sums of dy (accumulate adds). Block (32, 8): 32 column lanes by 8 row lanes over a
-// strip of columns and a chunk of the rows, grid (strips, chunks). With `vec` (cols a multiple of 8, aligned
-// pointers) a lane takes eight adjacent columns (16-byte accesses in 16-bit types; strips of 256 columns), else
-// one (strips of 32). Each lane sums its rows r, r + 8, … in registers, two rows in flight; the row lanes are added
-// in shared memory in a fixed order, each block writes one row of partial sums (partial[chunk, col]) and
-// finish_partials adds the chunks (tickets: groups + 1 per strip).
+// derivative itself, as bias_gelu leaves it); when `out` is not null, out (+)= the column sums of dy (accumulate
+// adds). Block (32, 8): 32 column lanes by 8 row lanes over a strip of columns and a chunk of the rows, grid
+// (strips, chunks). With `vec` (cols a multiple of 8, aligned pointers) a lane takes eight adjacent columns
+// (16-byte accesses in 16-bit types; strips of 256 columns), else one (strips of 32). Each lane sums its rows r,
+// r + 8, … in registers, two rows in flight; the row lanes are added in shared memory in a fixed order, each block
+// writes one row of partial sums (partial[chunk, col]) and finish_partials adds the chunks (tickets: groups + 1 per
+// strip).
 template <class D> __device__ void act_backward_colsum_impl(void* dy, const void* ref, float* partial, unsigned* tickets, float* out,
                                                             int rows, int cols, int act, int vec, int accumulate) {
   __shared__ float acc[8][257];
