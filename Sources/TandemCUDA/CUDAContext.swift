@@ -361,6 +361,12 @@ public final class CUDAContext {
         return Double(ms)
     }
 
+    /// Milliseconds one replay of `graph` takes: one replay to warm it, then the mean of `replays` timed back to back.
+    public func replayTime(_ graph: CUDAGraph, replays: Int) throws -> Double {
+        try graph.launch()
+        return try time { for _ in 0..<replays { try graph.launch() } } / Double(replays)
+    }
+
     /// Runs `body(i)` for `count` steps with an event between steps; returns each step's device
     /// milliseconds and the host seconds from the first launch to the end of the last step.
     public func timeline(_ count: Int, _ body: (Int) throws -> Void) throws -> (steps: [Double], wall: Double) {

@@ -301,6 +301,7 @@ final class GPTNetwork: GPUNetwork {
 /// column partial sums a block, then the column sums from those rows: the weight's and bias's gradients and, when
 /// asked, Σ dx. The second launch may go beside what reads dx next, so the reduction's tail is off that path.
 enum LayerNormBackward {
+    /// Threads a block: 32 · `LNB_WARPS` of the kernel.
     static let threads = 256
 
     /// The most rows of partial sums a launch over `rows` rows writes (`(2 + sums)·cols` floats each).

@@ -145,8 +145,7 @@ final class LSTMNetwork: GPUNetwork {
                 try gpu.synchronize()
                 gpu.resetOrdering()
                 let graph = try gpu.capture { try forwardBackward(t) }
-                try graph.launch()
-                let ms = try gpu.time { for _ in 0..<5 { try graph.launch() } } / 5
+                let ms = try gpu.replayTime(graph, replays: 5)
                 notes.append("\(option.name) \(Double(Int(ms * 1000)) / 1000) ms")
                 if best == nil || ms < best!.ms { best = (option, ms) }
             } catch let error {

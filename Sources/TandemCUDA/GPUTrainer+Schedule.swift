@@ -90,9 +90,7 @@ extension GPUTrainer {
             for _ in 0..<Self.scheduleRounds {
                 for (i, graph) in graphs.enumerated() {
                     guard let graph else { continue }
-                    try graph.launch()
-                    let ms = try gpu.time { for _ in 0..<Self.scheduleReplays { try graph.launch() } } / Double(Self.scheduleReplays)
-                    best[i] = min(best[i], ms)
+                    best[i] = min(best[i], try gpu.replayTime(graph, replays: Self.scheduleReplays))
                 }
             }
         }

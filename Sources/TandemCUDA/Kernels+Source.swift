@@ -315,20 +315,27 @@ template <class D> __device__ void act_backward_colsum_impl(void* dy, const void
 INSTANTIATE_BOUNDED(act_backward_colsum, (256, 3), (void* dy, const void* ref, float* partial, unsigned* tickets, float* out, int rows, int cols, int act, int vec, int accumulate),
                     (dy, ref, partial, tickets, out, rows, cols, act, vec, accumulate))
 
-// out[col] (+)= sum over chunks of partial[chunk, col]; accumulate adds to out. Block (32, 8):
-// 32 columns, 8 lanes over the chunks, added in a fixed order (deterministic).
-extern "C" __global__ void sum_partials(const float* partial, int chunks, int cols, float* out, int accumulate) {
+// Column c's total over `chunks` rows of `width` partial sums, in a block (32, 8) that takes a column a lane: the 8 row
+// lanes add rows k, k + 8, … in turn, then the lanes' sums are added in a fixed order (deterministic). Every thread of
+// the block calls it; the total is returned to the threads of row lane 0.
+__device__ __forceinline__ float column_total(const float* partial, int chunks, int width, int c) {
   __shared__ float acc[8][33];
-  int col = blockIdx.x * 32 + threadIdx.x;
   float s = 0.f;
-  if (col < cols) for (int k = threadIdx.y; k < chunks; k += 8) s += partial[(long)k * cols + col];
+  if (c < width) {
+#pragma unroll 4
+    for (int k = threadIdx.y; k < chunks; k += 8) s += partial[(long)k * width + c];
+  }
   acc[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
-  if (threadIdx.y == 0 && col < cols) {
-    float t = 0.f;
-    for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
-    out[col] = accumulate ? out[col] + t : t;
-  }
+  float t = 0.f;
+  if (threadIdx.y == 0) for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
+  return t;
+}
+// out[col] (+)= sum over chunks of partial[chunk, col]; accumulate adds to out. Block (32, 8), a column a lane.
+extern "C" __global__ void sum_partials(const float* partial, int chunks, int cols, float* out, int accumulate) {
+  int col = blockIdx.x * 32 + threadIdx.x;
+  float t = column_total(partial, chunks, cols, col);
+  if (threadIdx.y == 0 && col < cols) out[col] = accumulate ? out[col] + t : t;
 }
 
 // out = x + y (+ b) with x, out float (the residual stream; out may be x) and y in D, over [rows, cols]. Rows of
@@ -794,22 +801,12 @@ template <class D> __device__ void layernorm_bwd_impl(const void* dy, const floa
 INSTANTIATE_BOUNDED(layernorm_bwd, (32 * LNB_WARPS, 3), (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* partial, int rows, int cols, int accumulate, int sums),
                     (dy, x, w, mean, rstd, dx, dxCast, partial, rows, cols, accumulate, sums))
 
-// The column sums layernorm_bwd left as `chunks` rows of partial sums [dw | db | ds] (ds when not null): each column's
-// rows added by 8 lanes in turn, then the lanes in a fixed order (deterministic); written over dw, db and ds.
-// Block (32, 8), a column a lane.
+// The column sums layernorm_bwd left as `chunks` rows of partial sums [dw | db | ds] (ds when not null), written over
+// dw, db and ds (column_total: deterministic). Block (32, 8), a column a lane.
 extern "C" __global__ void layernorm_bwd_finish(const float* partial, int chunks, int cols, float* dw, float* db, float* ds) {
-  __shared__ float acc[8][33];
   const int width = (ds ? 3 : 2) * cols, c = blockIdx.x * 32 + threadIdx.x;
-  float s = 0.f;
-  if (c < width) {
-#pragma unroll 4
-    for (int k = threadIdx.y; k < chunks; k += 8) s += partial[(long)k * width + c];
-  }
-  acc[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
+  float t = column_total(partial, chunks, width, c);
   if (threadIdx.y != 0 || c >= width) return;
-  float t = 0.f;
-  for (int k = 0; k < 8; k++) t += acc[k][threadIdx.x];
   int part = c / cols;
   (part == 0 ? dw : part == 1 ? db : ds)[c - part * cols] = t;
 }
