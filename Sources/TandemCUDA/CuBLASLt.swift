@@ -75,24 +75,28 @@ public final class CuBLASLt: @unchecked Sendable {
         /// (1) CUBLASLT_EPILOGUE_BIAS = 4: a packed vector as long as D's rows (column-major D is row-major
         /// Cᵀ, so its rows are C's columns), broadcast over D's columns.
         case bias(DevicePointer, type: CuBLAS.DataType)
+        /// `C[i, j] = max(0, C[i, j] + bias[j])`: the bias as for ``bias(_:type:)``, then ReLU.
+        /// (1) CUBLASLT_EPILOGUE_RELU_BIAS = 6 (RELU = 2 | BIAS = 4).
+        case biasReLU(DevicePointer, type: CuBLAS.DataType)
         /// `gradient[i] = Σₗ op(A)[i, l]`, `m` values in C's type, written over (not added to) what was there:
         /// with `op(A) = dyᵀ` the bias gradient of the layer whose weight gradient is C.
         /// (1) CUBLASLT_EPILOGUE_BGRADB = 512: the reduction of cuBLASLt's B (here the row-major A) over the
         /// GEMM's k, as long as D's columns (C's rows); (2) its type is D's.
         case biasGradient(DevicePointer)
 
-        /// (1) cublasLtEpilogue_t: DEFAULT = 1, BIAS = 4, BGRADA = 256, BGRADB = 512.
+        /// (1) cublasLtEpilogue_t: DEFAULT = 1, RELU_BIAS = 6, BIAS = 4, BGRADA = 256, BGRADB = 512.
         var code: UInt32 {
             switch self {
             case .none: 1
             case .bias: 4
+            case .biasReLU: 6
             case .biasGradient: 512
             }
         }
         var pointer: DevicePointer {
             switch self {
             case .none: 0
-            case .bias(let p, _), .biasGradient(let p): p
+            case .bias(let p, _), .biasReLU(let p, _), .biasGradient(let p): p
             }
         }
     }
@@ -246,7 +250,7 @@ public final class CuBLASLt: @unchecked Sendable {
                      planUntimed: Bool = true) throws -> Plan? {
         let biasType: Int32
         switch epilogue {
-        case .bias(_, let type): biasType = type.rawValue
+        case .bias(_, let type), .biasReLU(_, let type): biasType = type.rawValue
         case .none, .biasGradient: biasType = -1
         }
         let key = Key(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
@@ -395,9 +399,9 @@ public final class CuBLASLt: @unchecked Sendable {
     }
 
     /// Queues a planned call on `stream` with `workspace` (at least the plan's ``Plan/workspaceBytes``):
-    /// `C = alpha · op(A) · op(B)` (beta 0), C overwritten (and the bias gradient, for that epilogue). Graph-capturable.
+    /// `C = alpha · op(A) · op(B) + beta · C` (and the bias gradient, for that epilogue, overwritten). Graph-capturable.
     public func run(_ plan: Plan, a: DevicePointer, b: DevicePointer, c: DevicePointer, bias: DevicePointer,
-                    stream: CUHandle?, workspace: DevicePointer, workspaceBytes: Int, alpha: Float = 1) throws(CUDAError) {
+                    stream: CUHandle?, workspace: DevicePointer, workspaceBytes: Int, alpha: Float = 1, beta: Float = 0) throws(CUDAError) {
         if plan.epilogue != Epilogue.none.code && bias != plan.bias {
             var p = bias
             let status = withUnsafeBytes(of: &p) { table.descSet(plan.desc, Self.descBiasPointer, $0.baseAddress, $0.count) }
@@ -405,9 +409,9 @@ public final class CuBLASLt: @unchecked Sendable {
             plan.bias = bias
         }
         func ptr(_ p: DevicePointer) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(p)) }
-        var scale = alpha, zero: Float = 0
+        var scale = alpha, added = beta
         let status = withUnsafePointer(to: &scale) { alpha in
-            withUnsafePointer(to: &zero) { beta in
+            withUnsafePointer(to: &added) { beta in
                 table.matmul(handle, plan.desc, alpha, ptr(b), plan.aLayout, ptr(a), plan.bLayout, beta,
                              ptr(c), plan.cLayout, ptr(c), plan.cLayout, plan.algo, ptr(workspace), workspaceBytes, stream)
             }

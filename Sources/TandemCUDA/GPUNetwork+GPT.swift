@@ -28,6 +28,9 @@ final class GPTNetwork: GPUNetwork {
     let io: InputBuffers
     /// Parameter indices (into the trainer's flat buffer) by name.
     let index: [String: Int]
+    /// The weights whose gradient is one GEMM's output (``GPUTrainer/weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``),
+    /// by the end of their names.
+    static let gemmWeights = [".att.in_proj_weight", ".att.out_proj.weight", ".mlp.0.weight", ".mlp.2.weight", "out.weight"]
     // Saved activations, one per block unless noted.
     var residual: [DevicePointer] = []   // L + 1, fp32 [N, C]
     var mid: [DevicePointer] = []        // fp32 [N, C]
@@ -224,8 +227,8 @@ final class GPTNetwork: GPUNetwork {
         // same call; the biases added to the residual stream get theirs from the LayerNorm backward after them.
         let dLogits = logits
         _ = try t.weightGradient {
-            try t.gemmBias(transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, c: t.gradient(wHead), ldc: C,
-                           cF32: true, bias: .gradient(t.gradient(wHead + 1)))
+            try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C,
+                                     ldc: C, biasGradient: t.gradient(wHead + 1))
         }
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
         // Each LayerNorm's backward also sums its dx over the rows: the gradient of the bias added to the residual stream
@@ -238,14 +241,15 @@ final class GPTNetwork: GPUNetwork {
             let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
             // MLP branch: residual[l + 1] = mid + proj(gelu(fc(ln2(mid)))); its output's gradient is in blockCast.
             readers.block = try t.weightGradient {
-                try t.gemm(transA: true, transB: false, m: C, n: 4 * C, k: N, a: blockCast, lda: C, b: postGELU[l], ldb: 4 * C,
-                           c: t.gradient(wProj), ldc: 4 * C, cF32: true)
+                try t.weightGradientGEMM(parameter: wProj, transA: true, transB: false, m: C, n: 4 * C, k: N, a: blockCast, lda: C,
+                                         b: postGELU[l], ldb: 4 * C, ldc: 4 * C)
             }
             try t.beforeOverwriting(readers.wide)
             try t.gemm(transA: false, transB: false, m: N, n: 4 * C, k: C, a: blockCast, lda: C, b: t.operand(wProj), ldb: 4 * C, c: dWide, ldc: 4 * C)
             try t.activationBackward(dy: dWide, ref: preGELU[l], act: 3, rows: N, cols: 4 * C, biasGradient: t.gradient(wFC + 1))
             readers.wide = try t.weightGradient {
-                try t.gemm(transA: true, transB: false, m: 4 * C, n: C, k: N, a: dWide, lda: 4 * C, b: ln2[l], ldb: C, c: t.gradient(wFC), ldc: C, cF32: true)
+                try t.weightGradientGEMM(parameter: wFC, transA: true, transB: false, m: 4 * C, n: C, k: N, a: dWide, lda: 4 * C, b: ln2[l], ldb: C,
+                                         ldc: C)
             }
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 4 * C, a: dWide, lda: 4 * C, b: t.operand(wFC), ldb: C, c: dNarrow, ldc: C)
             try t.beforeOverwriting(readers.mid)
@@ -254,8 +258,8 @@ final class GPTNetwork: GPUNetwork {
                                   partials: lnPartials[2 * l + 1], biasGradient: t.gradient(wOut + 1))
             // Attention branch: mid = x + out_proj(attention(ln1(x))); mid's gradient is in midCast.
             readers.mid = try t.weightGradient {
-                try t.gemm(transA: true, transB: false, m: C, n: C, k: N, a: midCast, lda: C, b: merged[l], ldb: C, c: t.gradient(wOut), ldc: C,
-                           cF32: true)
+                try t.weightGradientGEMM(parameter: wOut, transA: true, transB: false, m: C, n: C, k: N, a: midCast, lda: C, b: merged[l], ldb: C,
+                                         ldc: C)
             }
             // dNarrow: the gradient of the merged heads; attention's backward leaves qkv's in dQKV.
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: midCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
@@ -280,8 +284,8 @@ final class GPTNetwork: GPUNetwork {
                 try splitHeads(t, dQKV, dq, dk, dv, backward: true)
             }
             readers.qkv = try t.weightGradient {
-                try t.gemmBias(transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C, c: t.gradient(wIn), ldc: C,
-                               cF32: true, bias: .gradient(t.gradient(wIn + 1)))
+                try t.weightGradientGEMM(parameter: wIn, transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C,
+                                         ldc: C, biasGradient: t.gradient(wIn + 1))
             }
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 3 * C, a: dQKV, lda: 3 * C, b: t.operand(wIn), ldb: C, c: dNarrow, ldc: C)
             try t.beforeOverwriting(readers.block)

@@ -4,11 +4,13 @@ import TandemModels
 
 /// `mlp` and `mlp-wide` on the GPU: Linear layers with ReLU between them, cross-entropy.
 ///
-/// Forward per layer: one GEMM (`z = a·Wᵀ`) and one fused bias + ReLU pass in place (the last
+/// Forward per layer: one GEMM (`z = a·Wᵀ`) with the bias and ReLU in its epilogue, or, where cuBLASLt
+/// has no such algorithm or times slower, followed by one fused bias + ReLU pass in place (the last
 /// layer's bias is added inside the fused softmax cross-entropy). Backward per
 /// layer: one fused pass for the ReLU mask and the bias gradient's partial column sums, one GEMM
-/// for the weight gradient (written in fp32 straight into the flat gradient buffer, on the side
-/// stream beside the rest of backward: ``GPUTrainer/weightGradient(_:)``) and one for the input
+/// for the weight gradient (written in fp32 straight into the flat gradient buffer, or added to the
+/// momentum: ``GPUTrainer/weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``;
+/// on the side stream beside the rest of backward: ``GPUTrainer/weightGradient(_:)``) and one for the input
 /// gradient.
 final class MLPNetwork: GPUNetwork {
     let dims: [Int]
@@ -48,10 +50,11 @@ final class MLPNetwork: GPUNetwork {
         var a = input
         for l in 0..<layers {
             let (i, o) = (dims[l], dims[l + 1])
-            try t.gemm(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o)
-            if l < layers - 1 {   // the last layer's bias is added inside the loss kernel
-                try t.elementwise("bias_act" + p.suffix, count: batch * o,
-                                  [.pointer(outputs[l]), .pointer(t.weight(2 * l + 1)), .int(Int32(batch)), .int(Int32(o)), .int(1)])
+            if l < layers - 1 {
+                try t.gemmBias(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o,
+                               bias: .add(parameter: 2 * l + 1, relu: true))
+            } else {   // the last layer's bias is added inside the loss kernel
+                try t.gemm(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o)
             }
             a = outputs[l]
         }
@@ -65,7 +68,7 @@ final class MLPNetwork: GPUNetwork {
             let previous = l == 0 ? input : outputs[l - 1]
             // dW[o, i] = dzᵀ · a_prev, beside the rest of backward (nothing later in the step writes dz or a_prev).
             _ = try t.weightGradient {
-                try t.gemm(transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, c: t.gradient(2 * l), ldc: i, cF32: true)
+                try t.weightGradientGEMM(parameter: 2 * l, transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, ldc: i)
             }
             if l > 0 {
                 // da_prev[batch, i] = dz · W

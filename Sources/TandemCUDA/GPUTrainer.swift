@@ -113,9 +113,13 @@ public final class GPUTrainer {
         names = named.map(\.name)
         shapes = named.map(\.parameter.shape)
         // 256-byte aligned slices for the GEMMs, in the order the network asks for (cuDNN's LSTM weight layout
-        // for lstm, so cuDNN reads the parameters in place), else in the model's order.
+        // for lstm, so cuDNN reads the parameters in place), else in the model's order, with the weights whose
+        // gradient GEMM can fold the momentum in (``foldsMomentum``) after the rest: one boundary, `foldFrom`.
+        let folding = Self.foldableWeights(workload, named.map(\.name))
+        let order = workload == .lstm ? LSTMNetwork.placement(named.map(\.name))
+                                      : named.indices.filter { !folding.contains($0) } + named.indices.filter { folding.contains($0) }
         var offsets = [Int](repeating: 0, count: named.count), ends = offsets, total = 0
-        for i in workload == .lstm ? LSTMNetwork.placement(named.map(\.name)) : Array(named.indices) {
+        for i in order {
             offsets[i] = total
             total += (named[i].parameter.count + 63) / 64 * 64
             ends[i] = total
@@ -123,6 +127,7 @@ public final class GPUTrainer {
         self.offsets = offsets
         self.ends = ends
         flatCount = total
+        foldFrom = folding.map { offsets[$0] }.min() ?? total
         parameterCount = named.reduce(0) { $0 + $1.parameter.count }
         params = try gpu.allocate(bytes: 4 * total, category: .parameters)
         grads = try gpu.allocate(bytes: 4 * total, category: .gradients)
@@ -169,6 +174,7 @@ public final class GPUTrainer {
     /// Device address of parameter `i` (fp32 master), its gradient, and its 16-bit copy (or the master).
     func weight(_ i: Int) -> DevicePointer { params + DevicePointer(4 * offsets[i]) }
     func gradient(_ i: Int) -> DevicePointer { grads + DevicePointer(4 * offsets[i]) }
+    func momentum(_ i: Int) -> DevicePointer { slot1 + DevicePointer(4 * offsets[i]) }
     /// The copy GEMMs read: 16-bit when the precision has one, else the master.
     func operand(_ i: Int) -> DevicePointer { precision.usesShadow ? shadow + DevicePointer(2 * offsets[i]) : weight(i) }
 
@@ -198,8 +204,12 @@ public final class GPUTrainer {
         }
     }
 
-    /// The gradient of every parameter after the last step, by name.
+    /// The gradient of every parameter after the last step, by name. A step that folded the momentum into its weight-gradient
+    /// GEMMs kept no weight gradient: set ``keepsGradients`` before the step (and before ``captureGraph()``).
     public func downloadGradients() throws -> [String: [Float]] {
+        if lastStepFolded {
+            throw CUDAError.unsupported("the last step folded its weight gradients into the momentum and kept none: set keepsGradients = true before the step")
+        }
         var out: [String: [Float]] = [:]
         for (i, name) in names.enumerated() {
             out[name] = try gpu.downloadFloats(gradient(i), count: shapes[i].reduce(1, *))
@@ -319,6 +329,8 @@ public final class GPUTrainer {
 
     func enqueueStep() throws {
         gpu.resetOrdering()
+        folds = foldsMomentum
+        lastStepFolded = folds
         updated = []
         finished = []
         reducedFrom = flatCount
@@ -359,6 +371,55 @@ public final class GPUTrainer {
                        [statePtr, .int(precision == .fp16 ? 1 : 0), .float(Self.lossScaleInterval)])
     }
 
+    // MARK: Momentum folded into the weight-gradient GEMMs
+
+    /// Keep every weight gradient (no ``foldsMomentum``), for ``downloadGradients()``.
+    public var keepsGradients = false
+    /// `TANDEM_FOLD_MOMENTUM=0` turns ``foldsMomentum`` off (to measure what it gives).
+    static let foldingDisabled = getenv("TANDEM_FOLD_MOMENTUM").map { String(cString: $0) == "0" } ?? false
+
+    /// Whether the next step's weight-gradient GEMMs add their product to momentum × the momentum buffer in place (cuBLAS's
+    /// beta: buf = μ·buf + dW, the first half of PyTorch's SGD update) instead of writing a gradient that the update reads
+    /// back: SGD with momentum, not Nesterov, and nothing else that reads the gradient (no clipping, no loss scaling, no
+    /// all-reduce, no ``keepsGradients``). For those weights the update reads the momentum and the weight and writes the
+    /// weight: 12 bytes a parameter (plus the 16-bit copy) instead of the 24 that writing, then reading, a gradient takes.
+    var foldsMomentum: Bool {
+        guard case .sgd(_, let mu, _, let nesterov) = optimizer, mu != 0, !nesterov, foldFrom < flatCount else { return false }
+        return clipNorm == 0 && precision != .fp16 && collective == nil && !keepsGradients && !Self.foldingDisabled
+    }
+    /// Where the weights that can be folded start in the flat buffers (`flatCount`: none).
+    let foldFrom: Int
+    /// ``foldsMomentum`` for the step being queued, and for the last one queued (eager or captured).
+    var folds = false
+    var lastStepFolded = false
+
+    /// The parameters of `workload` whose gradient is one GEMM's output the network computes with
+    /// ``weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``: the Linear weights of mlp and gpt.
+    static func foldableWeights(_ workload: ReferenceModel, _ names: [String]) -> Set<Int> {
+        switch workload {
+        case .mlp, .mlpWide: return Set(names.indices.filter { names[$0].hasSuffix("weight") })
+        case .gpt: return Set(names.indices.filter { GPTNetwork.gemmWeights.contains(where: names[$0].hasSuffix) })
+        case .cnn, .lstm: return []
+        }
+    }
+
+    /// The fp32 gradient of weight `i`, `dW = op(A) · op(B)` (`ldc` the row length of `dW`), and with `biasGradient` the bias
+    /// gradient of the same call (see ``gemmBias(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:bias:beta:scratch:)``): into the
+    /// flat gradient, or, when the step folds the momentum (``foldsMomentum``), added to μ × the momentum in place. Its
+    /// algorithm is timed on the flat gradient's slice, so the momentum is never written over by a candidate.
+    func weightGradientGEMM(parameter i: Int, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int,
+                            b: DevicePointer, ldb: Int, ldc: Int, biasGradient: DevicePointer? = nil) throws {
+        var (c, beta): (DevicePointer, Float) = (gradient(i), 0)
+        if folds, offsets[i] >= foldFrom, case .sgd(_, let mu, _, _) = optimizer { (c, beta) = (momentum(i), mu) }
+        if let biasGradient {
+            try gemmBias(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: true,
+                         bias: .gradient(biasGradient), beta: beta, scratch: gradient(i))
+        } else {
+            try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: true,
+                     beta: beta, scratch: gradient(i))
+        }
+    }
+
     /// The optimizer over the flat slice [from, from + count) of parameters, gradients and state.
     func launchOptimizer(from start: Int, count: Int) throws {
         guard count > 0 else { return }
@@ -372,7 +433,8 @@ public final class GPUTrainer {
             // Slices start on 64-element boundaries, so a slice of a multiple of 4 takes the 16-byte kernel.
             let wide = count % 4 == 0
             try gpu.launch((wide ? "sgd4" : "sgd") + suffix, grid: (wide ? max(1, min((count / 4 + 255) / 256, 132 * 16)) : blocks, 1, 1), block: (256, 1, 1),
-                           [at(params, 4), at(grads, 4), at(slot1, 4), shadowArg, .long(Int64(count)), .float(lr),
+                           [at(params, 4), at(grads, 4), at(slot1, 4), shadowArg, .long(Int64(count)),
+                            .long(Int64(folds ? max(0, min(count, foldFrom - start)) : count)), .float(lr),
                             .float(momentum), .float(0), .float(wd), .int(nesterov ? 1 : 0), statePtr])
         case .adamw(let lr, let b1, let b2, let eps, let wd):
             try gpu.launch("adamw" + suffix, grid: (blocks, 1, 1), block: (256, 1, 1),
@@ -497,33 +559,38 @@ public final class GPUTrainer {
     /// Row-major `C[m,n] = op(A)·op(B)` in the step's precision; `cF32` writes a float C (gradients).
     func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
               c: DevicePointer, ldc: Int, cF32: Bool = false, alpha: Float = 1, beta: Float = 0,
-              batch: Int = 1, strides: (Int, Int, Int) = (0, 0, 0)) throws {
+              batch: Int = 1, strides: (Int, Int, Int) = (0, 0, 0), scratch: DevicePointer? = nil) throws {
         let t = precision.dataType
-        func viaCuBLAS() throws {
+        func viaCuBLAS(_ c: DevicePointer, _ beta: Float) throws {
             try gpu.blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                               types: (t, t, cF32 ? .f32 : t), compute: precision.compute, alpha: alpha, beta: beta, batch: batch,
                               strides: strides)
         }
         func label() -> String { "gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")" }
-        // A single GEMM that overwrites C takes cuBLASLt's algorithm chosen by timing against cuBLAS's own (GEMMTuner);
+        // A single GEMM takes cuBLASLt's algorithm chosen by timing against cuBLAS's own (GEMMTuner), the candidates
+        // writing over C, or over `scratch` (C's shape and alignment) when C is added to (beta ≠ 0; without one, cuBLAS);
         // a kind first met where nothing can be timed (inside a graph capture) stays on cuBLAS.
-        if batch == 1 && beta == 0 && gpu.tunesGEMMs,
-           try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32,
-                               epilogue: .none, label: label(), alpha: alpha, planUntimed: false, otherWay: viaCuBLAS) {
+        if batch == 1 && gpu.tunesGEMMs, let timedC = beta == 0 ? c : scratch,
+           try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: timedC, ldc: ldc, cF32: cF32,
+                               epilogue: .none, label: label(), alpha: alpha, into: (c, beta), planUntimed: false,
+                               otherWay: { try viaCuBLAS(timedC, 0) }) {
             return
         }
-        try gpu.profiled(label()) { try viaCuBLAS() }
+        try gpu.profiled(label()) { try viaCuBLAS(c, beta) }
     }
 
     /// Queues the call through its cuBLASLt plan — made at the first call of its kind, its algorithm timed against
     /// `otherWay` when GEMMs are tuned (see ``CuBLASLt/plan(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:types:compute:epilogue:workspaceBytes:tuner:stream:workspace:planUntimed:)``)
     /// — and returns true; false when there is no plan (no cuBLASLt, refused, `otherWay` faster, or untimed and
-    /// `planUntimed` false): the caller then computes it `otherWay`.
+    /// `planUntimed` false): the caller then computes it its other way. The timing writes over `c`; the call itself goes
+    /// `into` another C of the same alignment, added to times beta, when given.
     private func throughCuBLASLt(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer,
                                  ldb: Int, c: DevicePointer, ldc: Int, cF32: Bool, epilogue: CuBLASLt.Epilogue,
-                                 label: @autoclosure () -> String, alpha: Float = 1, planUntimed: Bool,
-                                 otherWay: () throws -> Void) throws -> Bool {
+                                 label: @autoclosure () -> String, alpha: Float = 1, into: (c: DevicePointer, beta: Float)? = nil,
+                                 planUntimed: Bool, otherWay: () throws -> Void) throws -> Bool {
         guard let lt = gpu.blasLt else { return false }
+        let (runC, beta) = into ?? (c, 0)
+        guard CuBLASLt.alignment(runC) >= CuBLASLt.alignment(c) else { return false }
         let t = precision.dataType, ws = gpu.currentWorkspace
         // `otherWay` is only timed while the plan is made, within this call.
         return try withoutActuallyEscaping(otherWay) { otherWay in
@@ -532,8 +599,8 @@ public final class GPUTrainer {
                                          workspaceBytes: ws.bytes, tuner: gpu.gemmTuner(alternative: otherWay), stream: gpu.currentStream,
                                          workspace: ws.pointer, planUntimed: planUntimed) else { return false }
             try gpu.profiled(label()) {
-                try lt.run(plan, a: a, b: b, c: c, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
-                           workspaceBytes: ws.bytes, alpha: alpha)
+                try lt.run(plan, a: a, b: b, c: runC, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
+                           workspaceBytes: ws.bytes, alpha: alpha, beta: beta)
             }
             return true
         }
@@ -543,43 +610,51 @@ public final class GPUTrainer {
     enum GEMMBias {
         /// `C[i, j] += bias[j]` with parameter `bias` (a projection's forward; C in the activation type, `ldc = n`):
         /// in the epilogue, its copy in the activation type (as autocast casts a linear's bias); else the fp32 value.
-        case add(parameter: Int)
+        /// With `relu`, then `C[i, j] = max(0, C[i, j])`.
+        case add(parameter: Int, relu: Bool = false)
         /// The fp32 bias gradient `Σₗ op(A)[i, l]` over A = the layer's output gradient `[k, m]` (`transA`, `lda = m`):
         /// the column sums of dy, written over (not added to) `m` floats, beside the weight gradient C.
         case gradient(DevicePointer)
     }
 
-    /// ``gemm(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:alpha:beta:batch:strides:)`` (alpha 1, beta 0) with a layer's
+    /// ``gemm(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:cF32:alpha:beta:batch:strides:scratch:)`` (alpha 1) with a layer's
     /// bias work in the same cuBLASLt call when cuBLASLt has an algorithm for it (its epilogues BIAS and BGRADB,
     /// see ``CuBLASLt``) and, when GEMMs are tuned, the fused call times faster; otherwise, decided once per shape,
     /// the GEMM and the separate launch (`bias_act`, or the column sums of
-    /// ``activationBackward(dy:ref:act:rows:cols:biasGradient:accumulate:)``).
+    /// ``activationBackward(dy:ref:act:rows:cols:biasGradient:accumulate:)``). C is added to times `beta` (a bias
+    /// gradient's call only), the timing writing over `scratch` instead.
     func gemmBias(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer, ldb: Int,
-                  c: DevicePointer, ldc: Int, cF32: Bool = false, bias: GEMMBias) throws {
+                  c: DevicePointer, ldc: Int, cF32: Bool = false, bias: GEMMBias, beta: Float = 0, scratch: DevicePointer? = nil) throws {
         let epilogue: CuBLASLt.Epilogue, kind: String
         switch bias {
-        case .add(let i): (epilogue, kind) = (.bias(operand(i), type: precision.usesShadow ? precision.dataType : .f32), "gemm+bias")
+        case .add(let i, let relu):
+            let type: CuBLAS.DataType = precision.usesShadow ? precision.dataType : .f32
+            (epilogue, kind) = relu ? (.biasReLU(operand(i), type: type), "gemm+bias+relu") : (.bias(operand(i), type: type), "gemm+bias")
         case .gradient(let p): (epilogue, kind) = (.biasGradient(p), "gemm+dbias")
         }
+        precondition(beta == 0 || scratch != nil, "gemmBias: adding to C needs a scratch C to time the algorithms on")
         // The unfused way: a GEMM, and the bias work in its own launch.
-        func separately() throws {
+        func separately(_ c: DevicePointer, _ beta: Float) throws {
             switch bias {
-            case .add(let i):
-                precondition(!cF32 && ldc == n, "gemmBias: a bias is added to a packed C in the activation type")
+            case .add(let i, let relu):
+                precondition(!cF32 && ldc == n && beta == 0, "gemmBias: a bias is added to a packed C in the activation type")
                 try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
-                try elementwise("bias_act" + precision.suffix, count: m * n, [.pointer(c), .pointer(weight(i)), .int(Int32(m)), .int(Int32(n)), .int(0)])
+                try elementwise("bias_act" + precision.suffix, count: m * n, [.pointer(c), .pointer(weight(i)), .int(Int32(m)), .int(Int32(n)),
+                                                                             .int(relu ? 1 : 0)])
             case .gradient(let p):
                 precondition(transA && lda == m, "gemmBias: the bias gradient sums a packed dy [k, m] (transA)")
                 try activationBackward(dy: a, ref: a, act: 0, rows: k, cols: m, biasGradient: p)
-                try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32)
+                try gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32,
+                         beta: beta, scratch: scratch)
             }
         }
-        if try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, cF32: cF32,
+        let timedC = beta == 0 ? c : scratch!
+        if try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: timedC, ldc: ldc, cF32: cF32,
                                epilogue: epilogue, label: "\(kind) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)",
-                               planUntimed: true, otherWay: separately) {
+                               into: (c, beta), planUntimed: true, otherWay: { try separately(timedC, 0) }) {
             return
         }
-        try separately()
+        try separately(c, beta)
     }
 
     /// `C[m, n] = Aᵀ · B` (A `[k, m]`, B `[k, n]` in the activation type, C float): a small weight gradient in one

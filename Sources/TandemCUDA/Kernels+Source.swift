@@ -506,29 +506,15 @@ extern "C" __global__ void spin_wait(long long ns) {
 // PyTorch SGD: g' = g·mult + wd·p; buf = momentum·buf + (1 - dampening)·g' (buf starts at 0, so
 // dampening must be 0 for the first step to match); g'' = nesterov ? g' + momentum·buf : buf;
 // p -= lr·g''. Writes the low-precision copy of p when `shadow` is not null.
-template <class D> __device__ void sgd_impl(float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum,
-                                            float dampening, float wd, int nesterov, const float* state) {
-  if (state && state[1] != 0.f) return;
-  float mult = state ? state[0] : 1.f;
-  GRID_STRIDE(i, n) {
-    float w = p[i];
-    float d = g[i] * mult + wd * w;
-    if (momentum != 0.f) {
-      float b = momentum * m[i] + (1.f - dampening) * d;
-      m[i] = b;
-      d = nesterov ? d + momentum * b : b;
-    }
-    w -= lr * d;
-    p[i] = w;
-    if (shadow) D::st(shadow, i, w);
+// Elements from `folded` on had their momentum folded in by the weight-gradient GEMM (buf = momentum·buf + g,
+// cuBLAS's beta; only with mult 1, dampening 0, no Nesterov): they read no gradient, and buf += wd·p finishes
+// their buf (written back only when wd is not 0).
+__device__ __forceinline__ float sgd_one(float w, float g, float* m, bool folded, float mult, float lr, float momentum,
+                                         float dampening, float wd, int nesterov) {
+  if (folded) {
+    *m += wd * w;
+    return w - lr * *m;
   }
-}
-INSTANTIATE(sgd, (float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum, float dampening, float wd, int nesterov, const float* state),
-            (p, g, m, shadow, n, lr, momentum, dampening, wd, nesterov, state))
-
-// The same SGD, four parameters a thread with 16-byte loads and stores (n a multiple of 4, the
-// pointers 16-byte aligned): the optimizer is memory-bound, so wide accesses are its speed.
-__device__ __forceinline__ float sgd_one(float w, float g, float* m, float mult, float lr, float momentum, float dampening, float wd, int nesterov) {
   float d = g * mult + wd * w;
   if (momentum != 0.f) {
     float b = momentum * *m + (1.f - dampening) * d;
@@ -537,24 +523,46 @@ __device__ __forceinline__ float sgd_one(float w, float g, float* m, float mult,
   }
   return w - lr * d;
 }
-template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum,
-                                             float dampening, float wd, int nesterov, const float* state) {
+template <class D> __device__ void sgd_impl(float* p, const float* g, float* m, void* shadow, long n, long folded, float lr,
+                                            float momentum, float dampening, float wd, int nesterov, const float* state) {
+  if (state && state[1] != 0.f) return;
+  float mult = state ? state[0] : 1.f;
+  GRID_STRIDE(i, n) {
+    bool f = i >= folded;
+    float mm = momentum != 0.f ? m[i] : 0.f;
+    float w = sgd_one(p[i], f ? 0.f : g[i], &mm, f, mult, lr, momentum, dampening, wd, nesterov);
+    if (momentum != 0.f && (!f || wd != 0.f)) m[i] = mm;
+    p[i] = w;
+    if (shadow) D::st(shadow, i, w);
+  }
+}
+INSTANTIATE(sgd, (float* p, const float* g, float* m, void* shadow, long n, long folded, float lr, float momentum, float dampening, float wd,
+                  int nesterov, const float* state),
+            (p, g, m, shadow, n, folded, lr, momentum, dampening, wd, nesterov, state))
+
+// The same SGD, four parameters a thread with 16-byte loads and stores (n and `folded` multiples of 4, the
+// pointers 16-byte aligned): the optimizer is memory-bound, so wide accesses are its speed.
+template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m, void* shadow, long n, long folded, float lr,
+                                             float momentum, float dampening, float wd, int nesterov, const float* state) {
   if (state && state[1] != 0.f) return;
   float mult = state ? state[0] : 1.f;
   GRID_STRIDE(j, n / 4) {
-    float4 w = ((const float4*)p)[j], gg = ((const float4*)g)[j];
+    bool f = 4 * j >= folded;
+    float4 w = ((const float4*)p)[j];
+    float4 gg = f ? make_float4(0.f, 0.f, 0.f, 0.f) : ((const float4*)g)[j];
     float4 mm = momentum != 0.f ? ((const float4*)m)[j] : make_float4(0.f, 0.f, 0.f, 0.f);
-    w.x = sgd_one(w.x, gg.x, &mm.x, mult, lr, momentum, dampening, wd, nesterov);
-    w.y = sgd_one(w.y, gg.y, &mm.y, mult, lr, momentum, dampening, wd, nesterov);
-    w.z = sgd_one(w.z, gg.z, &mm.z, mult, lr, momentum, dampening, wd, nesterov);
-    w.w = sgd_one(w.w, gg.w, &mm.w, mult, lr, momentum, dampening, wd, nesterov);
+    w.x = sgd_one(w.x, gg.x, &mm.x, f, mult, lr, momentum, dampening, wd, nesterov);
+    w.y = sgd_one(w.y, gg.y, &mm.y, f, mult, lr, momentum, dampening, wd, nesterov);
+    w.z = sgd_one(w.z, gg.z, &mm.z, f, mult, lr, momentum, dampening, wd, nesterov);
+    w.w = sgd_one(w.w, gg.w, &mm.w, f, mult, lr, momentum, dampening, wd, nesterov);
     ((float4*)p)[j] = w;
-    if (momentum != 0.f) ((float4*)m)[j] = mm;
+    if (momentum != 0.f && (!f || wd != 0.f)) ((float4*)m)[j] = mm;
     if (shadow) { D::st(shadow, 4 * j, w.x); D::st(shadow, 4 * j + 1, w.y); D::st(shadow, 4 * j + 2, w.z); D::st(shadow, 4 * j + 3, w.w); }
   }
 }
-INSTANTIATE(sgd4, (float* p, const float* g, float* m, void* shadow, long n, float lr, float momentum, float dampening, float wd, int nesterov, const float* state),
-            (p, g, m, shadow, n, lr, momentum, dampening, wd, nesterov, state))
+INSTANTIATE(sgd4, (float* p, const float* g, float* m, void* shadow, long n, long folded, float lr, float momentum, float dampening, float wd,
+                   int nesterov, const float* state),
+            (p, g, m, shadow, n, folded, lr, momentum, dampening, wd, nesterov, state))
 
 // AdamW (Loshchilov & Hutter, 2019), PyTorch's form: p -= lr·wd·p; m = β1 m + (1-β1) g;
 // v = β2 v + (1-β2) g²; p -= lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + eps). t = state[5] + 1.

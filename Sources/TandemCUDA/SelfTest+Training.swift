@@ -31,8 +31,8 @@ extension GPUSelfTest {
                 state.apply(to: [("w", parameter)])
                 switch gpuOpt {
                 case .sgd(let lr, let mu, let wd, let nesterov):
-                    try gpu.launch1D(step == 1 ? "sgd_f32" : "sgd4_f32", count: step == 1 ? n : n / 4, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)), .float(lr), .float(mu),
-                                                          .float(0), .float(wd), .int(nesterov ? 1 : 0), .pointer(0)])
+                    try gpu.launch1D(step == 1 ? "sgd_f32" : "sgd4_f32", count: step == 1 ? n : n / 4, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)),
+                                                          .long(Int64(n)), .float(lr), .float(mu), .float(0), .float(wd), .int(nesterov ? 1 : 0), .pointer(0)])
                 case .adamw(let lr, let b1, let b2, let eps, let wd):
                     try gpu.launch1D("adamw_f32", count: n, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(v), .pointer(0), .long(Int64(n)), .float(lr),
                                                             .float(b1), .float(b2), .float(eps), .float(wd), .float(Float(step)), .pointer(0)])
@@ -40,6 +40,33 @@ extension GPUSelfTest {
             }
             record("optimizer \(label), 3 steps", "fp32", Self.relativeError(try gpu.downloadFloats(dp, count: n), Array(parameter.value.buffer)), 1e-6)
             for ptr in [dp, dg, m, v] { gpu.free(ptr) }
+        }
+        // The momentum folded in before the update (as a weight-gradient GEMM with beta = momentum leaves it) from element
+        // `folded` on, a plain gradient before it: both kernels against the CPU's SGD with weight decay.
+        let (lr, mu, wd, folded) = (Float(0.05), Float(0.9), Float(0.01), 512)
+        for kernel in ["sgd_f32", "sgd4_f32"] {
+            let w = random(n)
+            let parameter = Parameter(Tensor(w, shape: [n]))
+            let state = OptimizerState(try SGD(learningRate: lr, momentum: mu, weightDecay: wd))
+            var buffer = [Float](repeating: 0, count: n)   // the CPU's momentum, mirrored to fold it in on the host
+            let dp = try device(w, .fp32), dg = try gpu.allocate(bytes: 4 * n, category: .workspace), m = try device(buffer, .fp32)
+            for _ in 0..<3 {
+                let g = random(n)
+                parameter.gradient = Tensor(g, shape: [n])
+                state.apply(to: [("w", parameter)])
+                let weights = try gpu.downloadFloats(dp, count: n)
+                var onDevice = try gpu.downloadFloats(m, count: n)
+                for i in folded..<n { onDevice[i] = mu * onDevice[i] + g[i] }
+                try gpu.upload(onDevice, to: m)
+                try gpu.upload(g.indices.map { $0 < folded ? g[$0] : .nan }, to: dg)   // a folded element never reads its gradient
+                try gpu.launch1D(kernel, count: kernel == "sgd_f32" ? n : n / 4, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)),
+                                                      .long(Int64(folded)), .float(lr), .float(mu), .float(0), .float(wd), .int(0), .pointer(0)])
+                for i in 0..<n { buffer[i] = mu * buffer[i] + g[i] + wd * weights[i] }
+            }
+            record("optimizer sgd with the momentum folded in from element \(folded) (\(kernel)), 3 steps", "fp32",
+                   max(Self.relativeError(try gpu.downloadFloats(dp, count: n), Array(parameter.value.buffer)),
+                       Self.relativeError(try gpu.downloadFloats(m, count: n), buffer)), 1e-6)
+            for ptr in [dp, dg, m] { gpu.free(ptr) }
         }
     }
 
@@ -55,6 +82,7 @@ extension GPUSelfTest {
         let before = model.namedParameters.map { Array($0.parameter.value.buffer) }
         let trainer = try GPUTrainer(gpu: gpu, workload: w, model: model, batch: batchSize, precision: p,
                                      optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
+        trainer.keepsGradients = true
         try trainer.load(batch)
         try trainer.step()
         let gpuLoss = Double(try trainer.loss())
@@ -148,6 +176,35 @@ extension GPUSelfTest {
         }
         record("\(w.rawValue) weight gradients and optimizer on the side stream vs main: weights after 3 steps", p.rawValue,
                Self.relativeError(weights[1], weights[0]), w == .gpt ? 1e-5 : 0, note: "losses main \(losses[0]) side \(losses[1])")
+    }
+
+    // MARK: - Momentum folded into the weight-gradient GEMMs
+
+    /// Three SGD steps (momentum, weight decay; the last two graph-captured) with the momentum folded into the weight-gradient
+    /// GEMMs (``GPUTrainer/foldsMomentum``) against the same steps keeping every gradient: the same update, the additions in
+    /// another order. And a folded step keeps no gradient to download: asking for one is an error, not stale values.
+    func foldCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
+        let batchSize = Self.testBatch(w)
+        var g = SeededGenerator(seed: 9)
+        let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
+        let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0.01, nesterov: false)
+        var weights: [[Float]] = [], folded: [Bool] = [], refused = false
+        for keep in [true, false] {
+            let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+            trainer.keepsGradients = keep
+            for (i, b) in batches.enumerated() {
+                try trainer.load(b); try trainer.step()
+                if i == 0 { try trainer.captureGraph() }
+            }
+            folded.append(trainer.lastStepFolded)
+            if !keep { refused = (try? trainer.downloadGradients()) == nil }
+            let values = try trainer.downloadParameters()
+            weights.append(trainer.names.flatMap { values[$0]! })
+        }
+        let ok = folded == [false, GPUTrainer.foldingDisabled ? false : true] && (refused || GPUTrainer.foldingDisabled)
+        record("\(w.rawValue) momentum folded into the weight-gradient GEMMs vs kept gradients: weights after 3 steps", p.rawValue,
+               ok ? Self.relativeError(weights[1], weights[0]) : 1, p == .fp32 ? 1e-5 : 1e-3,
+               note: "folded \(folded), gradient download refused \(refused)")
     }
 
     // MARK: - fp16 dynamic loss scaling
