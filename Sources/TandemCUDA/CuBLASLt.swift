@@ -180,11 +180,13 @@ public final class CuBLASLt: @unchecked Sendable {
         var epilogue: UInt32
         var alignA: UInt32, alignB: UInt32, alignC: UInt32, alignBias: UInt32
         var workspaceBytes: Int
+        /// The call adds to C (beta ≠ 0): its algorithms are timed doing so (reading C costs some of them much more).
+        var addsC = false
 
         /// One line naming the call, as the tuning record keeps it.
         var kind: String {
             "\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)x\(n)x\(k) ld \(lda),\(ldb),\(ldc) types \(a),\(b),\(c) bias \(bias) compute \(compute)"
-                + " epilogue \(epilogue) align \(alignA),\(alignB),\(alignC),\(alignBias) workspace \(workspaceBytes)"
+                + " epilogue \(epilogue) align \(alignA),\(alignB),\(alignC),\(alignBias) workspace \(workspaceBytes)" + (addsC ? " adds C" : "")
         }
     }
 
@@ -247,7 +249,7 @@ public final class CuBLASLt: @unchecked Sendable {
                      c: DevicePointer, ldc: Int, types: (a: CuBLAS.DataType, b: CuBLAS.DataType, c: CuBLAS.DataType),
                      compute: CuBLAS.Compute, epilogue: Epilogue, workspaceBytes: Int,
                      tuner: @autoclosure () -> GEMMTuner? = nil, stream: CUHandle? = nil, workspace: DevicePointer = 0,
-                     planUntimed: Bool = true) throws -> Plan? {
+                     planUntimed: Bool = true, addsC: Bool = false) throws -> Plan? {
         let biasType: Int32
         switch epilogue {
         case .bias(_, let type), .biasReLU(_, let type): biasType = type.rawValue
@@ -256,7 +258,7 @@ public final class CuBLASLt: @unchecked Sendable {
         let key = Key(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
                       a: types.a.rawValue, b: types.b.rawValue, c: types.c.rawValue, bias: biasType, compute: compute.rawValue,
                       epilogue: epilogue.code, alignA: Self.alignment(a), alignB: Self.alignment(b), alignC: Self.alignment(c),
-                      alignBias: Self.alignment(epilogue.pointer), workspaceBytes: workspaceBytes)
+                      alignBias: Self.alignment(epilogue.pointer), workspaceBytes: workspaceBytes, addsC: addsC)
         switch plans[key] {
         case .ready(let plan): return plan
         case .refused, .otherWay: return nil
@@ -370,9 +372,9 @@ public final class CuBLASLt: @unchecked Sendable {
             // The list's length is part of the kind: a record made from a list of another length never applies.
             let kind = key.kind + " of \(usable.count)" + (tuner.alternative == nil ? "" : " or other")
             func ptr(_ p: DevicePointer) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(p)) }
-            var one: Float = 1, zero: Float = 0
+            var one: Float = 1, beta: Float = key.addsC ? 1 : 0
             func run(_ i: Int) throws {
-                let status = table.matmul(handle, desc, &one, ptr(operands.b), ltA, ptr(operands.a), ltB, &zero, ptr(operands.c), ltC,
+                let status = table.matmul(handle, desc, &one, ptr(operands.b), ltA, ptr(operands.a), ltB, &beta, ptr(operands.c), ltC,
                                           ptr(operands.c), ltC, usable[i].algo, ptr(workspace), key.workspaceBytes, stream)
                 try Self.check(status, "cublasLtMatmul (algorithm \(i) of \(usable.count))")
             }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import TandemCore
 import TandemNN
 import TandemModels
@@ -5,12 +10,13 @@ import TandemModels
 /// `mlp` and `mlp-wide` on the GPU: Linear layers with ReLU between them, cross-entropy.
 ///
 /// Forward per layer: one GEMM (`z = a·Wᵀ`) with the bias and ReLU in its epilogue, or, where cuBLASLt
-/// has no such algorithm or times slower, followed by one fused bias + ReLU pass in place (the last
-/// layer's bias is added inside the fused softmax cross-entropy). Backward per
+/// has no such algorithm or times slower, followed by one fused bias + ReLU pass in place. A head of at
+/// most 16 classes is one launch with the loss and its input's gradient (`head_cross_entropy`); a wider
+/// one a GEMM and the softmax cross-entropy (which adds its bias). Backward per
 /// layer: one fused pass for the ReLU mask and the bias gradient's partial column sums, one GEMM
 /// for the weight gradient (written in fp32 straight into the flat gradient buffer, or added to the
 /// momentum: ``GPUTrainer/weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``;
-/// on the side stream beside the rest of backward: ``GPUTrainer/weightGradient(_:)``) and one for the input
+/// on the side stream beside the rest of backward: ``GPUTrainer/weightGradient(last:_:)``) and one for the input
 /// gradient.
 final class MLPNetwork: GPUNetwork {
     let dims: [Int]
@@ -22,6 +28,8 @@ final class MLPNetwork: GPUNetwork {
     var outputs: [DevicePointer] = []
     var gradients: [DevicePointer] = []
     let losses: DevicePointer
+    /// `TANDEM_FUSED_HEAD=0`: the last layer as a GEMM and the loss kernel even where `head_cross_entropy` takes it.
+    static let headDisabled = getenv("TANDEM_FUSED_HEAD").map { String(cString: $0) == "0" } ?? false
 
     init(model: any Model, gpu: CUDAContext, batch: Int, precision: GPUPrecision) throws {
         guard let mlp = model as? MLP else { throw CUDAError.unsupported("the MLP engine needs an MLP model") }
@@ -47,30 +55,41 @@ final class MLPNetwork: GPUNetwork {
             try t.elementwise("cast_from_f32" + p.suffix, count: batch * dims[0], [.pointer(io.inputs), .pointer(input), .long(Int64(batch * dims[0]))])
         }
         // Forward: parameters are (weight, bias) per layer, in order.
+        let last = layers - 1, classes = dims[layers]
+        let fusedHead = layers > 1 && GPUTrainer.fusesHead(classes: classes, inputs: dims[last]) && !Self.headDisabled
         var a = input
-        for l in 0..<layers {
+        for l in 0..<last {
             let (i, o) = (dims[l], dims[l + 1])
-            if l < layers - 1 {
-                try t.gemmBias(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o,
-                               bias: .add(parameter: 2 * l + 1, relu: true))
-            } else {   // the last layer's bias is added inside the loss kernel
-                try t.gemm(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o)
-            }
+            try t.gemmBias(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o,
+                           bias: .add(parameter: 2 * l + 1, relu: true))
             a = outputs[l]
         }
-        try t.crossEntropy(logits: outputs[layers - 1], bias: t.weight(2 * layers - 1), labels: io.targets, dlogits: gradients[layers - 1], losses: losses,
-                           rows: batch, cols: dims[layers])
+        // The last layer and the loss: one launch when the head is narrow (it also leaves the gradient of the last hidden
+        // layer's output); else a GEMM and the loss kernel, which adds the bias.
+        if fusedHead {
+            try t.headCrossEntropy(input: a, weight: 2 * last, labels: io.targets, dlogits: gradients[last], dInput: gradients[last - 1],
+                                   losses: losses, rows: batch, classes: classes, inputs: dims[last])
+        } else {
+            try t.gemm(transA: false, transB: true, m: batch, n: classes, k: dims[last], a: a, lda: dims[last], b: t.operand(2 * last), ldb: dims[last],
+                       c: outputs[last], ldc: classes)
+            try t.crossEntropy(logits: outputs[last], bias: t.weight(2 * last + 1), labels: io.targets, dlogits: gradients[last], losses: losses,
+                               rows: batch, cols: classes)
+        }
         // Backward.
-        for l in stride(from: layers - 1, through: 0, by: -1) {
+        for l in stride(from: last, through: 0, by: -1) {
             let (i, o) = (dims[l], dims[l + 1])
-            let dz = gradients[l]
-            try t.activationBackward(dy: dz, ref: outputs[l], act: l < layers - 1 ? 1 : 0, rows: batch, cols: o, biasGradient: t.gradient(2 * l + 1))
-            let previous = l == 0 ? input : outputs[l - 1]
-            // dW[o, i] = dzᵀ · a_prev, beside the rest of backward (nothing later in the step writes dz or a_prev).
-            _ = try t.weightGradient {
-                try t.weightGradientGEMM(parameter: 2 * l, transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, ldc: i)
+            let dz = gradients[l], head = fusedHead && l == last
+            if !head {
+                try t.activationBackward(dy: dz, ref: outputs[l], act: l < last ? 1 : 0, rows: batch, cols: o, biasGradient: t.gradient(2 * l + 1))
             }
-            if l > 0 {
+            let previous = l == 0 ? input : outputs[l - 1]
+            // dW[o, i] = dzᵀ · a_prev, beside the rest of backward (nothing later in the step writes dz or a_prev); the fused
+            // head's bias gradient Σ dz with it.
+            _ = try t.weightGradient(last: l == 0) {
+                try t.weightGradientGEMM(parameter: 2 * l, transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, ldc: i,
+                                         biasGradient: head ? t.gradient(2 * l + 1) : nil)
+            }
+            if l > 0 && !head {
                 // da_prev[batch, i] = dz · W
                 try t.gemm(transA: false, transB: false, m: batch, n: i, k: o, a: dz, lda: o, b: t.operand(2 * l), ldb: i, c: gradients[l - 1], ldc: i)
             }

@@ -13,7 +13,7 @@ extension GPUTrainer {
     /// changes, and which is fastest depends on the model and the GPU: small GEMMs and memory-bound kernels leave
     /// multiprocessors idle that the other stream's work can fill, while two streams of large GEMMs only contend.
     public struct Schedule: Equatable, Sendable, CustomStringConvertible {
-        /// Weight-gradient GEMMs on the side stream, beside the input gradients (``GPUTrainer/weightGradient(_:)``).
+        /// Weight-gradient GEMMs on the side stream, beside the input gradients (``GPUTrainer/weightGradient(last:_:)``).
         public var weightGradientsBeside: Bool
         /// Each parameter's optimizer update on the side stream as soon as backward is done with it.
         public var optimizerBeside: Bool

@@ -312,9 +312,11 @@ public final class GPUTrainer {
     /// Queues `body` (a weight gradient: it reads activations and an output gradient, writes into the flat gradient)
     /// on the side stream after everything queued on the main stream so far, and returns the point the main stream
     /// must wait for (``beforeOverwriting(_:)``) before it writes over what `body` read. Runs `body` in place (nil)
-    /// when weight gradients stay on the main stream. The step joins the side stream after backward.
-    func weightGradient(_ body: () throws -> Void) throws -> StreamMark? {
-        guard weightGradientsOnSide else { try body(); return nil }
+    /// when weight gradients stay on the main stream, and for the `last` of backward: the main stream has nothing
+    /// left for it to run beside, while the side stream's queued updates then run beside it. The step joins the
+    /// side stream after backward.
+    func weightGradient(last: Bool = false, _ body: () throws -> Void) throws -> StreamMark? {
+        guard weightGradientsOnSide, !last else { try body(); return nil }
         try gpu.onSideStream(body)
         sideHasWeightGradients = true
         return try gpu.mark(gpu.sideStream)
@@ -568,12 +570,12 @@ public final class GPUTrainer {
         }
         func label() -> String { "gemm \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)\(batch > 1 ? " ×\(batch)" : "")" }
         // A single GEMM takes cuBLASLt's algorithm chosen by timing against cuBLAS's own (GEMMTuner), the candidates
-        // writing over C, or over `scratch` (C's shape and alignment) when C is added to (beta ≠ 0; without one, cuBLAS);
+        // writing over C, or adding to `scratch` (C's shape and alignment) when C is added to (beta ≠ 0; without one, cuBLAS);
         // a kind first met where nothing can be timed (inside a graph capture) stays on cuBLAS.
         if batch == 1 && gpu.tunesGEMMs, let timedC = beta == 0 ? c : scratch,
            try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: timedC, ldc: ldc, cF32: cF32,
                                epilogue: .none, label: label(), alpha: alpha, into: (c, beta), planUntimed: false,
-                               otherWay: { try viaCuBLAS(timedC, 0) }) {
+                               otherWay: { try viaCuBLAS(timedC, beta) }) {
             return
         }
         try gpu.profiled(label()) { try viaCuBLAS(c, beta) }
@@ -582,8 +584,8 @@ public final class GPUTrainer {
     /// Queues the call through its cuBLASLt plan — made at the first call of its kind, its algorithm timed against
     /// `otherWay` when GEMMs are tuned (see ``CuBLASLt/plan(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:types:compute:epilogue:workspaceBytes:tuner:stream:workspace:planUntimed:)``)
     /// — and returns true; false when there is no plan (no cuBLASLt, refused, `otherWay` faster, or untimed and
-    /// `planUntimed` false): the caller then computes it its other way. The timing writes over `c`; the call itself goes
-    /// `into` another C of the same alignment, added to times beta, when given.
+    /// `planUntimed` false): the caller then computes it its other way. The timing writes over (or adds to) `c`; the
+    /// call itself goes `into` another C of the same alignment, added to times beta, when given.
     private func throughCuBLASLt(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: DevicePointer, lda: Int, b: DevicePointer,
                                  ldb: Int, c: DevicePointer, ldc: Int, cF32: Bool, epilogue: CuBLASLt.Epilogue,
                                  label: @autoclosure () -> String, alpha: Float = 1, into: (c: DevicePointer, beta: Float)? = nil,
@@ -597,7 +599,7 @@ public final class GPUTrainer {
             guard let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                                          types: (t, t, cF32 ? .f32 : t), compute: precision.compute, epilogue: epilogue,
                                          workspaceBytes: ws.bytes, tuner: gpu.gemmTuner(alternative: otherWay), stream: gpu.currentStream,
-                                         workspace: ws.pointer, planUntimed: planUntimed) else { return false }
+                                         workspace: ws.pointer, planUntimed: planUntimed, addsC: beta != 0) else { return false }
             try gpu.profiled(label()) {
                 try lt.run(plan, a: a, b: b, c: runC, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
                            workspaceBytes: ws.bytes, alpha: alpha, beta: beta)
@@ -651,7 +653,7 @@ public final class GPUTrainer {
         let timedC = beta == 0 ? c : scratch!
         if try throughCuBLASLt(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: timedC, ldc: ldc, cF32: cF32,
                                epilogue: epilogue, label: "\(kind) \(transA ? "T" : "N")\(transB ? "T" : "N") \(m)×\(n)×\(k)",
-                               into: (c, beta), planUntimed: true, otherWay: { try separately(timedC, 0) }) {
+                               into: (c, beta), planUntimed: true, otherWay: { try separately(timedC, beta) }) {
             return
         }
         try separately(c, beta)
@@ -672,6 +674,34 @@ public final class GPUTrainer {
                       rows: Int, cols: Int) throws {
         try Self.launchCrossEntropy(gpu, precision, logits: logits, bias: bias, labels: labels, dlogits: dlogits, losses: losses,
                                     rows: rows, cols: cols, state: state, tickets: tickets, mean: lossValue)
+    }
+
+    /// Whether ``headCrossEntropy(input:weight:labels:dlogits:dInput:losses:rows:classes:inputs:)`` takes a last Linear layer
+    /// of `classes` outputs over `inputs` features (`head_cross_entropy`: at most 16 classes, rows of whole 16-byte vectors).
+    static func fusesHead(classes: Int, inputs: Int) -> Bool { classes <= 16 && inputs % 8 == 0 }
+
+    /// The last Linear layer (parameters `weight`, `weight + 1`) and the softmax cross-entropy in one launch: losses, the
+    /// mean loss, dlogits `[rows, classes]` and the gradient of the layer's input `[rows, inputs]`
+    /// (see ``fusesHead(classes:inputs:)``).
+    func headCrossEntropy(input: DevicePointer, weight i: Int, labels: DevicePointer, dlogits: DevicePointer, dInput: DevicePointer,
+                          losses: DevicePointer, rows: Int, classes: Int, inputs: Int) throws {
+        try Self.launchHeadCrossEntropy(gpu, precision, input: input, weight: operand(i), bias: weight(i + 1), labels: labels, dlogits: dlogits,
+                                        dInput: dInput, losses: losses, rows: rows, classes: classes, inputs: inputs, state: state,
+                                        tickets: tickets, mean: lossValue)
+    }
+
+    static func launchHeadCrossEntropy(_ gpu: CUDAContext, _ precision: GPUPrecision, input: DevicePointer, weight: DevicePointer, bias: DevicePointer,
+                                       labels: DevicePointer, dlogits: DevicePointer, dInput: DevicePointer, losses: DevicePointer, rows: Int,
+                                       classes: Int, inputs: Int, state: DevicePointer, tickets: DevicePointer, mean: DevicePointer?) throws {
+        guard fusesHead(classes: classes, inputs: inputs), rows * max(classes, inputs) < 1 << 31,
+              (input | weight | dInput) % 16 == 0 else {
+            throw CUDAError.unsupported("the fused head takes at most 16 classes over rows of whole 16-byte vectors, got \(rows)×\(inputs) → \(classes)")
+        }
+        let threads = min(256, (inputs / 8 + 31) / 32 * 32)
+        try gpu.launch("head_cross_entropy" + precision.suffix, grid: ((rows + 1) / 2, 1, 1), block: (threads, 1, 1),
+                       [.pointer(input), .pointer(weight), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(dInput), .pointer(losses),
+                        .int(Int32(rows)), .int(Int32(classes)), .int(Int32(inputs)), .float(1 / Float(rows)), .pointer(state),
+                        .pointer(tickets), .pointer(mean ?? 0)])
     }
 
     /// One launch of `cross_entropy`: per-row losses, dlogits and, when `mean` is given, the mean loss there. A row of

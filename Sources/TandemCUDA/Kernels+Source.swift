@@ -467,6 +467,104 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
 INSTANTIATE_BOUNDED(cross_entropy, (256, 4), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean),
                     (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state, ticket, mean))
 
+// A narrow classifier head in one launch: logits = a·Wᵀ + b over at most HEAD_CLASSES classes, the softmax cross-entropy
+// of cross_entropy (losses, the mean through a ticket, dlogits in D for the weight gradient) and the input's gradient
+// da = dlogits·W: where the GEMM path takes a GEMM, the loss kernel and a second GEMM, each far too small to fill the GPU.
+// A block takes HEAD_ROWS rows, its threads the k inputs eight at a time (k a multiple of 8, rows of a, W and da 16-byte
+// aligned), so W is read twice a block, from L2. fp32 sums; the logits are not rounded to D, dlogits enter da unrounded.
+#define HEAD_CLASSES 16
+#define HEAD_ROWS 2
+template <class D> __device__ void head_cross_entropy_impl(const void* a, const void* w, const float* bias, const int* labels, void* dlogits,
+                                                           void* da, float* losses, int rows, int classes, int k, float gradScale,
+                                                           const float* state, unsigned* ticket, float* mean) {
+  __shared__ float part[32][HEAD_ROWS * HEAD_CLASSES];   // one row of sums a warp
+  __shared__ float z[HEAD_ROWS][HEAD_CLASSES];           // logits, then dlogits
+  float scale = gradScale * (state ? state[2] : 1.f);
+  int r0 = blockIdx.x * HEAD_ROWS, nr = min(HEAD_ROWS, rows - r0);
+  float s[HEAD_ROWS][HEAD_CLASSES];
+#pragma unroll
+  for (int r = 0; r < HEAD_ROWS; r++)
+#pragma unroll
+    for (int c = 0; c < HEAD_CLASSES; c++) s[r][c] = 0.f;
+  for (int i = 8 * threadIdx.x; i < k; i += 8 * blockDim.x) {
+    float x[HEAD_ROWS][8];
+#pragma unroll
+    for (int r = 0; r < HEAD_ROWS; r++) {
+      if (r < nr) ld8<D>(a, (long)(r0 + r) * k + i, x[r]);
+      else for (int j = 0; j < 8; j++) x[r][j] = 0.f;
+    }
+#pragma unroll
+    for (int c = 0; c < HEAD_CLASSES; c++) {
+      if (c >= classes) break;
+      float v[8];
+      ld8<D>(w, (long)c * k + i, v);
+#pragma unroll
+      for (int r = 0; r < HEAD_ROWS; r++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) s[r][c] += x[r][j] * v[j];
+    }
+  }
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+#pragma unroll
+  for (int r = 0; r < HEAD_ROWS; r++)
+#pragma unroll
+    for (int c = 0; c < HEAD_CLASSES; c++) {
+      float v = warp_sum(s[r][c]);
+      if (lane == 0) part[warp][r * HEAD_CLASSES + c] = v;
+    }
+  __syncthreads();
+  if (threadIdx.x < HEAD_ROWS * HEAD_CLASSES) {
+    int r = threadIdx.x / HEAD_CLASSES, c = threadIdx.x % HEAD_CLASSES;
+    float t = 0.f;
+    for (int q = 0; q < warps; q++) t += part[q][threadIdx.x];   // warps in order: deterministic
+    z[r][c] = c < classes ? t + (bias ? bias[c] : 0.f) : 0.f;
+  }
+  __syncthreads();
+  if (threadIdx.x < nr) {
+    int r = threadIdx.x, row = r0 + r, label = labels[row];
+    bool valid = label >= 0 && label < classes;
+    float m = -INFINITY, sum = 0.f;
+    for (int c = 0; c < classes; c++) m = fmaxf(m, z[r][c]);
+    for (int c = 0; c < classes; c++) sum += expf(z[r][c] - m);
+    losses[row] = valid ? logf(sum) + m - z[r][label] : NAN;
+    float inv = 1.f / sum;
+    for (int c = 0; c < classes; c++) {
+      float g = (expf(z[r][c] - m) * inv - (c == label ? 1.f : 0.f)) * scale;
+      z[r][c] = g;
+      D::st(dlogits, (long)row * classes + c, g);
+    }
+  }
+  __syncthreads();
+  for (int i = 8 * threadIdx.x; i < k; i += 8 * blockDim.x) {
+    float g[HEAD_ROWS][8];
+#pragma unroll
+    for (int r = 0; r < HEAD_ROWS; r++)
+#pragma unroll
+      for (int j = 0; j < 8; j++) g[r][j] = 0.f;
+#pragma unroll
+    for (int c = 0; c < HEAD_CLASSES; c++) {
+      if (c >= classes) break;
+      float v[8];
+      ld8<D>(w, (long)c * k + i, v);
+#pragma unroll
+      for (int r = 0; r < HEAD_ROWS; r++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) g[r][j] += z[r][c] * v[j];
+    }
+#pragma unroll
+    for (int r = 0; r < HEAD_ROWS; r++) if (r < nr) st8<D>(da, (long)(r0 + r) * k + i, g[r]);
+  }
+  if (mean && last_ticket(ticket, gridDim.x)) {
+    float t = 0.f;
+    for (int i = threadIdx.x; i < rows; i += blockDim.x) t += __ldcg(losses + i);
+    t = block_sum(t);
+    if (threadIdx.x == 0) *mean = t * (1.f / rows);
+  }
+}
+INSTANTIATE_BOUNDED(head_cross_entropy, (256), (const void* a, const void* w, const float* bias, const int* labels, void* dlogits, void* da, float* losses,
+                                                int rows, int classes, int k, float gradScale, const float* state, unsigned* ticket, float* mean),
+                    (a, w, bias, labels, dlogits, da, losses, rows, classes, k, gradScale, state, ticket, mean))
+
 // Mean squared error terms: loss[i] = (p - t)^2; dp = 2 (p - t) * scale.
 template <class D> __device__ void mse_impl(const void* pred, const float* target, void* dpred, float* losses, long n,
                                             float gradScale, const float* state) {

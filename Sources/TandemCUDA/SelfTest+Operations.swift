@@ -162,6 +162,38 @@ extension GPUSelfTest {
             record("cross-entropy ticket reset \(rows)×\(cols)", p.rawValue, try ticketsLeft(tickets, count: 1), 0)
             for ptr in [dx, dbias, dl, dgrad, losses, mean, tickets] { gpu.free(ptr) }
         }
+        // The narrow head: the last Linear layer, the loss and the input's gradient in one launch (a last block of one row;
+        // one warp a block for k = 64).
+        for (rows, k, classes) in [(7, 4096, 10), (33, 1024, 16), (4, 64, 3)] {
+            let a = rounded(random(rows * k), p), w = rounded(random(classes * k, scale: 0.05), p), bias = random(classes)
+            let labels = (0..<rows).map { _ in Int32(generator.next() % UInt64(classes)) }
+            let da = try device(a, p), dw = try device(w, p), db = try device(bias, .fp32), dl = try gpu.allocate(bytes: 4 * rows, category: .workspace)
+            try gpu.upload(labels, to: dl)
+            let dlogits = try gpu.allocate(bytes: p.bytes * rows * classes, category: .workspace)
+            let dinput = try gpu.allocate(bytes: p.bytes * rows * k, category: .workspace)
+            let losses = try gpu.allocate(bytes: 4 * rows, category: .workspace), mean = try gpu.allocate(bytes: 4, category: .workspace)
+            let tickets = try gpu.allocate(bytes: 4, category: .workspace)
+            try gpu.fill(tickets, words: 1, pattern: 0)
+            try GPUTrainer.launchHeadCrossEntropy(gpu, p, input: da, weight: dw, bias: db, labels: dl, dlogits: dlogits, dInput: dinput, losses: losses,
+                                                  rows: rows, classes: classes, inputs: k, state: 0, tickets: tickets, mean: mean)
+            var lossRef = 0.0, gradRef = [Double](repeating: 0, count: rows * classes), inputRef = [Double](repeating: 0, count: rows * k)
+            for r in 0..<rows {
+                let z = (0..<classes).map { c in (0..<k).reduce(Double(bias[c])) { $0 + Double(a[r * k + $1]) * Double(w[c * k + $1]) } }
+                let m = z.max()!, sum = z.reduce(0.0) { $0 + exp($1 - m) }
+                lossRef += (log(sum) + m - z[Int(labels[r])]) / Double(rows)
+                for c in 0..<classes {
+                    let g = (exp(z[c] - m) / sum - (c == Int(labels[r]) ? 1 : 0)) / Double(rows)
+                    gradRef[r * classes + c] = g
+                    for j in 0..<k { inputRef[r * k + j] += g * Double(w[c * k + j]) }
+                }
+            }
+            let tag = "\(rows)×\(k) → \(classes)"
+            record("head cross-entropy loss " + tag, p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - lossRef) / abs(lossRef), 1e-5)
+            record("head cross-entropy dlogits " + tag, p.rawValue, Self.relativeError(try host(dlogits, rows * classes, p), gradRef), tol)
+            record("head cross-entropy input gradient " + tag, p.rawValue, Self.relativeError(try host(dinput, rows * k, p), inputRef), tol)
+            record("head cross-entropy ticket reset " + tag, p.rawValue, try ticketsLeft(tickets, count: 1), 0)
+            for ptr in [da, dw, db, dl, dlogits, dinput, losses, mean, tickets] { gpu.free(ptr) }
+        }
         // MSE
         let n = 300
         let pred = rounded(random(n), p), target = random(n)
