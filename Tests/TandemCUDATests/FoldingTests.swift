@@ -1,0 +1,42 @@
+import Testing
+import TandemModels
+@testable import TandemCUDA
+
+/// Which weights a GPU step may fold the momentum into (``GPUTrainer/foldableWeights(_:_:)``) and which heads take the
+/// fused launch (``GPUTrainer/fusesHead(classes:inputs:)``): decided from names and shapes, so checked here without a GPU.
+@Suite("GPU step: folded momentum and the fused head")
+struct FoldingTests {
+    func foldable(_ w: ReferenceModel) -> [(name: String, count: Int)] {
+        let named = w.make(seed: 0).namedParameters
+        let folded = GPUTrainer.foldableWeights(w, named.map(\.name))
+        return named.indices.filter { folded.contains($0) }.map { (named[$0].name, named[$0].parameter.count) }
+    }
+
+    @Test("gpt folds exactly its Linear weights: four a block and the head, no bias, LayerNorm or embedding")
+    func gpt() {
+        let weights = foldable(.gpt)
+        let plain = weights.filter { $0.name.contains("bias") || $0.name.contains("ln") || $0.name.hasPrefix("emb") || $0.name == "pos" }
+        let total = weights.reduce(0) { $0 + $1.count }
+        let expected: Int = 6 * 3_145_728 + 4_194_304   // 6 × (512·1536 + 512·512 + 512·2048 + 2048·512) + 512·8192
+        #expect(weights.count == 25)
+        #expect(plain.isEmpty)
+        #expect(total == expected)
+    }
+
+    @Test("mlp and mlp-wide fold every layer's weight; cnn and lstm fold nothing")
+    func others() {
+        let wide = foldable(.mlpWide).reduce(0) { $0 + $1.count }
+        let expected: Int = 1024 * 4096 + 2 * 4096 * 4096 + 4096 * 10
+        #expect(foldable(.mlp).count == 3)
+        #expect(wide == expected)
+        #expect(foldable(.cnn).isEmpty)
+        #expect(foldable(.lstm).isEmpty)
+    }
+
+    @Test("the fused head takes at most 16 classes over rows of whole 16-byte vectors", arguments: [
+        (10, 4096, true), (16, 1024, true), (3, 64, true), (17, 4096, false), (8192, 512, false), (10, 100, false),
+    ])
+    func head(classes: Int, inputs: Int, fused: Bool) {
+        #expect(GPUTrainer.fusesHead(classes: classes, inputs: inputs) == fused)
+    }
+}
