@@ -112,22 +112,9 @@ public final class GPUTrainer {
         let named = model.namedParameters
         names = named.map(\.name)
         shapes = named.map(\.parameter.shape)
-        // 256-byte aligned slices for the GEMMs, in the order the network asks for (cuDNN's LSTM weight layout
-        // for lstm, so cuDNN reads the parameters in place), else in the model's order, with the weights whose
-        // gradient GEMM can fold the momentum in (``foldsMomentum``) after the rest: one boundary, `foldFrom`.
-        let folding = Self.foldableWeights(workload, named.map(\.name))
-        let order = workload == .lstm ? LSTMNetwork.placement(named.map(\.name))
-                                      : named.indices.filter { !folding.contains($0) } + named.indices.filter { folding.contains($0) }
-        var offsets = [Int](repeating: 0, count: named.count), ends = offsets, total = 0
-        for i in order {
-            offsets[i] = total
-            total += (named[i].parameter.count + 63) / 64 * 64
-            ends[i] = total
-        }
-        self.offsets = offsets
-        self.ends = ends
-        flatCount = total
-        foldFrom = folding.map { offsets[$0] }.min() ?? total
+        let layout = Self.layout(workload, names: names, counts: named.map(\.parameter.count))
+        (offsets, ends, flatCount, foldFrom) = (layout.offsets, layout.ends, layout.total, layout.foldFrom)
+        let total = flatCount
         parameterCount = named.reduce(0) { $0 + $1.parameter.count }
         params = try gpu.allocate(bytes: 4 * total, category: .parameters)
         grads = try gpu.allocate(bytes: 4 * total, category: .gradients)
@@ -205,10 +192,11 @@ public final class GPUTrainer {
     }
 
     /// The gradient of every parameter after the last step, by name. A step that folded the momentum into its weight-gradient
-    /// GEMMs kept no weight gradient: set ``keepsGradients`` before the step (and before ``captureGraph()``).
+    /// GEMMs kept no weight gradient: set ``keepsGradients`` before the step (and capture the graph again after).
     public func downloadGradients() throws -> [String: [Float]] {
         if lastStepFolded {
-            throw CUDAError.unsupported("the last step folded its weight gradients into the momentum and kept none: set keepsGradients = true before the step")
+            throw CUDAError.unsupported("the last step folded its weight gradients into the momentum and kept none: set keepsGradients = true "
+                                        + "before the step (a captured graph keeps folding until captureGraph() runs again)")
         }
         var out: [String: [Float]] = [:]
         for (i, name) in names.enumerated() {
@@ -375,7 +363,8 @@ public final class GPUTrainer {
 
     // MARK: Momentum folded into the weight-gradient GEMMs
 
-    /// Keep every weight gradient (no ``foldsMomentum``), for ``downloadGradients()``.
+    /// Keep every weight gradient (no ``foldsMomentum``), for ``downloadGradients()``. The step's schedule and its GEMMs'
+    /// algorithms were timed folding when the trainer was made: set this right after, before the first step.
     public var keepsGradients = false
     /// `TANDEM_FOLD_MOMENTUM=0` turns ``foldsMomentum`` off (to measure what it gives).
     static let foldingDisabled = getenv("TANDEM_FOLD_MOMENTUM").map { String(cString: $0) == "0" } ?? false
@@ -384,7 +373,10 @@ public final class GPUTrainer {
     /// beta: buf = μ·buf + dW, the first half of PyTorch's SGD update) instead of writing a gradient that the update reads
     /// back: SGD with momentum, not Nesterov, and nothing else that reads the gradient (no clipping, no loss scaling, no
     /// all-reduce, no ``keepsGradients``). For those weights the update reads the momentum and the weight and writes the
-    /// weight: 12 bytes a parameter (plus the 16-bit copy) instead of the 24 that writing, then reading, a gradient takes.
+    /// weight, 12 bytes a parameter instead of 20 (plus the 16-bit copy; with weight decay it writes the momentum back
+    /// too, 16), while the GEMM reads C besides writing it: 20 bytes in all against 24 (24 against 24 with weight decay).
+    /// What it gains is where the bytes move: inside a GEMM that hides them (bf16 here) rather than in a memory-bound
+    /// pass of its own; fp32 SIMT GEMMs read C tile by tile in their epilogue and pay for it.
     var foldsMomentum: Bool {
         guard case .sgd(_, let mu, _, let nesterov) = optimizer, mu != 0, !nesterov, foldFrom < flatCount else { return false }
         return clipNorm == 0 && precision != .fp16 && collective == nil && !keepsGradients && !Self.foldingDisabled
@@ -394,6 +386,23 @@ public final class GPUTrainer {
     /// ``foldsMomentum`` for the step being queued, and for the last one queued (eager or captured).
     var folds = false
     var lastStepFolded = false
+
+    /// Where each parameter's slice of the flat buffers starts and ends, their total, and where the foldable weights start:
+    /// 256-byte aligned slices for the GEMMs, in the order the network asks for (cuDNN's LSTM weight layout for lstm, so
+    /// cuDNN reads the parameters in place), else in the model's order, with the weights whose gradient GEMM can fold the
+    /// momentum in (``foldableWeights(_:_:)``) after the rest: one boundary, `foldFrom` (`total`: none).
+    static func layout(_ workload: ReferenceModel, names: [String], counts: [Int]) -> (offsets: [Int], ends: [Int], total: Int, foldFrom: Int) {
+        let folding = foldableWeights(workload, names)
+        let order = workload == .lstm ? LSTMNetwork.placement(names)
+                                      : names.indices.filter { !folding.contains($0) } + names.indices.filter { folding.contains($0) }
+        var offsets = [Int](repeating: 0, count: names.count), ends = offsets, total = 0
+        for i in order {
+            offsets[i] = total
+            total += (counts[i] + 63) / 64 * 64
+            ends[i] = total
+        }
+        return (offsets, ends, total, folding.map { offsets[$0] }.min() ?? total)
+    }
 
     /// The parameters of `workload` whose gradient is one GEMM's output the network computes with
     /// ``weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``: the Linear weights of mlp and gpt.
@@ -425,6 +434,8 @@ public final class GPUTrainer {
     /// The optimizer over the flat slice [from, from + count) of parameters, gradients and state.
     func launchOptimizer(from start: Int, count: Int) throws {
         guard count > 0 else { return }
+        // The kernels' folded elements ignore the gradient multiplier, dampening and Nesterov: only what foldsMomentum allows.
+        precondition(!folds || (clipNorm == 0 && precision != .fp16 && collective == nil), "a folded step with clipping, loss scaling or an all-reduce")
         let statePtr = KernelArgument.pointer(state)
         let blocks = min((count + 255) / 256, 132 * 16)
         func at(_ p: DevicePointer, _ bytes: Int) -> KernelArgument { .pointer(p == 0 ? 0 : p + DevicePointer(bytes * start)) }
@@ -678,7 +689,9 @@ public final class GPUTrainer {
 
     /// Whether ``headCrossEntropy(input:weight:labels:dlogits:dInput:losses:rows:classes:inputs:)`` takes a last Linear layer
     /// of `classes` outputs over `inputs` features (`head_cross_entropy`: at most 16 classes, rows of whole 16-byte vectors).
-    static func fusesHead(classes: Int, inputs: Int) -> Bool { classes <= 16 && inputs % 8 == 0 }
+    static func fusesHead(classes: Int, inputs: Int) -> Bool { classes <= headClasses && inputs % 8 == 0 }
+    /// The kernel's HEAD_CLASSES and HEAD_ROWS: classes it takes at most, and rows a block.
+    static let headClasses = 16, headRows = 2
 
     /// The last Linear layer (parameters `weight`, `weight + 1`) and the softmax cross-entropy in one launch: losses, the
     /// mean loss, dlogits `[rows, classes]` and the gradient of the layer's input `[rows, inputs]`
@@ -698,7 +711,7 @@ public final class GPUTrainer {
             throw CUDAError.unsupported("the fused head takes at most 16 classes over rows of whole 16-byte vectors, got \(rows)×\(inputs) → \(classes)")
         }
         let threads = min(256, (inputs / 8 + 31) / 32 * 32)
-        try gpu.launch("head_cross_entropy" + precision.suffix, grid: ((rows + 1) / 2, 1, 1), block: (threads, 1, 1),
+        try gpu.launch("head_cross_entropy" + precision.suffix, grid: ((rows + headRows - 1) / headRows, 1, 1), block: (threads, 1, 1),
                        [.pointer(input), .pointer(weight), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(dInput), .pointer(losses),
                         .int(Int32(rows)), .int(Int32(classes)), .int(Int32(inputs)), .float(1 / Float(rows)), .pointer(state),
                         .pointer(tickets), .pointer(mean ?? 0)])

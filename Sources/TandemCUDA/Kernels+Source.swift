@@ -472,7 +472,7 @@ INSTANTIATE_BOUNDED(cross_entropy, (256, 4), (const void* logits, const float* b
 // da = dlogits·W: where the GEMM path takes a GEMM, the loss kernel and a second GEMM, each far too small to fill the GPU.
 // A block takes HEAD_ROWS rows, its threads the k inputs eight at a time (k a multiple of 8, rows of a, W and da 16-byte
 // aligned), so W is read twice a block, from L2. fp32 sums; the logits are not rounded to D, dlogits enter da unrounded.
-#define HEAD_CLASSES 16
+#define HEAD_CLASSES 16   // GPUTrainer.headClasses and headRows
 #define HEAD_ROWS 2
 template <class D> __device__ void head_cross_entropy_impl(const void* a, const void* w, const float* bias, const int* labels, void* dlogits,
                                                            void* da, float* losses, int rows, int classes, int k, float gradScale,

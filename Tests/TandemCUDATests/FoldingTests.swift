@@ -33,6 +33,25 @@ struct FoldingTests {
         #expect(foldable(.lstm).isEmpty)
     }
 
+    @Test("the flat layout: aligned slices that tile the buffer, the foldable weights all after foldFrom and nothing else there",
+          arguments: ReferenceModel.allCases)
+    func layout(_ w: ReferenceModel) {
+        let named = w.make(seed: 0).namedParameters
+        let names = named.map(\.name), counts = named.map(\.parameter.count)
+        let (offsets, ends, total, foldFrom) = GPUTrainer.layout(w, names: names, counts: counts)
+        let folded = GPUTrainer.foldableWeights(w, names)
+        let slices = names.indices.sorted { offsets[$0] < offsets[$1] }
+        var next = 0, tiled = true
+        for i in slices {
+            tiled = tiled && offsets[i] == next && offsets[i] % 64 == 0 && ends[i] - offsets[i] >= counts[i] && ends[i] - offsets[i] < counts[i] + 64
+            next = ends[i]
+        }
+        let misplaced = names.indices.filter { folded.contains($0) != (offsets[$0] >= foldFrom) }
+        #expect(tiled && next == total)
+        #expect(misplaced.isEmpty)
+        #expect(folded.isEmpty == (foldFrom == total))
+    }
+
     @Test("the fused head takes at most 16 classes over rows of whole 16-byte vectors", arguments: [
         (10, 4096, true), (16, 1024, true), (3, 64, true), (17, 4096, false), (8192, 512, false), (10, 100, false),
     ])
