@@ -113,7 +113,7 @@ extension GPUTrainer {
     /// The weights from the CPU model, zero gradients and optimizer state, and the first step's state (loss scale).
     func restoreInitialState() throws {
         try gpu.synchronize()
-        lastStepFolded = false
+        folds = false
         for p in [grads, slot1] { try gpu.fill(p, words: flatCount, pattern: 0) }
         if slot2 != 0 { try gpu.fill(slot2, words: flatCount, pattern: 0) }
         let scale: Float = precision == .fp16 ? 65536 : 1

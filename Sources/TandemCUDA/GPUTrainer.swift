@@ -114,13 +114,12 @@ public final class GPUTrainer {
         shapes = named.map(\.parameter.shape)
         let layout = Self.layout(workload, names: names, counts: named.map(\.parameter.count))
         (offsets, ends, flatCount, foldFrom) = (layout.offsets, layout.ends, layout.total, layout.foldFrom)
-        let total = flatCount
         parameterCount = named.reduce(0) { $0 + $1.parameter.count }
-        params = try gpu.allocate(bytes: 4 * total, category: .parameters)
-        grads = try gpu.allocate(bytes: 4 * total, category: .gradients)
-        slot1 = try gpu.allocate(bytes: 4 * total, category: .optimizer)
-        if case .adamw = optimizer { slot2 = try gpu.allocate(bytes: 4 * total, category: .optimizer) } else { slot2 = 0 }
-        shadow = precision.usesShadow ? try gpu.allocate(bytes: 2 * total, category: .parameters) : 0
+        params = try gpu.allocate(bytes: 4 * flatCount, category: .parameters)
+        grads = try gpu.allocate(bytes: 4 * flatCount, category: .gradients)
+        slot1 = try gpu.allocate(bytes: 4 * flatCount, category: .optimizer)
+        if case .adamw = optimizer { slot2 = try gpu.allocate(bytes: 4 * flatCount, category: .optimizer) } else { slot2 = 0 }
+        shadow = precision.usesShadow ? try gpu.allocate(bytes: 2 * flatCount, category: .parameters) : 0
         state = try gpu.allocate(bytes: 64, category: .optimizer)
         lossValue = try gpu.allocate(bytes: 4, category: .activations)
         normPartial = try gpu.allocate(bytes: 4 * Self.normBlocks, category: .workspace)
@@ -134,7 +133,7 @@ public final class GPUTrainer {
         case .bf16: try gpu.fill(ones, words: onesCount / 2, pattern: 0x3F80_3F80)
         case .fp16: try gpu.fill(ones, words: onesCount / 2, pattern: 0x3C00_3C00)
         }
-        try gpu.fill(params, words: total, pattern: 0)   // the padding between slices stays zero
+        try gpu.fill(params, words: flatCount, pattern: 0)   // the padding between slices stays zero
         switch workload {
         case .mlp, .mlpWide: network = try MLPNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
         case .gpt: network = try GPTNetwork(model: model, gpu: gpu, batch: batch, precision: precision)
@@ -194,7 +193,7 @@ public final class GPUTrainer {
     /// The gradient of every parameter after the last step, by name. A step that folded the momentum into its weight-gradient
     /// GEMMs kept no weight gradient: set ``keepsGradients`` before the step (and capture the graph again after).
     public func downloadGradients() throws -> [String: [Float]] {
-        if lastStepFolded {
+        if folds {
             throw CUDAError.unsupported("the last step folded its weight gradients into the momentum and kept none: set keepsGradients = true "
                                         + "before the step (a captured graph keeps folding until captureGraph() runs again)")
         }
@@ -320,7 +319,6 @@ public final class GPUTrainer {
     func enqueueStep() throws {
         gpu.resetOrdering()
         folds = foldsMomentum
-        lastStepFolded = folds
         updated = []
         finished = []
         reducedFrom = flatCount
@@ -383,9 +381,9 @@ public final class GPUTrainer {
     }
     /// Where the weights that can be folded start in the flat buffers (`flatCount`: none).
     let foldFrom: Int
-    /// ``foldsMomentum`` for the step being queued, and for the last one queued (eager or captured).
+    /// ``foldsMomentum`` for the step being queued, and so for the last one queued (eager or captured); false again
+    /// once ``restoreInitialState()`` has run.
     var folds = false
-    var lastStepFolded = false
 
     /// Where each parameter's slice of the flat buffers starts and ends, their total, and where the foldable weights start:
     /// 256-byte aligned slices for the GEMMs, in the order the network asks for (cuDNN's LSTM weight layout for lstm, so
@@ -708,7 +706,7 @@ public final class GPUTrainer {
                                        classes: Int, inputs: Int, state: DevicePointer, tickets: DevicePointer, mean: DevicePointer?) throws {
         guard fusesHead(classes: classes, inputs: inputs), rows * max(classes, inputs) < 1 << 31,
               (input | weight | dInput) % 16 == 0 else {
-            throw CUDAError.unsupported("the fused head takes at most 16 classes over rows of whole 16-byte vectors, got \(rows)×\(inputs) → \(classes)")
+            throw CUDAError.unsupported("the fused head takes at most \(headClasses) classes over rows of whole 16-byte vectors, got \(rows)×\(inputs) → \(classes)")
         }
         let threads = min(256, (inputs / 8 + 31) / 32 * 32)
         try gpu.launch("head_cross_entropy" + precision.suffix, grid: ((rows + headRows - 1) / headRows, 1, 1), block: (threads, 1, 1),

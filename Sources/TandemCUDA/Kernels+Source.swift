@@ -387,6 +387,15 @@ extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) {
     // MARK: - Losses
 
     static let losses = #"""
+// The block that takes the last of the grid's tickets writes the mean of `rows` losses (the others' writes visible to it).
+__device__ void mean_loss(const float* losses, int rows, unsigned* ticket, float* mean) {
+  if (!last_ticket(ticket, gridDim.x)) return;
+  float t = 0.f;
+  for (int i = threadIdx.x; i < rows; i += blockDim.x) t += __ldcg(losses + i);
+  t = block_sum(t);
+  if (threadIdx.x == 0) *mean = t * (1.f / rows);
+}
+
 // Rows row = block, block + grid, …: x = logits + bias (bias may be null); loss[row] = logsumexp(x) - x[label];
 // dx = (softmax(x) - onehot) * scale, scale = gradScale * (state ? state[2] : 1) (the loss scale).
 // A row of whole 16-byte vectors (cols a multiple of 8, aligned pointers) of at most CE_VECTORS · 8 values a
@@ -457,12 +466,7 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
     }
     if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
   }
-  if (mean && last_ticket(ticket, gridDim.x)) {
-    float t = 0.f;
-    for (int i = threadIdx.x; i < rows; i += blockDim.x) t += __ldcg(losses + i);
-    t = block_sum(t);
-    if (threadIdx.x == 0) *mean = t * (1.f / rows);
-  }
+  if (mean) mean_loss(losses, rows, ticket, mean);
 }
 INSTANTIATE_BOUNDED(cross_entropy, (256, 4), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean),
                     (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state, ticket, mean))
@@ -554,12 +558,7 @@ template <class D> __device__ void head_cross_entropy_impl(const void* a, const 
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++) if (r < nr) st8<D>(da, (long)(r0 + r) * k + i, g[r]);
   }
-  if (mean && last_ticket(ticket, gridDim.x)) {
-    float t = 0.f;
-    for (int i = threadIdx.x; i < rows; i += blockDim.x) t += __ldcg(losses + i);
-    t = block_sum(t);
-    if (threadIdx.x == 0) *mean = t * (1.f / rows);
-  }
+  if (mean) mean_loss(losses, rows, ticket, mean);
 }
 INSTANTIATE_BOUNDED(head_cross_entropy, (256), (const void* a, const void* w, const float* bias, const int* labels, void* dlogits, void* da, float* losses,
                                                 int rows, int classes, int k, float gradScale, const float* state, unsigned* ticket, float* mean),

@@ -196,12 +196,12 @@ extension GPUSelfTest {
                 try trainer.load(b); try trainer.step()
                 if i == 0 { try trainer.captureGraph() }
             }
-            folded.append(trainer.lastStepFolded)
+            folded.append(trainer.folds)
             if !keep { refused = (try? trainer.downloadGradients()) == nil }
             let values = try trainer.downloadParameters()
             weights.append(trainer.names.flatMap { values[$0]! })
         }
-        let ok = folded == [false, GPUTrainer.foldingDisabled ? false : true] && (refused || GPUTrainer.foldingDisabled)
+        let ok = folded == [false, !GPUTrainer.foldingDisabled] && (refused || GPUTrainer.foldingDisabled)
         record("\(w.rawValue) momentum folded into the weight-gradient GEMMs vs kept gradients: weights after 3 steps", p.rawValue,
                ok ? Self.relativeError(weights[1], weights[0]) : 1, p == .fp32 ? 1e-5 : 1e-3,
                note: "folded \(folded), gradient download refused \(refused)")
