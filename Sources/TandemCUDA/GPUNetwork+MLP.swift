@@ -11,8 +11,9 @@ import TandemModels
 ///
 /// Forward per layer: one GEMM (`z = a·Wᵀ`) with the bias and ReLU in its epilogue, or, where cuBLASLt
 /// has no such algorithm or times slower, followed by one fused bias + ReLU pass in place. A head of at
-/// most 16 classes is one launch with the loss and its input's gradient (`head_cross_entropy`); a wider
-/// one a GEMM and the softmax cross-entropy (which adds its bias). Backward per
+/// most 16 classes is one launch with the loss (`head_cross_entropy`), its input's gradient formed in the
+/// pass that applies the ReLU mask below it; a wider one a GEMM and the softmax cross-entropy (which adds
+/// its bias). Backward per
 /// layer: one fused pass for the ReLU mask and the bias gradient's partial column sums, one GEMM
 /// for the weight gradient (written in fp32 straight into the flat gradient buffer, or added to the
 /// momentum: ``GPUTrainer/weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``;
@@ -28,6 +29,8 @@ final class MLPNetwork: GPUNetwork {
     var outputs: [DevicePointer] = []
     var gradients: [DevicePointer] = []
     let losses: DevicePointer
+    /// The fused head's dlogits in fp32, read by the mask pass below it.
+    let dlogits32: DevicePointer
     /// `TANDEM_FUSED_HEAD=0`: the last layer as a GEMM and the loss kernel even where `head_cross_entropy` takes it.
     static let headDisabled = getenv("TANDEM_FUSED_HEAD").map { String(cString: $0) == "0" } ?? false
 
@@ -42,6 +45,7 @@ final class MLPNetwork: GPUNetwork {
             gradients.append(try gpu.allocate(bytes: precision.bytes * batch * width, category: .activations))
         }
         losses = try gpu.allocate(bytes: 4 * batch, category: .activations)
+        dlogits32 = try gpu.allocate(bytes: 4 * batch * dims[dims.count - 1], category: .activations)
     }
 
     func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
@@ -64,10 +68,9 @@ final class MLPNetwork: GPUNetwork {
                            bias: .add(parameter: 2 * l + 1, relu: true))
             a = outputs[l]
         }
-        // The last layer and the loss: one launch when the head is narrow (it also leaves the gradient of the last hidden
-        // layer's output); else a GEMM and the loss kernel, which adds the bias.
+        // The last layer and the loss: one launch when the head is narrow; else a GEMM and the loss kernel, which adds the bias.
         if fusedHead {
-            try t.headCrossEntropy(input: a, weight: 2 * last, labels: io.targets, dlogits: gradients[last], dInput: gradients[last - 1],
+            try t.headCrossEntropy(input: a, weight: 2 * last, labels: io.targets, dlogits: gradients[last], dlogits32: dlogits32,
                                    losses: losses, rows: batch, classes: classes, inputs: dims[last])
         } else {
             try t.gemm(transA: false, transB: true, m: batch, n: classes, k: dims[last], a: a, lda: dims[last], b: t.operand(2 * last), ldb: dims[last],
@@ -79,7 +82,7 @@ final class MLPNetwork: GPUNetwork {
         for l in stride(from: last, through: 0, by: -1) {
             let (i, o) = (dims[l], dims[l + 1])
             let dz = gradients[l], head = fusedHead && l == last
-            if !head {
+            if !(fusedHead && l >= last - 1) {
                 try t.activationBackward(dy: dz, ref: outputs[l], act: l < last ? 1 : 0, rows: batch, cols: o, biasGradient: t.gradient(2 * l + 1))
             }
             let previous = l == 0 ? input : outputs[l - 1]
@@ -89,7 +92,12 @@ final class MLPNetwork: GPUNetwork {
                 try t.weightGradientGEMM(parameter: 2 * l, transA: true, transB: false, m: o, n: i, k: batch, a: dz, lda: o, b: previous, ldb: i, ldc: i,
                                          biasGradient: head ? t.gradient(2 * l + 1) : nil)
             }
-            if l > 0 && !head {
+            if head {
+                // The layer below's dz = (dlogits · W) masked by its ReLU, with its bias gradient, before the head's
+                // parameters are released to the optimizer (this reads W).
+                try t.activationBackward(dy: gradients[l - 1], ref: outputs[l - 1], act: 1, rows: batch, cols: i, biasGradient: t.gradient(2 * l - 1),
+                                         product: .init(dlogits: dlogits32, weight: t.operand(2 * l), classes: o))
+            } else if l > 0 {
                 // da_prev[batch, i] = dz · W
                 try t.gemm(transA: false, transB: false, m: batch, n: i, k: o, a: dz, lda: o, b: t.operand(2 * l), ldb: i, c: gradients[l - 1], ldc: i)
             }

@@ -514,10 +514,16 @@ public final class GPUTrainer {
         try elementwise(name, count: rowWidth % 8 == 0 ? count / 8 : count, args)
     }
 
-    /// `dy *= act'(ref)` in place and, when `bias` ≥ 0, that parameter's gradient = column sums of dy.
+    /// The input gradient of a fused head (``headCrossEntropy(input:weight:labels:dlogits:dlogits32:losses:rows:classes:inputs:)``),
+    /// dy = dlogits · W, formed where `act_backward_colsum` would read dy: `dlogits` fp32 `[rows, classes]`, `weight`
+    /// `[classes, cols]` in the step's precision.
+    struct Product { let dlogits: DevicePointer, weight: DevicePointer, classes: Int }
+
+    /// `dy *= act'(ref)` in place (dy first formed from `product` when given) and, when `biasGradient` is given, the
+    /// column sums of dy there.
     func activationBackward(dy: DevicePointer, ref: DevicePointer, act: Int32, rows: Int, cols: Int, biasGradient: DevicePointer?,
-                            accumulate: Bool = false) throws {
-        if act == 0 {
+                            accumulate: Bool = false, product: Product? = nil) throws {
+        if act == 0 && product == nil {
             guard let biasGradient else { return }
             if rows <= onesCount {
                 // A plain layer's bias gradient is dyᵀ · 1: one cuBLAS call reading dy once.
@@ -527,25 +533,26 @@ public final class GPUTrainer {
             }
         }
         try Self.launchActivationBackward(gpu, precision, dy: dy, ref: ref, act: act, rows: rows, cols: cols, columnSums: biasGradient,
-                                          accumulate: accumulate, partial: scratch, partialFloats: scratchFloats, tickets: tickets)
+                                          accumulate: accumulate, partial: scratch, partialFloats: scratchFloats, tickets: tickets, product: product)
     }
 
-    /// Ticket counters `finish_partials` may take for `parts` rows of partial sums: one per group of ⌈√parts⌉ rows
-    /// and one for the groups.
+    /// Ticket counters `finish_partials` may take for `parts` rows of partial sums: one per group (all rows up to 32,
+    /// else groups of ⌈√parts⌉ rows) and one for the groups.
     static func ticketsNeeded(parts: Int) -> Int {
         var g = 1
-        while g * g < parts { g += 1 }
+        if parts <= 32 { g = max(parts, 1) } else { while g * g < parts { g += 1 } }
         return (parts + g - 1) / g + 1
     }
 
     /// One launch of `act_backward_colsum`: `dy *= act'(ref)` in place over [rows, cols] and, when `columnSums` is
     /// given, its column sums into it (added when `accumulate`), finished in the same launch from `chunks` partial
-    /// rows in `partial`. Eight columns a thread (16-byte accesses) when the rows are whole vectors.
+    /// rows in `partial`. Eight columns a thread (16-byte accesses) when the rows are whole vectors. With `product`, dy
+    /// is formed as dlogits · W instead of read.
     static func launchActivationBackward(_ gpu: CUDAContext, _ precision: GPUPrecision, dy: DevicePointer, ref: DevicePointer, act: Int32,
                                          rows: Int, cols: Int, columnSums: DevicePointer?, accumulate: Bool, partial: DevicePointer,
-                                         partialFloats: Int, tickets: DevicePointer, chunks wanted: Int? = nil) throws {
-        let name = "act_backward_colsum" + precision.suffix
-        let vec = cols % 8 == 0 && (dy | ref) % 16 == 0
+                                         partialFloats: Int, tickets: DevicePointer, chunks wanted: Int? = nil, product: Product? = nil) throws {
+        let name = (product == nil ? "act_backward_colsum" : "act_backward_product") + precision.suffix
+        let vec = cols % 8 == 0 && (dy | ref | (product?.weight ?? 0)) % 16 == 0
         let strips = (cols + (vec ? 255 : 31)) / (vec ? 256 : 32)
         // As many blocks as the GPU holds at once (one wave), at least 16 rows a block: few partial rows.
         var chunks = try wanted ?? max(1, min(rows / 16, gpu.residentBlocks(name, threads: 256) / strips))
@@ -558,7 +565,8 @@ public final class GPUTrainer {
         }
         try gpu.launch(name, grid: (strips, chunks, 1), block: (32, 8, 1),
                        [.pointer(dy), .pointer(ref), .pointer(columnSums == nil ? 0 : partial), .pointer(tickets), .pointer(columnSums ?? 0),
-                        .int(Int32(rows)), .int(Int32(cols)), .int(act), .int(vec ? 1 : 0), .int(accumulate ? 1 : 0)])
+                        .int(Int32(rows)), .int(Int32(cols)), .int(act), .int(vec ? 1 : 0), .int(accumulate ? 1 : 0)]
+                       + (product.map { [.pointer($0.dlogits), .pointer($0.weight), .int(Int32($0.classes))] } ?? []))
     }
 
     /// `out (+)=` the column sums of `chunks` rows of partial sums in `scratch` (kernels that leave their partials there).
@@ -685,33 +693,45 @@ public final class GPUTrainer {
                                     rows: rows, cols: cols, state: state, tickets: tickets, mean: lossValue)
     }
 
-    /// Whether ``headCrossEntropy(input:weight:labels:dlogits:dInput:losses:rows:classes:inputs:)`` takes a last Linear layer
-    /// of `classes` outputs over `inputs` features (`head_cross_entropy`: at most 16 classes, rows of whole 16-byte vectors).
+    /// Whether ``headCrossEntropy(input:weight:labels:dlogits:dlogits32:losses:rows:classes:inputs:)`` takes a last Linear
+    /// layer of `classes` outputs over `inputs` features (`head_cross_entropy`: at most 16 classes, rows of whole 16-byte vectors).
     static func fusesHead(classes: Int, inputs: Int) -> Bool { classes <= headClasses && inputs % 8 == 0 }
     /// The kernel's HEAD_CLASSES and HEAD_ROWS: classes it takes at most, and rows a block.
-    static let headClasses = 16, headRows = 2
+    static let headClasses = 16, headRows = 4
 
-    /// The last Linear layer (parameters `weight`, `weight + 1`) and the softmax cross-entropy in one launch: losses, the
-    /// mean loss, dlogits `[rows, classes]` and the gradient of the layer's input `[rows, inputs]`
-    /// (see ``fusesHead(classes:inputs:)``).
-    func headCrossEntropy(input: DevicePointer, weight i: Int, labels: DevicePointer, dlogits: DevicePointer, dInput: DevicePointer,
+    /// The last Linear layer (parameters `weight`, `weight + 1`) and the softmax cross-entropy: losses, the mean loss and
+    /// dlogits `[rows, classes]`, in the step's precision (for the weight gradient) and in fp32 in `dlogits32`; the layer's
+    /// input gradient is then dlogits32 · W (``Product``, see ``fusesHead(classes:inputs:)``).
+    func headCrossEntropy(input: DevicePointer, weight i: Int, labels: DevicePointer, dlogits: DevicePointer, dlogits32: DevicePointer,
                           losses: DevicePointer, rows: Int, classes: Int, inputs: Int) throws {
         try Self.launchHeadCrossEntropy(gpu, precision, input: input, weight: operand(i), bias: weight(i + 1), labels: labels, dlogits: dlogits,
-                                        dInput: dInput, losses: losses, rows: rows, classes: classes, inputs: inputs, state: state,
-                                        tickets: tickets, mean: lossValue)
+                                        dlogits32: dlogits32, losses: losses, rows: rows, classes: classes, inputs: inputs, state: state,
+                                        partial: scratch, partialFloats: scratchFloats, tickets: tickets, mean: lossValue)
+    }
+
+    /// Threads a block and blocks along k of `head_cross_entropy` over `inputs` features: 128 threads of eight inputs,
+    /// so W's 1024-input slices are split over blocks (and every row group is read by enough blocks), at least 64
+    /// threads (the kernel's last steps take HEAD_ROWS · HEAD_CLASSES).
+    static func headLayout(inputs: Int) -> (threads: Int, splits: Int) {
+        let vectors = (inputs + 7) / 8
+        let threads = max(64, min(128, (vectors + 31) / 32 * 32))
+        return (threads, (vectors + threads - 1) / threads)
     }
 
     static func launchHeadCrossEntropy(_ gpu: CUDAContext, _ precision: GPUPrecision, input: DevicePointer, weight: DevicePointer, bias: DevicePointer,
-                                       labels: DevicePointer, dlogits: DevicePointer, dInput: DevicePointer, losses: DevicePointer, rows: Int,
-                                       classes: Int, inputs: Int, state: DevicePointer, tickets: DevicePointer, mean: DevicePointer?) throws {
-        guard fusesHead(classes: classes, inputs: inputs), rows * max(classes, inputs) < 1 << 31,
-              (input | weight | dInput) % 16 == 0 else {
+                                       labels: DevicePointer, dlogits: DevicePointer, dlogits32: DevicePointer, losses: DevicePointer, rows: Int,
+                                       classes: Int, inputs: Int, state: DevicePointer, partial: DevicePointer, partialFloats: Int,
+                                       tickets: DevicePointer, mean: DevicePointer?) throws {
+        let (threads, splits) = headLayout(inputs: inputs), groups = (rows + headRows - 1) / headRows
+        guard fusesHead(classes: classes, inputs: inputs), rows * max(classes, inputs) < 1 << 31, (input | weight) % 16 == 0 else {
             throw CUDAError.unsupported("the fused head takes at most \(headClasses) classes over rows of whole 16-byte vectors, got \(rows)×\(inputs) → \(classes)")
         }
-        let threads = min(256, (inputs / 8 + 31) / 32 * 32)
-        try gpu.launch("head_cross_entropy" + precision.suffix, grid: ((rows + headRows - 1) / headRows, 1, 1), block: (threads, 1, 1),
-                       [.pointer(input), .pointer(weight), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(dInput), .pointer(losses),
-                        .int(Int32(rows)), .int(Int32(classes)), .int(Int32(inputs)), .float(1 / Float(rows)), .pointer(state),
+        guard groups + 1 <= ticketCount, splits * rows * headClasses <= partialFloats else {
+            throw CUDAError.unsupported("the fused head over \(rows) rows of \(inputs) needs more than \(ticketCount) tickets or \(partialFloats) floats of partial sums")
+        }
+        try gpu.launch("head_cross_entropy" + precision.suffix, grid: (splits, groups, 1), block: (threads, 1, 1),
+                       [.pointer(input), .pointer(weight), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(dlogits32), .pointer(losses),
+                        .pointer(partial), .int(Int32(rows)), .int(Int32(classes)), .int(Int32(inputs)), .float(1 / Float(rows)), .pointer(state),
                         .pointer(tickets), .pointer(mean ?? 0)])
     }
 

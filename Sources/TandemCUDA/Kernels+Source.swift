@@ -85,6 +85,21 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+// Each of N values (N a multiple of 32) summed over a warp's 32 lanes by halving exchanges: at each of five steps a
+// lane keeps half of its values, gets its partner's copy of that half and sends the other; N − N/32 shuffles instead
+// of 5N. After it lane L holds the totals of values L·N/32 + j in v[j], j < N/32. A fixed order: deterministic.
+template <int N, int O> __device__ __forceinline__ void warp_sum_halve(float* v) {
+  bool hi = threadIdx.x & O;
+#pragma unroll
+  for (int i = 0; i < N / 2; i++) {
+    float send = hi ? v[i] : v[i + N / 2], keep = hi ? v[i + N / 2] : v[i];
+    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+  }
+}
+template <int N> __device__ __forceinline__ void warp_sum_spread(float* v) {
+  warp_sum_halve<N, 16>(v); warp_sum_halve<N / 2, 8>(v); warp_sum_halve<N / 4, 4>(v); warp_sum_halve<N / 8, 2>(v);
+  warp_sum_halve<N / 16, 1>(v);
+}
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
@@ -138,8 +153,12 @@ __device__ bool last_ticket(unsigned* ticket, unsigned count) {
   __syncthreads();
   return last;
 }
-// Rows of partial sums are split into groups of partial_group(parts) ≈ √parts rows.
-__device__ __forceinline__ int partial_group(int parts) { int g = 1; while (g * g < parts) g++; return g; }
+// Rows of a narrow head's W (head_cross_entropy, act_backward_product) loaded at once: a loop over a run-time number
+// of rows would wait on each load in turn.
+#define HEAD_LOADS 4
+// Rows of partial sums are split into groups of partial_group(parts) rows: all of them up to 32 (one block adds them,
+// 16 loads in flight), else ≈ √parts (as GPUTrainer.ticketsNeeded counts).
+__device__ __forceinline__ int partial_group(int parts) { int g = 1; if (parts <= 32) return parts; while (g * g < parts) g++; return g; }
 // p[0] + p[step] + … (n terms, in that order), read past L1 (other blocks wrote them), 16 loads in flight.
 __device__ __forceinline__ float sum_rows(const float* p, long step, int n) {
   float s = 0.f;
@@ -242,14 +261,16 @@ INSTANTIATE(bias_gelu, (void* z, const float* b, void* y, int rows, int cols), (
 
 // In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input, 3: ref = the
 // derivative itself, as bias_gelu leaves it); when `out` is not null, out (+)= the column sums of dy (accumulate
-// adds). Block (32, 8): 32 column lanes by 8 row lanes over a strip of columns and a chunk of the rows, grid
+// adds). act_backward_product does not read dy but forms it as dl·W (dl fp32 [rows, classes], W [classes, cols] in D:
+// the input gradient of head_cross_entropy's layer) and writes it. Block (32, 8): 32 column lanes by 8 row lanes over a strip of columns and a chunk of the rows, grid
 // (strips, chunks). With `vec` (cols a multiple of 8, aligned pointers) a lane takes eight adjacent columns
 // (16-byte accesses in 16-bit types; strips of 256 columns), else one (strips of 32). Each lane sums its rows r,
 // r + 8, … in registers, two rows in flight; the row lanes are added in shared memory in a fixed order, each block
 // writes one row of partial sums (partial[chunk, col]) and finish_partials adds the chunks (tickets: groups + 1 per
 // strip).
-template <class D> __device__ void act_backward_colsum_impl(void* dy, const void* ref, float* partial, unsigned* tickets, float* out,
-                                                            int rows, int cols, int act, int vec, int accumulate) {
+template <class D, bool P> __device__ void act_backward_body(void* dy, const void* ref, float* partial, unsigned* tickets, float* out,
+                                                             int rows, int cols, int act, int vec, int accumulate, const float* dl,
+                                                             const void* w, int classes) {
   __shared__ float acc[8][257];
   int chunk = (rows + gridDim.y - 1) / gridDim.y;
   int r0 = blockIdx.y * chunk, r1 = min(rows, r0 + chunk);
@@ -267,16 +288,37 @@ template <class D> __device__ void act_backward_colsum_impl(void* dy, const void
         for (int u = 0; u < 2; u++) {
           if (u == 1 && !two) break;
           long i = (long)(r + 8 * u) * cols + col;
-          ld8<D>(dy, i, g[u]);
+          if (!P) ld8<D>(dy, i, g[u]);
           if (act) ld8<D>(ref, i, z[u]);
+        }
+        if (P) {
+#pragma unroll
+          for (int u = 0; u < 2; u++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) g[u][j] = 0.f;
+          for (int c0 = 0; c0 < classes; c0 += HEAD_LOADS) {
+            float v[HEAD_LOADS][8], d[HEAD_LOADS][2];
+#pragma unroll
+            for (int q = 0; q < HEAD_LOADS; q++) {
+              bool in = c0 + q < classes;
+              if (in) ld8<D>(w, (long)(c0 + q) * cols + col, v[q]);
+              else for (int j = 0; j < 8; j++) v[q][j] = 0.f;
+              d[q][0] = in ? dl[(long)r * classes + c0 + q] : 0.f;
+              d[q][1] = in && two ? dl[(long)(r + 8) * classes + c0 + q] : 0.f;
+            }
+#pragma unroll
+            for (int q = 0; q < HEAD_LOADS; q++)
+#pragma unroll
+              for (int j = 0; j < 8; j++) { g[0][j] += d[q][0] * v[q][j]; g[1][j] += d[q][1] * v[q][j]; }
+          }
         }
 #pragma unroll
         for (int u = 0; u < 2; u++) {
           if (u == 1 && !two) break;
-          if (act) {
+          if (act || P) {
 #pragma unroll
             for (int j = 0; j < 8; j++)
-              g[u][j] = act == 1 ? (z[u][j] > 0.f ? g[u][j] : 0.f) : g[u][j] * (act == 3 ? z[u][j] : gelu_grad(z[u][j]));
+              if (act) g[u][j] = act == 1 ? (z[u][j] > 0.f ? g[u][j] : 0.f) : g[u][j] * (act == 3 ? z[u][j] : gelu_grad(z[u][j]));
             st8<D>(dy, (long)(r + 8 * u) * cols + col, g[u]);
           }
 #pragma unroll
@@ -292,9 +334,12 @@ template <class D> __device__ void act_backward_colsum_impl(void* dy, const void
     if (col < cols) {
       for (int r = r0 + threadIdx.y; r < r1; r += 8) {
         long i = (long)r * cols + col;
-        float g = D::ld(dy, i);
-        if (act == 1) { g = D::ld(ref, i) > 0.f ? g : 0.f; D::st(dy, i, g); }
-        else if (act >= 2) { float z = D::ld(ref, i); g *= act == 3 ? z : gelu_grad(z); D::st(dy, i, g); }
+        float g = 0.f;
+        if (P) for (int c = 0; c < classes; c++) g += dl[(long)r * classes + c] * D::ld(w, (long)c * cols + col);
+        else g = D::ld(dy, i);
+        if (act == 1) g = D::ld(ref, i) > 0.f ? g : 0.f;
+        else if (act >= 2) { float z = D::ld(ref, i); g *= act == 3 ? z : gelu_grad(z); }
+        if (act || P) D::st(dy, i, g);
         s += g;
       }
     }
@@ -312,8 +357,19 @@ template <class D> __device__ void act_backward_colsum_impl(void* dy, const void
   finish_partials(partial + c0, cols, width, gridDim.y, blockIdx.y, tickets + blockIdx.x * ((gridDim.y + g - 1) / g + 1),
                   [&](int c, float t) { out[c0 + c] = accumulate ? out[c0 + c] + t : t; });
 }
+template <class D> __device__ void act_backward_colsum_impl(void* dy, const void* ref, float* partial, unsigned* tickets, float* out,
+                                                            int rows, int cols, int act, int vec, int accumulate) {
+  act_backward_body<D, false>(dy, ref, partial, tickets, out, rows, cols, act, vec, accumulate, nullptr, nullptr, 0);
+}
 INSTANTIATE_BOUNDED(act_backward_colsum, (256, 3), (void* dy, const void* ref, float* partial, unsigned* tickets, float* out, int rows, int cols, int act, int vec, int accumulate),
                     (dy, ref, partial, tickets, out, rows, cols, act, vec, accumulate))
+template <class D> __device__ void act_backward_product_impl(void* dy, const void* ref, float* partial, unsigned* tickets, float* out, int rows,
+                                                             int cols, int act, int vec, int accumulate, const float* dl, const void* w, int classes) {
+  act_backward_body<D, true>(dy, ref, partial, tickets, out, rows, cols, act, vec, accumulate, dl, w, classes);
+}
+INSTANTIATE_BOUNDED(act_backward_product, (256, 2), (void* dy, const void* ref, float* partial, unsigned* tickets, float* out, int rows, int cols, int act, int vec, int accumulate,
+                                                     const float* dl, const void* w, int classes),
+                    (dy, ref, partial, tickets, out, rows, cols, act, vec, accumulate, dl, w, classes))
 
 // Column c's total over `chunks` rows of `width` partial sums, in a block (32, 8) that takes a column a lane: the 8 row
 // lanes add rows k, k + 8, … in turn, then the lanes' sums are added in a fixed order (deterministic). Every thread of
@@ -387,9 +443,10 @@ extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) {
     // MARK: - Losses
 
     static let losses = #"""
-// The block that takes the last of the grid's tickets writes the mean of `rows` losses (the others' writes visible to it).
-__device__ void mean_loss(const float* losses, int rows, unsigned* ticket, float* mean) {
-  if (!last_ticket(ticket, gridDim.x)) return;
+// The block that takes the last of `blocks` tickets (one a block that wrote losses) writes the mean of `rows` losses
+// (the others' writes visible to it).
+__device__ void mean_loss(const float* losses, int rows, unsigned* ticket, unsigned blocks, float* mean) {
+  if (!last_ticket(ticket, blocks)) return;
   float t = 0.f;
   for (int i = threadIdx.x; i < rows; i += blockDim.x) t += __ldcg(losses + i);
   t = block_sum(t);
@@ -466,103 +523,95 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
     }
     if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
   }
-  if (mean) mean_loss(losses, rows, ticket, mean);
+  if (mean) mean_loss(losses, rows, ticket, gridDim.x, mean);
 }
 INSTANTIATE_BOUNDED(cross_entropy, (256, 4), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean),
                     (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state, ticket, mean))
 
-// A narrow classifier head in one launch: logits = a·Wᵀ + b over at most HEAD_CLASSES classes, the softmax cross-entropy
-// of cross_entropy (losses, the mean through a ticket, dlogits in D for the weight gradient) and the input's gradient
-// da = dlogits·W: where the GEMM path takes a GEMM, the loss kernel and a second GEMM, each far too small to fill the GPU.
-// A block takes HEAD_ROWS rows, its threads the k inputs eight at a time (k a multiple of 8, rows of a, W and da 16-byte
-// aligned), so W is read twice a block, from L2. fp32 sums; the logits are not rounded to D, dlogits enter da unrounded.
+// A narrow classifier head: logits = a·Wᵀ + b over at most HEAD_CLASSES classes and the softmax cross-entropy of
+// cross_entropy (losses, the mean through a ticket, dlogits in D for the weight gradient and in fp32 for the input's
+// gradient, which act_backward_colsum forms as dlogits·W with the mask of the layer below): where the GEMM path takes a
+// GEMM too small to fill the GPU and the loss kernel. Grid (splits, row groups): a block takes HEAD_ROWS rows and
+// 8·blockDim.x of the k inputs, eight a thread (k a multiple of 8, rows of a and W 16-byte aligned), so W is read once
+// a row group, each slice of it by one block. With one split the block finishes its rows; else it leaves its partial
+// logits in partial[split, row, class] and the last block of the row group (a ticket) adds them in split order. fp32
+// sums; the logits are not rounded to D.
 #define HEAD_CLASSES 16   // GPUTrainer.headClasses and headRows
-#define HEAD_ROWS 2
+#define HEAD_ROWS 4
 template <class D> __device__ void head_cross_entropy_impl(const void* a, const void* w, const float* bias, const int* labels, void* dlogits,
-                                                           void* da, float* losses, int rows, int classes, int k, float gradScale,
-                                                           const float* state, unsigned* ticket, float* mean) {
-  __shared__ float part[32][HEAD_ROWS * HEAD_CLASSES];   // one row of sums a warp
-  __shared__ float z[HEAD_ROWS][HEAD_CLASSES];           // logits, then dlogits
+                                                           float* dlogits32, float* losses, float* partial, int rows, int classes, int k,
+                                                           float gradScale, const float* state, unsigned* tickets, float* mean) {
+  __shared__ float part[8][HEAD_ROWS * HEAD_CLASSES];   // one row of sums a warp
+  __shared__ float z[HEAD_ROWS][HEAD_CLASSES];          // logits
   float scale = gradScale * (state ? state[2] : 1.f);
-  int r0 = blockIdx.x * HEAD_ROWS, nr = min(HEAD_ROWS, rows - r0);
-  float s[HEAD_ROWS][HEAD_CLASSES];
+  int r0 = blockIdx.y * HEAD_ROWS, nr = min(HEAD_ROWS, rows - r0), i = 8 * (blockIdx.x * blockDim.x + threadIdx.x);
+  float s[HEAD_ROWS * HEAD_CLASSES];   // [row][class]
 #pragma unroll
-  for (int r = 0; r < HEAD_ROWS; r++)
-#pragma unroll
-    for (int c = 0; c < HEAD_CLASSES; c++) s[r][c] = 0.f;
-  for (int i = 8 * threadIdx.x; i < k; i += 8 * blockDim.x) {
+  for (int q = 0; q < HEAD_ROWS * HEAD_CLASSES; q++) s[q] = 0.f;
+  if (i < k) {
     float x[HEAD_ROWS][8];
 #pragma unroll
     for (int r = 0; r < HEAD_ROWS; r++) {
       if (r < nr) ld8<D>(a, (long)(r0 + r) * k + i, x[r]);
       else for (int j = 0; j < 8; j++) x[r][j] = 0.f;
     }
+    // W's rows HEAD_LOADS at a time, their loads issued together.
 #pragma unroll
-    for (int c = 0; c < HEAD_CLASSES; c++) {
-      if (c >= classes) break;
-      float v[8];
-      ld8<D>(w, (long)c * k + i, v);
+    for (int c0 = 0; c0 < HEAD_CLASSES; c0 += HEAD_LOADS) {
+      if (c0 >= classes) break;
+      float v[HEAD_LOADS][8];
 #pragma unroll
-      for (int r = 0; r < HEAD_ROWS; r++)
+      for (int q = 0; q < HEAD_LOADS; q++) {
+        if (c0 + q < classes) ld8<D>(w, (long)(c0 + q) * k + i, v[q]);
+        else for (int j = 0; j < 8; j++) v[q][j] = 0.f;
+      }
 #pragma unroll
-        for (int j = 0; j < 8; j++) s[r][c] += x[r][j] * v[j];
+      for (int q = 0; q < HEAD_LOADS; q++)
+#pragma unroll
+        for (int r = 0; r < HEAD_ROWS; r++)
+#pragma unroll
+          for (int j = 0; j < 8; j++) s[r * HEAD_CLASSES + c0 + q] += x[r][j] * v[q][j];
     }
   }
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  constexpr int spread = HEAD_ROWS * HEAD_CLASSES / 32;
+  warp_sum_spread<HEAD_ROWS * HEAD_CLASSES>(s);
 #pragma unroll
-  for (int r = 0; r < HEAD_ROWS; r++)
-#pragma unroll
-    for (int c = 0; c < HEAD_CLASSES; c++) {
-      float v = warp_sum(s[r][c]);
-      if (lane == 0) part[warp][r * HEAD_CLASSES + c] = v;
+  for (int j = 0; j < spread; j++) part[warp][lane * spread + j] = s[j];
+  __syncthreads();
+  int splits = gridDim.x, t = threadIdx.x, tr = t / HEAD_CLASSES, tc = t % HEAD_CLASSES;
+  float sum = 0.f;
+  if (t < HEAD_ROWS * HEAD_CLASSES) for (int q = 0; q < warps; q++) sum += part[q][t];   // warps in order: deterministic
+  if (splits > 1) {
+    if (t < HEAD_ROWS * HEAD_CLASSES && tr < nr) partial[((long)blockIdx.x * rows + r0 + tr) * HEAD_CLASSES + tc] = sum;
+    if (!last_ticket(tickets + blockIdx.y, splits)) return;
+    if (t < HEAD_ROWS * HEAD_CLASSES && tr < nr) {
+      sum = 0.f;
+      for (int q = 0; q < splits; q++) sum += __ldcg(partial + ((long)q * rows + r0 + tr) * HEAD_CLASSES + tc);
     }
-  __syncthreads();
-  if (threadIdx.x < HEAD_ROWS * HEAD_CLASSES) {
-    int r = threadIdx.x / HEAD_CLASSES, c = threadIdx.x % HEAD_CLASSES;
-    float t = 0.f;
-    for (int q = 0; q < warps; q++) t += part[q][threadIdx.x];   // warps in order: deterministic
-    z[r][c] = c < classes ? t + (bias ? bias[c] : 0.f) : 0.f;
   }
+  if (t < HEAD_ROWS * HEAD_CLASSES) z[tr][tc] = tc < classes ? sum + (bias ? bias[tc] : 0.f) : 0.f;
   __syncthreads();
-  if (threadIdx.x < nr) {
-    int r = threadIdx.x, row = r0 + r, label = labels[row];
+  if (t < nr) {
+    int row = r0 + t, label = labels[row];
     bool valid = label >= 0 && label < classes;
-    float m = -INFINITY, sum = 0.f;
-    for (int c = 0; c < classes; c++) m = fmaxf(m, z[r][c]);
-    for (int c = 0; c < classes; c++) sum += expf(z[r][c] - m);
-    losses[row] = valid ? logf(sum) + m - z[r][label] : NAN;
-    float inv = 1.f / sum;
+    float m = -INFINITY, e = 0.f;
+    for (int c = 0; c < classes; c++) m = fmaxf(m, z[t][c]);
+    for (int c = 0; c < classes; c++) e += expf(z[t][c] - m);
+    losses[row] = valid ? logf(e) + m - z[t][label] : NAN;
+    float inv = 1.f / e;
     for (int c = 0; c < classes; c++) {
-      float g = (expf(z[r][c] - m) * inv - (c == label ? 1.f : 0.f)) * scale;
-      z[r][c] = g;
+      float g = (expf(z[t][c] - m) * inv - (c == label ? 1.f : 0.f)) * scale;
       D::st(dlogits, (long)row * classes + c, g);
+      dlogits32[(long)row * classes + c] = g;
     }
   }
-  __syncthreads();
-  for (int i = 8 * threadIdx.x; i < k; i += 8 * blockDim.x) {
-    float g[HEAD_ROWS][8];
-#pragma unroll
-    for (int r = 0; r < HEAD_ROWS; r++)
-#pragma unroll
-      for (int j = 0; j < 8; j++) g[r][j] = 0.f;
-#pragma unroll
-    for (int c = 0; c < HEAD_CLASSES; c++) {
-      if (c >= classes) break;
-      float v[8];
-      ld8<D>(w, (long)c * k + i, v);
-#pragma unroll
-      for (int r = 0; r < HEAD_ROWS; r++)
-#pragma unroll
-        for (int j = 0; j < 8; j++) g[r][j] += z[r][c] * v[j];
-    }
-#pragma unroll
-    for (int r = 0; r < HEAD_ROWS; r++) if (r < nr) st8<D>(da, (long)(r0 + r) * k + i, g[r]);
-  }
-  if (mean) mean_loss(losses, rows, ticket, mean);
+  if (mean) mean_loss(losses, rows, tickets + gridDim.y, gridDim.y, mean);
 }
-INSTANTIATE_BOUNDED(head_cross_entropy, (256), (const void* a, const void* w, const float* bias, const int* labels, void* dlogits, void* da, float* losses,
-                                                int rows, int classes, int k, float gradScale, const float* state, unsigned* ticket, float* mean),
-                    (a, w, bias, labels, dlogits, da, losses, rows, classes, k, gradScale, state, ticket, mean))
+INSTANTIATE_BOUNDED(head_cross_entropy, (256), (const void* a, const void* w, const float* bias, const int* labels, void* dlogits, float* dlogits32,
+                                                float* losses, float* partial, int rows, int classes, int k, float gradScale, const float* state,
+                                                unsigned* tickets, float* mean),
+                    (a, w, bias, labels, dlogits, dlogits32, losses, partial, rows, classes, k, gradScale, state, tickets, mean))
 
 // Mean squared error terms: loss[i] = (p - t)^2; dp = 2 (p - t) * scale.
 template <class D> __device__ void mse_impl(const void* pred, const float* target, void* dpred, float* losses, long n,

@@ -162,20 +162,28 @@ extension GPUSelfTest {
             record("cross-entropy ticket reset \(rows)×\(cols)", p.rawValue, try ticketsLeft(tickets, count: 1), 0)
             for ptr in [dx, dbias, dl, dgrad, losses, mean, tickets] { gpu.free(ptr) }
         }
-        // The narrow head: the last Linear layer, the loss and the input's gradient in one launch (a last block of one row;
-        // one warp a block for k = 64).
-        for (rows, k, classes) in [(7, 4096, 10), (33, 1024, 16), (4, 64, 3)] {
+        // The narrow head: the last Linear layer and the loss in one launch (k split over blocks for k = 4096, a row group
+        // of fewer rows last), then its input's gradient dlogits · W formed by act_backward_colsum.
+        for (rows, k, classes) in [(7, 4096, 10), (66, 4096, 10), (33, 1024, 16), (4, 64, 3)] {
             let a = rounded(random(rows * k), p), w = rounded(random(classes * k, scale: 0.05), p), bias = random(classes)
             let labels = (0..<rows).map { _ in Int32(generator.next() % UInt64(classes)) }
             let da = try device(a, p), dw = try device(w, p), db = try device(bias, .fp32), dl = try gpu.allocate(bytes: 4 * rows, category: .workspace)
             try gpu.upload(labels, to: dl)
             let dlogits = try gpu.allocate(bytes: p.bytes * rows * classes, category: .workspace)
+            let dlogits32 = try gpu.allocate(bytes: 4 * rows * classes, category: .workspace)
             let dinput = try gpu.allocate(bytes: p.bytes * rows * k, category: .workspace)
             let losses = try gpu.allocate(bytes: 4 * rows, category: .workspace), mean = try gpu.allocate(bytes: 4, category: .workspace)
-            let tickets = try gpu.allocate(bytes: 4, category: .workspace)
-            try gpu.fill(tickets, words: 1, pattern: 0)
-            try GPUTrainer.launchHeadCrossEntropy(gpu, p, input: da, weight: dw, bias: db, labels: dl, dlogits: dlogits, dInput: dinput, losses: losses,
-                                                  rows: rows, classes: classes, inputs: k, state: 0, tickets: tickets, mean: mean)
+            let partialFloats = GPUTrainer.headLayout(inputs: k).splits * rows * GPUTrainer.headClasses
+            let partial = try gpu.allocate(bytes: 4 * partialFloats, category: .workspace)
+            let ticketWords = 64
+            let tickets = try gpu.allocate(bytes: 4 * ticketWords, category: .workspace)
+            try gpu.fill(tickets, words: ticketWords, pattern: 0)
+            try GPUTrainer.launchHeadCrossEntropy(gpu, p, input: da, weight: dw, bias: db, labels: dl, dlogits: dlogits, dlogits32: dlogits32,
+                                                  losses: losses, rows: rows, classes: classes, inputs: k, state: 0, partial: partial,
+                                                  partialFloats: partialFloats, tickets: tickets, mean: mean)
+            try GPUTrainer.launchActivationBackward(gpu, p, dy: dinput, ref: dinput, act: 0, rows: rows, cols: k, columnSums: nil, accumulate: false,
+                                                    partial: partial, partialFloats: partialFloats, tickets: tickets,
+                                                    product: .init(dlogits: dlogits32, weight: dw, classes: classes))
             var lossRef = 0.0, gradRef = [Double](repeating: 0, count: rows * classes), inputRef = [Double](repeating: 0, count: rows * k)
             for r in 0..<rows {
                 let z = (0..<classes).map { c in (0..<k).reduce(Double(bias[c])) { $0 + Double(a[r * k + $1]) * Double(w[c * k + $1]) } }
@@ -190,9 +198,11 @@ extension GPUSelfTest {
             let tag = "\(rows)×\(k) → \(classes)"
             record("head cross-entropy loss " + tag, p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - lossRef) / abs(lossRef), 1e-5)
             record("head cross-entropy dlogits " + tag, p.rawValue, Self.relativeError(try host(dlogits, rows * classes, p), gradRef), tol)
-            record("head cross-entropy input gradient " + tag, p.rawValue, Self.relativeError(try host(dinput, rows * k, p), inputRef), tol)
-            record("head cross-entropy ticket reset " + tag, p.rawValue, try ticketsLeft(tickets, count: 1), 0)
-            for ptr in [da, dw, db, dl, dlogits, dinput, losses, mean, tickets] { gpu.free(ptr) }
+            record("head cross-entropy dlogits in fp32 " + tag, p.rawValue,
+                   Self.relativeError(try gpu.downloadFloats(dlogits32, count: rows * classes), gradRef), 1e-5)
+            record("head input gradient dlogits · W " + tag, p.rawValue, Self.relativeError(try host(dinput, rows * k, p), inputRef), tol)
+            record("head cross-entropy ticket reset " + tag, p.rawValue, try ticketsLeft(tickets, count: ticketWords), 0)
+            for ptr in [da, dw, db, dl, dlogits, dlogits32, dinput, losses, mean, partial, tickets] { gpu.free(ptr) }
         }
         // MSE
         let n = 300
