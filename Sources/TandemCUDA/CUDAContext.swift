@@ -169,7 +169,7 @@ public final class CUDAContext {
         try driver.check(driver.cuEventRecord(start, launchStream), "cuEventRecord")
         try body()
         try driver.check(driver.cuEventRecord(end, launchStream), "cuEventRecord")
-        profiler.pending.append((label(), start, end))
+        profiler.pending.append((label(), start, end, launchStream == sideStream ? "side" : "main"))
     }
 
     func launchUnprofiled(_ name: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int,
@@ -418,9 +418,12 @@ public struct StreamMark {
 public final class KernelProfiler {
     var events: [CUHandle?] = []
     var used = 0
-    var pending: [(String, CUHandle?, CUHandle?)] = []
+    var pending: [(String, CUHandle?, CUHandle?, stream: String)] = []
     /// Total milliseconds and count per label, over every collected step.
     public private(set) var totals: [String: (ms: Double, count: Int)] = [:]
+    /// The last collected step's launches in the order they were queued: start (ms after the first launch's start),
+    /// duration, and the stream (main or side).
+    public private(set) var timeline: [(label: String, start: Double, ms: Double, stream: String)] = []
 
     public init() {}
 
@@ -437,11 +440,14 @@ public final class KernelProfiler {
     /// Waits for the timed launches and adds their times to ``totals``.
     public func collect(_ gpu: CUDAContext) throws {
         try gpu.synchronize()
-        for (label, start, end) in pending {
-            var ms: Float = 0
+        timeline = []
+        for (label, start, end, stream) in pending {
+            var ms: Float = 0, at: Float = 0
             try gpu.driver.check(gpu.driver.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime")
+            try gpu.driver.check(gpu.driver.cuEventElapsedTime(&at, pending[0].1, start), "cuEventElapsedTime")
             let old = totals[label] ?? (0, 0)
             totals[label] = (old.ms + Double(ms), old.count + 1)
+            timeline.append((label, Double(at), Double(ms), stream))
         }
         pending = []
         used = 0

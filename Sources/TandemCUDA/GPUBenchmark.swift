@@ -41,8 +41,10 @@ public struct GPUBenchmark {
     }
 
     /// Eager steps with every kernel and GEMM timed: (label, total ms per step, launches per step), largest first,
-    /// and how the model's layers are computed (``GPUTrainer/engine``).
-    public func profile(gpu: CUDAContext, steps: Int = 5) throws -> (rows: [(label: String, ms: Double, count: Int)], engine: String) {
+    /// the last step's launches in queue order (``KernelProfiler/timeline``) and how the model's layers are computed
+    /// (``GPUTrainer/engine``).
+    public func profile(gpu: CUDAContext, steps: Int = 5) throws -> (rows: [(label: String, ms: Double, count: Int)],
+                                                                     timeline: [(label: String, start: Double, ms: Double, stream: String)], engine: String) {
         let model = workload.make(seed: 0)
         var generator = SeededGenerator(seed: 0)
         let trainer = try GPUTrainer(gpu: gpu, workload: workload, model: model, batch: batch, precision: precision,
@@ -53,7 +55,7 @@ public struct GPUBenchmark {
         gpu.profiler = profiler
         defer { gpu.profiler = nil }
         for _ in 0..<steps { try trainer.step(); try profiler.collect(gpu) }
-        return (profiler.ranked.map { ($0.label, $0.ms / Double(steps), $0.count / steps) }, trainer.engine)
+        return (profiler.ranked.map { ($0.label, $0.ms / Double(steps), $0.count / steps) }, profiler.timeline, trainer.engine)
     }
 
     public func run(gpu: CUDAContext) throws -> Measurement {

@@ -29,6 +29,7 @@ struct Bench: ParsableCommand {
     @Option(help: "On the GPU: fp32 (true fp32), tf32, bf16 or fp16 (dynamic loss scaling).") var precision: GPUPrecision = .fp32
     @Flag(help: "On the GPU: capture the whole step in one CUDA graph after the warm-up and replay it.") var graph = false
     @Flag(help: "On the GPU: time every kernel and GEMM of a few eager steps and print them, largest first.") var profile = false
+    @Flag(help: "With --profile: also print the last eager step's launches in queue order, with start, duration and stream.") var timeline = false
     @OptionGroup var launch: BackendOptions
     @OptionGroup var measurementOptions: MeasurementOptions
 
@@ -39,6 +40,7 @@ struct Bench: ParsableCommand {
         guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
+        if timeline && !profile { throw ValidationError("--timeline prints the launches of --profile's eager steps: add --profile") }
         if shardOptimizer == true && device == .cuda { throw ValidationError("--shard-optimizer shards the CPU workers' update; the GPU step has its own") }
         if lockstepReplicas && (device == .cuda || trace != nil || shardOptimizer == true || compress != "none") {
             throw ValidationError("--lockstep-replicas runs worker threads on the CPU that exchange nothing: leave out --device cuda, --trace, --shard-optimizer and --compress")

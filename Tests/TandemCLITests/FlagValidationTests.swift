@@ -67,6 +67,7 @@ struct BadFlags: Sendable, CustomTestStringConvertible {
         BadFlags(["--batch", "0"], mentions: ["--batch", "positive"], command: "bench"),
         BadFlags(["--warmup=-1"], mentions: ["--warmup"], command: "bench"),
         BadFlags(["--workers", "0"], mentions: ["--workers", "positive"], command: "bench"),
+        BadFlags(["--timeline"], mentions: ["--timeline", "--profile"], command: "bench"),
     ]
 
     @Test(arguments: cases)
