@@ -126,7 +126,7 @@ final class CNNNetwork: GPUNetwork {
             let hw = c.h * c.w, n = B * hw
             // ReLU mask and NCHW → [cout, B·hw] into the GEMM output buffer (free by now).
             try t.gpu.launchPlanes("conv_out_bwd" + s, pixels: hw, planes: c.cout, images: B, [.pointer(dOut[i]), .pointer(c.out), .pointer(c.gemmOut), i32(B), i32(c.cout), i32(hw)])
-            let chunks = max(1, min(64, n / 2048, t.scratchFloats / max(c.cout, 1)))
+            let chunks = max(1, min(64, n / 2048, GPUTrainer.scratchFloats / max(c.cout, 1)))
             try t.gpu.launch("row_sums_partial" + s, grid: (c.cout, chunks, 1), block: (256, 1, 1), [.pointer(c.gemmOut), .pointer(t.scratch), i32(c.cout), i32(n)])
             try t.sumPartials(chunks: chunks, cols: c.cout, into: t.gradient(c.weight + 1))
             try t.gemm(transA: false, transB: true, m: c.cout, n: c.cin * 9, k: n, a: c.gemmOut, lda: n, b: c.col, ldb: n,
@@ -180,7 +180,7 @@ final class CNNNetwork: GPUNetwork {
             let hw = c.h * c.w
             // The ReLU mask (and, before a pool, the pool's backward) with the bias gradient's per-channel partial sums,
             // in one pass; ~2048 blocks.
-            let chunks = max(1, min(B, 2048 / c.cout, t.scratchFloats / max(c.cout, 1)))
+            let chunks = max(1, min(B, 2048 / c.cout, GPUTrainer.scratchFloats / max(c.cout, 1)))
             if i < 2 {
                 try t.gpu.launch("maxpool_relu_bwd_sums" + s, grid: (c.cout, chunks, 1), block: (256, 1, 1),
                                  [.pointer(dPooled[i]), .pointer(pooled[i]), .pointer(argmax[i]), .pointer(dOut[i]), .pointer(t.scratch),

@@ -29,7 +29,9 @@ final class MLPNetwork: GPUNetwork {
     var outputs: [DevicePointer] = []
     var gradients: [DevicePointer] = []
     let losses: DevicePointer
-    /// The fused head's dlogits in fp32, read by the mask pass below it.
+    /// Whether the last layer and the loss take `head_cross_entropy` (``GPUTrainer/fusesHead(classes:inputs:rows:)``), and
+    /// then its dlogits in fp32, read by the mask pass below it.
+    let fusedHead: Bool
     let dlogits32: DevicePointer
     /// `TANDEM_FUSED_HEAD=0`: the last layer as a GEMM and the loss kernel even where `head_cross_entropy` takes it.
     static let headDisabled = getenv("TANDEM_FUSED_HEAD").map { String(cString: $0) == "0" } ?? false
@@ -45,7 +47,9 @@ final class MLPNetwork: GPUNetwork {
             gradients.append(try gpu.allocate(bytes: precision.bytes * batch * width, category: .activations))
         }
         losses = try gpu.allocate(bytes: 4 * batch, category: .activations)
-        dlogits32 = try gpu.allocate(bytes: 4 * batch * dims[dims.count - 1], category: .activations)
+        let classes = dims[dims.count - 1], last = dims.count - 2
+        fusedHead = last > 0 && GPUTrainer.fusesHead(classes: classes, inputs: dims[last], rows: batch) && !Self.headDisabled
+        dlogits32 = fusedHead ? try gpu.allocate(bytes: 4 * batch * classes, category: .activations) : 0
     }
 
     func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
@@ -60,7 +64,6 @@ final class MLPNetwork: GPUNetwork {
         }
         // Forward: parameters are (weight, bias) per layer, in order.
         let last = layers - 1, classes = dims[layers]
-        let fusedHead = layers > 1 && GPUTrainer.fusesHead(classes: classes, inputs: dims[last]) && !Self.headDisabled
         var a = input
         for l in 0..<last {
             let (i, o) = (dims[l], dims[l + 1])

@@ -76,7 +76,7 @@ public final class GPUTrainer {
     /// ``scratch`` is the current stream's.
     let scratches: (main: DevicePointer, side: DevicePointer)
     var scratch: DevicePointer { gpu.currentStream == gpu.sideStream ? scratches.side : scratches.main }
-    let scratchFloats = 4 << 20
+    static let scratchFloats = 4 << 20
     /// Ones in the activation type, for bias gradients as a GEMM (`dyᵀ · 1`).
     let ones: DevicePointer
     let onesCount = 1 << 16
@@ -123,7 +123,7 @@ public final class GPUTrainer {
         state = try gpu.allocate(bytes: 64, category: .optimizer)
         lossValue = try gpu.allocate(bytes: 4, category: .activations)
         normPartial = try gpu.allocate(bytes: 4 * Self.normBlocks, category: .workspace)
-        scratches = (try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace), try gpu.allocate(bytes: 4 * scratchFloats, category: .workspace))
+        scratches = (try gpu.allocate(bytes: 4 * Self.scratchFloats, category: .workspace), try gpu.allocate(bytes: 4 * Self.scratchFloats, category: .workspace))
         ones = try gpu.allocate(bytes: precision.bytes * onesCount, category: .workspace)
         ticketSets = (try gpu.allocate(bytes: 4 * Self.ticketCount, category: .workspace), try gpu.allocate(bytes: 4 * Self.ticketCount, category: .workspace))
         for t in [ticketSets.main, ticketSets.side] { try gpu.fill(t, words: Self.ticketCount, pattern: 0) }
@@ -533,7 +533,7 @@ public final class GPUTrainer {
             }
         }
         try Self.launchActivationBackward(gpu, precision, dy: dy, ref: ref, act: act, rows: rows, cols: cols, columnSums: biasGradient,
-                                          accumulate: accumulate, partial: scratch, partialFloats: scratchFloats, tickets: tickets, product: product)
+                                          accumulate: accumulate, partial: scratch, partialFloats: Self.scratchFloats, tickets: tickets, product: product)
     }
 
     /// Ticket counters `finish_partials` may take for `parts` rows of partial sums: one per group (all rows up to 32,
@@ -694,19 +694,25 @@ public final class GPUTrainer {
     }
 
     /// Whether ``headCrossEntropy(input:weight:labels:dlogits:dlogits32:losses:rows:classes:inputs:)`` takes a last Linear
-    /// layer of `classes` outputs over `inputs` features (`head_cross_entropy`: at most 16 classes, rows of whole 16-byte vectors).
-    static func fusesHead(classes: Int, inputs: Int) -> Bool { classes <= headClasses && inputs % 8 == 0 }
+    /// layer of `classes` outputs over `inputs` features for `rows` rows (`head_cross_entropy`: at most 16 classes, rows of
+    /// whole 16-byte vectors, a ticket a row group and one for the mean, the split partial sums in the scratch buffer);
+    /// else the GEMM path takes it.
+    static func fusesHead(classes: Int, inputs: Int, rows: Int) -> Bool {
+        let splits = headLayout(inputs: inputs).splits, groups = (rows + headRows - 1) / headRows
+        return classes <= headClasses && inputs % 8 == 0 && rows * max(classes, inputs) < 1 << 31 && groups + 1 <= ticketCount
+            && (splits == 1 || splits * rows * headClasses <= scratchFloats)
+    }
     /// The kernel's HEAD_CLASSES and HEAD_ROWS: classes it takes at most, and rows a block.
     static let headClasses = 16, headRows = 4
 
     /// The last Linear layer (parameters `weight`, `weight + 1`) and the softmax cross-entropy: losses, the mean loss and
     /// dlogits `[rows, classes]`, in the step's precision (for the weight gradient) and in fp32 in `dlogits32`; the layer's
-    /// input gradient is then dlogits32 · W (``Product``, see ``fusesHead(classes:inputs:)``).
+    /// input gradient is then dlogits32 · W (``Product``, see ``fusesHead(classes:inputs:rows:)``).
     func headCrossEntropy(input: DevicePointer, weight i: Int, labels: DevicePointer, dlogits: DevicePointer, dlogits32: DevicePointer,
                           losses: DevicePointer, rows: Int, classes: Int, inputs: Int) throws {
         try Self.launchHeadCrossEntropy(gpu, precision, input: input, weight: operand(i), bias: weight(i + 1), labels: labels, dlogits: dlogits,
                                         dlogits32: dlogits32, losses: losses, rows: rows, classes: classes, inputs: inputs, state: state,
-                                        partial: scratch, partialFloats: scratchFloats, tickets: tickets, mean: lossValue)
+                                        partial: scratch, partialFloats: Self.scratchFloats, tickets: tickets, mean: lossValue)
     }
 
     /// Threads a block and blocks along k of `head_cross_entropy` over `inputs` features: 128 threads of eight inputs,
@@ -723,11 +729,10 @@ public final class GPUTrainer {
                                        classes: Int, inputs: Int, state: DevicePointer, partial: DevicePointer, partialFloats: Int,
                                        tickets: DevicePointer, mean: DevicePointer?) throws {
         let (threads, splits) = headLayout(inputs: inputs), groups = (rows + headRows - 1) / headRows
-        guard fusesHead(classes: classes, inputs: inputs), rows * max(classes, inputs) < 1 << 31, (input | weight) % 16 == 0 else {
-            throw CUDAError.unsupported("the fused head takes at most \(headClasses) classes over rows of whole 16-byte vectors, got \(rows)×\(inputs) → \(classes)")
-        }
-        guard groups + 1 <= ticketCount, splits * rows * headClasses <= partialFloats else {
-            throw CUDAError.unsupported("the fused head over \(rows) rows of \(inputs) needs more than \(ticketCount) tickets or \(partialFloats) floats of partial sums")
+        guard fusesHead(classes: classes, inputs: inputs, rows: rows), splits == 1 || splits * rows * headClasses <= partialFloats,
+              (input | weight) % 16 == 0 else {
+            throw CUDAError.unsupported("the fused head takes at most \(headClasses) classes over rows of whole 16-byte vectors, at most "
+                                        + "\(4 * (ticketCount - 1)) rows and \(partialFloats) floats of partial sums, got \(rows)×\(inputs) → \(classes)")
         }
         try gpu.launch("head_cross_entropy" + precision.suffix, grid: (splits, groups, 1), block: (threads, 1, 1),
                        [.pointer(input), .pointer(weight), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(dlogits32), .pointer(losses),

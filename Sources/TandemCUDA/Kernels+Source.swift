@@ -296,15 +296,15 @@ template <class D, bool P> __device__ void act_backward_body(void* dy, const voi
           for (int u = 0; u < 2; u++)
 #pragma unroll
             for (int j = 0; j < 8; j++) g[u][j] = 0.f;
-          for (int c0 = 0; c0 < classes; c0 += HEAD_LOADS) {
+          for (int k0 = 0; k0 < classes; k0 += HEAD_LOADS) {
             float v[HEAD_LOADS][8], d[HEAD_LOADS][2];
 #pragma unroll
             for (int q = 0; q < HEAD_LOADS; q++) {
-              bool in = c0 + q < classes;
-              if (in) ld8<D>(w, (long)(c0 + q) * cols + col, v[q]);
+              bool in = k0 + q < classes;
+              if (in) ld8<D>(w, (long)(k0 + q) * cols + col, v[q]);
               else for (int j = 0; j < 8; j++) v[q][j] = 0.f;
-              d[q][0] = in ? dl[(long)r * classes + c0 + q] : 0.f;
-              d[q][1] = in && two ? dl[(long)(r + 8) * classes + c0 + q] : 0.f;
+              d[q][0] = in ? dl[(long)r * classes + k0 + q] : 0.f;
+              d[q][1] = in && two ? dl[(long)(r + 8) * classes + k0 + q] : 0.f;
             }
 #pragma unroll
             for (int q = 0; q < HEAD_LOADS; q++)
@@ -530,7 +530,7 @@ INSTANTIATE_BOUNDED(cross_entropy, (256, 4), (const void* logits, const float* b
 
 // A narrow classifier head: logits = a·Wᵀ + b over at most HEAD_CLASSES classes and the softmax cross-entropy of
 // cross_entropy (losses, the mean through a ticket, dlogits in D for the weight gradient and in fp32 for the input's
-// gradient, which act_backward_colsum forms as dlogits·W with the mask of the layer below): where the GEMM path takes a
+// gradient, which act_backward_product forms as dlogits·W with the mask of the layer below): where the GEMM path takes a
 // GEMM too small to fill the GPU and the loss kernel. Grid (splits, row groups): a block takes HEAD_ROWS rows and
 // 8·blockDim.x of the k inputs, eight a thread (k a multiple of 8, rows of a and W 16-byte aligned), so W is read once
 // a row group, each slice of it by one block. With one split the block finishes its rows; else it leaves its partial

@@ -90,10 +90,11 @@ extension GPUSelfTest {
             // bias_gelu leaves GELU'(z + b) in z for backward (act 3).
             record("bias + gelu: derivative kept" + tag, p.rawValue, Self.relativeError(try host(dz, n, p), pre.map(geluGrad)), tol)
             let dPre = try device(pre.map { Float($0) }, p)
-            // GELU backward with the bias gradient (column sums), finished in the kernel from 5 partial rows: two groups.
+            // GELU backward with the bias gradient (column sums), finished in the kernel from 5 partial rows (one block adds
+            // them) or 40 (groups of 7, then the groups).
             let g = rounded(random(n), p), before = random(cols)
             let dg = try device(g, p), dbGrad = try device(before, .fp32)
-            let chunks = 5
+            let chunks = accumulate ? 40 : 5
             let partial = try gpu.allocate(bytes: 4 * chunks * cols, category: .workspace)
             let tickets = try gpu.allocate(bytes: 4 * GPUTrainer.ticketCount, category: .workspace)
             try gpu.fill(tickets, words: GPUTrainer.ticketCount, pattern: 0)
@@ -163,7 +164,7 @@ extension GPUSelfTest {
             for ptr in [dx, dbias, dl, dgrad, losses, mean, tickets] { gpu.free(ptr) }
         }
         // The narrow head: the last Linear layer and the loss in one launch (k split over blocks for k = 4096, a row group
-        // of fewer rows last), then its input's gradient dlogits · W formed by act_backward_colsum.
+        // of fewer rows last), then its input's gradient dlogits · W formed by act_backward_product.
         for (rows, k, classes) in [(7, 4096, 10), (66, 4096, 10), (33, 1024, 16), (4, 64, 3)] {
             let a = rounded(random(rows * k), p), w = rounded(random(classes * k, scale: 0.05), p), bias = random(classes)
             let labels = (0..<rows).map { _ in Int32(generator.next() % UInt64(classes)) }

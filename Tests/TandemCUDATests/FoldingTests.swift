@@ -52,10 +52,20 @@ struct FoldingTests {
         #expect(folded.isEmpty == (foldFrom == total))
     }
 
-    @Test("the fused head takes at most 16 classes over rows of whole 16-byte vectors", arguments: [
-        (10, 4096, true), (16, 1024, true), (3, 64, true), (17, 4096, false), (8192, 512, false), (10, 100, false),
-    ])
-    func head(classes: Int, inputs: Int, fused: Bool) {
-        #expect(GPUTrainer.fusesHead(classes: classes, inputs: inputs) == fused)
+    @Test("the fused head takes at most 16 classes over rows of whole 16-byte vectors, and as many rows as it has tickets for",
+          arguments: [
+              (10, 4096, 256, true), (16, 1024, 33, true), (3, 64, 4, true), (17, 4096, 256, false), (8192, 512, 256, false),
+              (10, 100, 256, false), (10, 512, 16_380, true), (10, 512, 16_381, false), (10, 512, 20_000, false),
+          ])
+    func head(classes: Int, inputs: Int, rows: Int, fused: Bool) {
+        #expect(GPUTrainer.fusesHead(classes: classes, inputs: inputs, rows: rows) == fused)
+    }
+
+    @Test("the head's blocks: 128 threads of eight inputs, split along k past 1024 inputs, at least 64 threads",
+          arguments: [(4096, 128, 4), (1024, 128, 1), (1032, 128, 2), (512, 64, 1), (784, 128, 1), (64, 64, 1)])
+    func headLayout(inputs: Int, threads: Int, splits: Int) {
+        let layout = GPUTrainer.headLayout(inputs: inputs)
+        #expect(layout.threads == threads && layout.splits == splits)
+        #expect(layout.threads * layout.splits * 8 >= inputs)
     }
 }
