@@ -421,9 +421,10 @@ public final class KernelProfiler {
     var pending: [(String, CUHandle?, CUHandle?, stream: String)] = []
     /// Total milliseconds and count per label, over every collected step.
     public private(set) var totals: [String: (ms: Double, count: Int)] = [:]
-    /// The last collected step's launches in the order they were queued: start (ms after the first launch's start),
-    /// duration, and the stream (main or side).
-    public private(set) var timeline: [(label: String, start: Double, ms: Double, stream: String)] = []
+    /// One timed launch: its label, start (ms after the step's first launch started), duration (ms), stream (main or side).
+    public typealias Launch = (label: String, start: Double, ms: Double, stream: String)
+    /// The last collected step's launches in the order they were queued.
+    public private(set) var timeline: [Launch] = []
 
     public init() {}
 

@@ -44,7 +44,7 @@ public struct GPUBenchmark {
     /// the last step's launches in queue order (``KernelProfiler/timeline``) and how the model's layers are computed
     /// (``GPUTrainer/engine``).
     public func profile(gpu: CUDAContext, steps: Int = 5) throws -> (rows: [(label: String, ms: Double, count: Int)],
-                                                                     timeline: [(label: String, start: Double, ms: Double, stream: String)], engine: String) {
+                                                                     timeline: [KernelProfiler.Launch], engine: String) {
         let model = workload.make(seed: 0)
         var generator = SeededGenerator(seed: 0)
         let trainer = try GPUTrainer(gpu: gpu, workload: workload, model: model, batch: batch, precision: precision,

@@ -85,6 +85,7 @@ final class MLPNetwork: GPUNetwork {
         for l in stride(from: last, through: 0, by: -1) {
             let (i, o) = (dims[l], dims[l + 1])
             let dz = gradients[l], head = fusedHead && l == last
+            // The fused head needs no mask pass; the one below it is done at the head, forming dz from the head's dlogits.
             if !(fusedHead && l >= last - 1) {
                 try t.activationBackward(dy: dz, ref: outputs[l], act: l < last ? 1 : 0, rows: batch, cols: o, biasGradient: t.gradient(2 * l + 1))
             }

@@ -732,7 +732,7 @@ public final class GPUTrainer {
         guard fusesHead(classes: classes, inputs: inputs, rows: rows), splits == 1 || splits * rows * headClasses <= partialFloats,
               (input | weight) % 16 == 0 else {
             throw CUDAError.unsupported("the fused head takes at most \(headClasses) classes over rows of whole 16-byte vectors, at most "
-                                        + "\(4 * (ticketCount - 1)) rows and \(partialFloats) floats of partial sums, got \(rows)×\(inputs) → \(classes)")
+                                        + "\(headRows * (ticketCount - 1)) rows and \(partialFloats) floats of partial sums, got \(rows)×\(inputs) → \(classes)")
         }
         try gpu.launch("head_cross_entropy" + precision.suffix, grid: (splits, groups, 1), block: (threads, 1, 1),
                        [.pointer(input), .pointer(weight), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(dlogits32), .pointer(losses),

@@ -154,8 +154,16 @@ __device__ bool last_ticket(unsigned* ticket, unsigned count) {
   return last;
 }
 // Rows of a narrow head's W (head_cross_entropy, act_backward_product) loaded at once: a loop over a run-time number
-// of rows would wait on each load in turn.
+// of rows would wait on each load in turn. ld_head_rows: eight values from each of rows c0 … c0 + HEAD_LOADS − 1 of
+// w (row length ld) at column i, zeros past `classes`.
 #define HEAD_LOADS 4
+template <class D> __device__ __forceinline__ void ld_head_rows(const void* w, long ld, int i, int c0, int classes, float v[HEAD_LOADS][8]) {
+#pragma unroll
+  for (int q = 0; q < HEAD_LOADS; q++) {
+    if (c0 + q < classes) ld8<D>(w, (c0 + q) * ld + i, v[q]);
+    else for (int j = 0; j < 8; j++) v[q][j] = 0.f;
+  }
+}
 // Rows of partial sums are split into groups of partial_group(parts) rows: all of them up to 32 (one block adds them,
 // 16 loads in flight), else ≈ √parts (as GPUTrainer.ticketsNeeded counts).
 __device__ __forceinline__ int partial_group(int parts) { int g = 1; if (parts <= 32) return parts; while (g * g < parts) g++; return g; }
@@ -262,8 +270,8 @@ INSTANTIATE(bias_gelu, (void* z, const float* b, void* y, int rows, int cols), (
 // In place: dy *= act'(ref) (act 0: none, 1: ReLU with ref = output, 2: GELU with ref = input, 3: ref = the
 // derivative itself, as bias_gelu leaves it); when `out` is not null, out (+)= the column sums of dy (accumulate
 // adds). act_backward_product does not read dy but forms it as dl·W (dl fp32 [rows, classes], W [classes, cols] in D:
-// the input gradient of head_cross_entropy's layer) and writes it. Block (32, 8): 32 column lanes by 8 row lanes over a strip of columns and a chunk of the rows, grid
-// (strips, chunks). With `vec` (cols a multiple of 8, aligned pointers) a lane takes eight adjacent columns
+// the input gradient of head_cross_entropy's layer) and writes it. Block (32, 8): 32 column lanes by 8 row lanes over
+// a strip of columns and a chunk of the rows, grid (strips, chunks). With `vec` (cols a multiple of 8, aligned pointers) a lane takes eight adjacent columns
 // (16-byte accesses in 16-bit types; strips of 256 columns), else one (strips of 32). Each lane sums its rows r,
 // r + 8, … in registers, two rows in flight; the row lanes are added in shared memory in a fixed order, each block
 // writes one row of partial sums (partial[chunk, col]) and finish_partials adds the chunks (tickets: groups + 1 per
@@ -298,11 +306,10 @@ template <class D, bool P> __device__ void act_backward_body(void* dy, const voi
             for (int j = 0; j < 8; j++) g[u][j] = 0.f;
           for (int k0 = 0; k0 < classes; k0 += HEAD_LOADS) {
             float v[HEAD_LOADS][8], d[HEAD_LOADS][2];
+            ld_head_rows<D>(w, cols, col, k0, classes, v);
 #pragma unroll
             for (int q = 0; q < HEAD_LOADS; q++) {
               bool in = k0 + q < classes;
-              if (in) ld8<D>(w, (long)(k0 + q) * cols + col, v[q]);
-              else for (int j = 0; j < 8; j++) v[q][j] = 0.f;
               d[q][0] = in ? dl[(long)r * classes + k0 + q] : 0.f;
               d[q][1] = in && two ? dl[(long)(r + 8) * classes + k0 + q] : 0.f;
             }
@@ -560,11 +567,7 @@ template <class D> __device__ void head_cross_entropy_impl(const void* a, const 
     for (int c0 = 0; c0 < HEAD_CLASSES; c0 += HEAD_LOADS) {
       if (c0 >= classes) break;
       float v[HEAD_LOADS][8];
-#pragma unroll
-      for (int q = 0; q < HEAD_LOADS; q++) {
-        if (c0 + q < classes) ld8<D>(w, (long)(c0 + q) * k + i, v[q]);
-        else for (int j = 0; j < 8; j++) v[q][j] = 0.f;
-      }
+      ld_head_rows<D>(w, k, i, c0, classes, v);
 #pragma unroll
       for (int q = 0; q < HEAD_LOADS; q++)
 #pragma unroll

@@ -39,13 +39,6 @@ func openGPU() throws -> CUDAContext {
 // MARK: - bench --device cuda
 
 extension Bench {
-    /// One line a launch: start and duration in µs, the stream, the label.
-    func timelineRows(_ timeline: [(label: String, start: Double, ms: Double, stream: String)]) -> [String] {
-        timeline.map { String(format: "%9.1f %8.1f  %@  %@", 1000 * $0.start, 1000 * $0.ms, $0.stream, $0.label) }
-    }
-}
-
-extension Bench {
     func runOnGPU() throws {
         let job = launch.isNCCL ? try NCCLJob.join(timeout: 300) : nil
         let gpu = try job?.gpu ?? openGPU()
@@ -60,7 +53,7 @@ extension Bench {
             for r in rows.prefix(40) { print(String(format: "%9.3f ms %5.1f%% %4d×  %@", r.ms, 100 * r.ms / total, r.count, r.label)) }
             if timeline {
                 print("the last eager step, launch by launch (start and duration in µs; the stream: main or side):")
-                for t in timelineRows(launches) { print(t) }
+                for l in launches { print(String(format: "%9.1f %8.1f  %@  %@", 1000 * l.start, 1000 * l.ms, l.stream, l.label)) }
             }
             if let tuned = gpu.blasLt?.tuned, !tuned.isEmpty {
                 print("GEMM algorithms chosen by timing (index in cuBLASLt's heuristic list; -1: cuBLAS, or cuBLAS and a kernel):")
