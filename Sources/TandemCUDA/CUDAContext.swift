@@ -136,11 +136,15 @@ public final class CUDAContext {
             }
             return m
         }
+        // `TANDEM_KERNEL_DEFINES="NAME=VALUE …"`: constants of the kernel source set otherwise, for experiments (A/B of a
+        // kernel's parameters in one binary); they are part of the cache key.
+        let defines = (getenv("TANDEM_KERNEL_DEFINES").map { String(cString: $0) } ?? "").split(separator: " ").map { "-D\($0)" }
         do {
-            module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture))
+            module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, options: defines))
         } catch is CUDAError {
             // A cached cubin the driver refuses (a damaged cache file): compiled afresh, and the cache written again.
-            module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, reuse: false))
+            module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, options: defines,
+                                            reuse: false))
         }
         compileSeconds = monotonicSeconds() - start
     }

@@ -41,6 +41,7 @@ final class GPTNetwork: GPUNetwork {
     /// Whether attention runs as the fused kernels (else batched GEMMs and a softmax).
     let fusedAttention: Bool
     var lse: [DevicePointer] = []                    // fused: fp32 [B·H, T], each query row's log-sum-exp
+    var rowDots: DevicePointer = 0                   // fused: fp32 [B·H, T], backward's dO·O of each query row (one layer's)
     var q: [DevicePointer] = [], k: [DevicePointer] = [], v: [DevicePointer] = []  // GEMM path: D [B, H, T, hd]
     var probabilities: [DevicePointer] = []          // GEMM path: D [B·H, T, T]
     var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]; preGELU ends as GELU'(z) (bias_gelu)
@@ -91,6 +92,7 @@ final class GPTNetwork: GPUNetwork {
             }
             preGELU.append(try act(4 * N * C)); postGELU.append(try act(4 * N * C))
         }
+        if fused { rowDots = try f32(B * H * T) }
         lnFinal = try act(N * C); statsFinal = try f32(2 * N); logits = try act(N * V); losses = try f32(N)
         dResidual = try f32(N * C)
         let partialFloats = LayerNormBackward.partialRows(rows: N) * 3 * gpt.dimensions
@@ -265,7 +267,7 @@ final class GPTNetwork: GPUNetwork {
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: midCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
             if fusedAttention {
                 try t.beforeOverwriting(readers.qkv)
-                try FlashAttention.backward(t.gpu, precision, qkv: qkv[l], out: merged[l], dOut: dNarrow, lse: lse[l], dqkv: dQKV,
+                try FlashAttention.backward(t.gpu, precision, qkv: qkv[l], out: merged[l], dOut: dNarrow, lse: lse[l], rowDots: rowDots, dqkv: dQKV,
                                             B: B, T: T, H: H, scale: scale)
             } else {
                 try mergeHeads(t, dHeads, dNarrow, backward: true)

@@ -13,6 +13,10 @@ extension KernelSource {
     /// the scores and dP in the activation type).
     static let attention = #"""
 constexpr int FA_HD = 64, FA_TILE = 64, FA_PITCH = FA_HD + 8, FA_THREADS = 128;
+// Backward blocks a multiprocessor holds at once, which bounds the registers a thread may take (168 at 3).
+#ifndef FA_BWD_BLOCKS
+#define FA_BWD_BLOCKS 3
+#endif
 constexpr float FA_LOG2E = 1.4426950408889634f, FA_LN2 = 0.6931471805599453f;
 typedef u16 FATile[FA_TILE * FA_PITCH];
 
@@ -117,14 +121,35 @@ struct FAHead {
     lse = (long)bh * T;
   }
 };
-// The backward's operands of one head.
+// The backward's operands of one head: lse and rowDot are its [T] rows of the log-sum-exps and of D.
 struct FABackward {
-  const u16 *q, *k, *v, *o, *dout;
+  const u16 *q, *k, *v, *dout;
   u16 *dq, *dk, *dv;
-  const float* lse;
+  const float *lse, *rowDot;
   long stride;
   int C, T;
 };
+
+// Backward's first pass (FlashAttention-2's preprocessing): D = rowsum(dO ∘ O) of every query row of every head into
+// rowDot [B·H, T] (the layout of the log-sum-exps), so that neither side of the backward forms it from O: 8 threads a
+// row of one head, 8 columns (16 bytes) each, over the BT·H·8 threads of the grid.
+template <class D> __device__ void flash_attention_rowdot_impl(const void* o, const void* dout, float* rowDot, int BT, int T, int H) {
+  const long i = (long)blockIdx.x * blockDim.x + threadIdx.x, r = i >> 3;   // r = bt·H + h
+  const bool ok = r < (long)BT * H;   // every lane takes part in the shuffles
+  float d = 0.f;
+  if (ok) {
+    const long at = r * FA_HD + (i & 7) * 8;
+    uint4 x = *(const uint4*)((const u16*)o + at), y = *(const uint4*)((const u16*)dout + at);
+    d = fa_dot2<D>(x.x, y.x) + fa_dot2<D>(x.y, y.y) + fa_dot2<D>(x.z, y.z) + fa_dot2<D>(x.w, y.w);
+  }
+  d += __shfl_xor_sync(0xffffffffu, d, 4);
+  d += __shfl_xor_sync(0xffffffffu, d, 2);
+  d += __shfl_xor_sync(0xffffffffu, d, 1);
+  if (ok && (i & 7) == 0) {
+    const long bt = r / H, b = bt / T, t = bt % T, h = r % H;
+    rowDot[(b * H + h) * T + t] = d;
+  }
+}
 
 // Forward: grid (B·H, ⌈T/64⌉), the last query tiles (most keys) first. Each warp keeps its 16 query rows' Q
 // fragments, running maxima m, sums l and output in registers; per key tile S = Q·Kᵀ, the online softmax in
@@ -208,10 +233,37 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
   }
 }
 
-// Backward, dQ side: one tile of 64 query rows over key tiles 0 … qt. Per key tile S = Q·Kᵀ → P from the saved
-// log-sum-exp, dP = dO·Vᵀ, dS = P ∘ (dP − D) with D = rowsum(dO ∘ O), dQ += dS·K.
+// Backward, dQ side, one key tile (kst, vst staged) for the warp's 16 query rows: S = Q·Kᵀ → P from the saved
+// log-sum-exp, dP = dO·Vᵀ, dS = P ∘ (dP − D), dQ += dS·K. MASK: the diagonal tile, where keys past the query count not.
+template <class D, bool MASK> __device__ __forceinline__ void fa_dq_tile(float (&dq)[8][4], const unsigned (&qa)[4][4], const unsigned (&ga)[4][4],
+                                                                         const u16* kst, const u16* vst, const float (&lse2)[2],
+                                                                         const float (&dsum)[2], int key0, int row0, float c2) {
+  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    unsigned sa[4];   // dS over keys 16·kk … 16·kk + 15 as an A fragment
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int n = 2 * kk + half;
+      float s[4] = {}, dp[4] = {}, g[4];
+      fa_mma_abt<D>(s, qa, kst, n * 8);
+      fa_mma_abt<D>(dp, ga, vst, n * 8);
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float p = exp2f(s[e] * c2 - lse2[e >> 1]);
+        if (MASK && key0 + n * 8 + tig * 2 + (e & 1) > row0 + grp + 8 * (e >> 1)) p = 0.f;
+        g[e] = p * (dp[e] - dsum[e >> 1]);
+      }
+      sa[2 * half] = fa_pack<D>(g[0], g[1]);
+      sa[2 * half + 1] = fa_pack<D>(g[2], g[3]);
+    }
+    fa_mma_ab<D>(dq, sa, kst, kk * 16);
+  }
+}
+
+// Backward, dQ side: one tile of 64 query rows over key tiles 0 … qt, K and V double-buffered by cp.async.
 template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)[2], int qt, float scale) {
-  const int T = op.T, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
+  const int T = op.T, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2;
   const int row0 = qt * FA_TILE + warp * 16;
   const bool active = row0 < T;
   const float c2 = scale * FA_LOG2E;
@@ -220,18 +272,9 @@ template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)
   if (active) {
     fa_load_a(qa, op.q, op.stride, row0);
     fa_load_a(ga, op.dout, op.C, row0);
-    unsigned oa[4][4];
-    fa_load_a(oa, op.o, op.C, row0);
-    // D for rows grp (fragment registers 0 and 2) and grp + 8 (1 and 3).
-#pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) dsum[e & 1] += fa_dot2<D>(oa[ks][e], ga[ks][e]);
-    }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-      dsum[r] += __shfl_xor_sync(0xffffffffu, dsum[r], 1);
-      dsum[r] += __shfl_xor_sync(0xffffffffu, dsum[r], 2);
+      dsum[r] = op.rowDot[row0 + grp + 8 * r];
       lse2[r] = op.lse[row0 + grp + 8 * r] * FA_LOG2E;
     }
   }
@@ -249,54 +292,71 @@ template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)
       fa_cp_commit();
     }
     if (!active) continue;
-    const u16 *kst = buf[cur][0], *vst = buf[cur][1];
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
-      unsigned sa[4];   // dS over keys 16·kk … 16·kk + 15 as an A fragment
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int n = 2 * kk + half;
-        float s[4] = {}, dp[4] = {}, g[4];
-        fa_mma_abt<D>(s, qa, kst, n * 8);
-        fa_mma_abt<D>(dp, ga, vst, n * 8);
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int key = kt * FA_TILE + n * 8 + tig * 2 + (e & 1), query = row0 + grp + 8 * (e >> 1);
-          float p = kt == qt && key > query ? 0.f : exp2f(s[e] * c2 - lse2[e >> 1]);
-          g[e] = p * (dp[e] - dsum[e >> 1]);
-        }
-        sa[2 * half] = fa_pack<D>(g[0], g[1]);
-        sa[2 * half + 1] = fa_pack<D>(g[2], g[3]);
-      }
-      fa_mma_ab<D>(dq, sa, kst, kk * 16);
-    }
+    if (kt == qt) fa_dq_tile<D, true>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
+    else fa_dq_tile<D, false>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
   }
   if (active) fa_store<D>(op.dq, op.stride, row0, dq, scale, scale);
 }
 
+// Backward, dK and dV side, one query tile (qst: Q, gst: dO, L and Dq: its rows' log-sum-exps and D) for the warp's
+// 16 keys, in the transposed view (rows = keys): Sᵀ = K·Qᵀ → Pᵀ, dV += Pᵀ·dO, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ∘ (dPᵀ − D),
+// dK += dSᵀ·Q. MASK: the diagonal tile or the last, partial one, where queries before a key or past T count not.
+template <class D, bool MASK> __device__ __forceinline__ void fa_dkdv_tile(float (&dk)[8][4], float (&dv)[8][4], const unsigned (&ka)[4][4],
+                                                                           const unsigned (&va)[4][4], const u16* qst, const u16* gst,
+                                                                           const float* L, const float* Dq, int key0, int q0, int T, float c2) {
+  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    unsigned pa[4], sa[4];   // Pᵀ and dSᵀ over queries 16·kk … 16·kk + 15 as A fragments
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int n = 2 * kk + half, col = n * 8 + tig * 2;
+      float s[4] = {}, dp[4] = {}, p[4], g[4];
+      fa_mma_abt<D>(s, ka, qst, n * 8);
+      fa_mma_abt<D>(dp, va, gst, n * 8);
+      const float2 l2 = *(const float2*)&L[col], d2 = *(const float2*)&Dq[col];
+      const float lx = l2.x * FA_LOG2E, ly = l2.y * FA_LOG2E;
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        p[e] = exp2f(s[e] * c2 - ((e & 1) ? ly : lx));
+        if (MASK) {
+          const int key = key0 + grp + 8 * (e >> 1), query = q0 + col + (e & 1);
+          if (query < key || query >= T) p[e] = 0.f;
+        }
+        g[e] = p[e] * (dp[e] - ((e & 1) ? d2.y : d2.x));
+      }
+      pa[2 * half] = fa_pack<D>(p[0], p[1]);
+      pa[2 * half + 1] = fa_pack<D>(p[2], p[3]);
+      sa[2 * half] = fa_pack<D>(g[0], g[1]);
+      sa[2 * half + 1] = fa_pack<D>(g[2], g[3]);
+    }
+    fa_mma_ab<D>(dv, pa, gst, kk * 16);
+    fa_mma_ab<D>(dk, sa, qst, kk * 16);
+  }
+}
+
 // Backward, dK and dV side: one tile of 64 keys (a warp's 16 keys' K and V fragments in registers) over query
-// tiles kt … last, whose Q, dO and O pass through shared memory. In the transposed view (rows = keys):
-// Sᵀ = K·Qᵀ → Pᵀ, dV += Pᵀ·dO, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ∘ (dPᵀ − D), dK += dSᵀ·Q. D of each query tile is made
-// here from its O and dO tiles (a few dot products; no separate pass, no scratch).
-template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*buf)[2], u16* os, float (*rowLse)[FA_TILE], float* rowD,
+// tiles kt … last, whose Q, dO, log-sum-exps and D pass through shared memory, double-buffered by cp.async.
+template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*buf)[2], float (*rowLse)[FA_TILE], float (*rowD)[FA_TILE],
                                                int kt, float scale) {
   const int T = op.T, tiles = (T + FA_TILE - 1) / FA_TILE;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
+  const int warp = threadIdx.x >> 5;
   const int key0 = kt * FA_TILE + warp * 16;
   const bool active = key0 < T;
   const float c2 = scale * FA_LOG2E;
   unsigned ka[4][4], va[4][4];
   if (active) { fa_load_a(ka, op.k, op.stride, key0); fa_load_a(va, op.v, op.stride, key0); }
   float dk[8][4] = {}, dv[8][4] = {};
-  // Query tile qt's Q and dO into buffer st, its O into os, its log-sum-exps into rowLse[st].
+  // Query tile qt's Q and dO into buffer st, its log-sum-exps and D into rowLse[st] and rowD[st] (16 bytes a thread).
   auto stage = [&](int qt, int st) {
     const int first = qt * FA_TILE;
     fa_stage(buf[st][0], op.q, op.stride, first, T);
     fa_stage(buf[st][1], op.dout, op.C, first, T);
-    fa_stage(os, op.o, op.C, first, T);
-    if (threadIdx.x < FA_TILE / 4) {
-      int r = first + threadIdx.x * 4;
-      fa_cp16(&rowLse[st][threadIdx.x * 4], op.lse + (r < T ? r : 0), r < T);
+    if (threadIdx.x < FA_TILE / 2) {
+      const int j = threadIdx.x & (FA_TILE / 4 - 1), r = first + j * 4;
+      const float* src = threadIdx.x < FA_TILE / 4 ? op.lse : op.rowDot;
+      float* dst = threadIdx.x < FA_TILE / 4 ? rowLse[st] : rowD[st];
+      fa_cp16(dst + j * 4, src + (r < T ? r : 0), r < T);
     }
     fa_cp_commit();
   };
@@ -305,50 +365,11 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
     const int cur = (qt - kt) & 1;
     fa_cp_wait();
     __syncthreads();
-    {
-      // D of the tile's 64 rows: two threads a row, 32 columns each.
-      const int r = threadIdx.x >> 1, c = (threadIdx.x & 1) * 32;
-      float d = 0.f;
-#pragma unroll
-      for (int k = 0; k < 4; k++) {
-        uint4 x = *(const uint4*)&os[r * FA_PITCH + c + 8 * k], y = *(const uint4*)&buf[cur][1][r * FA_PITCH + c + 8 * k];
-        d += fa_dot2<D>(x.x, y.x) + fa_dot2<D>(x.y, y.y) + fa_dot2<D>(x.z, y.z) + fa_dot2<D>(x.w, y.w);
-      }
-      d += __shfl_xor_sync(0xffffffffu, d, 1);
-      if ((threadIdx.x & 1) == 0) rowD[r] = d;
-    }
-    __syncthreads();
     if (qt + 1 < tiles) stage(qt + 1, cur ^ 1);
     if (!active) continue;
     const int q0 = qt * FA_TILE;
-    // Queries before a key (diagonal tile) and rows past T (last tile) contribute nothing.
-    const bool edge = qt == kt || q0 + FA_TILE > T;
-    const u16 *qst = buf[cur][0], *gst = buf[cur][1];
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
-      unsigned pa[4], sa[4];   // Pᵀ and dSᵀ over queries 16·kk … 16·kk + 15 as A fragments
-#pragma unroll
-      for (int half = 0; half < 2; half++) {
-        const int n = 2 * kk + half, col = n * 8 + tig * 2;
-        float s[4] = {}, dp[4] = {}, p[4], g[4];
-        fa_mma_abt<D>(s, ka, qst, n * 8);
-        fa_mma_abt<D>(dp, va, gst, n * 8);
-        const float2 L = *(const float2*)&rowLse[cur][col], Dq = *(const float2*)&rowD[col];
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int key = key0 + grp + 8 * (e >> 1), query = q0 + col + (e & 1);
-          float x = exp2f(s[e] * c2 - ((e & 1) ? L.y : L.x) * FA_LOG2E);
-          p[e] = edge && (query < key || query >= T) ? 0.f : x;
-          g[e] = p[e] * (dp[e] - ((e & 1) ? Dq.y : Dq.x));
-        }
-        pa[2 * half] = fa_pack<D>(p[0], p[1]);
-        pa[2 * half + 1] = fa_pack<D>(p[2], p[3]);
-        sa[2 * half] = fa_pack<D>(g[0], g[1]);
-        sa[2 * half + 1] = fa_pack<D>(g[2], g[3]);
-      }
-      fa_mma_ab<D>(dv, pa, gst, kk * 16);
-      fa_mma_ab<D>(dk, sa, qst, kk * 16);
-    }
+    if (qt == kt || q0 + FA_TILE > T) fa_dkdv_tile<D, true>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
+    else fa_dkdv_tile<D, false>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
   }
   if (!active) return;
   fa_store<D>(op.dk, op.stride, key0, dk, scale, scale);
@@ -357,26 +378,29 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
 
 // Backward: grid (B·H, 2·⌈T/64⌉); even y: dK, dV of key tile y/2, odd y: dQ of query tile (last − y/2), so the
 // longest blocks of both kinds start first. Each block owns what it writes: no atomics, no zeroing, deterministic.
-template <class D> __device__ void flash_attention_bwd_impl(const void* qkv, const void* o, const void* dout, const float* lse,
+// rowDot: D of every query row, from flash_attention_rowdot.
+template <class D> __device__ void flash_attention_bwd_impl(const void* qkv, const void* dout, const float* lse, const float* rowDot,
                                                             void* dqkv, int T, int H, float scale) {
-  __shared__ __align__(16) FATile buf[2][2], os;
-  __shared__ __align__(16) float rowLse[2][FA_TILE];
-  __shared__ float rowD[FA_TILE];
+  __shared__ __align__(16) FATile buf[2][2];
+  __shared__ __align__(16) float rowLse[2][FA_TILE], rowD[2][FA_TILE];
   const FAHead at(T, H);
   const u16* q = (const u16*)qkv + at.qkv;
   u16* dq = (u16*)dqkv + at.qkv;
-  const FABackward op = {q, q + at.C, q + 2 * at.C, (const u16*)o + at.o, (const u16*)dout + at.o,
-                         dq, dq + at.C, dq + 2 * at.C, lse + at.lse, at.stride, at.C, T};
+  const FABackward op = {q, q + at.C, q + 2 * at.C, (const u16*)dout + at.o,
+                         dq, dq + at.C, dq + 2 * at.C, lse + at.lse, rowDot + at.lse, at.stride, at.C, T};
   const int tiles = (T + FA_TILE - 1) / FA_TILE, i = blockIdx.y >> 1;
   if (blockIdx.y & 1) fa_bwd_dq<D>(op, buf, tiles - 1 - i, scale);
-  else fa_bwd_dkdv<D>(op, buf, os, rowLse, rowD, i, scale);
+  else fa_bwd_dkdv<D>(op, buf, rowLse, rowD, i, scale);
 }
 
 #define FLASH_ATTENTION(D, sfx) \
   extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_attention_fwd_##sfx(const void* qkv, void* out, float* lse, int T, \
       int H, float scale) { flash_attention_fwd_impl<D>(qkv, out, lse, T, H, scale); } \
-  extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_attention_bwd_##sfx(const void* qkv, const void* o, const void* dout, \
-      const float* lse, void* dqkv, int T, int H, float scale) { flash_attention_bwd_impl<D>(qkv, o, dout, lse, dqkv, T, H, scale); }
+  extern "C" __global__ void flash_attention_rowdot_##sfx(const void* o, const void* dout, float* rowDot, int BT, int T, int H) { \
+    flash_attention_rowdot_impl<D>(o, dout, rowDot, BT, T, H); } \
+  extern "C" __global__ void __launch_bounds__(FA_THREADS, FA_BWD_BLOCKS) flash_attention_bwd_##sfx(const void* qkv, const void* dout, \
+      const float* lse, const float* rowDot, void* dqkv, int T, int H, float scale) { \
+    flash_attention_bwd_impl<D>(qkv, dout, lse, rowDot, dqkv, T, H, scale); }
 FLASH_ATTENTION(BF16, bf16) FLASH_ATTENTION(F16, f16)
 """#
 }
@@ -411,12 +435,15 @@ enum FlashAttention {
     }
 
     /// `dqkv` `[B, T, 3, H, 64]` (dq, dk, dv, every element written) from forward's `qkv`, `out` and `lse` and the
-    /// gradient `dOut` of `out`.
+    /// gradient `dOut` of `out`; `rowDots` is fp32 scratch of `lse`'s size (each query row's dO·O, made first).
     static func backward(_ gpu: CUDAContext, _ precision: GPUPrecision, qkv: DevicePointer, out: DevicePointer, dOut: DevicePointer,
-                         lse: DevicePointer, dqkv: DevicePointer, B: Int, T: Int, H: Int, scale: Float) throws {
+                         lse: DevicePointer, rowDots: DevicePointer, dqkv: DevicePointer, B: Int, T: Int, H: Int, scale: Float) throws {
         try check(precision, B: B, T: T, H: H)
-        try gpu.launch("flash_attention_bwd" + precision.suffix, grid: (B * H, 2 * ((T + tile - 1) / tile), 1), block: (threads, 1, 1),
-                       [.pointer(qkv), .pointer(out), .pointer(dOut), .pointer(lse), .pointer(dqkv), .int(Int32(T)), .int(Int32(H)),
+        let threads = B * T * H * 8
+        try gpu.launch("flash_attention_rowdot" + precision.suffix, grid: ((threads + 255) / 256, 1, 1), block: (256, 1, 1),
+                       [.pointer(out), .pointer(dOut), .pointer(rowDots), .int(Int32(B * T)), .int(Int32(T)), .int(Int32(H))])
+        try gpu.launch("flash_attention_bwd" + precision.suffix, grid: (B * H, 2 * ((T + tile - 1) / tile), 1), block: (self.threads, 1, 1),
+                       [.pointer(qkv), .pointer(dOut), .pointer(lse), .pointer(rowDots), .pointer(dqkv), .int(Int32(T)), .int(Int32(H)),
                         .float(scale)])
     }
 }

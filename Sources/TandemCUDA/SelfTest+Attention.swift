@@ -22,8 +22,9 @@ extension GPUSelfTest {
         let out = try gpu.allocate(bytes: p.bytes * N * C, category: .workspace)
         let lse = try gpu.allocate(bytes: 4 * B * H * T, category: .workspace)
         let grad = try gpu.allocate(bytes: p.bytes * 3 * N * C, category: .workspace)
+        let rowDots = try gpu.allocate(bytes: 4 * B * H * T, category: .workspace)
         try FlashAttention.forward(gpu, p, qkv: dqkv, out: out, lse: lse, B: B, T: T, H: H, scale: scale)
-        try FlashAttention.backward(gpu, p, qkv: dqkv, out: out, dOut: ddOut, lse: lse, dqkv: grad, B: B, T: T, H: H, scale: scale)
+        try FlashAttention.backward(gpu, p, qkv: dqkv, out: out, dOut: ddOut, lse: lse, rowDots: rowDots, dqkv: grad, B: B, T: T, H: H, scale: scale)
 
         // Reference, head by head: S = q·kᵀ·scale over keys j ≤ i, P = softmax(S), O = P·v; backward
         // dv = Pᵀ·dO, dS = P ∘ (dO·vᵀ − rowsum(P ∘ dO·vᵀ)), dq = dS·k·scale, dk = dSᵀ·q·scale.
@@ -72,6 +73,6 @@ extension GPUSelfTest {
             let rows = (0..<N).flatMap { r in (0..<C).map { (r * 3 + part) * C + $0 } }
             record("flash attention backward \(name) \(shape)", p.rawValue, Self.relativeError(rows.map { g[$0] }, rows.map { gRef[$0] }), tol)
         }
-        for ptr in [dqkv, ddOut, out, lse, grad] { gpu.free(ptr) }
+        for ptr in [dqkv, ddOut, out, lse, rowDots, grad] { gpu.free(ptr) }
     }
 }
