@@ -4,7 +4,7 @@ extension KernelSource {
     /// `flash_attention_fwd` and `flash_attention_bwd` (`_bf16`, `_f16`): causal multi-head attention straight from
     /// the projected `qkv` rows `[B, T, 3, H, 64]`, FlashAttention-2's algorithm on mma.sync m16n8k16 with fp32
     /// accumulation. Nothing of size T × T is stored: forward keeps one fp32 log-sum-exp per query row, backward
-    /// recomputes the probabilities from it. A block is 4 warps over one head and one tile of 64 rows, a warp 16
+    /// recomputes the probabilities from it, after `flash_attention_rowdot` has formed D = rowsum(dO ∘ O). A block is 4 warps over one head and one tile of 64 rows, a warp 16
     /// rows whose operand fragments stay in registers; the other side's tiles pass through shared memory
     /// (double-buffered by cp.async, padded rows read by ldmatrix without bank conflicts).
     ///
