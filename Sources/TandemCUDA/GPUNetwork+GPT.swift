@@ -40,6 +40,7 @@ final class GPTNetwork: GPUNetwork {
     var merged: [DevicePointer] = []                 // D [N, C]: attention's output, heads merged
     /// Whether attention runs as the fused kernels (else batched GEMMs and a softmax).
     let fusedAttention: Bool
+    let updateGroups: [[Int]]
     var lse: [DevicePointer] = []                    // fused: fp32 [B·H, T], each query row's log-sum-exp
     var rowDots: DevicePointer = 0                   // fused: fp32 [B·H, T], backward's dO·O of each query row (one layer's)
     var q: [DevicePointer] = [], k: [DevicePointer] = [], v: [DevicePointer] = []  // GEMM path: D [B, H, T, hd]
@@ -71,6 +72,7 @@ final class GPTNetwork: GPUNetwork {
         var index: [String: Int] = [:]
         for (i, p) in gpt.namedParameters.enumerated() { index[p.name] = i }
         self.index = index
+        updateGroups = Self.updateGroups(names: gpt.namedParameters.map(\.name), blocks: L)
         let gemmForced = getenv("TANDEM_GPU_ATTENTION").map { String(cString: $0) == "gemm" } ?? false
         let fused = !gemmForced && FlashAttention.supports(precision, headSize: C / H, context: T)
         fusedAttention = fused
@@ -110,6 +112,15 @@ final class GPTNetwork: GPUNetwork {
     func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
 
     func p(_ name: String) -> Int { index[name]! }
+
+    /// The embeddings with block 0 (read first), then each block's parameters, then the final LayerNorm and the head
+    /// (``GPUNetwork/updateGroups``), as indices into `names`, the model's parameter names.
+    static func updateGroups(names: [String], blocks L: Int) -> [[Int]] {
+        let index = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        func block(_ l: Int) -> [Int] { names.indices.filter { names[$0].hasPrefix("blocks.\(l).") } }
+        let head = ["ln.weight", "ln.bias", "out.weight", "out.bias"].compactMap { index[$0] }
+        return [["emb.weight", "pos"].compactMap { index[$0] } + block(0)] + (1..<max(L, 1)).map(block) + [head]
+    }
 
     var engine: String { fusedAttention ? "Tandem kernels (fused attention) + cuBLAS" : "Tandem kernels + cuBLAS" }
 
@@ -212,6 +223,7 @@ final class GPTNetwork: GPUNetwork {
             try t.elementwise("bias_gelu" + s, count: 4 * N * C, rowWidth: 4 * C, [.pointer(preGELU[l]), .pointer(t.weight(wFC + 1)), .pointer(postGELU[l]), .int(ints.n), .int(Int32(4 * C))])
             try t.gemm(transA: false, transB: true, m: N, n: C, k: 4 * C, a: postGELU[l], lda: 4 * C, b: t.operand(wProj), ldb: 4 * C, c: tmp, ldc: C)
             let next = normOf(residual: l + 1)
+            try t.beforeForward(group: l + 1)   // the next block's (or the final LayerNorm's and the head's) parameters from here on
             try residualLayerNorm(t, x: mid[l], add: tmp, bias: wProj + 1, out: residual[l + 1], weight: next.weight, y: next.y, stats: next.stats)
         }
         let wHead = p("out.weight")

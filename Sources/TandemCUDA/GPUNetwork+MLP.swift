@@ -39,6 +39,7 @@ final class MLPNetwork: GPUNetwork {
     init(model: any Model, gpu: CUDAContext, batch: Int, precision: GPUPrecision) throws {
         guard let mlp = model as? MLP else { throw CUDAError.unsupported("the MLP engine needs an MLP model") }
         dims = mlp.dimensions
+        updateGroups = (0..<dims.count - 1).map { [2 * $0, 2 * $0 + 1] }
         self.batch = batch
         io = try InputBuffers(gpu: gpu, inputCount: batch * dims[0], targetCount: batch, classTargets: true)
         input = precision.bytes == 4 ? io.inputs : try gpu.allocate(bytes: precision.bytes * batch * dims[0], category: .activations)
@@ -51,6 +52,9 @@ final class MLPNetwork: GPUNetwork {
         fusedHead = last > 0 && GPUTrainer.fusesHead(classes: classes, inputs: dims[last], rows: batch) && !Self.headDisabled
         dlogits32 = fusedHead ? try gpu.allocate(bytes: 4 * batch * classes, category: .activations) : 0
     }
+
+    /// Layer l's weight and bias (parameters 2l and 2l + 1), layer by layer.
+    let updateGroups: [[Int]]
 
     func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
     func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }
@@ -67,11 +71,13 @@ final class MLPNetwork: GPUNetwork {
         var a = input
         for l in 0..<last {
             let (i, o) = (dims[l], dims[l + 1])
+            try t.beforeForward(group: l)
             try t.gemmBias(transA: false, transB: true, m: batch, n: o, k: i, a: a, lda: i, b: t.operand(2 * l), ldb: i, c: outputs[l], ldc: o,
                            bias: .add(parameter: 2 * l + 1, relu: true))
             a = outputs[l]
         }
         // The last layer and the loss: one launch when the head is narrow; else a GEMM and the loss kernel, which adds the bias.
+        try t.beforeForward(group: last)
         if fusedHead {
             try t.headCrossEntropy(input: a, weight: 2 * last, labels: io.targets, dlogits: gradients[last], dlogits32: dlogits32,
                                    losses: losses, rows: batch, classes: classes, inputs: dims[last])

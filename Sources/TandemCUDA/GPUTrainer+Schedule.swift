@@ -17,23 +17,29 @@ extension GPUTrainer {
         public var weightGradientsBeside: Bool
         /// Each parameter's optimizer update on the side stream as soon as backward is done with it.
         public var optimizerBeside: Bool
+        /// The updates of every layer but the first left to the next step, on the side stream beside the forward of the
+        /// layers before it (``GPUTrainer/defersUpdates``); not with ``optimizerBeside``.
+        public var updatesDeferred: Bool
 
-        public init(weightGradientsBeside: Bool, optimizerBeside: Bool) {
+        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, updatesDeferred: Bool = false) {
             self.weightGradientsBeside = weightGradientsBeside
             self.optimizerBeside = optimizerBeside
+            self.updatesDeferred = updatesDeferred && !optimizerBeside
         }
 
         public var description: String {
-            switch (weightGradientsBeside, optimizerBeside) {
+            let streams = switch (weightGradientsBeside, optimizerBeside) {
             case (false, false): "one stream"
             case (true, false): "weight gradients beside"
             case (false, true): "optimizer beside"
             case (true, true): "weight gradients and optimizer beside"
             }
+            return updatesDeferred ? streams + ", updates deferred into the next forward" : streams
         }
 
         /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM` and `TANDEM_OVERLAP_OPTIMIZER` set to
-        /// 0 or 1 fix their half; unset (or anything else), both ways are timed.
+        /// 0 or 1 fix their half; unset (or anything else), both ways are timed. `TANDEM_DEFER_UPDATES=1` takes the
+        /// deferred updates instead of the optimizer half (until they have run on a GPU, only when asked for).
         static func allowed(environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
             func ways(_ name: String) -> [Bool] {
                 switch environment(name) {
@@ -42,8 +48,10 @@ extension GPUTrainer {
                 default: [false, true]
                 }
             }
+            let deferred = environment("TANDEM_DEFER_UPDATES") == "1"
             return ways("TANDEM_GPU_WGRAD_STREAM").flatMap { w in
-                ways("TANDEM_OVERLAP_OPTIMIZER").map { Schedule(weightGradientsBeside: w, optimizerBeside: $0) }
+                deferred ? [Schedule(weightGradientsBeside: w, optimizerBeside: false, updatesDeferred: true)]
+                         : ways("TANDEM_OVERLAP_OPTIMIZER").map { Schedule(weightGradientsBeside: w, optimizerBeside: $0) }
             }
         }
     }
@@ -66,8 +74,10 @@ extension GPUTrainer {
         try gpu.synchronize()
         // What each schedule does for this trainer: a half it cannot use is off (the same step as without it).
         let besideUsed = sideHasWeightGradients, optimizerMovable = clipNorm == 0 && precision != .fp16
+        let deferrable = optimizerMovable && usesSGD && network.updateGroups.count > 1
         candidates = candidates.map { Schedule(weightGradientsBeside: $0.weightGradientsBeside && besideUsed,
-                                               optimizerBeside: $0.optimizerBeside && optimizerMovable) }
+                                               optimizerBeside: $0.optimizerBeside && optimizerMovable,
+                                               updatesDeferred: $0.updatesDeferred && deferrable) }
         var uniqueCandidates: [Schedule] = []
         for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
         var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)
@@ -114,10 +124,12 @@ extension GPUTrainer {
     func restoreInitialState() throws {
         try gpu.synchronize()
         folds = false
+        pending = nil
         for p in [grads, slot1] { try gpu.fill(p, words: flatCount, pattern: 0) }
         if slot2 != 0 { try gpu.fill(slot2, words: flatCount, pattern: 0) }
         let scale: Float = precision == .fp16 ? 65536 : 1
-        try gpu.upload([1 / scale, 0, scale, 0, 0, 0, 0, 0], to: state)
+        // Slots 8 and 9: the deferred updates' multiplier and skip flag (nothing pending).
+        try gpu.upload([1 / scale, 0, scale, 0, 0, 0, 0, 0, 1, 1], to: state)
         try uploadWeights()
     }
 }

@@ -92,6 +92,13 @@ public final class GPUTrainer {
     /// How ``schedule`` was chosen, for ``engine``.
     var scheduleNote = ""
     private var graph: CUDAGraph?
+    /// The optimizer and fold flag of updates a step left to the next (``defersUpdates``): nil when none can be pending.
+    /// Whether they are is the device's skip flag (state slot 9), which a flush or a replay's end sets.
+    var pending: (optimizer: GPUOptimizer, folded: Bool)?
+    /// `pending` after a replay of the captured step.
+    private var graphPending: (optimizer: GPUOptimizer, folded: Bool)?
+    /// Where the main stream waits for each update group's deferred update in the step being queued (nil: nothing to wait for).
+    var deferredMarks: [StreamMark?] = []
     public let model: any Model
     public let workload: ReferenceModel
 
@@ -175,16 +182,18 @@ public final class GPUTrainer {
         try gpu.synchronize()
     }
 
-    /// Copies the CPU model's weights to the device (and refreshes the 16-bit copy).
+    /// Copies the CPU model's weights to the device (and refreshes the 16-bit copy), after any deferred update.
     public func uploadWeights() throws {
+        try flushDeferredUpdates()
         for (i, p) in model.namedParameters.enumerated() {
             try gpu.upload(UnsafeRawPointer(p.parameter.value.pointer), to: weight(i), bytes: 4 * p.parameter.count)
         }
         try refreshShadow()
     }
 
-    /// Copies the device weights back into the CPU model (for checkpoints and checks).
+    /// Copies the device weights back into the CPU model (for checkpoints and checks), after any deferred update.
     public func downloadWeights() throws {
+        try flushDeferredUpdates()
         for (i, p) in model.namedParameters.enumerated() {
             try gpu.download(weight(i), to: UnsafeMutableRawPointer(p.parameter.value.pointer), bytes: 4 * p.parameter.count)
         }
@@ -323,7 +332,10 @@ public final class GPUTrainer {
         finished = []
         reducedFrom = flatCount
         sideHasWeightGradients = false
+        // The previous step's deferred updates, beside this forward (or now, when this step defers none).
+        try launchDeferredUpdates()
         try network.forwardBackward(self)
+        precondition(deferredMarks.allSatisfy { $0 == nil }, "a network's forward did not wait for every deferred update group")
         // The weight gradients queued on the side stream are done before anything reads the gradients.
         if sideHasWeightGradients { try gpu.joinSideStream() }
         if bucketsGradients {
@@ -347,7 +359,7 @@ public final class GPUTrainer {
                            [.pointer(normPartial), .int(Int32(Self.normBlocks)), .float(clipNorm), statePtr])
         }
         if updated.isEmpty {
-            try launchOptimizer(from: 0, count: flatCount)
+            if defersUpdates { try launchUpdatesDeferring() } else { try launchOptimizer(from: 0, count: flatCount) }
         } else {
             // The parameters backward did not hand over, then wait for the side stream.
             for i in 0..<offsets.count where !updated.contains(i) {
@@ -429,12 +441,14 @@ public final class GPUTrainer {
         }
     }
 
-    /// The optimizer over the flat slice [from, from + count) of parameters, gradients and state.
-    func launchOptimizer(from start: Int, count: Int) throws {
+    /// The optimizer over the flat slice [from, from + count) of parameters, gradients and state: this step's (the trainer's
+    /// optimizer and fold flag, the step state), or a deferred update's (``launchDeferredUpdates()``).
+    func launchOptimizer(from start: Int, count: Int, optimizer: GPUOptimizer? = nil, folded: Bool? = nil, state stepState: DevicePointer? = nil) throws {
         guard count > 0 else { return }
+        let folds = folded ?? self.folds, optimizer = optimizer ?? self.optimizer
         // The kernels' folded elements ignore the gradient multiplier, dampening and Nesterov: only what foldsMomentum allows.
         precondition(!folds || (clipNorm == 0 && precision != .fp16 && collective == nil), "a folded step with clipping, loss scaling or an all-reduce")
-        let statePtr = KernelArgument.pointer(state)
+        let statePtr = KernelArgument.pointer(stepState ?? state)
         let blocks = min((count + 255) / 256, 132 * 16)
         func at(_ p: DevicePointer, _ bytes: Int) -> KernelArgument { .pointer(p == 0 ? 0 : p + DevicePointer(bytes * start)) }
         let shadowArg = precision.usesShadow ? at(shadow, 2) : .pointer(0)
@@ -458,7 +472,7 @@ public final class GPUTrainer {
     /// once ``captureGraph()`` has run.
     public func step() throws {
         try collective?.checkHealth()   // an aborted communicator is never used again
-        if let graph { try graph.launch() } else { try enqueueStep() }
+        if let graph { try graph.launch(); pending = graphPending } else { try enqueueStep() }
         if let collective { try collective.watch(stream: gpu.stream) }
     }
 
@@ -468,6 +482,7 @@ public final class GPUTrainer {
     /// Joins `group`, as DDP does at construction: rank 0's weights become every rank's;
     /// from then on each step averages the gradients over the group.
     public func join(_ group: NCCLGroup) throws {
+        try flushDeferredUpdates()
         collective = group
         guard group.size > 1 else { return }
         try group.broadcast(.device(params, count: flatCount), root: 0).wait()
@@ -477,8 +492,12 @@ public final class GPUTrainer {
     /// Captures one whole step into a CUDA graph; later ``step()`` calls replay it. Run a few
     /// eager steps first so every buffer and cuBLAS's choices are settled.
     public func captureGraph() throws {
+        // Updates an eager step left pending are applied now with their own learning rate; the graph's step applies the
+        // previous replay's (its skip flag set at the graph's end, so its first replay applies none).
+        try flushDeferredUpdates()
         try gpu.synchronize()
         graph = try gpu.capture { try enqueueStep() }
+        graphPending = pending
     }
 
     public var usesGraph: Bool { graph != nil }
@@ -783,11 +802,16 @@ protocol GPUNetwork {
     func prepare(_ t: GPUTrainer) throws
     /// How the network computes its layers, for `--profile` and the self-test ("cuDNN …", "im2col + cuBLAS").
     var engine: String { get }
+    /// The parameters in the order forward first reads them, in groups (one a layer): a step may leave the updates of every
+    /// group but the first to the next step (``GPUTrainer/defersUpdates``), and forward then calls
+    /// ``GPUTrainer/beforeForward(group:)`` before it first reads each group. Empty: no deferral.
+    var updateGroups: [[Int]] { get }
 }
 
 extension GPUNetwork {
     func prepare(_ t: GPUTrainer) throws {}
     var engine: String { "Tandem kernels + cuBLAS" }
+    var updateGroups: [[Int]] { [] }
 }
 
 /// Input buffers shared by the networks: float inputs and int32 class ids or float targets.

@@ -178,6 +178,39 @@ extension GPUSelfTest {
                Self.relativeError(weights[1], weights[0]), w == .gpt ? 1e-5 : 0, note: "losses main \(losses[0]) side \(losses[1])")
     }
 
+    // MARK: - Updates deferred into the next step's forward
+
+    /// Each layer's update left to the next step's forward (``GPUTrainer/defersUpdates``) against every update at the end of
+    /// its step: three SGD steps (momentum, weight decay), eager with the learning rate changed every step, and with the last
+    /// two graph-captured. The same kernels on the same values, so the same weights once the pending updates are flushed
+    /// (bit for bit, but for gpt's token-embedding atomics).
+    func deferralCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
+        let batchSize = Self.testBatch(w)
+        var g = SeededGenerator(seed: 11)
+        let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
+        let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0.01, nesterov: false)
+        for graphed in [false, true] {
+            var weights: [[Float]] = [], deferred: [Bool] = [], losses: [[Float]] = []
+            for deferring in [false, true] {
+                let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+                trainer.schedule = .init(weightGradientsBeside: true, optimizerBeside: false, updatesDeferred: deferring)
+                var l: [Float] = []
+                for (i, b) in batches.enumerated() {
+                    if !graphed { trainer.setLearningRate(0.01 * Float(i + 1)) }
+                    try trainer.load(b); try trainer.step(); l.append(try trainer.loss())
+                    if graphed && i == 0 { try trainer.captureGraph() }
+                }
+                deferred.append(trainer.defersUpdates)
+                let values = try trainer.downloadParameters()
+                weights.append(trainer.names.flatMap { values[$0]! })
+                losses.append(l)
+            }
+            record("\(w.rawValue) updates deferred into the next forward vs at the end of the step (\(graphed ? "graph" : "eager, learning rate changing")): weights after 3 steps",
+                   p.rawValue, deferred == [false, true] ? Self.relativeError(weights[1], weights[0]) : 1, w == .gpt ? 1e-5 : 0,
+                   note: "deferred \(deferred); losses \(losses[0]) and \(losses[1])")
+        }
+    }
+
     // MARK: - Momentum folded into the weight-gradient GEMMs
 
     /// Three SGD steps (momentum, weight decay; the last two graph-captured) with the momentum folded into the weight-gradient
@@ -261,6 +294,7 @@ extension GPUSelfTest {
 extension GPUTrainer {
     /// Every parameter's device value, by name (the CPU model is left alone).
     public func downloadParameters() throws -> [String: [Float]] {
+        try flushDeferredUpdates()
         var out: [String: [Float]] = [:]
         for (i, name) in names.enumerated() { out[name] = try gpu.downloadFloats(weight(i), count: shapes[i].reduce(1, *)) }
         return out

@@ -97,6 +97,7 @@ public final class GPUSelfTest {
         try graphCheck(.cnn, .bf16)
         for (w, p) in [(ReferenceModel.mlp, GPUPrecision.fp32), (.mlp, .bf16), (.gpt, .fp32), (.gpt, .bf16)] { try sideStreamCheck(w, p) }
         for (w, p) in [(ReferenceModel.mlp, GPUPrecision.fp32), (.mlp, .bf16), (.mlpWide, .fp32), (.gpt, .fp32), (.gpt, .bf16)] { try foldCheck(w, p) }
+        for (w, p) in [(ReferenceModel.mlp, GPUPrecision.fp32), (.mlp, .bf16), (.gpt, .fp32), (.gpt, .bf16)] { try deferralCheck(w, p) }
         try lossScaling()
         try outOfMemoryCheck()
         try ncclChecks()

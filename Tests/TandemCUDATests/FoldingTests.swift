@@ -69,3 +69,31 @@ struct FoldingTests {
         #expect(layout.threads * layout.splits * 8 >= inputs)
     }
 }
+
+/// The update groups a step may leave to the next step's forward (``GPUNetwork/updateGroups``): decided from names, so
+/// checked here without a GPU.
+@Suite("GPU step: updates deferred into the next forward")
+struct DeferralTests {
+    @Test("gpt's groups: the embeddings with block 0, each later block, the final LayerNorm with the head; every parameter once")
+    func gptGroups() {
+        let names = ReferenceModel.gpt.make(seed: 0).namedParameters.map(\.name)
+        let groups = GPTNetwork.updateGroups(names: names, blocks: 6)
+        let flat = groups.joined()
+        #expect(groups.count == 7)
+        #expect(Set(flat) == Set(names.indices) && flat.count == names.count)
+        #expect(Set(groups[0].map { names[$0] }) == Set(["pos", "emb.weight"] + names.filter { $0.hasPrefix("blocks.0.") }))
+        #expect(groups[1...5].enumerated().allSatisfy { l, group in group.count == 12 && group.allSatisfy { names[$0].hasPrefix("blocks.\(l + 1).") } })
+        #expect(Set(groups[6].map { names[$0] }) == ["ln.weight", "ln.bias", "out.weight", "out.bias"])
+    }
+
+    @Test("TANDEM_DEFER_UPDATES=1 takes the deferred updates in place of the optimizer half; never with the optimizer beside")
+    func schedules() {
+        func names(_ env: [String: String]) -> [String] { GPUTrainer.Schedule.allowed(environment: { env[$0] }).map(\.description) }
+        #expect(names(["TANDEM_DEFER_UPDATES": "1"]) == ["one stream, updates deferred into the next forward",
+                                                         "weight gradients beside, updates deferred into the next forward"])
+        #expect(names(["TANDEM_DEFER_UPDATES": "1", "TANDEM_GPU_WGRAD_STREAM": "1", "TANDEM_OVERLAP_OPTIMIZER": "1"])
+                == ["weight gradients beside, updates deferred into the next forward"])
+        #expect(names(["TANDEM_DEFER_UPDATES": "0"]).count == 4)
+        #expect(!GPUTrainer.Schedule(weightGradientsBeside: true, optimizerBeside: true, updatesDeferred: true).updatesDeferred)
+    }
+}

@@ -1,0 +1,83 @@
+// MARK: - Updates deferred into the next step's forward
+
+extension GPUTrainer {
+    var usesSGD: Bool { if case .sgd = optimizer { true } else { false } }
+
+    /// Whether this step leaves the updates of every update group but the first (``GPUNetwork/updateGroups``) to the next
+    /// step, where they run on the side stream beside the forward of the layers before them (``Schedule/updatesDeferred``):
+    /// a layer's weights are not read again until its forward. SGD only (AdamW's bias correction counts steps), with nothing
+    /// global between the gradient and the update (no clipping, no loss scaling, no all-reduce).
+    ///
+    /// The same kernels on the same values as updating at the end of the step: the same weights, bit for bit, once
+    /// ``flushDeferredUpdates()`` has run, which everything that reads or replaces the weights does first.
+    var defersUpdates: Bool {
+        schedule.updatesDeferred && !overlapsOptimizer && usesSGD && clipNorm == 0 && precision != .fp16 && collective == nil
+            && network.updateGroups.count > 1
+    }
+
+    /// The step state the deferred updates read: slot 8, their gradient multiplier (1), and slot 9, their skip flag (0 while
+    /// updates are pending, 1 once applied), so a launch of updates already applied does nothing: a graph's first replay
+    /// after a flush, or an eager step after a replay.
+    var deferredState: DevicePointer { state + 32 }
+    var skipFlag: DevicePointer { state + 36 }
+
+    /// Parameters `indices` as runs of the flat buffers, touching slices merged: one update launch a run.
+    func flatRuns(_ indices: some Sequence<Int>) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        for i in indices.sorted(by: { offsets[$0] < offsets[$1] }) {
+            if let last = runs.last, last.upperBound == offsets[i] { runs[runs.count - 1] = last.lowerBound..<ends[i] } else { runs.append(offsets[i]..<ends[i]) }
+        }
+        return runs
+    }
+
+    /// Queues the updates the previous step left (with its optimizer and fold flag; this step's when none is known: they
+    /// are skipped then) on the side stream, group by group, with a mark after each that ``beforeForward(group:)`` waits
+    /// for. When this step defers none, applies any pending ones now instead.
+    func launchDeferredUpdates() throws {
+        let groups = network.updateGroups
+        deferredMarks = []
+        guard defersUpdates else { try flushDeferredUpdates(); return }
+        let (opt, folded) = pending ?? (optimizer, folds)
+        var marks = [StreamMark?](repeating: nil, count: groups.count)
+        try gpu.onSideStream {
+            for g in groups.indices.dropFirst() {
+                for run in flatRuns(groups[g]) {
+                    try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState)
+                }
+                marks[g] = try gpu.mark(gpu.sideStream)
+            }
+        }
+        deferredMarks = marks
+        pending = nil
+    }
+
+    /// Makes the main stream wait for update group `g`'s deferred update: a network calls it before its forward first reads
+    /// the group's weights (every group, in order).
+    func beforeForward(group g: Int) throws {
+        guard g < deferredMarks.count, let mark = deferredMarks[g] else { return }
+        try gpu.wait(gpu.stream, for: mark)
+        deferredMarks[g] = nil
+    }
+
+    /// The end of a step that defers: the first group's updates (and those of parameters in no group) now; the rest pending.
+    func launchUpdatesDeferring() throws {
+        let later = Set(network.updateGroups.dropFirst().joined())
+        for run in flatRuns(offsets.indices.filter { !later.contains($0) }) { try launchOptimizer(from: run.lowerBound, count: run.count) }
+        try gpu.fill(skipFlag, words: 1, pattern: 0)
+        pending = (optimizer, folds)
+    }
+
+    /// Applies the updates a step left pending, now, on the main stream: before the weights are read or replaced. Nothing
+    /// when none can be pending.
+    public func flushDeferredUpdates() throws {
+        guard let (opt, folded) = pending else { return }
+        let groups = network.updateGroups
+        for g in groups.indices.dropFirst() {
+            for run in flatRuns(groups[g]) {
+                try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState)
+            }
+        }
+        try gpu.fill(skipFlag, words: 1, pattern: 0x3F80_0000)   // (1) 1.0 in fp32: nothing pending
+        pending = nil
+    }
+}
