@@ -15,9 +15,10 @@ extension GPUTrainer {
             && network.updateGroups.count > 1
     }
 
-    /// The step state the deferred updates read: slot 8, their gradient multiplier (1), and slot 9, their skip flag (0 while
-    /// updates are pending, 1 once applied), so a launch of updates already applied does nothing: a graph's first replay
-    /// after a flush, or an eager step after a replay.
+    /// The step state the deferred updates read: slot 8, their gradient multiplier (1), and slot 9, their skip flag: 0 exactly
+    /// while updates are pending (a deferring step's end clears it; the launch that applies them sets it, in stream order), so
+    /// a launch of updates already applied does nothing: a graph's first replay after a flush, an eager step after a replay,
+    /// or a step after one that failed part-way.
     var deferredState: DevicePointer { state + 32 }
     var skipFlag: DevicePointer { state + 36 }
 
@@ -32,7 +33,7 @@ extension GPUTrainer {
 
     /// Queues the updates the previous step left (with its optimizer and fold flag; this step's when none is known: they
     /// are skipped then) on the side stream, group by group, with a mark after each that ``beforeForward(group:)`` waits
-    /// for. When this step defers none, applies any pending ones now instead.
+    /// for, then sets the skip flag. When this step defers none, applies any pending ones now instead.
     func launchDeferredUpdates() throws {
         let groups = network.updateGroups
         deferredMarks = []
@@ -40,10 +41,13 @@ extension GPUTrainer {
         let (opt, folded) = pending ?? (optimizer, folds)
         var marks = [StreamMark?](repeating: nil, count: groups.count)
         try gpu.onSideStream {
+            if delaysDeferredUpdates { try gpu.launch("spin_wait", grid: (1, 1, 1), block: (1, 1, 1), [.long(1_000_000)]) }
             for g in groups.indices.dropFirst() {
                 for run in flatRuns(groups[g]) {
                     try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState)
                 }
+                // Applied: the flag set before the last mark, which forward waits for before the step's end clears it.
+                if g == groups.count - 1 { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
                 marks[g] = try gpu.mark(gpu.sideStream)
             }
         }

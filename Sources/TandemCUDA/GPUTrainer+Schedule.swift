@@ -38,8 +38,8 @@ extension GPUTrainer {
         }
 
         /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM` and `TANDEM_OVERLAP_OPTIMIZER` set to
-        /// 0 or 1 fix their half; unset (or anything else), both ways are timed. `TANDEM_DEFER_UPDATES=1` takes the
-        /// deferred updates instead of the optimizer half (until they have run on a GPU, only when asked for).
+        /// 0 or 1 fix their half; unset (or anything else), both ways are timed. `TANDEM_DEFER_UPDATES=1` defers the
+        /// updates wherever the optimizer is not beside (until deferral has run on a GPU, only when asked for).
         static func allowed(environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
             func ways(_ name: String) -> [Bool] {
                 switch environment(name) {
@@ -50,8 +50,7 @@ extension GPUTrainer {
             }
             let deferred = environment("TANDEM_DEFER_UPDATES") == "1"
             return ways("TANDEM_GPU_WGRAD_STREAM").flatMap { w in
-                deferred ? [Schedule(weightGradientsBeside: w, optimizerBeside: false, updatesDeferred: true)]
-                         : ways("TANDEM_OVERLAP_OPTIMIZER").map { Schedule(weightGradientsBeside: w, optimizerBeside: $0) }
+                ways("TANDEM_OVERLAP_OPTIMIZER").map { Schedule(weightGradientsBeside: w, optimizerBeside: $0, updatesDeferred: deferred) }
             }
         }
     }
@@ -64,7 +63,11 @@ extension GPUTrainer {
     /// the weight-gradient half when the network queues none beside, the optimizer half when it may not move (clipping,
     /// loss scaling). The weights, gradients, optimizer state and step state are put back as they were.
     func chooseSchedule() throws {
-        var candidates = Schedule.allowed()
+        // Deferral where this trainer can defer (``defersUpdates``): SGD, nothing global between gradient and update, a network with groups.
+        let deferrable = clipNorm == 0 && precision != .fp16 && usesSGD && network.updateGroups.count > 1
+        var candidates = Schedule.allowed().map {
+            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: $0.updatesDeferred && deferrable)
+        }
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
         // whether the network queues weight gradients beside at all.
@@ -74,10 +77,9 @@ extension GPUTrainer {
         try gpu.synchronize()
         // What each schedule does for this trainer: a half it cannot use is off (the same step as without it).
         let besideUsed = sideHasWeightGradients, optimizerMovable = clipNorm == 0 && precision != .fp16
-        let deferrable = optimizerMovable && usesSGD && network.updateGroups.count > 1
         candidates = candidates.map { Schedule(weightGradientsBeside: $0.weightGradientsBeside && besideUsed,
                                                optimizerBeside: $0.optimizerBeside && optimizerMovable,
-                                               updatesDeferred: $0.updatesDeferred && deferrable) }
+                                               updatesDeferred: $0.updatesDeferred) }
         var uniqueCandidates: [Schedule] = []
         for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
         var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)

@@ -92,9 +92,12 @@ public final class GPUTrainer {
     /// How ``schedule`` was chosen, for ``engine``.
     var scheduleNote = ""
     private var graph: CUDAGraph?
-    /// The optimizer and fold flag of updates a step left to the next (``defersUpdates``): nil when none can be pending.
-    /// Whether they are is the device's skip flag (state slot 9), which a flush or a replay's end sets.
+    /// The optimizer and fold flag of updates a step left to the next (``defersUpdates``): nil when none is pending. Non-nil,
+    /// they may be applied already (right after ``captureGraph()``, whose step has not run): the device's skip flag decides.
     var pending: (optimizer: GPUOptimizer, folded: Bool)?
+    /// The self-test's probe: the deferred updates start 1 ms late, so a forward that reads a group before waiting for it
+    /// reads the old weights every time instead of by chance.
+    var delaysDeferredUpdates = false
     /// `pending` after a replay of the captured step.
     private var graphPending: (optimizer: GPUOptimizer, folded: Bool)?
     /// Where the main stream waits for each update group's deferred update in the step being queued (nil: nothing to wait for).
