@@ -92,6 +92,8 @@ extension GPUTrainer {
                     gpu.resetOrdering()
                     try enqueueStep()   // eager once: plans made on either stream
                     try gpu.synchronize()
+                    // Timing only (the state is restored below): no flush of another candidate's deferred updates in this one's graph.
+                    pending = nil
                     graphs.append(try gpu.capture { try enqueueStep() })
                 } catch let error {
                     try? gpu.synchronize()
