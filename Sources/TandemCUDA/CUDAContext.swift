@@ -136,9 +136,7 @@ public final class CUDAContext {
             }
             return m
         }
-        // `TANDEM_KERNEL_DEFINES="NAME=VALUE …"`: constants of the kernel source set otherwise, for experiments (A/B of a
-        // kernel's parameters in one binary); they are part of the cache key.
-        let defines = (getenv("TANDEM_KERNEL_DEFINES").map { String(cString: $0) } ?? "").split(separator: " ").map { "-D\($0)" }
+        let defines = try Self.kernelDefines(getenv("TANDEM_KERNEL_DEFINES").map { String(cString: $0) })
         do {
             module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, options: defines))
         } catch is CUDAError {
@@ -147,6 +145,22 @@ public final class CUDAContext {
                                             reuse: false))
         }
         compileSeconds = monotonicSeconds() - start
+    }
+
+    /// The NVRTC options of `TANDEM_KERNEL_DEFINES="NAME=VALUE …"`: constants of the kernel source (its `#ifndef`s) set
+    /// otherwise, for experiments (an A/B of a kernel's parameters in one binary); part of the kernel cache's key. A token
+    /// whose name is not a C identifier is an error that names it.
+    static func kernelDefines(_ text: String?) throws -> [String] {
+        try (text ?? "").split(separator: " ").map { token in
+            let name = token.prefix { $0 != "=" }
+            let identifier = name.first.map { $0 == "_" || ($0.isASCII && $0.isLetter) } == true
+                && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
+            guard identifier else {
+                throw CUDAError.unsupported("TANDEM_KERNEL_DEFINES: '\(token)' is not NAME or NAME=VALUE with NAME a C identifier "
+                                            + "(for example \"LNB_ROWS=2 FA_BWD_BLOCKS=4\")")
+            }
+            return "-D\(token)"
+        }
     }
 
     func function(_ name: String) throws -> CUHandle? {

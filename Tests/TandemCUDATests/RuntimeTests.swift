@@ -174,3 +174,20 @@ struct LSTMPlacementTests {
         #expect(Set(LSTMNetwork.placement(names)) == Set(names.indices))
     }
 }
+
+@Suite("Kernel defines")
+struct KernelDefinesTests {
+    @Test("TANDEM_KERNEL_DEFINES: NAME or NAME=VALUE tokens become -D options; anything else is an error that names it")
+    func defines() throws {
+        #expect(try CUDAContext.kernelDefines(nil) == [])
+        #expect(try CUDAContext.kernelDefines("") == [])
+        #expect(try CUDAContext.kernelDefines("LNB_ROWS=2  FA_BWD_BLOCKS=4 _X") == ["-DLNB_ROWS=2", "-DFA_BWD_BLOCKS=4", "-D_X"])
+        #expect(try CUDAContext.kernelDefines("A=b=c") == ["-DA=b=c"])
+        for bad in ["-G", "2X=1", "=3", "LNB-ROWS=2", "Ä=1"] {
+            #expect(throws: CUDAError.self) { try CUDAContext.kernelDefines(bad) }
+            do { _ = try CUDAContext.kernelDefines("OK=1 " + bad) } catch {
+                #expect("\(error)".contains("'\(bad)'"))
+            }
+        }
+    }
+}
