@@ -33,6 +33,8 @@ final class MLPNetwork: GPUNetwork {
     /// then its dlogits in fp32, read by the mask pass below it.
     let fusedHead: Bool
     let dlogits32: DevicePointer
+    /// Layer l's weight and bias (parameters 2l and 2l + 1), layer by layer.
+    let updateGroups: [[Int]]
     /// `TANDEM_FUSED_HEAD=0`: the last layer as a GEMM and the loss kernel even where `head_cross_entropy` takes it.
     static let headDisabled = getenv("TANDEM_FUSED_HEAD").map { String(cString: $0) == "0" } ?? false
 
@@ -52,9 +54,6 @@ final class MLPNetwork: GPUNetwork {
         fusedHead = last > 0 && GPUTrainer.fusesHead(classes: classes, inputs: dims[last], rows: batch) && !Self.headDisabled
         dlogits32 = fusedHead ? try gpu.allocate(bytes: 4 * batch * classes, category: .activations) : 0
     }
-
-    /// Layer l's weight and bias (parameters 2l and 2l + 1), layer by layer.
-    let updateGroups: [[Int]]
 
     func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
     func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }

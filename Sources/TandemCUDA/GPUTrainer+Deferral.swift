@@ -10,10 +10,9 @@ extension GPUTrainer {
     ///
     /// The same kernels on the same values as updating at the end of the step: the same weights, bit for bit, once
     /// ``flushDeferredUpdates()`` has run, which everything that reads or replaces the weights does first.
-    var defersUpdates: Bool {
-        schedule.updatesDeferred && !overlapsOptimizer && usesSGD && clipNorm == 0 && precision != .fp16 && collective == nil
-            && network.updateGroups.count > 1
-    }
+    var defersUpdates: Bool { schedule.updatesDeferred && !schedule.optimizerBeside && canDeferUpdates }
+    /// Whether this trainer could defer its updates under a schedule that asks for it (``defersUpdates``).
+    var canDeferUpdates: Bool { usesSGD && clipNorm == 0 && precision != .fp16 && collective == nil && network.updateGroups.count > 1 }
 
     /// The step state the deferred updates read: slot 8, their gradient multiplier (1), and slot 9, their skip flag: 0 exactly
     /// while updates are pending (a deferring step's end clears it; the launch that applies them sets it, in stream order), so
@@ -22,7 +21,7 @@ extension GPUTrainer {
     var deferredState: DevicePointer { state + 32 }
     var skipFlag: DevicePointer { state + 36 }
 
-    /// Parameters `indices` as runs of the flat buffers, touching slices merged: one update launch a run.
+    /// Parameters `indices` as runs of the flat buffers, touching slices merged: one update launch a run (``updateRuns``).
     func flatRuns(_ indices: some Sequence<Int>) -> [Range<Int>] {
         var runs: [Range<Int>] = []
         for i in indices.sorted(by: { offsets[$0] < offsets[$1] }) {
@@ -43,9 +42,7 @@ extension GPUTrainer {
         try gpu.onSideStream {
             if delaysDeferredUpdates { try gpu.launch("spin_wait", grid: (1, 1, 1), block: (1, 1, 1), [.long(1_000_000)]) }
             for g in groups.indices.dropFirst() {
-                for run in flatRuns(groups[g]) {
-                    try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState)
-                }
+                try launchDeferredUpdate(group: g, optimizer: opt, folded: folded)
                 // Applied: the flag set before the last mark, which forward waits for before the step's end clears it.
                 if g == groups.count - 1 { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
                 marks[g] = try gpu.mark(gpu.sideStream)
@@ -65,8 +62,7 @@ extension GPUTrainer {
 
     /// The end of a step that defers: the first group's updates (and those of parameters in no group) now; the rest pending.
     func launchUpdatesDeferring() throws {
-        let later = Set(network.updateGroups.dropFirst().joined())
-        for run in flatRuns(offsets.indices.filter { !later.contains($0) }) { try launchOptimizer(from: run.lowerBound, count: run.count) }
+        for run in updateRuns.now { try launchOptimizer(from: run.lowerBound, count: run.count) }
         try gpu.fill(skipFlag, words: 1, pattern: 0)
         pending = (optimizer, folds)
     }
@@ -75,13 +71,13 @@ extension GPUTrainer {
     /// when none can be pending.
     public func flushDeferredUpdates() throws {
         guard let (opt, folded) = pending else { return }
-        let groups = network.updateGroups
-        for g in groups.indices.dropFirst() {
-            for run in flatRuns(groups[g]) {
-                try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState)
-            }
-        }
+        for g in network.updateGroups.indices.dropFirst() { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
         try gpu.fill(skipFlag, words: 1, pattern: 0x3F80_0000)   // (1) 1.0 in fp32: nothing pending
         pending = nil
+    }
+
+    /// Update group `g`'s deferred update on the current stream, with the optimizer and fold flag of the step that left it.
+    func launchDeferredUpdate(group g: Int, optimizer opt: GPUOptimizer, folded: Bool) throws {
+        for run in updateRuns.groups[g] { try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState) }
     }
 }

@@ -63,10 +63,9 @@ extension GPUTrainer {
     /// the weight-gradient half when the network queues none beside, the optimizer half when it may not move (clipping,
     /// loss scaling). The weights, gradients, optimizer state and step state are put back as they were.
     func chooseSchedule() throws {
-        // Deferral where this trainer can defer (``defersUpdates``): SGD, nothing global between gradient and update, a network with groups.
-        let deferrable = clipNorm == 0 && precision != .fp16 && usesSGD && network.updateGroups.count > 1
+        // Deferral only where this trainer can defer.
         var candidates = Schedule.allowed().map {
-            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: $0.updatesDeferred && deferrable)
+            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: $0.updatesDeferred && canDeferUpdates)
         }
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows

@@ -102,6 +102,12 @@ public final class GPUTrainer {
     private var graphPending: (optimizer: GPUOptimizer, folded: Bool)?
     /// Where the main stream waits for each update group's deferred update in the step being queued (nil: nothing to wait for).
     var deferredMarks: [StreamMark?] = []
+    /// The flat runs of each update group, and of the parameters updated at the end of a deferring step (the first group and
+    /// any in no group): fixed by the network, so worked out once.
+    lazy var updateRuns: (groups: [[Range<Int>]], now: [Range<Int>]) = {
+        let groups = network.updateGroups, later = Set(groups.dropFirst().joined())
+        return (groups.map { flatRuns($0) }, flatRuns(offsets.indices.filter { !later.contains($0) }))
+    }()
     public let model: any Model
     public let workload: ReferenceModel
 
