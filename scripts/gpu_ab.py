@@ -45,7 +45,9 @@ def run(binary, env, args, batch, steps, warmup):
     if done.returncode != 0 or not lines:
         return None, f"exit {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}"
     try:
-        return float(json.loads(lines[-1])["step_ms"]["mean"]), None
+        result = json.loads(lines[-1])
+        engine = next((line[len("layers: "):] for line in done.stderr.splitlines() if line.startswith("layers: ")), "")
+        return (float(result["step_ms"]["mean"]), engine), None
     except (ValueError, KeyError, TypeError) as error:
         return None, f"no step mean in the output ({error})"
 
@@ -78,12 +80,15 @@ def main():
     for r in range(args.rounds):
         row = []
         for label, binary, env in variants:
-            ms, error = run(binary, env, args, batch, args.steps, args.warmup)
+            measured, error = run(binary, env, args, batch, args.steps, args.warmup)
             if error:
                 print(f"round {r + 1}, {label}: {error}", file=sys.stderr)
                 row.append(f"{label} failed")
                 continue
+            ms, engine = measured
             times[label].append(ms)
+            if out:   # what the run chose (its layers and schedule), beside its time
+                out.write(f"  {label} {ms:.4f}: {engine}\n")
             row.append(f"{label} {ms:.4f}")
         line = f"{args.model} {args.precision} round {r + 1}: " + " | ".join(row)
         print(line, flush=True)

@@ -4,7 +4,7 @@ before a GPU host's time is spent. The kernel source is read from the Swift file
 KernelSource.all joins it; `--ptxas-verbose` prints registers and spills per kernel.
 
     pip install nvidia-cuda-nvrtc-cu12          # or point --nvrtc at any libnvrtc.so
-    python3 scripts/nvrtc_check.py [--arch sm_90] [--ptxas-verbose] [--grep lstm_seq]
+    python3 scripts/nvrtc_check.py [--arch sm_90] [--ptxas-verbose] [--grep lstm_seq] [-D NAME=VALUE]
 """
 import argparse, ctypes, glob, os, re, sys
 
@@ -39,6 +39,8 @@ def main():
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--ptxas-verbose", action="store_true", help="print ptxas's registers/spills per kernel")
     ap.add_argument("--grep", help="with --ptxas-verbose: only lines about kernels containing this")
+    ap.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
+                    help="a -D option for NVRTC, as TANDEM_KERNEL_DEFINES passes them (repeatable)")
     args = ap.parse_args()
     lib = ctypes.CDLL(find_nvrtc(args.nvrtc))
     source = kernel_source().encode()
@@ -46,6 +48,7 @@ def main():
     if lib.nvrtcCreateProgram(ctypes.byref(prog), source, b"tandem.cu", 0, None, None) != 0:
         sys.exit("nvrtcCreateProgram failed")
     options = [f"--gpu-architecture={args.arch}".encode(), b"--std=c++17", b"-default-device"]
+    options += [f"-D{d}".encode() for d in args.define]
     if args.ptxas_verbose:
         options.append(b"--ptxas-options=-v")
     arr = (ctypes.c_char_p * len(options))(*options)

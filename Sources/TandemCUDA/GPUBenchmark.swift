@@ -38,6 +38,8 @@ public struct GPUBenchmark {
         public var peakBytes: Int
         public var bytes: [MemoryCategory: Int]
         public var flopsPerStep: Double
+        /// How the layers are computed and the step's schedule (``GPUTrainer/engine``).
+        public var engine: String
     }
 
     /// Eager steps with every kernel and GEMM timed: (label, total ms per step, launches per step), largest first,
@@ -79,7 +81,7 @@ public struct GPUBenchmark {
         try collective?.checkHealth()
         return Measurement(seconds: times.wall, stepMilliseconds: times.steps, loss: Double(try trainer.loss()),
                            parameters: trainer.parameterCount, peakBytes: gpu.allocator.peakTotal, bytes: gpu.allocator.inUse,
-                           flopsPerStep: 3 * model.forwardFLOPsPerSample * Double(batch))
+                           flopsPerStep: 3 * model.forwardFLOPsPerSample * Double(batch), engine: trainer.engine)
     }
 }
 

@@ -37,9 +37,10 @@ extension GPUTrainer {
             return updatesDeferred ? streams + ", updates deferred into the next forward" : streams
         }
 
-        /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM` and `TANDEM_OVERLAP_OPTIMIZER` set to
-        /// 0 or 1 fix their half; unset (or anything else), both ways are timed. `TANDEM_DEFER_UPDATES=1` defers the
-        /// updates wherever the optimizer is not beside (until deferral has run on a GPU, only when asked for).
+        /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM`, `TANDEM_OVERLAP_OPTIMIZER` and
+        /// `TANDEM_DEFER_UPDATES` set to 0 or 1 fix their part; unset (or anything else), both ways are timed. Deferral
+        /// never goes with the optimizer beside (it leaves no update to defer): asked for both, the
+        /// optimizer beside wins.
         static func allowed(environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
             func ways(_ name: String) -> [Bool] {
                 switch environment(name) {
@@ -48,15 +49,21 @@ extension GPUTrainer {
                 default: [false, true]
                 }
             }
-            let deferred = environment("TANDEM_DEFER_UPDATES") == "1"
-            return ways("TANDEM_GPU_WGRAD_STREAM").flatMap { w in
-                ways("TANDEM_OVERLAP_OPTIMIZER").map { Schedule(weightGradientsBeside: w, optimizerBeside: $0, updatesDeferred: deferred) }
+            var schedules: [Schedule] = []
+            for w in ways("TANDEM_GPU_WGRAD_STREAM") {
+                for o in ways("TANDEM_OVERLAP_OPTIMIZER") {
+                    for d in ways("TANDEM_DEFER_UPDATES") {
+                        let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d)
+                        if !schedules.contains(s) { schedules.append(s) }
+                    }
+                }
             }
+            return schedules
         }
     }
 
     /// Replays of the captured step per timing, and rounds (schedules take turns; each keeps its fastest round).
-    static let scheduleReplays = 5, scheduleRounds = 2
+    static let scheduleReplays = 10, scheduleRounds = 3
 
     /// Times the whole step, captured in a graph, under each allowed ``Schedule`` (on inputs of ``InputBuffers/fillForTiming(gpu:)``) and keeps the
     /// fastest (``scheduleNote`` says what was measured). Schedules that cannot differ for this trainer are not timed:

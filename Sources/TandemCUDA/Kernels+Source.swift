@@ -703,7 +703,8 @@ INSTANTIATE(sgd, (float* p, const float* g, float* m, void* shadow, long n, long
             (p, g, m, shadow, n, folded, lr, momentum, dampening, wd, nesterov, state))
 
 // The same SGD, four parameters a thread with 16-byte loads and stores (n and `folded` multiples of 4, the
-// pointers 16-byte aligned): the optimizer is memory-bound, so wide accesses are its speed.
+// pointers 16-byte aligned, a 16-bit shadow's four values one 8-byte store): the optimizer is memory-bound, so wide
+// accesses are its speed.
 template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m, void* shadow, long n, long folded, float lr,
                                              float momentum, float dampening, float wd, int nesterov, const float* state) {
   if (state && state[1] != 0.f) return;
@@ -719,7 +720,11 @@ template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m,
     w.w = sgd_one(w.w, gg.w, &mm.w, f, mult, lr, momentum, dampening, wd, nesterov);
     ((float4*)p)[j] = w;
     if (momentum != 0.f && (!f || wd != 0.f)) ((float4*)m)[j] = mm;
-    if (shadow) { D::st(shadow, 4 * j, w.x); D::st(shadow, 4 * j + 1, w.y); D::st(shadow, 4 * j + 2, w.z); D::st(shadow, 4 * j + 3, w.w); }
+    if constexpr (sizeof(typename D::T) == 2) {
+      if (shadow) *(uint2*)((u16*)shadow + 4L * j) = make_uint2(pack2<D>(w.x, w.y), pack2<D>(w.z, w.w));
+    } else if (shadow) {
+      *(float4*)((float*)shadow + 4L * j) = w;
+    }
   }
 }
 INSTANTIATE(sgd4, (float* p, const float* g, float* m, void* shadow, long n, long folded, float lr, float momentum, float dampening, float wd,

@@ -80,7 +80,12 @@ extension Bench {
         result.precision = precision.rawValue
         // As torch_bench.py without --sync-each-step: the mean is wall time over steps.
         result.step_ms.mean = 1000 * m.seconds / Double(steps)
-        if json { try printJSON(result); return }
+        if json {
+            // The schedule the step took, for scripts that compare runs (scripts/gpu_ab.py); stdout stays one JSON object.
+            FileHandle.standardError.write(Data("layers: \(m.engine)\n".utf8))
+            try printJSON(result)
+            return
+        }
         print("\(result.model) on \(gpu.device.name) (\(precision.rawValue)\(graph ? ", graph" : "")): "
               + String(format: "%.1f samples/s, step mean %.3f ms, median %.3f ms, loss %.4f", result.samples_per_s, result.step_ms.mean, result.step_ms.median, result.loss))
     }
