@@ -3,14 +3,15 @@
 extension GPUTrainer {
     var usesSGD: Bool { if case .sgd = optimizer { true } else { false } }
 
-    /// Whether this step leaves the updates of every update group but the first (``GPUNetwork/updateGroups``) to the next
-    /// step, where they run on the side stream beside the forward of the layers before them (``Schedule/updatesDeferred``):
-    /// a layer's weights are not read again until its forward. SGD only (AdamW's bias correction counts steps), with nothing
-    /// global between the gradient and the update (no clipping, no loss scaling, no all-reduce).
+    /// How many update groups after the first (``GPUNetwork/updateGroups``) this step leaves to the next
+    /// (``Schedule/deferredGroups``): their updates run there on the side stream, beside the forward of the layers before
+    /// them, since a layer's weights are not read again until its forward. SGD only (AdamW's bias correction counts steps),
+    /// with nothing global between the gradient and the update (no clipping, no loss scaling, no all-reduce).
     ///
-    /// The same kernels on the same values as updating at the end of the step: the same weights, bit for bit, once
+    /// The same kernels on the same values as updating within the step: the same weights, bit for bit, once
     /// ``flushDeferredUpdates()`` has run, which everything that reads or replaces the weights does first.
-    var defersUpdates: Bool { schedule.updatesDeferred && !schedule.optimizerBeside && canDeferUpdates }
+    var deferredGroupCount: Int { canDeferUpdates ? min(schedule.deferredGroups, network.updateGroups.count - 1) : 0 }
+    var defersUpdates: Bool { deferredGroupCount > 0 }
     /// Whether this trainer could defer its updates under a schedule that asks for it (``defersUpdates``).
     var canDeferUpdates: Bool { usesSGD && clipNorm == 0 && precision != .fp16 && collective == nil && network.updateGroups.count > 1 }
 
@@ -32,19 +33,22 @@ extension GPUTrainer {
 
     /// Queues the updates the previous step left (with its optimizer and fold flag; this step's when none is known: they
     /// are skipped then) on the side stream, group by group, with a mark after each that ``beforeForward(group:)`` waits
-    /// for, then sets the skip flag. When this step defers none, applies any pending ones now instead.
+    /// for, then sets the skip flag. When this step defers none, or other groups than the step that left them, applies
+    /// the pending ones now instead (first).
     func launchDeferredUpdates() throws {
-        let groups = network.updateGroups
+        let k = deferredGroupCount
         deferredMarks = []
-        guard defersUpdates else { try flushDeferredUpdates(); return }
-        let (opt, folded) = pending ?? (optimizer, folds)
-        var marks = [StreamMark?](repeating: nil, count: groups.count)
+        deferredParameters = Set(network.updateGroups.dropFirst().prefix(k).joined())
+        if let p = pending, p.groups != k { try flushDeferredUpdates() }
+        guard k > 0 else { return }
+        let (opt, folded, _) = pending ?? (optimizer, folds, k)
+        var marks = [StreamMark?](repeating: nil, count: network.updateGroups.count)
         try gpu.onSideStream {
             if delaysDeferredUpdates { try gpu.launch("spin_wait", grid: (1, 1, 1), block: (1, 1, 1), [.long(1_000_000)]) }
-            for g in groups.indices.dropFirst() {
+            for g in 1...k {
                 try launchDeferredUpdate(group: g, optimizer: opt, folded: folded)
                 // Applied: the flag set before the last mark, which forward waits for before the step's end clears it.
-                if g == groups.count - 1 { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
+                if g == k { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
                 marks[g] = try gpu.mark(gpu.sideStream)
             }
         }
@@ -60,18 +64,33 @@ extension GPUTrainer {
         deferredMarks[g] = nil
     }
 
-    /// The end of a step that defers: the first group's updates (and those of parameters in no group) now; the rest pending.
+    /// The end of a step that defers, its updates not run beside backward: every parameter's but the deferred groups' now
+    /// (``nowRuns(deferring:)``), then ``leaveUpdatesPending()``.
     func launchUpdatesDeferring() throws {
-        for run in updateRuns.now { try launchOptimizer(from: run.lowerBound, count: run.count) }
+        for run in nowRuns(deferring: deferredGroupCount) { try launchOptimizer(from: run.lowerBound, count: run.count) }
+        try leaveUpdatesPending()
+    }
+
+    /// Marks the deferred groups' updates pending (the device's skip flag cleared, in stream order after this step's use).
+    func leaveUpdatesPending() throws {
         try gpu.fill(skipFlag, words: 1, pattern: 0)
-        pending = (optimizer, folds)
+        pending = (optimizer, folds, deferredGroupCount)
+    }
+
+    /// The flat runs of every parameter outside update groups 1 … k: those a step deferring k groups updates itself.
+    func nowRuns(deferring k: Int) -> [Range<Int>] {
+        if let known = updateRuns.now[k] { return known }
+        let later = Set(network.updateGroups.dropFirst().prefix(k).joined())
+        let runs = flatRuns(offsets.indices.filter { !later.contains($0) })
+        updateRuns.now[k] = runs
+        return runs
     }
 
     /// Applies the updates a step left pending, now, on the main stream: before the weights are read or replaced. Nothing
     /// when none can be pending.
     public func flushDeferredUpdates() throws {
-        guard let (opt, folded) = pending else { return }
-        for g in network.updateGroups.indices.dropFirst() { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
+        guard let (opt, folded, k) = pending else { return }
+        for g in 1...k { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
         try gpu.fill(skipFlag, words: 1, pattern: 0x3F80_0000)   // (1) 1.0 in fp32: nothing pending
         pending = nil
     }

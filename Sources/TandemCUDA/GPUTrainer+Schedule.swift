@@ -17,14 +17,19 @@ extension GPUTrainer {
         public var weightGradientsBeside: Bool
         /// Each parameter's optimizer update on the side stream as soon as backward is done with it.
         public var optimizerBeside: Bool
-        /// The updates of every layer but the first left to the next step, on the side stream beside the forward of the
-        /// layers before it (``GPUTrainer/defersUpdates``); not with ``optimizerBeside``.
-        public var updatesDeferred: Bool
+        /// How many update groups after the first (``GPUNetwork/updateGroups``, in forward order) leave their update to the
+        /// next step, where it runs on the side stream beside the forward of the layers before them (``GPUTrainer/defersUpdates``):
+        /// 0 none, ``everyGroup`` all. With ``optimizerBeside``, the groups not deferred are updated beside backward: deferring
+        /// the first few then takes the updates that would end the step (backward reaches the first layers last) off its tail.
+        public var deferredGroups: Int
+        /// ``deferredGroups`` for every group after the first.
+        public static let everyGroup = Int.max
+        public var updatesDeferred: Bool { deferredGroups > 0 }
 
-        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, updatesDeferred: Bool = false) {
+        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, deferredGroups: Int = 0) {
             self.weightGradientsBeside = weightGradientsBeside
             self.optimizerBeside = optimizerBeside
-            self.updatesDeferred = updatesDeferred && !optimizerBeside
+            self.deferredGroups = max(0, deferredGroups)
         }
 
         public var description: String {
@@ -34,13 +39,18 @@ extension GPUTrainer {
             case (false, true): "optimizer beside"
             case (true, true): "weight gradients and optimizer beside"
             }
-            return updatesDeferred ? streams + ", updates deferred into the next forward" : streams
+            switch deferredGroups {
+            case 0: return streams
+            case Self.everyGroup: return streams + ", updates deferred into the next forward"
+            case let k: return streams + ", \(k) update group\(k == 1 ? "" : "s") after the first deferred into the next forward"
+            }
         }
 
         /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM`, `TANDEM_OVERLAP_OPTIMIZER` and
         /// `TANDEM_DEFER_UPDATES` set to 0 or 1 fix their part; unset (or anything else), both ways are timed. Deferral
-        /// never goes with the optimizer beside (it leaves no update to defer): asked for both, the
-        /// optimizer beside wins.
+        /// defers every group when the optimizer waits for the end of backward, and the first group after the first
+        /// (the update that would otherwise end the step) when it runs beside backward (that one only with
+        /// `TANDEM_DEFER_UPDATES=1` until it has run on a GPU).
         static func allowed(environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
             func ways(_ name: String) -> [Bool] {
                 switch environment(name) {
@@ -53,7 +63,9 @@ extension GPUTrainer {
             for w in ways("TANDEM_GPU_WGRAD_STREAM") {
                 for o in ways("TANDEM_OVERLAP_OPTIMIZER") {
                     for d in ways("TANDEM_DEFER_UPDATES") {
-                        let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d)
+                        // Deferral beside the optimizer has not run on a GPU yet: only when asked for.
+                        if o && d && environment("TANDEM_DEFER_UPDATES") != "1" { continue }
+                        let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, deferredGroups: d ? (o ? 1 : Schedule.everyGroup) : 0)
                         if !schedules.contains(s) { schedules.append(s) }
                     }
                 }
@@ -72,7 +84,7 @@ extension GPUTrainer {
     func chooseSchedule() throws {
         // Deferral only where this trainer can defer.
         var candidates = Schedule.allowed().map {
-            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: $0.updatesDeferred && canDeferUpdates)
+            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, deferredGroups: canDeferUpdates ? $0.deferredGroups : 0)
         }
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
@@ -85,7 +97,7 @@ extension GPUTrainer {
         let besideUsed = sideHasWeightGradients, optimizerMovable = clipNorm == 0 && precision != .fp16
         candidates = candidates.map { Schedule(weightGradientsBeside: $0.weightGradientsBeside && besideUsed,
                                                optimizerBeside: $0.optimizerBeside && optimizerMovable,
-                                               updatesDeferred: $0.updatesDeferred) }
+                                               deferredGroups: $0.deferredGroups) }
         var uniqueCandidates: [Schedule] = []
         for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
         var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)

@@ -94,20 +94,19 @@ public final class GPUTrainer {
     private var graph: CUDAGraph?
     /// The optimizer and fold flag of updates a step left to the next (``defersUpdates``): nil when none is pending. Non-nil,
     /// they may be applied already (right after ``captureGraph()``, whose step has not run): the device's skip flag decides.
-    var pending: (optimizer: GPUOptimizer, folded: Bool)?
+    var pending: (optimizer: GPUOptimizer, folded: Bool, groups: Int)?
     /// The self-test's probe: the deferred updates start 1 ms late, so a forward that reads a group before waiting for it
     /// reads the old weights every time instead of by chance.
     var delaysDeferredUpdates = false
     /// `pending` after a replay of the captured step.
-    private var graphPending: (optimizer: GPUOptimizer, folded: Bool)?
+    private var graphPending: (optimizer: GPUOptimizer, folded: Bool, groups: Int)?
     /// Where the main stream waits for each update group's deferred update in the step being queued (nil: nothing to wait for).
     var deferredMarks: [StreamMark?] = []
-    /// The flat runs of each update group, and of the parameters updated at the end of a deferring step (the first group and
-    /// any in no group): fixed by the network, so worked out once.
-    lazy var updateRuns: (groups: [[Range<Int>]], now: [Range<Int>]) = {
-        let groups = network.updateGroups, later = Set(groups.dropFirst().joined())
-        return (groups.map { flatRuns($0) }, flatRuns(offsets.indices.filter { !later.contains($0) }))
-    }()
+    /// The flat runs of each update group, and, by the number of groups deferred, of the parameters a deferring step updates
+    /// itself (``nowRuns(deferring:)``): fixed by the network, so worked out once.
+    lazy var updateRuns: (groups: [[Range<Int>]], now: [Int: [Range<Int>]]) = (network.updateGroups.map { flatRuns($0) }, [:])
+    /// The parameters of the update groups the step being queued defers (backward hands them to no optimizer).
+    var deferredParameters: Set<Int> = []
     public let model: any Model
     public let workload: ReferenceModel
 
@@ -299,7 +298,7 @@ public final class GPUTrainer {
         }
         guard overlapsOptimizer else { return }
         try gpu.onSideStream {
-            for i in indices where !updated.contains(i) {
+            for i in indices where !updated.contains(i) && !deferredParameters.contains(i) {
                 try launchOptimizer(from: offsets[i], count: ends[i] - offsets[i])
                 updated.insert(i)
             }
@@ -370,11 +369,12 @@ public final class GPUTrainer {
         if updated.isEmpty {
             if defersUpdates { try launchUpdatesDeferring() } else { try launchOptimizer(from: 0, count: flatCount) }
         } else {
-            // The parameters backward did not hand over, then wait for the side stream.
-            for i in 0..<offsets.count where !updated.contains(i) {
+            // The parameters backward did not hand over (but those deferred), then wait for the side stream.
+            for i in 0..<offsets.count where !updated.contains(i) && !deferredParameters.contains(i) {
                 try launchOptimizer(from: offsets[i], count: ends[i] - offsets[i])
             }
             try gpu.joinSideStream()
+            if defersUpdates { try leaveUpdatesPending() }
         }
         try gpu.launch("finish_step", grid: (1, 1, 1), block: (32, 1, 1),
                        [statePtr, .int(precision == .fp16 ? 1 : 0), .float(Self.lossScaleInterval)])
