@@ -45,7 +45,7 @@ extension GPUTrainer {
         var marks = [StreamMark?](repeating: nil, count: network.updateGroups.count)
         try gpu.onSideStream {
             if delaysDeferredUpdates { try gpu.launch("spin_wait", grid: (1, 1, 1), block: (1, 1, 1), [.long(1_000_000)]) }
-            for g in 1...k {
+            for g in network.updateGroups.indices.dropFirst().prefix(k) {
                 try launchDeferredUpdate(group: g, optimizer: opt, folded: folded)
                 // Applied: the flag set before the last mark, which forward waits for before the step's end clears it.
                 if g == k { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
@@ -90,7 +90,7 @@ extension GPUTrainer {
     /// when none can be pending.
     public func flushDeferredUpdates() throws {
         guard let (opt, folded, k) = pending else { return }
-        for g in 1...k { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
+        for g in network.updateGroups.indices.dropFirst().prefix(k) { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
         try gpu.fill(skipFlag, words: 1, pattern: 0x3F80_0000)   // (1) 1.0 in fp32: nothing pending
         pending = nil
     }

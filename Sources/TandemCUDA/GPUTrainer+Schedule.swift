@@ -19,8 +19,9 @@ extension GPUTrainer {
         public var optimizerBeside: Bool
         /// How many update groups after the first (``GPUNetwork/updateGroups``, in forward order) leave their update to the
         /// next step, where it runs on the side stream beside the forward of the layers before them (``GPUTrainer/defersUpdates``):
-        /// 0 none, ``everyGroup`` all. With ``optimizerBeside``, the groups not deferred are updated beside backward: deferring
-        /// the first few then takes the updates that would end the step (backward reaches the first layers last) off its tail.
+        /// 0 none, ``everyGroup`` all. With ``optimizerBeside``, the parameters backward hands over are updated beside it and the
+        /// rest at the end of the step, but for the deferred groups: deferring the first few then takes the updates that would
+        /// end the step (backward reaches the first layers last) off its tail.
         public var deferredGroups: Int
         /// ``deferredGroups`` for every group after the first.
         public static let everyGroup = Int.max

@@ -92,8 +92,9 @@ public final class GPUTrainer {
     /// How ``schedule`` was chosen, for ``engine``.
     var scheduleNote = ""
     private var graph: CUDAGraph?
-    /// The optimizer and fold flag of updates a step left to the next (``defersUpdates``): nil when none is pending. Non-nil,
-    /// they may be applied already (right after ``captureGraph()``, whose step has not run): the device's skip flag decides.
+    /// The optimizer, fold flag and number of deferred groups of updates a step left to the next (``defersUpdates``): nil when
+    /// none is pending. Non-nil, they may be applied already (right after ``captureGraph()``, whose step has not run): the
+    /// device's skip flag decides.
     var pending: (optimizer: GPUOptimizer, folded: Bool, groups: Int)?
     /// The self-test's probe: the deferred updates start 1 ms late, so a forward that reads a group before waiting for it
     /// reads the old weights every time instead of by chance.
@@ -296,9 +297,10 @@ public final class GPUTrainer {
             finished.formUnion(indices)
             try startBucketIfReady()
         }
-        guard overlapsOptimizer else { return }
+        let handed = indices.filter { !updated.contains($0) && !deferredParameters.contains($0) }
+        guard overlapsOptimizer, !handed.isEmpty else { return }
         try gpu.onSideStream {
-            for i in indices where !updated.contains(i) && !deferredParameters.contains(i) {
+            for i in handed {
                 try launchOptimizer(from: offsets[i], count: ends[i] - offsets[i])
                 updated.insert(i)
             }
@@ -811,8 +813,8 @@ protocol GPUNetwork {
     func prepare(_ t: GPUTrainer) throws
     /// How the network computes its layers, for `--profile` and the self-test ("cuDNN …", "im2col + cuBLAS").
     var engine: String { get }
-    /// The parameters in the order forward first reads them, in groups (one a layer): a step may leave the updates of every
-    /// group but the first to the next step (``GPUTrainer/defersUpdates``), and forward then calls
+    /// The parameters in the order forward first reads them, in groups (one a layer): a step may leave the updates of the
+    /// first k groups after the first to the next step (``GPUTrainer/defersUpdates``), and forward then calls
     /// ``GPUTrainer/beforeForward(group:)`` before it first reads each group. Empty: no deferral.
     var updateGroups: [[Int]] { get }
 }

@@ -180,45 +180,56 @@ extension GPUSelfTest {
 
     // MARK: - Updates deferred into the next step's forward
 
-    /// Each layer's update left to the next step's forward (``GPUTrainer/defersUpdates``) against every update at the end of
-    /// its step: three SGD steps (momentum, weight decay), the learning rate changed before every step and before the
-    /// capture; eager with the weights read (a flush) between the second and third step, and with the last two
-    /// graph-captured. The deferred updates start 1 ms late (``GPUTrainer/delaysDeferredUpdates``), so a forward that read a
-    /// group before waiting for it would read old weights every time. The same kernels on the same values: the same
-    /// weights once the pending updates are flushed (bit for bit, but for gpt's token-embedding atomics).
+    /// Updates left to the next step's forward (``GPUTrainer/defersUpdates``) against every update at the end of its step:
+    /// every group deferred; the optimizer beside backward with the first group after the first deferred (weight gradients
+    /// beside and not); and, eager only, the schedule switched between steps (every group, one, none: pending updates of
+    /// other groups are applied first). Three SGD steps (momentum, weight decay), the learning rate changed before every
+    /// step and before the capture; eager with the weights read (a flush) between the second and third step, and with the
+    /// last two graph-captured. The deferred updates start 1 ms late (``GPUTrainer/delaysDeferredUpdates``), so a forward
+    /// that read a group before waiting for it would read old weights every time. The same kernels on the same values:
+    /// the same weights once the pending updates are flushed (bit for bit, but for gpt's token-embedding atomics).
     func deferralCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
+        typealias Schedule = GPUTrainer.Schedule
         let batchSize = Self.testBatch(w)
         var g = SeededGenerator(seed: 11)
         let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
         let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0.01, nesterov: false)
-        // At the end of the step; every group deferred; the optimizer beside backward with the first group after the first deferred.
-        let schedules: [GPUTrainer.Schedule] = [.init(weightGradientsBeside: true, optimizerBeside: false),
-                                                .init(weightGradientsBeside: true, optimizerBeside: false, deferredGroups: GPUTrainer.Schedule.everyGroup),
-                                                .init(weightGradientsBeside: true, optimizerBeside: true, deferredGroups: 1)]
+        let end = Schedule(weightGradientsBeside: true, optimizerBeside: false)
+        let every = Schedule(weightGradientsBeside: true, optimizerBeside: false, deferredGroups: Schedule.everyGroup)
+        let one = Schedule(weightGradientsBeside: true, optimizerBeside: true, deferredGroups: 1)
+        let oneMain = Schedule(weightGradientsBeside: false, optimizerBeside: true, deferredGroups: 1)
+        // A name and the schedule of each of the three steps; the first is the reference.
+        let variants: [(String, [Schedule])] = [("at the end of the step", [end, end, end]),
+                                                ("updates deferred into the next forward", [every, every, every]),
+                                                ("optimizer beside, one group deferred", [one, one, one]),
+                                                ("optimizer beside, one group deferred, weight gradients on the main stream", [oneMain, oneMain, oneMain]),
+                                                ("schedule switched between steps (every group, one, none)", [every, one, end])]
         for graphed in [false, true] {
             var weights: [[Float]] = [], deferred: [Bool] = [], losses: [[Float]] = []
-            for schedule in schedules {
+            let run = graphed ? Array(variants.prefix(4)) : variants   // a captured step keeps its schedule
+            for (_, steps) in run {
                 let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
-                trainer.schedule = schedule
                 trainer.delaysDeferredUpdates = true
-                var l: [Float] = []
+                var l: [Float] = [], any = false
                 for (i, b) in batches.enumerated() {
+                    trainer.schedule = steps[i]
+                    any = any || trainer.defersUpdates
                     trainer.setLearningRate(0.01 * Float(i + 1))
                     try trainer.load(b); try trainer.step(); l.append(try trainer.loss())
                     if graphed && i == 0 { trainer.setLearningRate(0.015); try trainer.captureGraph() }
                     if !graphed && i == 1 { _ = try trainer.downloadParameters() }
                 }
-                deferred.append(trainer.defersUpdates)
+                deferred.append(any)
                 let values = try trainer.downloadParameters()
                 weights.append(trainer.names.flatMap { values[$0]! })
                 losses.append(l)
             }
             let how = graphed ? "graph" : "eager, weights read between steps"
-            for (i, what) in [(1, "updates deferred into the next forward"), (2, "optimizer beside, one group deferred")] {
-                record("\(w.rawValue) \(what) vs at the end of the step (\(how)): weights after 3 steps", p.rawValue,
-                       deferred == [false, true, true] && (w == .gpt || losses[0] == losses[i]) ? Self.relativeError(weights[i], weights[0]) : 1,
+            for i in run.indices.dropFirst() {
+                record("\(w.rawValue) \(run[i].0) vs at the end of the step (\(how)): weights after 3 steps", p.rawValue,
+                       !deferred[0] && deferred[i] && (w == .gpt || losses[0] == losses[i]) ? Self.relativeError(weights[i], weights[0]) : 1,
                        w == .gpt ? 1e-5 : 0,
-                       note: "deferred \(deferred); losses \(losses[0]) and \(losses[i])")
+                       note: "deferred \(deferred[i]); losses \(losses[0]) and \(losses[i])")
             }
         }
     }
