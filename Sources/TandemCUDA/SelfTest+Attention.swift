@@ -73,6 +73,20 @@ extension GPUSelfTest {
             let rows = (0..<N).flatMap { r in (0..<C).map { (r * 3 + part) * C + $0 } }
             record("flash attention backward \(name) \(shape)", p.rawValue, Self.relativeError(rows.map { g[$0] }, rows.map { gRef[$0] }), tol)
         }
-        for ptr in [dqkv, ddOut, out, lse, rowDots, grad] { gpu.free(ptr) }
+        // The same backward summing qkv's bias gradient beside: dqkv the same bits, the sums those of its columns (of the
+        // values before rounding: within the activation type's precision of the rounded ones).
+        let tiles = (T + FlashAttention.tile - 1) / FlashAttention.tile, partialFloats = B * tiles * 3 * C, ticketWords = 3 * H * 64
+        let grad2 = try gpu.allocate(bytes: p.bytes * 3 * N * C, category: .workspace), dbias = try gpu.allocate(bytes: 4 * 3 * C, category: .workspace)
+        let partial = try gpu.allocate(bytes: 4 * partialFloats, category: .workspace), tickets = try gpu.allocate(bytes: 4 * ticketWords, category: .workspace)
+        try gpu.fill(tickets, words: ticketWords, pattern: 0)
+        try FlashAttention.backward(gpu, p, qkv: dqkv, out: out, dOut: ddOut, lse: lse, rowDots: rowDots, dqkv: grad2, B: B, T: T, H: H, scale: scale,
+                                    biasGradient: .init(out: dbias, partial: partial, partialFloats: partialFloats, tickets: tickets, ticketWords: ticketWords))
+        let g2 = try host(grad2, 3 * N * C, p)
+        let sums = (0..<3 * C).map { c in (0..<N).reduce(0.0) { $0 + Double(g[$1 * 3 * C + c]) } }
+        record("flash attention backward with the bias gradient: dqkv unchanged \(shape)", p.rawValue, Self.relativeError(g2, g.map(Double.init)), 0)
+        record("flash attention backward: qkv's bias gradient \(shape)", p.rawValue,
+               Self.relativeError(try gpu.downloadFloats(dbias, count: 3 * C), sums), tol)
+        record("flash attention backward: bias-gradient ticket reset \(shape)", p.rawValue, try ticketsLeft(tickets, count: ticketWords), 0)
+        for ptr in [dqkv, ddOut, out, lse, rowDots, grad, grad2, dbias, partial, tickets] { gpu.free(ptr) }
     }
 }
