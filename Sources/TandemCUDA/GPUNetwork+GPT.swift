@@ -38,7 +38,8 @@ final class GPTNetwork: GPUNetwork {
     /// The head's logits, loss and input gradient dNarrow in two halves of the rows, so that the memory-bound loss runs
     /// beside GEMMs: the second half's logits GEMM on the main stream beside the first half's loss and dNarrow GEMM on the
     /// side stream, then the second half's loss and dNarrow GEMM; the main stream waits for the side's half, and the mean
-    /// loss is taken over both. The same kernels on the same values as one pass (the gradient scaled by 1/N in both).
+    /// loss is taken over both. Equal to one pass within rounding: the gradient is scaled by 1/N in both halves, but the
+    /// half-height GEMMs may take other algorithms and the mean adds the losses in another order.
     func headForwardInHalves(_ t: GPUTrainer, wHead: Int) throws {
         let N = B * T, R = N / 2, e = precision.bytes, gpu = t.gpu
         let head = t.operand(wHead), bias = t.weight(wHead + 1)
@@ -322,6 +323,7 @@ final class GPTNetwork: GPUNetwork {
             // dNarrow: the gradient of the merged heads; attention's backward leaves qkv's in dQKV.
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: midCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
             let biasInAttention = fusedAttention && Self.biasInAttention
+                && FlashAttention.biasGradientFits(B: B, T: T, H: H, partialFloats: GPUTrainer.scratchFloats, ticketWords: GPUTrainer.ticketCount)
             if fusedAttention {
                 try t.beforeOverwriting(readers.qkv)
                 let bias = biasInAttention ? FlashAttention.BiasGradient(out: t.gradient(wIn + 1), partial: t.scratch, partialFloats: GPUTrainer.scratchFloats,

@@ -484,6 +484,13 @@ enum FlashAttention {
                        [.pointer(qkv), .pointer(out), .pointer(lse), .int(Int32(T)), .int(Int32(H)), .float(scale)])
     }
 
+    /// Whether ``backward`` can sum qkv's bias gradient for this shape in `partialFloats` floats of partial sums and
+    /// `ticketWords` tickets.
+    static func biasGradientFits(B: Int, T: Int, H: Int, partialFloats: Int, ticketWords: Int) -> Bool {
+        let parts = B * ((T + tile - 1) / tile)
+        return parts * 3 * H * headSize <= partialFloats && 3 * H * GPUTrainer.ticketsNeeded(parts: parts) <= ticketWords
+    }
+
     /// Where `backward` writes qkv's bias gradient (the column sums of `dqkv`, fp32 `[3·H·64]`, written over), with its
     /// scratch: `partialFloats` floats of partial sums and `ticketWords` zeroed ticket counters (left zeroed).
     struct BiasGradient { let out: DevicePointer, partial: DevicePointer, partialFloats: Int, tickets: DevicePointer, ticketWords: Int }
@@ -506,7 +513,7 @@ enum FlashAttention {
         }
         // One partial row a (batch, tile) pair; tickets for each head and kind (q, k, v).
         let parts = B * tiles, perHead = GPUTrainer.ticketsNeeded(parts: parts)
-        guard parts * 3 * H * headSize <= bias.partialFloats, 3 * H * perHead <= bias.ticketWords else {
+        guard biasGradientFits(B: B, T: T, H: H, partialFloats: bias.partialFloats, ticketWords: bias.ticketWords) else {
             throw CUDAError.unsupported("fused attention's bias gradient over B·⌈T/64⌉ = \(parts) rows of \(3 * H * headSize) needs more than "
                                         + "\(bias.partialFloats) floats of partial sums or \(bias.ticketWords) tickets")
         }
