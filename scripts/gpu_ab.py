@@ -6,7 +6,7 @@ median and its ratio to the first variant's.
     python3 scripts/gpu_ab.py --model gpt --precision bf16 \\
         new=.gpu/tandem base=.gpu/tandem-base \\
         'defer=.gpu/tandem:TANDEM_DEFER_UPDATES=1,TANDEM_OVERLAP_OPTIMIZER=0' \\
-        'rows2=.gpu/tandem:TANDEM_KERNEL_DEFINES=LNB_ROWS=2'
+        'blocks2=.gpu/tandem:TANDEM_KERNEL_DEFINES=FA_BWD_BLOCKS=2'
 
 A variant is LABEL=BINARY[:NAME=VALUE,NAME=VALUE…] (a value may hold '=', not ','). Each run is
 `BINARY bench --device cuda --model M --precision P --batch B --graph --steps S --warmup W --json`; its step mean comes

@@ -157,7 +157,7 @@ public final class CUDAContext {
                 && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
             guard identifier else {
                 throw CUDAError.unsupported("TANDEM_KERNEL_DEFINES: '\(token)' is not NAME or NAME=VALUE with NAME a C identifier "
-                                            + "(for example \"LNB_ROWS=2 FA_BWD_BLOCKS=4\")")
+                                            + "(for example \"FA_BWD_BLOCKS=2\")")
             }
             return "-D\(token)"
         }

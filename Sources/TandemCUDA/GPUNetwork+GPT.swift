@@ -34,38 +34,6 @@ final class GPTNetwork: GPUNetwork {
     /// `TANDEM_GPT_HEAD_HALVES=1`: the head in two halves of the rows on two streams (``headForwardInHalves(_:wHead:)``; not
     /// yet run on a GPU: off by default).
     static let headInHalves = getenv("TANDEM_GPT_HEAD_HALVES").map { String(cString: $0) == "1" } ?? false
-
-    /// The head's logits, loss and input gradient dNarrow in two halves of the rows, so that the memory-bound loss runs
-    /// beside GEMMs: the second half's logits GEMM on the main stream beside the first half's loss and dNarrow GEMM on the
-    /// side stream, then the second half's loss and dNarrow GEMM; the main stream waits for the side's half, and the mean
-    /// loss is taken over both. Equal to one pass within rounding: the gradient is scaled by 1/N in both halves, but the
-    /// half-height GEMMs may take other algorithms and the mean adds the losses in another order.
-    func headForwardInHalves(_ t: GPUTrainer, wHead: Int) throws {
-        let N = B * T, R = N / 2, e = precision.bytes, gpu = t.gpu
-        let head = t.operand(wHead), bias = t.weight(wHead + 1)
-        func logitsGEMM(_ first: Int) throws {
-            try t.gemm(transA: false, transB: true, m: R, n: V, k: C, a: lnFinal + DevicePointer(e * first * C), lda: C, b: head, ldb: C,
-                       c: logits + DevicePointer(e * first * V), ldc: V)
-        }
-        // Loss and its gradient in place over the logits (the output bias added on the fly), then dNarrow = dlogits · W.
-        func lossAndInputGradient(_ first: Int) throws {
-            let rows = logits + DevicePointer(e * first * V)
-            try t.crossEntropy(logits: rows, bias: bias, labels: io.targets + DevicePointer(4 * first), dlogits: rows,
-                               losses: losses + DevicePointer(4 * first), rows: R, cols: V, meanOver: N)
-            try t.gemm(transA: false, transB: false, m: R, n: C, k: V, a: rows, lda: V, b: head, ldb: C, c: dNarrow + DevicePointer(e * first * C), ldc: C)
-        }
-        try logitsGEMM(0)
-        let firstHalf = try gpu.mark(gpu.stream)
-        try logitsGEMM(R)
-        try gpu.onSideStream(waitForMain: false) {
-            try gpu.wait(gpu.sideStream, for: firstHalf)
-            try lossAndInputGradient(0)
-        }
-        let sideHalf = try gpu.mark(gpu.sideStream)
-        try lossAndInputGradient(R)
-        try gpu.wait(gpu.stream, for: sideHalf)
-        try t.meanLoss(losses: losses, rows: N)
-    }
     /// `TANDEM_ATTENTION_BIAS_GRAD=1`: the fused attention backward sums qkv's bias gradient beside dqkv, and qkv's weight
     /// gradient is a plain GEMM (not yet run on a GPU: off by default; else cuBLASLt's bias-gradient epilogue).
     static let biasInAttention = getenv("TANDEM_ATTENTION_BIAS_GRAD").map { String(cString: $0) == "1" } ?? false
@@ -158,6 +126,38 @@ final class GPTNetwork: GPUNetwork {
         func block(_ l: Int) -> [Int] { names.indices.filter { names[$0].hasPrefix("blocks.\(l).") } }
         let head = ["ln.weight", "ln.bias", "out.weight", "out.bias"].compactMap { index[$0] }
         return [["emb.weight", "pos"].compactMap { index[$0] } + block(0)] + (1..<max(L, 1)).map(block) + [head]
+    }
+
+    /// The head's logits, loss and input gradient dNarrow in two halves of the rows, so that the memory-bound loss runs
+    /// beside GEMMs: the second half's logits GEMM on the main stream beside the first half's loss and dNarrow GEMM on the
+    /// side stream, then the second half's loss and dNarrow GEMM; the main stream waits for the side's half, and the mean
+    /// loss is taken over both. Equal to one pass within rounding: the gradient is scaled by 1/N in both halves, but the
+    /// half-height GEMMs may take other algorithms and the mean adds the losses in another order.
+    func headForwardInHalves(_ t: GPUTrainer, wHead: Int) throws {
+        let N = B * T, R = N / 2, e = precision.bytes, gpu = t.gpu
+        let head = t.operand(wHead), bias = t.weight(wHead + 1)
+        func logitsGEMM(_ first: Int) throws {
+            try t.gemm(transA: false, transB: true, m: R, n: V, k: C, a: lnFinal + DevicePointer(e * first * C), lda: C, b: head, ldb: C,
+                       c: logits + DevicePointer(e * first * V), ldc: V)
+        }
+        // Loss and its gradient in place over the logits (the output bias added on the fly), then dNarrow = dlogits · W.
+        func lossAndInputGradient(_ first: Int) throws {
+            let rows = logits + DevicePointer(e * first * V)
+            try t.crossEntropy(logits: rows, bias: bias, labels: io.targets + DevicePointer(4 * first), dlogits: rows,
+                               losses: losses + DevicePointer(4 * first), rows: R, cols: V, meanOver: N)
+            try t.gemm(transA: false, transB: false, m: R, n: C, k: V, a: rows, lda: V, b: head, ldb: C, c: dNarrow + DevicePointer(e * first * C), ldc: C)
+        }
+        try logitsGEMM(0)
+        let firstHalf = try gpu.mark(gpu.stream)
+        try logitsGEMM(R)
+        try gpu.onSideStream(waitForMain: false) {
+            try gpu.wait(gpu.sideStream, for: firstHalf)
+            try lossAndInputGradient(0)
+        }
+        let sideHalf = try gpu.mark(gpu.sideStream)
+        try lossAndInputGradient(R)
+        try gpu.wait(gpu.stream, for: sideHalf)
+        try t.meanLoss(losses: losses, rows: N)
     }
 
     var engine: String { fusedAttention ? "Tandem kernels (fused attention) + cuBLAS" : "Tandem kernels + cuBLAS" }

@@ -22,7 +22,7 @@ extension GPUTrainer {
     var deferredState: DevicePointer { state + 32 }
     var skipFlag: DevicePointer { state + 36 }
 
-    /// Parameters `indices` as runs of the flat buffers, touching slices merged: one update launch a run (``updateRuns``).
+    /// Parameters `indices` as runs of the flat buffers, touching slices merged: one update launch a run (``groupRuns``).
     func flatRuns(_ indices: some Sequence<Int>) -> [Range<Int>] {
         var runs: [Range<Int>] = []
         for i in indices.sorted(by: { offsets[$0] < offsets[$1] }) {
@@ -38,14 +38,14 @@ extension GPUTrainer {
     func launchDeferredUpdates() throws {
         let k = deferredGroupCount
         deferredMarks = []
-        deferredParameters = Set(network.updateGroups.dropFirst().prefix(k).joined())
+        deferredParameters = deferralPlan(k).parameters
         if let p = pending, p.groups != k { try flushDeferredUpdates() }
         guard k > 0 else { return }
         let (opt, folded, _) = pending ?? (optimizer, folds, k)
         var marks = [StreamMark?](repeating: nil, count: network.updateGroups.count)
         try gpu.onSideStream {
             if delaysDeferredUpdates { try gpu.launch("spin_wait", grid: (1, 1, 1), block: (1, 1, 1), [.long(1_000_000)]) }
-            for g in network.updateGroups.indices.dropFirst().prefix(k) {
+            for g in deferredGroups(k) {
                 try launchDeferredUpdate(group: g, optimizer: opt, folded: folded)
                 // Applied: the flag set before the last mark, which forward waits for before the step's end clears it.
                 if g == k { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
@@ -65,9 +65,9 @@ extension GPUTrainer {
     }
 
     /// The end of a step that defers, its updates not run beside backward: every parameter's but the deferred groups' now
-    /// (``nowRuns(deferring:)``), then ``leaveUpdatesPending()``.
+    /// (``deferralPlan(_:)``), then ``leaveUpdatesPending()``.
     func launchUpdatesDeferring() throws {
-        for run in nowRuns(deferring: deferredGroupCount) { try launchOptimizer(from: run.lowerBound, count: run.count) }
+        for run in deferralPlan(deferredGroupCount).nowRuns { try launchOptimizer(from: run.lowerBound, count: run.count) }
         try leaveUpdatesPending()
     }
 
@@ -77,26 +77,29 @@ extension GPUTrainer {
         pending = (optimizer, folds, deferredGroupCount)
     }
 
-    /// The flat runs of every parameter outside update groups 1 … k: those a step deferring k groups updates itself.
-    func nowRuns(deferring k: Int) -> [Range<Int>] {
-        if let known = updateRuns.now[k] { return known }
-        let later = Set(network.updateGroups.dropFirst().prefix(k).joined())
-        let runs = flatRuns(offsets.indices.filter { !later.contains($0) })
-        updateRuns.now[k] = runs
-        return runs
+    /// Update groups 1 … k, those a step deferring k groups leaves to the next.
+    func deferredGroups(_ k: Int) -> Range<Int> { 1..<(1 + max(0, min(k, network.updateGroups.count - 1))) }
+
+    /// For a step deferring k groups: their parameters, and the flat runs of every other parameter (those it updates itself).
+    func deferralPlan(_ k: Int) -> (parameters: Set<Int>, nowRuns: [Range<Int>]) {
+        if let known = deferralPlans[k] { return known }
+        let parameters = Set(deferredGroups(k).flatMap { network.updateGroups[$0] })
+        let plan = (parameters: parameters, nowRuns: flatRuns(offsets.indices.filter { !parameters.contains($0) }))
+        deferralPlans[k] = plan
+        return plan
     }
 
     /// Applies the updates a step left pending, now, on the main stream: before the weights are read or replaced. Nothing
     /// when none can be pending.
     public func flushDeferredUpdates() throws {
         guard let (opt, folded, k) = pending else { return }
-        for g in network.updateGroups.indices.dropFirst().prefix(k) { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
+        for g in deferredGroups(k) { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
         try gpu.fill(skipFlag, words: 1, pattern: 0x3F80_0000)   // (1) 1.0 in fp32: nothing pending
         pending = nil
     }
 
     /// Update group `g`'s deferred update on the current stream, with the optimizer and fold flag of the step that left it.
     func launchDeferredUpdate(group g: Int, optimizer opt: GPUOptimizer, folded: Bool) throws {
-        for run in updateRuns.groups[g] { try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState) }
+        for run in groupRuns[g] { try launchOptimizer(from: run.lowerBound, count: run.count, optimizer: opt, folded: folded, state: deferredState) }
     }
 }

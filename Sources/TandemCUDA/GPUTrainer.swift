@@ -103,9 +103,10 @@ public final class GPUTrainer {
     private var graphPending: (optimizer: GPUOptimizer, folded: Bool, groups: Int)?
     /// Where the main stream waits for each update group's deferred update in the step being queued (nil: nothing to wait for).
     var deferredMarks: [StreamMark?] = []
-    /// The flat runs of each update group, and, by the number of groups deferred, of the parameters a deferring step updates
-    /// itself (``nowRuns(deferring:)``): fixed by the network, so worked out once.
-    lazy var updateRuns: (groups: [[Range<Int>]], now: [Int: [Range<Int>]]) = (network.updateGroups.map { flatRuns($0) }, [:])
+    /// The flat runs of each update group: fixed by the network, so worked out once.
+    lazy var groupRuns: [[Range<Int>]] = network.updateGroups.map { flatRuns($0) }
+    /// ``deferralPlan(_:)`` by the number of groups deferred, worked out once each.
+    var deferralPlans: [Int: (parameters: Set<Int>, nowRuns: [Range<Int>])] = [:]
     /// The parameters of the update groups the step being queued defers (backward hands them to no optimizer).
     var deferredParameters: Set<Int> = []
     public let model: any Model

@@ -907,11 +907,6 @@ INSTANTIATE(residual_layernorm_fwd, (const float* x, const void* y, const float*
 // layernorm_bwd_finish adds the blocks' rows in a separate launch, which need not hold up the next GEMM.
 // Deterministic, no atomics. LNB_WARPS warps a block, cols ≤ 512 (a multiple of 4).
 constexpr int LNB_WARPS = 8;
-// Rows a warp holds at once (1 or 2), and its blocks a multiprocessor (the registers that takes).
-#ifndef LNB_ROWS
-#define LNB_ROWS 1
-#endif
-#define LNB_BLOCKS (LNB_ROWS == 1 ? 3 : 2)
 template <class D> __device__ void layernorm_bwd_impl(const void* dy, const float* x, const float* w, const float* mean,
                                                       const float* rstd, float* dx, void* dxCast, float* partial, int rows,
                                                       int cols, int accumulate, int sums) {
@@ -927,70 +922,53 @@ template <class D> __device__ void layernorm_bwd_impl(const void* dy, const floa
 #pragma unroll
     for (int part = 0; part < 3; part++) *(float4*)&mine[part][i] = zero;
   }
-  // LNB_ROWS of the warp's rows at a time, every load of them before the first store (dx is written in place, so the
-  // compiler may not move a later row's loads above a store); the rows are still added into shared memory in order.
-  constexpr int R = LNB_ROWS;
-  const int step = gridDim.x * LNB_WARPS;
-  for (int first = blockIdx.x * LNB_WARPS + warp; first < rows; first += R * step) {
-    float4 dv[R][4], xv[R][4], ov[R][4];
-    float mu[R], r[R], s1[R], s2[R];
+  // The row's loads first (dx is written in place, so the compiler may not move a load above a store), its mean and
+  // rstd after them.
+  for (int row = blockIdx.x * LNB_WARPS + warp; row < rows; row += gridDim.x * LNB_WARPS) {
+    const long base = (long)row * cols;
+    float4 dv[4], xv[4], ov[4];
 #pragma unroll
-    for (int u = 0; u < R; u++) {
-      const int row = first + u * step;
-      const long base = (long)row * cols;
-      mu[u] = r[u] = 0.f;
-#pragma unroll
-      for (int k = 0; k < 4; k++) {
-        int i = 4 * (lane + 32 * k);
-        dv[u][k] = xv[u][k] = ov[u][k] = zero;
-        if (row < rows && i < cols) {
-          dv[u][k] = Quad<D>::ld(dy, base + i); xv[u][k] = Quad<F32>::ld(x, base + i);
-          if (accumulate) ov[u][k] = Quad<F32>::ld(dx, base + i);
-        }
+    for (int k = 0; k < 4; k++) {
+      int i = 4 * (lane + 32 * k);
+      dv[k] = xv[k] = ov[k] = zero;
+      if (i < cols) {
+        dv[k] = Quad<D>::ld(dy, base + i); xv[k] = Quad<F32>::ld(x, base + i);
+        if (accumulate) ov[k] = Quad<F32>::ld(dx, base + i);
       }
-      if (row < rows) { mu[u] = mean[row]; r[u] = rstd[row]; }
     }
+    const float mu = mean[row], r = rstd[row];
+    float s1 = 0.f, s2 = 0.f;
 #pragma unroll
-    for (int u = 0; u < R; u++) {
-      s1[u] = s2[u] = 0.f;
+    for (int k = 0; k < 4; k++) {
 #pragma unroll
-      for (int k = 0; k < 4; k++) {
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          float g = q_at(dv[u][k], j) * q_at(wv[k], j);
-          s1[u] += g; s2[u] += g * ((q_at(xv[u][k], j) - mu[u]) * r[u]);
-        }
+      for (int j = 0; j < 4; j++) {
+        float g = q_at(dv[k], j) * q_at(wv[k], j);
+        s1 += g; s2 += g * ((q_at(xv[k], j) - mu) * r);
       }
-      s1[u] = warp_sum(s1[u]) / cols;
-      s2[u] = warp_sum(s2[u]) / cols;
     }
+    s1 = warp_sum(s1) / cols;
+    s2 = warp_sum(s2) / cols;
 #pragma unroll
-    for (int u = 0; u < R; u++) {
-      const int row = first + u * step;
-      if (row >= rows) break;
-      const long base = (long)row * cols;
+    for (int k = 0; k < 4; k++) {
+      int i = 4 * (lane + 32 * k);
+      if (i >= cols) continue;
+      float out[4], gw[4], gb[4];
 #pragma unroll
-      for (int k = 0; k < 4; k++) {
-        int i = 4 * (lane + 32 * k);
-        if (i >= cols) continue;
-        float out[4], gw[4], gb[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-          float gy = q_at(dv[u][k], j), xh = (q_at(xv[u][k], j) - mu[u]) * r[u];
-          out[j] = r[u] * (gy * q_at(wv[k], j) - s1[u] - xh * s2[u]);
-          if (accumulate) out[j] = q_at(ov[u][k], j) + out[j];
-          gw[j] = gy * xh; gb[j] = gy;
-        }
-        float4 o = make_float4(out[0], out[1], out[2], out[3]);
-        Quad<F32>::st(dx, base + i, o);
-        if (dxCast) Quad<D>::st(dxCast, base + i, o);
-        float4* aw = (float4*)&mine[0][i], * ab = (float4*)&mine[1][i];
-        *aw = make_float4(aw->x + gw[0], aw->y + gw[1], aw->z + gw[2], aw->w + gw[3]);
-        *ab = make_float4(ab->x + gb[0], ab->y + gb[1], ab->z + gb[2], ab->w + gb[3]);
-        if (sums) {
-          float4* as = (float4*)&mine[2][i];
-          *as = make_float4(as->x + o.x, as->y + o.y, as->z + o.z, as->w + o.w);
-        }
+      for (int j = 0; j < 4; j++) {
+        float gy = q_at(dv[k], j), xh = (q_at(xv[k], j) - mu) * r;
+        out[j] = r * (gy * q_at(wv[k], j) - s1 - xh * s2);
+        if (accumulate) out[j] = q_at(ov[k], j) + out[j];
+        gw[j] = gy * xh; gb[j] = gy;
+      }
+      float4 o = make_float4(out[0], out[1], out[2], out[3]);
+      Quad<F32>::st(dx, base + i, o);
+      if (dxCast) Quad<D>::st(dxCast, base + i, o);
+      float4* aw = (float4*)&mine[0][i], * ab = (float4*)&mine[1][i];
+      *aw = make_float4(aw->x + gw[0], aw->y + gw[1], aw->z + gw[2], aw->w + gw[3]);
+      *ab = make_float4(ab->x + gb[0], ab->y + gb[1], ab->z + gb[2], ab->w + gb[3]);
+      if (sums) {
+        float4* as = (float4*)&mine[2][i];
+        *as = make_float4(as->x + o.x, as->y + o.y, as->z + o.z, as->w + o.w);
       }
     }
   }
@@ -1005,7 +983,7 @@ template <class D> __device__ void layernorm_bwd_impl(const void* dy, const floa
     mineRow[c] = t;
   }
 }
-INSTANTIATE_BOUNDED(layernorm_bwd, (32 * LNB_WARPS, LNB_BLOCKS), (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* partial, int rows, int cols, int accumulate, int sums),
+INSTANTIATE_BOUNDED(layernorm_bwd, (32 * LNB_WARPS, 3), (const void* dy, const float* x, const float* w, const float* mean, const float* rstd, float* dx, void* dxCast, float* partial, int rows, int cols, int accumulate, int sums),
                     (dy, x, w, mean, rstd, dx, dxCast, partial, rows, cols, accumulate, sums))
 
 // The column sums layernorm_bwd left as `chunks` rows of partial sums [dw | db | ds] (ds when not null), written over
