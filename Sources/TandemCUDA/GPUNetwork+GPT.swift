@@ -31,9 +31,6 @@ final class GPTNetwork: GPUNetwork {
     /// The weights whose gradient is one GEMM's output (``GPUTrainer/weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``),
     /// by the end of their names.
     static let gemmWeights = [".att.in_proj_weight", ".att.out_proj.weight", ".mlp.0.weight", ".mlp.2.weight", "out.weight"]
-    /// `TANDEM_GPT_HEAD_HALVES=1`: the head in two halves of the rows on two streams (``headForwardInHalves(_:wHead:)``; not
-    /// yet run on a GPU: off by default).
-    static let headInHalves = getenv("TANDEM_GPT_HEAD_HALVES").map { String(cString: $0) == "1" } ?? false
     /// `TANDEM_ATTENTION_BIAS_GRAD=1`: the fused attention backward sums qkv's bias gradient beside dqkv, and qkv's weight
     /// gradient is a plain GEMM (not yet run on a GPU: off by default; else cuBLASLt's bias-gradient epilogue).
     static let biasInAttention = getenv("TANDEM_ATTENTION_BIAS_GRAD").map { String(cString: $0) == "1" } ?? false
@@ -126,38 +123,6 @@ final class GPTNetwork: GPUNetwork {
         func block(_ l: Int) -> [Int] { names.indices.filter { names[$0].hasPrefix("blocks.\(l).") } }
         let head = ["ln.weight", "ln.bias", "out.weight", "out.bias"].compactMap { index[$0] }
         return [["emb.weight", "pos"].compactMap { index[$0] } + block(0)] + (1..<max(L, 1)).map(block) + [head]
-    }
-
-    /// The head's logits, loss and input gradient dNarrow in two halves of the rows, so that the memory-bound loss runs
-    /// beside GEMMs: the second half's logits GEMM on the main stream beside the first half's loss and dNarrow GEMM on the
-    /// side stream, then the second half's loss and dNarrow GEMM; the main stream waits for the side's half, and the mean
-    /// loss is taken over both. Equal to one pass within rounding: the gradient is scaled by 1/N in both halves, but the
-    /// half-height GEMMs may take other algorithms and the mean adds the losses in another order.
-    func headForwardInHalves(_ t: GPUTrainer, wHead: Int) throws {
-        let N = B * T, R = N / 2, e = precision.bytes, gpu = t.gpu
-        let head = t.operand(wHead), bias = t.weight(wHead + 1)
-        func logitsGEMM(_ first: Int) throws {
-            try t.gemm(transA: false, transB: true, m: R, n: V, k: C, a: lnFinal + DevicePointer(e * first * C), lda: C, b: head, ldb: C,
-                       c: logits + DevicePointer(e * first * V), ldc: V)
-        }
-        // Loss and its gradient in place over the logits (the output bias added on the fly), then dNarrow = dlogits · W.
-        func lossAndInputGradient(_ first: Int) throws {
-            let rows = logits + DevicePointer(e * first * V)
-            try t.crossEntropy(logits: rows, bias: bias, labels: io.targets + DevicePointer(4 * first), dlogits: rows,
-                               losses: losses + DevicePointer(4 * first), rows: R, cols: V, meanOver: N)
-            try t.gemm(transA: false, transB: false, m: R, n: C, k: V, a: rows, lda: V, b: head, ldb: C, c: dNarrow + DevicePointer(e * first * C), ldc: C)
-        }
-        try logitsGEMM(0)
-        let firstHalf = try gpu.mark(gpu.stream)
-        try logitsGEMM(R)
-        try gpu.onSideStream(waitForMain: false) {
-            try gpu.wait(gpu.sideStream, for: firstHalf)
-            try lossAndInputGradient(0)
-        }
-        let sideHalf = try gpu.mark(gpu.sideStream)
-        try lossAndInputGradient(R)
-        try gpu.wait(gpu.stream, for: sideHalf)
-        try t.meanLoss(losses: losses, rows: N)
     }
 
     var engine: String { fusedAttention ? "Tandem kernels (fused attention) + cuBLAS" : "Tandem kernels + cuBLAS" }
@@ -265,14 +230,9 @@ final class GPTNetwork: GPUNetwork {
             try residualLayerNorm(t, x: mid[l], add: tmp, bias: wProj + 1, out: residual[l + 1], weight: next.weight, y: next.y, stats: next.stats)
         }
         let wHead = p("out.weight")
-        let headInHalves = Self.headInHalves && t.weightGradientsOnSide && N % 2 == 0
-        if headInHalves {
-            try headForwardInHalves(t, wHead: wHead)
-        } else {
-            try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
-            // Loss and its gradient, in place over the logits, with the output bias added on the fly.
-            try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses, rows: N, cols: V)
-        }
+        try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
+        // Loss and its gradient, in place over the logits, with the output bias added on the fly.
+        try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses, rows: N, cols: V)
 
         // Backward. Weight gradients go to the side stream (GPUTrainer.weightGradient) beside the input gradients; the main
         // stream waits for the one that last read a buffer before it writes over it (`readers`, the marks of those reads).
@@ -287,9 +247,7 @@ final class GPTNetwork: GPUNetwork {
             try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C,
                                      ldc: C, biasGradient: t.gradient(wHead + 1))
         }
-        if !headInHalves {   // else made with the loss
-            try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
-        }
+        try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
         // Each LayerNorm's backward also sums its dx over the rows: the gradient of the bias added to the residual stream
         // just before it (the MLP's output bias before ln1 and the final norm, attention's before ln2).
         try layerNormBackward(t, dy: dNarrow, x: residual[L], weight: p("ln.weight"), stats: statsFinal, accumulate: false, cast: blockCast,

@@ -718,18 +718,10 @@ public final class GPUTrainer {
     }
 
     /// Softmax cross-entropy over `rows` of `cols` logits (plus `bias`, fused): dlogits and the mean loss.
-    /// With `meanOver`, these rows are a part of a batch of that many: the gradient is scaled by 1 / `meanOver` and the mean
-    /// loss is left to ``meanLoss(losses:rows:)`` once every part is done.
     func crossEntropy(logits: DevicePointer, bias: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer,
-                      rows: Int, cols: Int, meanOver: Int? = nil) throws {
+                      rows: Int, cols: Int) throws {
         try Self.launchCrossEntropy(gpu, precision, logits: logits, bias: bias, labels: labels, dlogits: dlogits, losses: losses,
-                                    rows: rows, cols: cols, state: state, tickets: tickets, mean: meanOver == nil ? lossValue : nil,
-                                    gradScale: 1 / Float(meanOver ?? rows))
-    }
-
-    /// The step's loss: the mean of `rows` per-row losses.
-    func meanLoss(losses: DevicePointer, rows: Int) throws {
-        try gpu.launch("sum_scaled", grid: (1, 1, 1), block: (1024, 1, 1), [.pointer(losses), .long(Int64(rows)), .float(1 / Float(rows)), .pointer(lossValue)])
+                                    rows: rows, cols: cols, state: state, tickets: tickets, mean: lossValue)
     }
 
     /// Whether ``headCrossEntropy(input:weight:labels:dlogits:dlogits32:losses:rows:classes:inputs:)`` takes a last Linear
@@ -784,14 +776,14 @@ public final class GPUTrainer {
     /// registers. As many blocks as the GPU holds at once, each taking the same number of rows (one ticket each).
     static func launchCrossEntropy(_ gpu: CUDAContext, _ precision: GPUPrecision, logits: DevicePointer, bias: DevicePointer, labels: DevicePointer,
                                    dlogits: DevicePointer, losses: DevicePointer, rows: Int, cols: Int, state: DevicePointer,
-                                   tickets: DevicePointer, mean: DevicePointer?, blocks wanted: Int? = nil, gradScale: Float? = nil) throws {
+                                   tickets: DevicePointer, mean: DevicePointer?, blocks wanted: Int? = nil) throws {
         guard rows * cols < 1 << 31 else { throw CUDAError.unsupported("cross-entropy over \(rows)×\(cols) logits: 2^31 elements or more") }
         let name = "cross_entropy" + precision.suffix
         let threads = cols % 8 == 0 && cols <= 32 * 256 ? max(128, ((cols + 31) / 32 + 31) / 32 * 32) : (cols >= 1024 ? 256 : 128)
         let resident = try wanted ?? max(1, gpu.residentBlocks(name, threads: threads)), perBlock = (rows + resident - 1) / resident
         try gpu.launch(name, grid: ((rows + perBlock - 1) / perBlock, 1, 1), block: (threads, 1, 1),
                        [.pointer(logits), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)),
-                        .float(gradScale ?? 1 / Float(rows)), .pointer(state), .pointer(tickets), .pointer(mean ?? 0)])
+                        .float(1 / Float(rows)), .pointer(state), .pointer(tickets), .pointer(mean ?? 0)])
     }
 
     /// Device bytes in use and peak, by category.
