@@ -31,9 +31,6 @@ final class GPTNetwork: GPUNetwork {
     /// The weights whose gradient is one GEMM's output (``GPUTrainer/weightGradientGEMM(parameter:transA:transB:m:n:k:a:lda:b:ldb:ldc:biasGradient:)``),
     /// by the end of their names.
     static let gemmWeights = [".att.in_proj_weight", ".att.out_proj.weight", ".mlp.0.weight", ".mlp.2.weight", "out.weight"]
-    /// `TANDEM_ATTENTION_BIAS_GRAD=1`: the fused attention backward sums qkv's bias gradient beside dqkv, and qkv's weight
-    /// gradient is a plain GEMM (not yet run on a GPU: off by default; else cuBLASLt's bias-gradient epilogue).
-    static let biasInAttention = getenv("TANDEM_ATTENTION_BIAS_GRAD").map { String(cString: $0) == "1" } ?? false
     // Saved activations, one per block unless noted.
     var residual: [DevicePointer] = []   // L + 1, fp32 [N, C]
     var mid: [DevicePointer] = []        // fp32 [N, C]
@@ -280,14 +277,10 @@ final class GPTNetwork: GPUNetwork {
             }
             // dNarrow: the gradient of the merged heads; attention's backward leaves qkv's in dQKV.
             try t.gemm(transA: false, transB: false, m: N, n: C, k: C, a: midCast, lda: C, b: t.operand(wOut), ldb: C, c: dNarrow, ldc: C)
-            let biasInAttention = fusedAttention && Self.biasInAttention
-                && FlashAttention.biasGradientFits(B: B, T: T, H: H, partialFloats: GPUTrainer.scratchFloats, ticketWords: GPUTrainer.ticketCount)
             if fusedAttention {
                 try t.beforeOverwriting(readers.qkv)
-                let bias = biasInAttention ? FlashAttention.BiasGradient(out: t.gradient(wIn + 1), partial: t.scratch, partialFloats: GPUTrainer.scratchFloats,
-                                                                         tickets: t.tickets, ticketWords: GPUTrainer.ticketCount) : nil
                 try FlashAttention.backward(t.gpu, precision, qkv: qkv[l], out: merged[l], dOut: dNarrow, lse: lse[l], rowDots: rowDots, dqkv: dQKV,
-                                            B: B, T: T, H: H, scale: scale, biasGradient: bias)
+                                            B: B, T: T, H: H, scale: scale)
             } else {
                 try mergeHeads(t, dHeads, dNarrow, backward: true)
                 let P = probabilities[l]
@@ -306,7 +299,7 @@ final class GPTNetwork: GPUNetwork {
             }
             readers.qkv = try t.weightGradient {
                 try t.weightGradientGEMM(parameter: wIn, transA: true, transB: false, m: 3 * C, n: C, k: N, a: dQKV, lda: 3 * C, b: ln1[l], ldb: C,
-                                         ldc: C, biasGradient: biasInAttention ? nil : t.gradient(wIn + 1))
+                                         ldc: C, biasGradient: t.gradient(wIn + 1))
             }
             try t.gemm(transA: false, transB: false, m: N, n: C, k: 3 * C, a: dQKV, lda: 3 * C, b: t.operand(wIn), ldb: C, c: dNarrow, ldc: C)
             try t.beforeOverwriting(readers.block)

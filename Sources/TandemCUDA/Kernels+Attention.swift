@@ -107,23 +107,6 @@ template <class D> __device__ __forceinline__ void fa_store(u16* dst, long strid
   }
 }
 
-// Column sums of the warp's 16 × 64 accumulator times f into sums[warp][64] (shared): each column's 16 rows added by
-// shuffles over the lanes that hold them, in a fixed order. Every lane of the warp takes part.
-__device__ __forceinline__ void fa_column_sums(const float (&c)[8][4], float f, float (*sums)[FA_HD]) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int n = 0; n < 8; n++) {
-#pragma unroll
-    for (int e = 0; e < 2; e++) {
-      float v = (c[n][e] + c[n][2 + e]) * f;
-      v += __shfl_xor_sync(0xffffffffu, v, 4);
-      v += __shfl_xor_sync(0xffffffffu, v, 8);
-      v += __shfl_xor_sync(0xffffffffu, v, 16);
-      if (lane < 4) sums[warp][8 * n + 2 * lane + e] = v;
-    }
-  }
-}
-
 // Where one head's slices start (in elements): q, k, v (and dq, dk, dv) at qkv + {0, C, 2C}, 64 columns of the
 // [B, T, 3, H, 64] rows (stride 3C); o and dO: 64 columns of the [B, T, H·64] rows (stride C); its [T] row of the
 // [B·H, T] log-sum-exps.
@@ -146,8 +129,6 @@ struct FABackward {
   long stride;
   int C, T;
 };
-// A backward block's column sums of what it writes: [dq or dk, dv][warp][column].
-typedef float FASums[2][4][FA_HD];
 
 // Backward's first pass (FlashAttention-2's preprocessing): D = rowsum(dO ∘ O) of every query row of every head into
 // rowDot [B·H, T] (the layout of the log-sum-exps), so that neither side of the backward forms it from O: 8 threads a
@@ -281,7 +262,7 @@ template <class D, bool MASK> __device__ __forceinline__ void fa_dq_tile(float (
 }
 
 // Backward, dQ side: one tile of 64 query rows over key tiles 0 … qt, K and V double-buffered by cp.async.
-template <class D, bool BIAS> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)[2], int qt, float scale, FASums& sums) {
+template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)[2], int qt, float scale) {
   const int T = op.T, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2;
   const int row0 = qt * FA_TILE + warp * 16;
   const bool active = row0 < T;
@@ -314,7 +295,6 @@ template <class D, bool BIAS> __device__ void fa_bwd_dq(const FABackward& op, FA
     if (kt == qt) fa_dq_tile<D, true>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
     else fa_dq_tile<D, false>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
   }
-  if constexpr (BIAS) fa_column_sums(dq, scale, sums[0]);
   if (active) fa_store<D>(op.dq, op.stride, row0, dq, scale, scale);
 }
 
@@ -357,8 +337,8 @@ template <class D, bool MASK> __device__ __forceinline__ void fa_dkdv_tile(float
 
 // Backward, dK and dV side: one tile of 64 keys (a warp's 16 keys' K and V fragments in registers) over query
 // tiles kt … last, whose Q, dO, log-sum-exps and D pass through shared memory, double-buffered by cp.async.
-template <class D, bool BIAS> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*buf)[2], float (*rowLse)[FA_TILE], float (*rowD)[FA_TILE],
-                                                          int kt, float scale, FASums& sums) {
+template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*buf)[2], float (*rowLse)[FA_TILE], float (*rowD)[FA_TILE],
+                                               int kt, float scale) {
   const int T = op.T, tiles = (T + FA_TILE - 1) / FA_TILE;
   const int warp = threadIdx.x >> 5;
   const int key0 = kt * FA_TILE + warp * 16;
@@ -391,53 +371,26 @@ template <class D, bool BIAS> __device__ void fa_bwd_dkdv(const FABackward& op, 
     if (qt == kt || q0 + FA_TILE > T) fa_dkdv_tile<D, true>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
     else fa_dkdv_tile<D, false>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
   }
-  if constexpr (BIAS) { fa_column_sums(dk, scale, sums[0]); fa_column_sums(dv, 1.f, sums[1]); }
   if (!active) return;
   fa_store<D>(op.dk, op.stride, key0, dk, scale, scale);
   fa_store<D>(op.dv, op.stride, key0, dv, 1.f, 1.f);
 }
 
-// qkv's bias gradient from the backward blocks' column sums (see flash_attention_bwd_impl): this block's row of partial
-// sums, partial[b·tiles + tile, 3C] (q's columns from a dq block, k's and v's from a dK/dV block, warps added in order),
-// then each column's rows added by the last block of its head and kind (q, k, v).
-__device__ void fa_bias_gradient(FASums& sums, int kv, int tile, int tiles, int C, int H, float* dbias, float* partial, unsigned* tickets,
-                                 int ticketsPer) {
-  __syncthreads();
-  const int bh = blockIdx.x, b = bh / H, h = bh % H, parts = gridDim.x / H * tiles, part = b * tiles + tile, width = 3 * C;
-  for (int c = threadIdx.x; c < (kv ? 2 : 1) * FA_HD; c += FA_THREADS) {
-    const int which = c / FA_HD, col = c % FA_HD;
-    float t = 0.f;
-    for (int w = 0; w < FA_THREADS / 32; w++) t += sums[which][w][col];
-    partial[(long)part * width + (kv + which) * C + h * FA_HD + col] = t;
-  }
-  for (int which = 0; which < (kv ? 2 : 1); which++) {
-    const int kind = kv + which, first = kind * C + h * FA_HD;
-    finish_partials(partial + first, width, FA_HD, parts, part, tickets + (kind * H + h) * ticketsPer,
-                    [&](int c, float t) { dbias[first + c] = t; });
-  }
-}
-
 // Backward: grid (B·H, 2·⌈T/64⌉); even y: dK, dV of key tile y/2, odd y: dQ of query tile (last − y/2), so the
 // longest blocks of both kinds start first. Each block owns what it writes: no atomics, no zeroing, deterministic.
-// rowDot: D of every query row, from flash_attention_rowdot. With dbias (qkv's bias gradient, [3·H·64]): each block
-// also sums the columns of the dq, or dk and dv, tile it writes (fp32, before rounding) into its row of partial sums,
-// partial[b·tiles + tile, 3·H·64], and the last block of each head and kind (q, k, v; tickets, ticketsPer a head and
-// kind) adds the rows in a fixed order (finish_partials): the bias gradient without reading dqkv again.
-template <class D, bool BIAS> __device__ void flash_attention_bwd_impl(const void* qkv, const void* dout, const float* lse, const float* rowDot,
-                                                                       void* dqkv, int T, int H, float scale, float* dbias, float* partial,
-                                                                       unsigned* tickets, int ticketsPer) {
+// rowDot: D of every query row, from flash_attention_rowdot.
+template <class D> __device__ void flash_attention_bwd_impl(const void* qkv, const void* dout, const float* lse, const float* rowDot,
+                                                            void* dqkv, int T, int H, float scale) {
   __shared__ __align__(16) FATile buf[2][2];
   __shared__ __align__(16) float rowLse[2][FA_TILE], rowD[2][FA_TILE];
-  __shared__ FASums sums;
   const FAHead at(T, H);
   const u16* q = (const u16*)qkv + at.qkv;
   u16* dq = (u16*)dqkv + at.qkv;
   const FABackward op = {q, q + at.C, q + 2 * at.C, (const u16*)dout + at.o,
                          dq, dq + at.C, dq + 2 * at.C, lse + at.lse, rowDot + at.lse, at.stride, at.C, T};
-  const int tiles = (T + FA_TILE - 1) / FA_TILE, i = blockIdx.y >> 1, kv = !(blockIdx.y & 1);
-  if (kv) fa_bwd_dkdv<D, BIAS>(op, buf, rowLse, rowD, i, scale, sums);
-  else fa_bwd_dq<D, BIAS>(op, buf, tiles - 1 - i, scale, sums);
-  if constexpr (BIAS) fa_bias_gradient(sums, kv, kv ? i : tiles - 1 - i, tiles, at.C, H, dbias, partial, tickets, ticketsPer);
+  const int tiles = (T + FA_TILE - 1) / FA_TILE, i = blockIdx.y >> 1;
+  if (blockIdx.y & 1) fa_bwd_dq<D>(op, buf, tiles - 1 - i, scale);
+  else fa_bwd_dkdv<D>(op, buf, rowLse, rowD, i, scale);
 }
 
 #define FLASH_ATTENTION(D, sfx) \
@@ -447,10 +400,7 @@ template <class D, bool BIAS> __device__ void flash_attention_bwd_impl(const voi
     flash_attention_rowdot_impl<D>(o, dout, rowDot, BT, T, H); } \
   extern "C" __global__ void __launch_bounds__(FA_THREADS, FA_BWD_BLOCKS) flash_attention_bwd_##sfx(const void* qkv, const void* dout, \
       const float* lse, const float* rowDot, void* dqkv, int T, int H, float scale) { \
-    flash_attention_bwd_impl<D, false>(qkv, dout, lse, rowDot, dqkv, T, H, scale, nullptr, nullptr, nullptr, 0); } \
-  extern "C" __global__ void __launch_bounds__(FA_THREADS, FA_BWD_BLOCKS) flash_attention_bwd_bias_##sfx(const void* qkv, const void* dout, \
-      const float* lse, const float* rowDot, void* dqkv, int T, int H, float scale, float* dbias, float* partial, unsigned* tickets, \
-      int ticketsPer) { flash_attention_bwd_impl<D, true>(qkv, dout, lse, rowDot, dqkv, T, H, scale, dbias, partial, tickets, ticketsPer); }
+    flash_attention_bwd_impl<D>(qkv, dout, lse, rowDot, dqkv, T, H, scale); }
 FLASH_ATTENTION(BF16, bf16) FLASH_ATTENTION(F16, f16)
 """#
 }
@@ -484,40 +434,16 @@ enum FlashAttention {
                        [.pointer(qkv), .pointer(out), .pointer(lse), .int(Int32(T)), .int(Int32(H)), .float(scale)])
     }
 
-    /// Whether ``backward`` can sum qkv's bias gradient for this shape in `partialFloats` floats of partial sums and
-    /// `ticketWords` tickets.
-    static func biasGradientFits(B: Int, T: Int, H: Int, partialFloats: Int, ticketWords: Int) -> Bool {
-        let parts = B * ((T + tile - 1) / tile)
-        return parts * 3 * H * headSize <= partialFloats && 3 * H * GPUTrainer.ticketsNeeded(parts: parts) <= ticketWords
-    }
-
-    /// Where `backward` writes qkv's bias gradient (the column sums of `dqkv`, fp32 `[3·H·64]`, written over), with its
-    /// scratch: `partialFloats` floats of partial sums and `ticketWords` zeroed ticket counters (left zeroed).
-    struct BiasGradient { let out: DevicePointer, partial: DevicePointer, partialFloats: Int, tickets: DevicePointer, ticketWords: Int }
-
     /// `dqkv` `[B, T, 3, H, 64]` (dq, dk, dv, every element written) from forward's `qkv`, `out` and `lse` and the
-    /// gradient `dOut` of `out`; `rowDots` is fp32 scratch of `lse`'s size (each query row's dO·O, made first). With
-    /// `biasGradient`, the same launch also sums dqkv's columns (before rounding) into it.
+    /// gradient `dOut` of `out`; `rowDots` is fp32 scratch of `lse`'s size (each query row's dO·O, made first).
     static func backward(_ gpu: CUDAContext, _ precision: GPUPrecision, qkv: DevicePointer, out: DevicePointer, dOut: DevicePointer,
-                         lse: DevicePointer, rowDots: DevicePointer, dqkv: DevicePointer, B: Int, T: Int, H: Int, scale: Float,
-                         biasGradient: BiasGradient? = nil) throws {
+                         lse: DevicePointer, rowDots: DevicePointer, dqkv: DevicePointer, B: Int, T: Int, H: Int, scale: Float) throws {
         try check(precision, B: B, T: T, H: H)
-        let threads = B * T * H * 8, tiles = (T + tile - 1) / tile
+        let threads = B * T * H * 8
         try gpu.launch("flash_attention_rowdot" + precision.suffix, grid: ((threads + 255) / 256, 1, 1), block: (256, 1, 1),
                        [.pointer(out), .pointer(dOut), .pointer(rowDots), .int(Int32(B * T)), .int(Int32(T)), .int(Int32(H))])
-        let args: [KernelArgument] = [.pointer(qkv), .pointer(dOut), .pointer(lse), .pointer(rowDots), .pointer(dqkv), .int(Int32(T)),
-                                      .int(Int32(H)), .float(scale)]
-        guard let bias = biasGradient else {
-            try gpu.launch("flash_attention_bwd" + precision.suffix, grid: (B * H, 2 * tiles, 1), block: (self.threads, 1, 1), args)
-            return
-        }
-        // One partial row a (batch, tile) pair; tickets for each head and kind (q, k, v).
-        let parts = B * tiles, perHead = GPUTrainer.ticketsNeeded(parts: parts)
-        guard biasGradientFits(B: B, T: T, H: H, partialFloats: bias.partialFloats, ticketWords: bias.ticketWords) else {
-            throw CUDAError.unsupported("fused attention's bias gradient over B·⌈T/64⌉ = \(parts) rows of \(3 * H * headSize) needs more than "
-                                        + "\(bias.partialFloats) floats of partial sums or \(bias.ticketWords) tickets")
-        }
-        try gpu.launch("flash_attention_bwd_bias" + precision.suffix, grid: (B * H, 2 * tiles, 1), block: (self.threads, 1, 1),
-                       args + [.pointer(bias.out), .pointer(bias.partial), .pointer(bias.tickets), .int(Int32(perHead))])
+        try gpu.launch("flash_attention_bwd" + precision.suffix, grid: (B * H, 2 * ((T + tile - 1) / tile), 1), block: (self.threads, 1, 1),
+                       [.pointer(qkv), .pointer(dOut), .pointer(lse), .pointer(rowDots), .pointer(dqkv), .int(Int32(T)), .int(Int32(H)),
+                        .float(scale)])
     }
 }
