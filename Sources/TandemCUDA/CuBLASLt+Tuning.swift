@@ -7,7 +7,8 @@ import Darwin
 // MARK: - GEMM algorithms chosen by timing
 
 /// How a new ``CuBLASLt`` plan picks its algorithm when it is given a tuner: every algorithm the heuristic offers
-/// (up to ``CuBLASLt/candidates``) and the caller's other way of computing the same call (cuBLAS, or cuBLAS and a
+/// (up to ``CuBLASLt/candidates``), the other tile sizes and stage counts of those algorithms (up to
+/// ``CuBLASLt/variantLimit``; `TANDEM_GEMM_VARIANTS=0` leaves them out) and the caller's other way of computing the same call (cuBLAS, or cuBLAS and a
 /// kernel for the bias work) are run on the call's own operands and timed; the fastest is kept for the life of the
 /// plan. The heuristic's first algorithm stays unless another is more than ``margin`` faster, so noise does not
 /// pick among equals.
@@ -36,6 +37,11 @@ public struct GEMMTuner {
 
     /// A candidate must beat the heuristic's first algorithm by this fraction to replace it.
     public static let margin = 0.02
+    /// A configuration the heuristic did not offer (``CuBLASLt/variantLimit``) must beat every other candidate by this
+    /// much: it is timed alone, and small gains alone did not carry into a step where another stream's work runs beside
+    /// it (gpt bf16 +0.3%; mlp-wide bf16 +13% from a weight gradient 2% faster alone than the heuristic's best), where
+    /// mlp-wide fp32's weight gradient, 9% faster alone, did (−0.8%).
+    public static let variantMargin = 0.05
     /// Calls in one timed run, and timed runs per candidate (the fastest run counts; candidates take turns).
     static let callsPerRun = 3, runs = 3
 
@@ -43,20 +49,26 @@ public struct GEMMTuner {
     public static var enabledByEnvironment: Bool { getenv("TANDEM_GEMM_TUNE").map { String(cString: $0) != "0" } ?? true }
 
     /// The index of the fastest of `times` (milliseconds; nil for a candidate that failed to run), the heuristic's
-    /// first at 0, the caller's other way at -1 when given: 0 unless another is more than ``margin`` faster.
-    /// Nil when nothing ran.
-    public static func fastest(first times: [Double?], alternative: Double?) -> Int? {
+    /// first at 0, the caller's other way at -1 when given: 0 unless another is more than ``margin`` faster, and
+    /// one at `offered` or after (not the heuristic's) only when it is more than ``variantMargin`` faster than all the
+    /// others, else the choice among them. Nil when nothing ran.
+    public static func fastest(first times: [Double?], offered: Int? = nil, alternative: Double?) -> Int? {
         var all: [(index: Int, ms: Double)] = times.enumerated().compactMap { i, t in t.map { (i, $0) } }
         if let alternative { all.append((-1, alternative)) }
         guard let best = all.min(by: { $0.ms < $1.ms }) else { return nil }
+        if let offered, best.index >= offered {
+            // A variant: taken when clearly faster than everything else that ran (or when nothing else did).
+            guard let rest = all.filter({ $0.index < offered }).map(\.ms).min(), best.ms >= rest * (1 - variantMargin) else { return best.index }
+            return fastest(first: Array(times.prefix(offered)), alternative: alternative)
+        }
         guard let first = times.first ?? nil else { return best.index }
         return best.ms < first * (1 - margin) ? best.index : 0
     }
 
     /// Times `candidates` runs of `run(i)` and the alternative, round after round, and returns the choice
-    /// (see ``fastest(first:alternative:)``) with the heuristic's first and the chosen times. A candidate (or the
+    /// (see ``fastest(first:offered:alternative:)``; the first `offered` are the heuristic's) with the heuristic's first and the chosen times. A candidate (or the
     /// alternative) whose run throws is left out.
-    func choose(candidates: Int, run: (Int) throws -> Void) throws -> (choice: Int, firstMs: Double?, chosenMs: Double)? {
+    func choose(candidates: Int, offered: Int? = nil, run: (Int) throws -> Void) throws -> (choice: Int, firstMs: Double?, chosenMs: Double)? {
         var best = [Double?](repeating: nil, count: candidates)
         var failed = Set<Int>()
         var other: Double?
@@ -82,7 +94,7 @@ public struct GEMMTuner {
                 }
             }
         }
-        guard let choice = Self.fastest(first: best, alternative: other) else { return nil }
+        guard let choice = Self.fastest(first: best, offered: offered, alternative: other) else { return nil }
         return (choice, best.first ?? nil, choice < 0 ? other ?? 0 : best[choice] ?? 0)
     }
 }
@@ -110,8 +122,8 @@ public final class GEMMTuningRecord {
         for (number, line) in String(decoding: text, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-            guard fields.count >= 2, !fields[0].isEmpty, let choice = Int(fields[1]), choice >= -1, choice < CuBLASLt.candidates else {
-                skipped.append("line \(number + 1): \"\(line.prefix(80))\" (expected kind, a tab, and a choice from -1 to \(CuBLASLt.candidates - 1))")
+            guard fields.count >= 2, !fields[0].isEmpty, let choice = Int(fields[1]), choice >= -1, choice < CuBLASLt.longestList else {
+                skipped.append("line \(number + 1): \"\(line.prefix(80))\" (expected kind, a tab, and a choice from -1 to \(CuBLASLt.longestList - 1))")
                 continue
             }
             lines[String(fields[0])] = (choice, fields.count > 2 ? String(fields[2]) : "")

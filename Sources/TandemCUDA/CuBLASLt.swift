@@ -50,6 +50,17 @@ public final class CuBLASLt: @unchecked Sendable {
                                         UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer, UnsafeRawPointer?, OpaquePointer?,
                                         UnsafeMutableRawPointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeMutableRawPointer?,
                                         Int, CUHandle?) -> Int32
+    // (1) cublasLtMatmulAlgoCapGetAttribute(const cublasLtMatmulAlgo_t*, cublasLtMatmulAlgoCapAttributes_t, void* buf,
+    // size_t sizeInBytes, size_t* sizeWritten): with buf NULL and size 0, sizeWritten says how many bytes the value has.
+    typealias FCapGet = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, Int, UnsafeMutablePointer<Int>) -> Int32
+    // (1) cublasLtMatmulAlgoConfigSetAttribute(cublasLtMatmulAlgo_t*, attr, const void* buf, size_t sizeInBytes) and
+    // cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t*, attr, void* buf, size_t sizeInBytes, size_t* sizeWritten).
+    typealias FConfigSet = @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafeRawPointer?, Int) -> Int32
+    typealias FConfigGet = @convention(c) (UnsafeRawPointer?, Int32, UnsafeMutableRawPointer?, Int, UnsafeMutablePointer<Int>) -> Int32
+    // (1) cublasLtMatmulAlgoCheck(handle, operationDesc, Adesc, Bdesc, Cdesc, Ddesc, const cublasLtMatmulAlgo_t* algo,
+    // cublasLtMatmulHeuristicResult_t* result): whether the configured algorithm runs this call, and its workspace.
+    typealias FAlgoCheck = @convention(c) (OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?,
+                                           OpaquePointer?, UnsafeRawPointer?, UnsafeMutableRawPointer?) -> Int32
 
     // (1) cublasLtMatmulDescAttributes_t: TRANSA = 3 and TRANSB = 4 (int32_t cublasOperation_t: N 0, T 1),
     // EPILOGUE = 7 (uint32_t cublasLtEpilogue_t), BIAS_POINTER = 8 (a device pointer; the bias gradient's
@@ -67,6 +78,14 @@ public final class CuBLASLt: @unchecked Sendable {
     static let algoBytes = 64, resultBytes = 96, resultWorkspaceOffset = 64, resultStateOffset = 72
     /// Heuristic results asked for: without a tuner the first usable one is kept, with one each is timed.
     public static let candidates = 32
+    /// Configurations a tuner times besides the heuristic's list (``variants(of:check:)``), and so the longest list
+    /// a tuning record's choice may index.
+    public static let variantLimit = 256, longestList = candidates + variantLimit
+    // (1) cublasLtMatmulAlgoConfigAttributes_t: ID = 0 (int32_t), TILE_ID = 1 and STAGES_ID = 6 (uint32_t);
+    // cublasLtMatmulAlgoCapAttributes_t: TILE_IDS = 6 and STAGES_IDS = 13 (uint32_t arrays).
+    static let configID: Int32 = 0, configTile: Int32 = 1, configStages: Int32 = 6, capTiles: Int32 = 6, capStages: Int32 = 13
+    /// `TANDEM_GEMM_VARIANTS=0` keeps a tuner to the heuristic's list.
+    public static var variantsByEnvironment: Bool { getenv("TANDEM_GEMM_VARIANTS").map { String(cString: $0) != "0" } ?? true }
 
     /// What the GEMM does besides `C = op(A) · op(B)` (row-major terms, as ``CuBLAS/gemm(transA:transB:m:n:k:a:lda:b:ldb:c:ldc:types:compute:alpha:beta:batch:strides:)``).
     public enum Epilogue: Sendable, Equatable {
@@ -108,6 +127,8 @@ public final class CuBLASLt: @unchecked Sendable {
         let layoutCreate: FLayoutCreate, layoutDestroy: FDestroy
         let prefCreate: FCreate, prefDestroy: FDestroy, prefSet: FSetAttribute
         let heuristic: FHeuristic, matmul: FMatmul
+        /// What configures an algorithm by hand: nil when the library lacks any of it (the tuner keeps to the heuristic).
+        let configure: (capGet: FCapGet, set: FConfigSet, get: FConfigGet, check: FAlgoCheck)?
     }
 
     public static let names = ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"]
@@ -131,7 +152,9 @@ public final class CuBLASLt: @unchecked Sendable {
                 prefDestroy: try f("cublasLtMatmulPreferenceDestroy", FDestroy.self),
                 prefSet: try f("cublasLtMatmulPreferenceSetAttribute", FSetAttribute.self),
                 heuristic: try f("cublasLtMatmulAlgoGetHeuristic", FHeuristic.self),
-                matmul: try f("cublasLtMatmul", FMatmul.self)))
+                matmul: try f("cublasLtMatmul", FMatmul.self),
+                configure: try? (f("cublasLtMatmulAlgoCapGetAttribute", FCapGet.self), f("cublasLtMatmulAlgoConfigSetAttribute", FConfigSet.self),
+                                 f("cublasLtMatmulAlgoConfigGetAttribute", FConfigGet.self), f("cublasLtMatmulAlgoCheck", FAlgoCheck.self))))
         } catch let error { return .failure(error) }
     }()
 
@@ -293,7 +316,7 @@ public final class CuBLASLt: @unchecked Sendable {
         try Self.check(table.descCreate(&desc, key.compute, 0), "cublasLtMatmulDescCreate")
         var layouts: [OpaquePointer?] = []
         var pref: OpaquePointer?
-        var results: UnsafeMutableRawPointer?
+        var results: UnsafeMutableRawPointer?, variantStorage: UnsafeMutableRawPointer?
         var keep = false
         defer {
             if !keep {
@@ -302,6 +325,7 @@ public final class CuBLASLt: @unchecked Sendable {
             }
             if pref != nil { _ = table.prefDestroy(pref) }
             results?.deallocate()
+            variantStorage?.deallocate()
         }
         func set<T>(_ attribute: Int32, _ value: T, _ name: String) throws(CUDAError) {
             var v = value
@@ -367,37 +391,90 @@ public final class CuBLASLt: @unchecked Sendable {
         }
         guard !usable.isEmpty else { return .refused("cublasLtMatmulAlgoGetHeuristic: no algorithm (\(returned) returned)") }
         var chosen = 0
+        var list = usable
         if let tuning {
+            if Self.variantsByEnvironment {
+                let storage = UnsafeMutableRawPointer.allocate(byteCount: Self.algoBytes * Self.variantLimit, alignment: 16)
+                variantStorage = storage
+                list += variants(of: usable, storage: storage, workspaceBytes: key.workspaceBytes, desc: desc, layouts: (ltA, ltB, ltC))
+            }
             let (tuner, operands, stream, workspace) = tuning
             // The list's length is part of the kind: a record made from a list of another length never applies.
-            let kind = key.kind + " of \(usable.count)" + (tuner.alternative == nil ? "" : " or other")
+            let kind = key.kind + " of \(list.count)" + (tuner.alternative == nil ? "" : " or other")
             func ptr(_ p: DevicePointer) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(p)) }
             var one: Float = 1, beta: Float = key.addsC ? 1 : 0
             func run(_ i: Int) throws {
                 let status = table.matmul(handle, desc, &one, ptr(operands.b), ltA, ptr(operands.a), ltB, &beta, ptr(operands.c), ltC,
-                                          ptr(operands.c), ltC, usable[i].algo, ptr(workspace), key.workspaceBytes, stream)
-                try Self.check(status, "cublasLtMatmul (algorithm \(i) of \(usable.count))")
+                                          ptr(operands.c), ltC, list[i].algo, ptr(workspace), key.workspaceBytes, stream)
+                try Self.check(status, "cublasLtMatmul (algorithm \(i) of \(list.count))")
             }
             // A kept algorithm is used if it still runs here; else the kind is timed again.
-            if let kept = tuner.record?.choice(kind), kept < usable.count, kept >= 0 || tuner.alternative != nil,
+            if let kept = tuner.record?.choice(kind), kept < list.count, kept >= 0 || tuner.alternative != nil,
                kept < 0 || (try? run(kept)) != nil {
                 chosen = kept
-                tuned.append(Tuned(kind: kind, choice: kept, candidates: usable.count, firstMs: nil, chosenMs: nil))
+                tuned.append(Tuned(kind: kind, choice: kept, candidates: list.count, firstMs: nil, chosenMs: nil))
             } else {
-                let timed = try tuner.choose(candidates: usable.count, run: run)
-                guard let timed else { return .refused("no algorithm of \(usable.count) ran on the call's operands") }
+                let timed = try tuner.choose(candidates: list.count, offered: usable.count, run: run)
+                guard let timed else { return .refused("no algorithm of \(list.count) ran on the call's operands") }
                 chosen = timed.choice
                 func ms(_ t: Double?) -> String { t.map { String(format: "%.4f ms", $0) } ?? "failed" }
-                tuner.record?.keep(kind, choice: chosen, note: "first \(ms(timed.firstMs)), chosen \(ms(timed.chosenMs)) of \(usable.count)")
-                tuned.append(Tuned(kind: kind, choice: chosen, candidates: usable.count, firstMs: timed.firstMs, chosenMs: timed.chosenMs))
+                tuner.record?.keep(kind, choice: chosen, note: "first \(ms(timed.firstMs)), chosen \(ms(timed.chosenMs)) of \(list.count)")
+                tuned.append(Tuned(kind: kind, choice: chosen, candidates: list.count, firstMs: timed.firstMs, chosenMs: timed.chosenMs))
             }
             if chosen < 0 { return .otherWay }
         }
         let algo = UnsafeMutableRawPointer.allocate(byteCount: Self.algoBytes, alignment: 16)
-        algo.copyMemory(from: usable[chosen].algo, byteCount: Self.algoBytes)
+        algo.copyMemory(from: list[chosen].algo, byteCount: Self.algoBytes)
         keep = true
-        return .ready(Plan(table: table, desc: desc, layouts: (ltA, ltB, ltC), algo: algo, workspaceBytes: usable[chosen].needs,
+        return .ready(Plan(table: table, desc: desc, layouts: (ltA, ltB, ltC), algo: algo, workspaceBytes: list[chosen].needs,
                            epilogue: key.epilogue, bias: bias))
+    }
+
+    /// Other configurations of the heuristic's algorithms, for a tuner to time after the heuristic's `list`: for the
+    /// first result of each algorithm id, every tile size and stage count the algorithm reports, where
+    /// `cublasLtMatmulAlgoCheck` accepts the configuration for this call within `workspaceBytes`, and the list does not
+    /// hold it already. The heuristic ranks a few configurations by a model of the card; the others it never offers are
+    /// sometimes faster (mlp-wide's 4096 × 4096 weight gradient in fp32: 9% with a smaller tile). At most
+    /// ``variantLimit``, in a fixed order (a tuning record keeps a position in the list), written to `storage`.
+    private func variants(of list: [(algo: UnsafeMutableRawPointer, needs: Int)], storage: UnsafeMutableRawPointer, workspaceBytes: Int,
+                          desc: OpaquePointer?, layouts: (a: OpaquePointer?, b: OpaquePointer?, c: OpaquePointer?))
+        -> [(algo: UnsafeMutableRawPointer, needs: Int)] {
+        guard let c = table.configure else { return [] }
+        func bytes(_ p: UnsafeRawPointer) -> [UInt8] { Array(UnsafeRawBufferPointer(start: p, count: Self.algoBytes)) }
+        func value(_ algo: UnsafeRawPointer, _ attribute: Int32) -> UInt32? {
+            var v: UInt32 = 0, written = 0
+            return c.get(algo, attribute, &v, 4, &written) == 0 ? v : nil
+        }
+        // The values an array capability lists (its size asked for first), or the algorithm's own value when it lists none.
+        func options(_ algo: UnsafeRawPointer, capability: Int32, current: Int32) -> [UInt32] {
+            var size = 0
+            if c.capGet(algo, capability, nil, 0, &size) == 0, size >= 4 {
+                var values = [UInt32](repeating: 0, count: size / 4)
+                if values.withUnsafeMutableBytes({ c.capGet(algo, capability, $0.baseAddress, $0.count, &size) }) == 0 { return values }
+            }
+            return value(algo, current).map { [$0] } ?? []
+        }
+        let result = UnsafeMutableRawPointer.allocate(byteCount: Self.resultBytes, alignment: 16)
+        defer { result.deallocate() }
+        var seen = Set(list.map { bytes($0.algo) }), ids = Set<UInt32>()
+        var found: [(algo: UnsafeMutableRawPointer, needs: Int)] = []
+        for base in list {
+            guard let id = value(base.algo, Self.configID), ids.insert(id).inserted else { continue }
+            for tile in options(base.algo, capability: Self.capTiles, current: Self.configTile) {
+                for stages in options(base.algo, capability: Self.capStages, current: Self.configStages) {
+                    guard found.count < Self.variantLimit else { return found }
+                    let algo = storage + Self.algoBytes * found.count
+                    algo.copyMemory(from: base.algo, byteCount: Self.algoBytes)
+                    var t = tile, st = stages
+                    guard c.set(algo, Self.configTile, &t, 4) == 0, c.set(algo, Self.configStages, &st, 4) == 0,
+                          seen.insert(bytes(algo)).inserted,
+                          c.check(handle, desc, layouts.a, layouts.b, layouts.c, layouts.c, algo, result) == 0 else { continue }
+                    let needs = result.load(fromByteOffset: Self.resultWorkspaceOffset, as: Int.self)
+                    if needs <= workspaceBytes { found.append((algo, needs)) }
+                }
+            }
+        }
+        return found
     }
 
     /// Queues a planned call on `stream` with `workspace` (at least the plan's ``Plan/workspaceBytes``):

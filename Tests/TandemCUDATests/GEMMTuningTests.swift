@@ -19,6 +19,21 @@ struct GEMMTuningTests {
         #expect(GEMMTuner.fastest(first: times, alternative: alternative) == expected)
     }
 
+    @Test("a configuration the heuristic did not offer must be more than 5% faster than all the others", arguments: [
+        ([1.0, 0.99, 0.96] as [Double?], nil as Double?, 0),  // a variant 3% faster than the best: keep the first
+        ([1.0, 0.97, 0.96], nil, 1),                          // ... the heuristic's 3% faster one wins
+        ([1.0, 0.96, 0.93], nil, 1),                          // 7% faster than the first, 3% than the best: not enough
+        ([1.0, 0.99, 0.93], nil, 2),                          // 6% faster than the best: take it
+        ([1.0, 0.99, 0.96], 0.97, -1),                        // the caller's other way among the rest
+        ([1.0, 0.99, 0.90], 0.97, 2),                         // ... unless the variant beats it too
+        ([nil, 2.0, 1.95], nil, 1),                           // the first failed: the heuristic's that ran
+        ([nil, 2.0, 1.5], nil, 2),                            // ... unless the variant is clearly faster
+        ([nil, nil, 1.5], nil, 2),                            // ... or nothing else ran
+    ])
+    func variantChoice(times: [Double?], alternative: Double?, expected: Int) {
+        #expect(GEMMTuner.fastest(first: times, offered: 2, alternative: alternative) == expected)
+    }
+
     @Test("nothing ran: no choice")
     func nothingRan() {
         #expect(GEMMTuner.fastest(first: [nil, nil], alternative: nil) == nil)
@@ -97,7 +112,7 @@ struct GEMMTuningTests {
     func malformedLines() throws {
         let dir = temporaryDirectory()
         let path = dir + "/record.tsv"
-        write("# a comment\nNN 1x2x3\t2\tnote\nno tab here\nTT 7x7x7\tseven\t\nNT 8x8x8\t-2\t\nTN 9x9x9\t\(CuBLASLt.candidates)\t\n\t3\t\nNN 2x2x2\t0\n", to: path)
+        write("# a comment\nNN 1x2x3\t2\tnote\nno tab here\nTT 7x7x7\tseven\t\nNT 8x8x8\t-2\t\nTN 9x9x9\t\(CuBLASLt.longestList)\t\n\t3\t\nNN 2x2x2\t0\n", to: path)
         let record = GEMMTuningRecord(path: path)
         #expect(record.choice("NN 1x2x3") == 2)
         #expect(record.choice("NN 2x2x2") == 0)
