@@ -7,7 +7,8 @@ operands swapped, cuBLASLt's A our B), it times (1) every algorithm of the heuri
 and (2) every configuration those algorithms accept with another tile, stage count, split-k or swizzle (set with
 cublasLtMatmulAlgoConfigSetAttribute, checked with cublasLtMatmulAlgoCheck), and (3) every other algorithm id the
 library lists for the types, configured the same way. It prints the best of each, so one call tells whether a wider
-search is worth building.
+search is worth building. Calls are launched from Python (~10 µs each), so times under ~15 µs are launch-bound here;
+the tuner's own timings (in its record, `TANDEM_GEMM_CACHE`) are the reference for small calls.
 
     python3 scripts/cublaslt_probe.py            # the shapes of mlp-wide fp32 and gpt bf16
     python3 scripts/cublaslt_probe.py --calls 'NT 256 4096 1024 f32'
