@@ -11,7 +11,7 @@ import Darwin
 /// ``CuBLASLt/variantLimit``; `TANDEM_GEMM_VARIANTS=0` leaves them out) and the caller's other way of computing the same call (cuBLAS, or cuBLAS and a
 /// kernel for the bias work) are run on the call's own operands and timed; the fastest is kept for the life of the
 /// plan. The heuristic's first algorithm stays unless another is more than ``margin`` faster, so noise does not
-/// pick among equals.
+/// pick among equals, and a configuration the heuristic did not offer must beat all the others by ``variantMargin``.
 ///
 /// The choice is written to a ``GEMMTuningRecord`` and read back by later processes on the same GPU and library, so
 /// a machine runs the same algorithms (and computes the same bits) from one run to the next, as PyTorch's TunableOp
@@ -53,6 +53,7 @@ public struct GEMMTuner {
     /// one at `offered` or after (not the heuristic's) only when it is more than ``variantMargin`` faster than all the
     /// others, else the choice among them. Nil when nothing ran.
     public static func fastest(first times: [Double?], offered: Int? = nil, alternative: Double?) -> Int? {
+        precondition(offered.map { $0 > 0 } ?? true, "GEMMTuner.fastest: the heuristic offers at least one algorithm")
         var all: [(index: Int, ms: Double)] = times.enumerated().compactMap { i, t in t.map { (i, $0) } }
         if let alternative { all.append((-1, alternative)) }
         guard let best = all.min(by: { $0.ms < $1.ms }) else { return nil }
@@ -102,8 +103,8 @@ public struct GEMMTuner {
 // MARK: - Choices kept on disk
 
 /// The algorithm chosen for each GEMM kind on one GPU model with one cuBLASLt version: a text file of lines
-/// `kind<TAB>choice<TAB>note`, where choice is the index in the list of usable algorithms the heuristic gave (the
-/// kind names the list's length, so a list of another length never matches; -1: the caller's other way) and the
+/// `kind<TAB>choice<TAB>note`, where choice is the index in the list the tuner timed: the usable algorithms the
+/// heuristic gave, then their other configurations (the kind names the list's length, so a list of another length never matches; -1: the caller's other way) and the
 /// note says what the timing found. Processes that share the file (ranks of one host) each add their own choices
 /// to what the file holds when they write. Lines that do not parse are skipped (and reported once); the file is written
 /// whole through ``CacheFile``, so a reader never sees half of it.
@@ -160,7 +161,7 @@ public final class GEMMTuningRecord {
         lines[kind] = (choice, note.filter { $0 != "\t" && !$0.isNewline })
         // What another process wrote since this one read the file, unless this one has its own choice for it.
         for (other, entry) in GEMMTuningRecord(path: path).lines where lines[other] == nil { lines[other] = entry }
-        var text = "# tandem GEMM algorithms chosen by timing: kind, choice (index in the usable heuristic results; -1: the other way), note\n"
+        var text = "# tandem GEMM algorithms chosen by timing: kind, choice (index in the list timed: the heuristic's results, then their other configurations; -1: the other way), note\n"
         for kind in kinds { text += "\(kind)\t\(lines[kind]!.choice)\t\(lines[kind]!.note)\n" }
         guard CacheFile.write(Array(text.utf8), to: path) else { return false }
         skipped = []

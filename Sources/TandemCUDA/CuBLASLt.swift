@@ -78,12 +78,14 @@ public final class CuBLASLt: @unchecked Sendable {
     static let algoBytes = 64, resultBytes = 96, resultWorkspaceOffset = 64, resultStateOffset = 72
     /// Heuristic results asked for: without a tuner the first usable one is kept, with one each is timed.
     public static let candidates = 32
-    /// Configurations a tuner times besides the heuristic's list (``variants(of:check:)``), and so the longest list
-    /// a tuning record's choice may index.
+    /// Configurations a tuner times after the heuristic's list (other tile sizes and stage counts of its algorithms), and
+    /// so the longest list a tuning record's choice may index.
     public static let variantLimit = 256, longestList = candidates + variantLimit
-    // (1) cublasLtMatmulAlgoConfigAttributes_t: ID = 0 (int32_t), TILE_ID = 1 and STAGES_ID = 6 (uint32_t);
-    // cublasLtMatmulAlgoCapAttributes_t: TILE_IDS = 6 and STAGES_IDS = 13 (uint32_t arrays).
-    static let configID: Int32 = 0, configTile: Int32 = 1, configStages: Int32 = 6, capTiles: Int32 = 6, capStages: Int32 = 13
+    // (1) cublasLtMatmulAlgoConfigAttributes_t: ID = 0 (int32_t), TILE_ID = 1 and STAGES_ID = 6 (uint32_t; 0 is
+    // UNDEFINED); cublasLtMatmulAlgoCapAttributes_t: TILE_IDS = 6 and STAGES_IDS = 13 (uint32_t arrays),
+    // NUMERICAL_IMPL_FLAGS = 15 (uint64_t cublasLtNumericalImplFlags_t).
+    static let configID: Int32 = 0, configTile: Int32 = 1, configStages: Int32 = 6, capTiles: Int32 = 6, capStages: Int32 = 13,
+               capImplementation: Int32 = 15
     /// `TANDEM_GEMM_VARIANTS=0` keeps a tuner to the heuristic's list.
     public static var variantsByEnvironment: Bool { getenv("TANDEM_GEMM_VARIANTS").map { String(cString: $0) != "0" } ?? true }
 
@@ -220,8 +222,8 @@ public final class CuBLASLt: @unchecked Sendable {
         case otherWay
     }
 
-    /// What a tuner chose for one call kind: the heuristic's list position (-1: the caller's other way), how many
-    /// algorithms were timed, and the times of the heuristic's first and of the choice (nil when read from the record).
+    /// What a tuner chose for one call kind: the position in the list it timed (the heuristic's results, then their other
+    /// configurations; -1: the caller's other way), how many algorithms were timed, and the times of the heuristic's first and of the choice (nil when read from the record).
     public struct Tuned: Sendable {
         public let kind: String, choice: Int, candidates: Int
         public let firstMs: Double?, chosenMs: Double?
@@ -261,7 +263,7 @@ public final class CuBLASLt: @unchecked Sendable {
     /// The plan of row-major `C[m, n] = op(A) · op(B)` with `epilogue`, made at the first call of its kind:
     /// nil when cuBLASLt offers no algorithm for it, or when `tuner` found the caller's other way faster (decided
     /// once, kept). Pointers count only through their alignment (and the bias pointer, which the heuristic reads for
-    /// it). With a `tuner`, the heuristic's algorithms are timed on the operands `a`, `b`, `c` (and the bias) on
+    /// it). With a `tuner`, the heuristic's algorithms and their other configurations are timed on the operands `a`, `b`, `c` (and the bias) on
     /// `stream` with `workspace` (at least `workspaceBytes`), overwriting C, unless its record already holds the
     /// choice (see ``GEMMTuner``); `tuner` is asked for only when a plan is made. Without a tuner then, the plan takes
     /// the heuristic's first algorithm, unless `planUntimed` is false: then the call returns nil and plans nothing.
@@ -368,7 +370,8 @@ public final class CuBLASLt: @unchecked Sendable {
         try prefer(Self.prefAlignB, key.alignA, "MIN_ALIGNMENT_B_BYTES")
         try prefer(Self.prefAlignC, key.alignC, "MIN_ALIGNMENT_C_BYTES")
         try prefer(Self.prefAlignD, key.alignC, "MIN_ALIGNMENT_D_BYTES")
-        if key.compute == CuBLAS.Compute.f32.rawValue && key.a == CuBLAS.DataType.f32.rawValue && key.b == CuBLAS.DataType.f32.rawValue {
+        let trueFP32 = key.compute == CuBLAS.Compute.f32.rawValue && key.a == CuBLAS.DataType.f32.rawValue && key.b == CuBLAS.DataType.f32.rawValue
+        if trueFP32 {
             // True fp32: COMPUTE_32F already excludes tf32; the mask also keeps tensor-core kinds out.
             try prefer(Self.prefImplMask, ~Self.tensorOpImplementations, "IMPL_MASK")
         }
@@ -396,7 +399,8 @@ public final class CuBLASLt: @unchecked Sendable {
             if Self.variantsByEnvironment {
                 let storage = UnsafeMutableRawPointer.allocate(byteCount: Self.algoBytes * Self.variantLimit, alignment: 16)
                 variantStorage = storage
-                list += variants(of: usable, storage: storage, workspaceBytes: key.workspaceBytes, desc: desc, layouts: (ltA, ltB, ltC))
+                list += variants(of: usable, storage: storage, workspaceBytes: key.workspaceBytes, desc: desc, layouts: (ltA, ltB, ltC),
+                                 excluding: trueFP32 ? Self.tensorOpImplementations : 0)
             }
             let (tuner, operands, stream, workspace) = tuning
             // The list's length is part of the kind: a record made from a list of another length never applies.
@@ -434,10 +438,12 @@ public final class CuBLASLt: @unchecked Sendable {
     /// first result of each algorithm id, every tile size and stage count the algorithm reports, where
     /// `cublasLtMatmulAlgoCheck` accepts the configuration for this call within `workspaceBytes`, and the list does not
     /// hold it already. The heuristic ranks a few configurations by a model of the card; the others it never offers are
-    /// sometimes faster (mlp-wide's 4096 × 4096 weight gradient in fp32: 9% with a smaller tile). At most
-    /// ``variantLimit``, in a fixed order (a tuning record keeps a position in the list), written to `storage`.
+    /// sometimes faster (mlp-wide's 4096 × 4096 weight gradient in fp32: 9% with a smaller tile). The check does not
+    /// read the preference, so a configuration whose numerical implementation has any of the bits `excluding` (the
+    /// tensor-core kinds, for true fp32) is left out here. At most ``variantLimit``, in a fixed order (a tuning record
+    /// keeps a position in the list), written to `storage`.
     private func variants(of list: [(algo: UnsafeMutableRawPointer, needs: Int)], storage: UnsafeMutableRawPointer, workspaceBytes: Int,
-                          desc: OpaquePointer?, layouts: (a: OpaquePointer?, b: OpaquePointer?, c: OpaquePointer?))
+                          desc: OpaquePointer?, layouts: (a: OpaquePointer?, b: OpaquePointer?, c: OpaquePointer?), excluding: UInt64)
         -> [(algo: UnsafeMutableRawPointer, needs: Int)] {
         guard let c = table.configure else { return [] }
         func bytes(_ p: UnsafeRawPointer) -> [UInt8] { Array(UnsafeRawBufferPointer(start: p, count: Self.algoBytes)) }
@@ -445,14 +451,21 @@ public final class CuBLASLt: @unchecked Sendable {
             var v: UInt32 = 0, written = 0
             return c.get(algo, attribute, &v, 4, &written) == 0 ? v : nil
         }
-        // The values an array capability lists (its size asked for first), or the algorithm's own value when it lists none.
+        // The values an array capability lists (its size asked for first) but UNDEFINED, or the algorithm's own value.
         func options(_ algo: UnsafeRawPointer, capability: Int32, current: Int32) -> [UInt32] {
             var size = 0
             if c.capGet(algo, capability, nil, 0, &size) == 0, size >= 4 {
                 var values = [UInt32](repeating: 0, count: size / 4)
-                if values.withUnsafeMutableBytes({ c.capGet(algo, capability, $0.baseAddress, $0.count, &size) }) == 0 { return values }
+                if values.withUnsafeMutableBytes({ c.capGet(algo, capability, $0.baseAddress, $0.count, &size) }) == 0 {
+                    let defined = values.filter { $0 != 0 }
+                    if !defined.isEmpty { return defined }
+                }
             }
             return value(algo, current).map { [$0] } ?? []
+        }
+        func implementation(_ algo: UnsafeRawPointer) -> UInt64? {
+            var flags: UInt64 = 0, written = 0
+            return c.capGet(algo, Self.capImplementation, &flags, 8, &written) == 0 ? flags : nil
         }
         let result = UnsafeMutableRawPointer.allocate(byteCount: Self.resultBytes, alignment: 16)
         defer { result.deallocate() }
@@ -460,14 +473,15 @@ public final class CuBLASLt: @unchecked Sendable {
         var found: [(algo: UnsafeMutableRawPointer, needs: Int)] = []
         for base in list {
             guard let id = value(base.algo, Self.configID), ids.insert(id).inserted else { continue }
+            let stageOptions = options(base.algo, capability: Self.capStages, current: Self.configStages)
             for tile in options(base.algo, capability: Self.capTiles, current: Self.configTile) {
-                for stages in options(base.algo, capability: Self.capStages, current: Self.configStages) {
+                for stages in stageOptions {
                     guard found.count < Self.variantLimit else { return found }
                     let algo = storage + Self.algoBytes * found.count
                     algo.copyMemory(from: base.algo, byteCount: Self.algoBytes)
                     var t = tile, st = stages
                     guard c.set(algo, Self.configTile, &t, 4) == 0, c.set(algo, Self.configStages, &st, 4) == 0,
-                          seen.insert(bytes(algo)).inserted,
+                          seen.insert(bytes(algo)).inserted, excluding == 0 || implementation(algo).map({ $0 & excluding == 0 }) == true,
                           c.check(handle, desc, layouts.a, layouts.b, layouts.c, layouts.c, algo, result) == 0 else { continue }
                     let needs = result.load(fromByteOffset: Self.resultWorkspaceOffset, as: Int.self)
                     if needs <= workspaceBytes { found.append((algo, needs)) }

@@ -56,7 +56,7 @@ extension Bench {
                 for l in launches { print(String(format: "%9.1f %8.1f  %@  %@", 1000 * l.start, 1000 * l.ms, l.stream, l.label)) }
             }
             if let tuned = gpu.blasLt?.tuned, !tuned.isEmpty {
-                print("GEMM algorithms chosen by timing (index in cuBLASLt's heuristic list; -1: cuBLAS, or cuBLAS and a kernel):")
+                print("GEMM algorithms chosen by timing (index in the list timed: cuBLASLt's heuristic results, then their other configurations; -1: cuBLAS, or cuBLAS and a kernel):")
                 for t in tuned {
                     func ms(_ v: Double?) -> String { v.map { String(format: "%.4f ms", $0) } ?? "failed" }
                     let times = t.chosenMs == nil ? "read from the record" : "first \(ms(t.firstMs)), chosen \(ms(t.chosenMs))"

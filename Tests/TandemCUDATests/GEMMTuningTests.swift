@@ -34,6 +34,25 @@ struct GEMMTuningTests {
         #expect(GEMMTuner.fastest(first: times, offered: 2, alternative: alternative) == expected)
     }
 
+    @Test("choose holds a variant to the wider margin")
+    func chooseVariant() throws {
+        var current = 0
+        let speeds: [Int: Double] = [0: 1.0, 1: 0.99, 2: 0.96]
+        let tuner = GEMMTuner(time: { body in
+            try body()
+            return speeds[current]! * Double(GEMMTuner.callsPerRun)
+        }, alternative: nil, record: nil)
+        #expect(try tuner.choose(candidates: 3, offered: 2) { current = $0 }?.choice == 0)
+        #expect(try tuner.choose(candidates: 3) { current = $0 }?.choice == 2)
+    }
+
+    @Test("with every candidate offered by the heuristic, the plain rule")
+    func allOffered() {
+        for times: [Double?] in [[1.0, 0.99, 1.2], [1.0, 0.97, 0.90], [nil, 2.0, 1.5]] {
+            #expect(GEMMTuner.fastest(first: times, offered: times.count, alternative: nil) == GEMMTuner.fastest(first: times, alternative: nil))
+        }
+    }
+
     @Test("nothing ran: no choice")
     func nothingRan() {
         #expect(GEMMTuner.fastest(first: [nil, nil], alternative: nil) == nil)
@@ -112,9 +131,10 @@ struct GEMMTuningTests {
     func malformedLines() throws {
         let dir = temporaryDirectory()
         let path = dir + "/record.tsv"
-        write("# a comment\nNN 1x2x3\t2\tnote\nno tab here\nTT 7x7x7\tseven\t\nNT 8x8x8\t-2\t\nTN 9x9x9\t\(CuBLASLt.longestList)\t\n\t3\t\nNN 2x2x2\t0\n", to: path)
+        write("# a comment\nNN 1x2x3\t2\tnote\nno tab here\nTT 7x7x7\tseven\t\nNT 8x8x8\t-2\t\nTN 9x9x9\t\(CuBLASLt.longestList)\t\n\t3\t\nNN 2x2x2\t0\nNT 3x3x3\t\(CuBLASLt.longestList - 1)\t\n", to: path)
         let record = GEMMTuningRecord(path: path)
         #expect(record.choice("NN 1x2x3") == 2)
+        #expect(record.choice("NT 3x3x3") == CuBLASLt.longestList - 1)   // the last variant of the longest list
         #expect(record.choice("NN 2x2x2") == 0)
         #expect(record.choice("TT 7x7x7") == nil)
         #expect(record.choice("NT 8x8x8") == nil)
@@ -125,7 +145,7 @@ struct GEMMTuningTests {
         #expect(record.skipped.isEmpty)
         let text = try #require(read(path))
         #expect(!text.contains("no tab here"))
-        #expect(GEMMTuningRecord(path: path).kinds == ["NN 1x2x3", "NN 2x2x2", "NN 3x3x3"])
+        #expect(GEMMTuningRecord(path: path).kinds == ["NN 1x2x3", "NN 2x2x2", "NN 3x3x3", "NT 3x3x3"])
     }
 
     @Test("an unwritable folder keeps the record in memory and leaves the old file whole")
