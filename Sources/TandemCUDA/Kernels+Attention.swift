@@ -8,9 +8,12 @@ extension KernelSource {
     /// rows whose operand fragments stay in registers; the other side's tiles pass through shared memory
     /// (double-buffered by cp.async, padded rows read by ldmatrix without bank conflicts).
     ///
+    /// On a diagonal tile a warp skips the 16-key (backward: 16-query) steps the causal mask removes whole, which
+    /// adds only zeros, so the result is the same bit for bit.
+    ///
     /// Rounding: probabilities and score gradients are rounded to the activation type before they enter a product
     /// and outputs once, as on the GEMM path; scores, softmax statistics and dP stay fp32 (the GEMM path stores
-    /// the scores and dP in the activation type).
+    /// the scores and dP in the activation type); exponentials flush subnormal results to zero.
     static let attention = #"""
 constexpr int FA_HD = 64, FA_TILE = 64, FA_PITCH = FA_HD + 8, FA_THREADS = 128;
 // Backward blocks a multiprocessor holds at once, which bounds the registers a thread may take (168 at 3).
@@ -37,125 +40,6 @@ __device__ __forceinline__ void fa_ldsm_t(unsigned* r, const u16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_smem(p)) : "memory");
 }
-// Hopper's warpgroup MMA (sm_90a): the block's four warps multiply their 64 rows at once, B read by the tensor cores
-// straight from shared memory, asynchronously. FA_WGMMA 0 keeps mma.sync (any other architecture has only that).
-#if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#undef FA_WGMMA
-#define FA_WGMMA 0
-#elif !defined(FA_WGMMA)
-#define FA_WGMMA 1
-#endif
-// A wgmma tile: 64 rows × 64 columns, no padding; the 16 bytes of row r, columns 8j … 8j + 7 at byte
-// (r / 8)·1024 + j·128 + (r % 8)·16, so that every 8 rows × 16 bytes (a core matrix) are 128 contiguous bytes.
-typedef u16 FAWTile[FA_TILE * FA_HD];
-__device__ __forceinline__ int fa_wat(int r, int j) { return (r >> 3) * 512 + j * 64 + (r & 7) * 8; }   // in elements
-// Rows [first, first + 64) of one head's 64 columns into a wgmma tile (fa_stage's copy in that layout).
-__device__ __forceinline__ void fa_wstage(u16* dst, const u16* src, long stride, int first, int T) {
-#pragma unroll
-  for (int k = 0; k < FA_TILE * FA_HD / 8 / FA_THREADS; k++) {
-    int i = threadIdx.x + k * FA_THREADS, r = i >> 3, j = i & 7;
-    bool ok = first + r < T;
-    fa_cp16(dst + fa_wat(r, j), src + (ok ? (long)(first + r) * stride + j * 8 : 0), ok);
-  }
-}
-// The shared-memory descriptor of B for one 16-deep step. KT (tile rows are B's columns: the product takes tileᵀ):
-// K-major, columns 16·step … of the tile; else (tile rows are B's rows): N-major, rows 16·step …
-template <bool KT> __device__ __forceinline__ unsigned long long fa_desc(const u16* tile, int step) {
-  const unsigned at = fa_smem(tile) + (KT ? 256u : 2048u) * step, lead = KT ? 128u : 1024u, strideBytes = KT ? 1024u : 128u;
-  return (unsigned long long)((at & 0x3FFFFu) >> 4) | (unsigned long long)(lead >> 4) << 16 | (unsigned long long)(strideBytes >> 4) << 32;
-}
-__device__ __forceinline__ void fa_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void fa_wg_commit_wait() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n\twgmma.wait_group.sync.aligned 0;" ::: "memory");
-}
-#define FA_WGMMA32_ASM(T, TRANS) \
-  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, 1, 0;\n\twgmma.mma_async.sync.aligned.m64n32k16.f32." T "." T " " \
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, " #TRANS ";\n\t}" \
-      : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), \
-        "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc))
-#define FA_WGMMA_ASM(T, TRANS) \
-  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, 1, 0;\n\twgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T " " \
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, " \
-      "{%32,%33,%34,%35}, %36, p, 1, 1, " #TRANS ";\n\t}" \
-      : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), \
-        "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]), \
-        "+f"(c[4][0]), "+f"(c[4][1]), "+f"(c[4][2]), "+f"(c[4][3]), "+f"(c[5][0]), "+f"(c[5][1]), "+f"(c[5][2]), "+f"(c[5][3]), \
-        "+f"(c[6][0]), "+f"(c[6][1]), "+f"(c[6][2]), "+f"(c[6][3]), "+f"(c[7][0]), "+f"(c[7][1]), "+f"(c[7][2]), "+f"(c[7][3]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc))
-// c[64 × 64 of the warpgroup; the warp's 16 rows as C fragments] += A[16 × 16 a warp, registers] · B[16 × 64] (B from a
-// descriptor; KT as in fa_desc).
-template <class D, bool KT> __device__ __forceinline__ void fa_wgmma(float (&c)[8][4], const unsigned* a, unsigned long long desc);
-#if FA_WGMMA
-template <> __device__ __forceinline__ void fa_wgmma<BF16, true>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("bf16", 0); }
-template <> __device__ __forceinline__ void fa_wgmma<BF16, false>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("bf16", 1); }
-template <> __device__ __forceinline__ void fa_wgmma<F16, true>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("f16", 0); }
-template <> __device__ __forceinline__ void fa_wgmma<F16, false>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("f16", 1); }
-#endif
-// The same over 32 columns of B: c[64 × 32] += A · tileᵀ rows 32·half … (K-major only).
-template <class D> __device__ __forceinline__ void fa_wgmma32(float (&c)[4][4], const unsigned* a, unsigned long long desc);
-#if FA_WGMMA
-template <> __device__ __forceinline__ void fa_wgmma32<BF16>(float (&c)[4][4], const unsigned* a, unsigned long long desc) { FA_WGMMA32_ASM("bf16", 0); }
-template <> __device__ __forceinline__ void fa_wgmma32<F16>(float (&c)[4][4], const unsigned* a, unsigned long long desc) { FA_WGMMA32_ASM("f16", 0); }
-#endif
-// Tell the compiler an accumulator is read and written here, so that no use of it moves across a wgmma or its wait.
-template <int N> __device__ __forceinline__ void fa_wg_pin(float (&c)[N][4]) {
-#pragma unroll
-  for (int n = 0; n < N; n++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) asm volatile("" : "+f"(c[n][e]) :: "memory");
-}
-// s[64 × 32] = A · tileᵀ rows 32·half … + 31 and t[64 × 32] = B · tile2ᵀ rows 32·half … (zeroed first): the two
-// score-like products of a backward half-tile, issued together and waited for.
-template <class D> __device__ __forceinline__ void fa_wg_pair(float (&s)[4][4], float (&t)[4][4], const unsigned (&a)[4][4], const u16* tile,
-                                                              const unsigned (&b)[4][4], const u16* tile2, int half) {
-#if FA_WGMMA
-  fa_wg_pin<4>(s); fa_wg_pin<4>(t); fa_wg_fence();
-#pragma unroll
-  for (int ks = 0; ks < 4; ks++) fa_wgmma32<D>(s, a[ks], fa_desc<true>(tile + half * 2048, ks));
-#pragma unroll
-  for (int ks = 0; ks < 4; ks++) fa_wgmma32<D>(t, b[ks], fa_desc<true>(tile2 + half * 2048, ks));
-  fa_wg_commit_wait(); fa_wg_pin<4>(s); fa_wg_pin<4>(t);
-#endif
-}
-// c[64 × 64] += A · tile over the tile's rows 32·half … + 31 (two 16-row steps), and the same for a second product
-// (c2 += A2 · tile2), issued together and waited for.
-template <class D> __device__ __forceinline__ void fa_wg_ab_half2(float (&c)[8][4], const unsigned (&a)[4][4], const u16* tile,
-                                                                  float (&c2)[8][4], const unsigned (&a2)[4][4], const u16* tile2, int half) {
-#if FA_WGMMA
-  fa_wg_pin<8>(c); fa_wg_pin<8>(c2); fa_wg_fence();
-#pragma unroll
-  for (int k = 0; k < 2; k++) fa_wgmma<D, false>(c, a[2 * half + k], fa_desc<false>(tile, 2 * half + k));
-#pragma unroll
-  for (int k = 0; k < 2; k++) fa_wgmma<D, false>(c2, a2[2 * half + k], fa_desc<false>(tile2, 2 * half + k));
-  fa_wg_commit_wait(); fa_wg_pin<8>(c); fa_wg_pin<8>(c2);
-#endif
-}
-// c += A[16 × 64 a warp] · tileᵀ over the four 16-column steps, and c += P[16 × 64 a warp] · tile over the four 16-row
-// steps: the warpgroup's products of fa_mma_abt and fa_mma_ab over a whole tile, waited for.
-template <class D> __device__ __forceinline__ void fa_wg_abt(float (&c)[8][4], const unsigned (&a)[4][4], const u16* tile) {
-#if FA_WGMMA
-  fa_wg_pin<8>(c); fa_wg_fence();
-#pragma unroll
-  for (int ks = 0; ks < 4; ks++) fa_wgmma<D, true>(c, a[ks], fa_desc<true>(tile, ks));
-  fa_wg_commit_wait(); fa_wg_pin<8>(c);
-#endif
-}
-template <class D> __device__ __forceinline__ void fa_wg_ab(float (&c)[8][4], const unsigned (&a)[4][4], const u16* tile) {
-#if FA_WGMMA
-  fa_wg_pin<8>(c); fa_wg_fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; kk++) fa_wgmma<D, false>(c, a[kk], fa_desc<false>(tile, kk));
-  fa_wg_commit_wait(); fa_wg_pin<8>(c);
-#endif
-}
-// Shared memory written by cp.async made visible to the tensor cores' reads (the async proxy), before the barrier.
-__device__ __forceinline__ void fa_proxy_fence() {
-#if FA_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-#endif
-}
-
 // 2^x, subnormal results flushed to zero (one MUFU.EX2, without exp2f's rescaling around it): a probability under
 // 2^-126 is zero next to the row's largest, which is 1.
 __device__ __forceinline__ float fa_exp2(float x) {
@@ -279,11 +163,7 @@ template <class D> __device__ void flash_attention_rowdot_impl(const void* o, co
 // fragments, running maxima m, sums l and output in registers; per key tile S = Q·Kᵀ, the online softmax in
 // base 2 (scores times scale·log2 e), then O += P·V with S's C fragments reused as P's A fragments.
 template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, void* out, float* lse, int T, int H, float scale) {
-#if FA_WGMMA
-  __shared__ __align__(128) FAWTile ks[2], vs[2];
-#else
   __shared__ __align__(16) FATile ks[2], vs[2];
-#endif
   const FAHead at(T, H);
   const long stride = at.stride;
   const u16* q = (const u16*)qkv + at.qkv;
@@ -292,35 +172,28 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
   const int qt = gridDim.y - 1 - blockIdx.y, row0 = qt * FA_TILE + warp * 16;
   const bool active = row0 < T;   // T is a multiple of 16: a warp's rows are all in or all out
   const float c2 = scale * FA_LOG2E;
-  unsigned qa[4][4] = {};   // zeros for a warp past T: with wgmma it takes part in every product
+  unsigned qa[4][4];
   if (active) fa_load_a(qa, q, stride, row0);
   float o[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  auto stage = [&](int buffer, int first) {
-#if FA_WGMMA
-    fa_wstage(ks[buffer], k, stride, first, T); fa_wstage(vs[buffer], v, stride, first, T);
-#else
-    fa_stage(ks[buffer], k, stride, first, T); fa_stage(vs[buffer], v, stride, first, T);
-#endif
-    fa_cp_commit();
-  };
-  stage(0, 0);
+  fa_stage(ks[0], k, stride, 0, T);
+  fa_stage(vs[0], v, stride, 0, T);
+  fa_cp_commit();
   for (int kt = 0; kt <= qt; kt++) {
     const int cur = kt & 1;
     fa_cp_wait();
-    fa_proxy_fence();
     __syncthreads();
-    if (kt < qt) stage(cur ^ 1, (kt + 1) * FA_TILE);
-    if (!FA_WGMMA && !active) continue;
+    if (kt < qt) {
+      fa_stage(ks[cur ^ 1], k, stride, (kt + 1) * FA_TILE, T);
+      fa_stage(vs[cur ^ 1], v, stride, (kt + 1) * FA_TILE, T);
+      fa_cp_commit();
+    }
+    if (!active) continue;
     // Groups of 8 keys that hold a key at or before one of the warp's queries (all but on the diagonal tile): the
     // others' scores are -inf and their probabilities 0, so their products are skipped (exactly: they add zeros).
     const int live = kt < qt ? 8 : (row0 + 15 - kt * FA_TILE) / 8 + 1;
     float s[8][4] = {};
-#if FA_WGMMA
-    fa_wg_abt<D>(s, qa, ks[cur]);
-#else
 #pragma unroll
     for (int n = 0; n < 8; n++) if (n < live) fa_mma_abt<D>(s[n], qa, ks[cur], n * 8);
-#endif
     // Row r of the thread: query row0 + grp + 8r. Keys past the query (the diagonal tile only) are -inf;
     // every row has key 0, so the maxima are finite from the first tile on.
     float mx[2] = {m[0], m[1]};
@@ -355,12 +228,8 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
       pa[n >> 1][(n & 1) * 2] = fa_pack<D>(p[0], p[1]);
       pa[n >> 1][(n & 1) * 2 + 1] = fa_pack<D>(p[2], p[3]);
     }
-#if FA_WGMMA
-    fa_wg_ab<D>(o, pa, vs[cur]);
-#else
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) if (2 * kk < live) fa_mma_ab<D>(o, pa[kk], vs[cur], kk * 16);
-#endif
   }
   if (!active) return;
 #pragma unroll
@@ -404,79 +273,13 @@ template <class D, bool MASK> __device__ __forceinline__ void fa_dq_tile(float (
   }
 }
 
-#if FA_WGMMA
-// fa_dq_tile with wgmma: the warpgroup's 64 rows at once, over the key tile in two halves of 32 keys (S and dP of a
-// half together, then dQ += dS·K over its two 16-key steps); every warp takes part, whatever its rows.
-template <class D, bool MASK> __device__ __forceinline__ void fa_dq_tile_wg(float (&dq)[8][4], const unsigned (&qa)[4][4], const unsigned (&ga)[4][4],
-                                                                            const u16* kst, const u16* vst, const float (&lse2)[2],
-                                                                            const float (&dsum)[2], int key0, int row0, float c2) {
-  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
-  unsigned sa[4][4];   // dS over keys 16·kk … 16·kk + 15 as A fragments
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    float s[4][4] = {}, dp[4][4] = {};
-    fa_wg_pair<D>(s, dp, qa, kst, ga, vst, half);
-#pragma unroll
-    for (int n = 0; n < 4; n++) {
-      float g[4];
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        float p = fa_exp2(s[n][e] * c2 - lse2[e >> 1]);
-        if (MASK && key0 + 32 * half + n * 8 + tig * 2 + (e & 1) > row0 + grp + 8 * (e >> 1)) p = 0.f;
-        g[e] = p * (dp[n][e] - dsum[e >> 1]);
-      }
-      sa[2 * half + (n >> 1)][(n & 1) * 2] = fa_pack<D>(g[0], g[1]);
-      sa[2 * half + (n >> 1)][(n & 1) * 2 + 1] = fa_pack<D>(g[2], g[3]);
-    }
-    fa_wg_pin<8>(dq); fa_wg_fence();
-#pragma unroll
-    for (int k = 0; k < 2; k++) fa_wgmma<D, false>(dq, sa[2 * half + k], fa_desc<false>(kst, 2 * half + k));
-    fa_wg_commit_wait(); fa_wg_pin<8>(dq);
-  }
-}
-
-// fa_dkdv_tile with wgmma: the warpgroup's 64 keys at once, over the query tile in two halves of 32 queries (Sᵀ and
-// dPᵀ of a half together, then dV += Pᵀ·dO and dK += dSᵀ·Q over its two 16-query steps together).
-template <class D, bool MASK> __device__ __forceinline__ void fa_dkdv_tile_wg(float (&dk)[8][4], float (&dv)[8][4], const unsigned (&ka)[4][4],
-                                                                              const unsigned (&va)[4][4], const u16* qst, const u16* gst,
-                                                                              const float* L, const float* Dq, int key0, int q0, int T, float c2) {
-  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
-  unsigned pa[4][4], sa[4][4];   // Pᵀ and dSᵀ over queries 16·kk … 16·kk + 15 as A fragments
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    float s[4][4] = {}, dp[4][4] = {};
-    fa_wg_pair<D>(s, dp, ka, qst, va, gst, half);
-#pragma unroll
-    for (int n = 0; n < 4; n++) {
-      const int col = 32 * half + n * 8 + tig * 2;
-      const float2 l2 = *(const float2*)&L[col], d2 = *(const float2*)&Dq[col];
-      const float lx = l2.x * FA_LOG2E, ly = l2.y * FA_LOG2E;
-      float p[4], g[4];
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        p[e] = fa_exp2(s[n][e] * c2 - ((e & 1) ? ly : lx));
-        if (MASK) {
-          const int key = key0 + grp + 8 * (e >> 1), query = q0 + col + (e & 1);
-          if (query < key || query >= T) p[e] = 0.f;
-        }
-        g[e] = p[e] * (dp[n][e] - ((e & 1) ? d2.y : d2.x));
-      }
-      const int kk = 2 * half + (n >> 1), at = (n & 1) * 2;
-      pa[kk][at] = fa_pack<D>(p[0], p[1]); pa[kk][at + 1] = fa_pack<D>(p[2], p[3]);
-      sa[kk][at] = fa_pack<D>(g[0], g[1]); sa[kk][at + 1] = fa_pack<D>(g[2], g[3]);
-    }
-    fa_wg_ab_half2<D>(dv, pa, gst, dk, sa, qst, half);
-  }
-}
-#endif
-
 // Backward, dQ side: one tile of 64 query rows over key tiles 0 … qt, K and V double-buffered by cp.async.
 template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)[2], int qt, float scale) {
   const int T = op.T, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2;
   const int row0 = qt * FA_TILE + warp * 16;
   const bool active = row0 < T;
   const float c2 = scale * FA_LOG2E;
-  unsigned qa[4][4] = {}, ga[4][4] = {};   // zeros past T (with wgmma every warp takes part)
+  unsigned qa[4][4], ga[4][4];
   float dsum[2] = {0.f, 0.f}, lse2[2] = {0.f, 0.f};
   if (active) {
     fa_load_a(qa, op.q, op.stride, row0);
@@ -488,29 +291,21 @@ template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)
     }
   }
   float dq[8][4] = {};
-  auto stage = [&](int buffer, int first) {
-#if FA_WGMMA
-    fa_wstage(buf[buffer][0], op.k, op.stride, first, T); fa_wstage(buf[buffer][1], op.v, op.stride, first, T);
-#else
-    fa_stage(buf[buffer][0], op.k, op.stride, first, T); fa_stage(buf[buffer][1], op.v, op.stride, first, T);
-#endif
-    fa_cp_commit();
-  };
-  stage(0, 0);
+  fa_stage(buf[0][0], op.k, op.stride, 0, T);
+  fa_stage(buf[0][1], op.v, op.stride, 0, T);
+  fa_cp_commit();
   for (int kt = 0; kt <= qt; kt++) {
     const int cur = kt & 1;
     fa_cp_wait();
-    fa_proxy_fence();
     __syncthreads();
-    if (kt < qt) stage(cur ^ 1, (kt + 1) * FA_TILE);
-#if FA_WGMMA
-    if (kt == qt) fa_dq_tile_wg<D, true>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
-    else fa_dq_tile_wg<D, false>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
-#else
+    if (kt < qt) {
+      fa_stage(buf[cur ^ 1][0], op.k, op.stride, (kt + 1) * FA_TILE, T);
+      fa_stage(buf[cur ^ 1][1], op.v, op.stride, (kt + 1) * FA_TILE, T);
+      fa_cp_commit();
+    }
     if (!active) continue;
     if (kt == qt) fa_dq_tile<D, true>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
     else fa_dq_tile<D, false>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
-#endif
   }
   if (active) fa_store<D>(op.dq, op.stride, row0, dq, scale, scale);
 }
@@ -562,19 +357,14 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
   const int key0 = kt * FA_TILE + warp * 16;
   const bool active = key0 < T;
   const float c2 = scale * FA_LOG2E;
-  unsigned ka[4][4] = {}, va[4][4] = {};   // zeros past T (with wgmma every warp takes part)
+  unsigned ka[4][4], va[4][4];
   if (active) { fa_load_a(ka, op.k, op.stride, key0); fa_load_a(va, op.v, op.stride, key0); }
   float dk[8][4] = {}, dv[8][4] = {};
   // Query tile qt's Q and dO into buffer st, its log-sum-exps and D into rowLse[st] and rowD[st] (16 bytes a thread).
   auto stage = [&](int qt, int st) {
     const int first = qt * FA_TILE;
-#if FA_WGMMA
-    fa_wstage(buf[st][0], op.q, op.stride, first, T);
-    fa_wstage(buf[st][1], op.dout, op.C, first, T);
-#else
     fa_stage(buf[st][0], op.q, op.stride, first, T);
     fa_stage(buf[st][1], op.dout, op.C, first, T);
-#endif
     if (threadIdx.x < FA_TILE / 2) {
       const int j = threadIdx.x & (FA_TILE / 4 - 1), r = first + j * 4;
       const float* src = threadIdx.x < FA_TILE / 4 ? op.lse : op.rowDot;
@@ -587,18 +377,12 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
   for (int qt = kt; qt < tiles; qt++) {
     const int cur = (qt - kt) & 1;
     fa_cp_wait();
-    fa_proxy_fence();
     __syncthreads();
     if (qt + 1 < tiles) stage(qt + 1, cur ^ 1);
-    const int q0 = qt * FA_TILE;
-#if FA_WGMMA
-    if (qt == kt || q0 + FA_TILE > T) fa_dkdv_tile_wg<D, true>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
-    else fa_dkdv_tile_wg<D, false>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
-#else
     if (!active) continue;
+    const int q0 = qt * FA_TILE;
     if (qt == kt || q0 + FA_TILE > T) fa_dkdv_tile<D, true>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
     else fa_dkdv_tile<D, false>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
-#endif
   }
   if (!active) return;
   fa_store<D>(op.dk, op.stride, key0, dk, scale, scale);
@@ -610,7 +394,7 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
 // rowDot: D of every query row, from flash_attention_rowdot.
 template <class D> __device__ void flash_attention_bwd_impl(const void* qkv, const void* dout, const float* lse, const float* rowDot,
                                                             void* dqkv, int T, int H, float scale) {
-  __shared__ __align__(128) FATile buf[2][2];
+  __shared__ __align__(16) FATile buf[2][2];
   __shared__ __align__(16) float rowLse[2][FA_TILE], rowD[2][FA_TILE];
   const FAHead at(T, H);
   const u16* q = (const u16*)qkv + at.qkv;
