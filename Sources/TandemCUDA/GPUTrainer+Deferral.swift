@@ -3,15 +3,14 @@
 extension GPUTrainer {
     var usesSGD: Bool { if case .sgd = optimizer { true } else { false } }
 
-    /// How many update groups after the first (``GPUNetwork/updateGroups``) this step leaves to the next
-    /// (``Schedule/deferredGroups``): their updates run there on the side stream, beside the forward of the layers before
-    /// them, since a layer's weights are not read again until its forward. SGD only (AdamW's bias correction counts steps),
+    /// Whether this step leaves the updates of every update group after the first (``GPUNetwork/updateGroups``) to the next
+    /// (``Schedule/updatesDeferred``): they run there on the side stream, beside the forward of the layers before them,
+    /// since a layer's weights are not read again until its forward. SGD only (AdamW's bias correction counts steps),
     /// with nothing global between the gradient and the update (no clipping, no loss scaling, no all-reduce).
     ///
     /// The same kernels on the same values as updating within the step: the same weights, bit for bit, once
     /// ``flushDeferredUpdates()`` has run, which everything that reads or replaces the weights does first.
-    var deferredGroupCount: Int { canDeferUpdates ? min(schedule.deferredGroups, network.updateGroups.count - 1) : 0 }
-    var defersUpdates: Bool { deferredGroupCount > 0 }
+    var defersUpdates: Bool { canDeferUpdates && schedule.updatesDeferred }
     /// Whether this trainer could defer its updates under a schedule that asks for it (``defersUpdates``).
     var canDeferUpdates: Bool { usesSGD && clipNorm == 0 && precision != .fp16 && collective == nil && network.updateGroups.count > 1 }
 
@@ -33,22 +32,19 @@ extension GPUTrainer {
 
     /// Queues the updates the previous step left (with its optimizer and fold flag; this step's when none is known: they
     /// are skipped then) on the side stream, group by group, with a mark after each that ``beforeForward(group:)`` waits
-    /// for, then sets the skip flag. When this step defers none, or other groups than the step that left them, applies
-    /// the pending ones now instead (first).
+    /// for, then sets the skip flag. When this step defers none, applies the pending ones now instead.
     func launchDeferredUpdates() throws {
-        let k = deferredGroupCount
         deferredMarks = []
-        deferredParameters = deferralPlan(k).parameters
-        if let p = pending, p.groups != k { try flushDeferredUpdates() }
-        guard k > 0 else { return }
-        let (opt, folded, _) = pending ?? (optimizer, folds, k)
+        deferredParameters = defersUpdates ? deferralPlan.parameters : []
+        guard defersUpdates else { return try flushDeferredUpdates() }
+        let (opt, folded) = pending ?? (optimizer, folds)
         var marks = [StreamMark?](repeating: nil, count: network.updateGroups.count)
         try gpu.onSideStream {
             if delaysDeferredUpdates { try gpu.launch("spin_wait", grid: (1, 1, 1), block: (1, 1, 1), [.long(1_000_000)]) }
-            for g in deferredGroups(k) {
+            for g in deferredGroups {
                 try launchDeferredUpdate(group: g, optimizer: opt, folded: folded)
                 // Applied: the flag set before the last mark, which forward waits for before the step's end clears it.
-                if g == k { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
+                if g == deferredGroups.last { try gpu.launch("fill_f32", grid: (1, 1, 1), block: (32, 1, 1), [.pointer(skipFlag), .long(1), .float(1)]) }
                 marks[g] = try gpu.mark(gpu.sideStream)
             }
         }
@@ -65,35 +61,26 @@ extension GPUTrainer {
     }
 
     /// The end of a step that defers, its updates not run beside backward: every parameter's but the deferred groups' now
-    /// (``deferralPlan(_:)``), then ``leaveUpdatesPending()``.
+    /// (``deferralPlan``), then ``leaveUpdatesPending()``.
     func launchUpdatesDeferring() throws {
-        for run in deferralPlan(deferredGroupCount).nowRuns { try launchOptimizer(from: run.lowerBound, count: run.count) }
+        for run in deferralPlan.nowRuns { try launchOptimizer(from: run.lowerBound, count: run.count) }
         try leaveUpdatesPending()
     }
 
     /// Marks the deferred groups' updates pending (the device's skip flag cleared, in stream order after this step's use).
     func leaveUpdatesPending() throws {
         try gpu.fill(skipFlag, words: 1, pattern: 0)
-        pending = (optimizer, folds, deferredGroupCount)
+        pending = (optimizer, folds)
     }
 
-    /// Update groups 1 … k, those a step deferring k groups leaves to the next.
-    func deferredGroups(_ k: Int) -> Range<Int> { 1..<(1 + max(0, min(k, network.updateGroups.count - 1))) }
-
-    /// For a step deferring k groups: their parameters, and the flat runs of every other parameter (those it updates itself).
-    func deferralPlan(_ k: Int) -> (parameters: Set<Int>, nowRuns: [Range<Int>]) {
-        if let known = deferralPlans[k] { return known }
-        let parameters = Set(deferredGroups(k).flatMap { network.updateGroups[$0] })
-        let plan = (parameters: parameters, nowRuns: flatRuns(offsets.indices.filter { !parameters.contains($0) }))
-        deferralPlans[k] = plan
-        return plan
-    }
+    /// The update groups a deferring step leaves to the next: every group after the first.
+    var deferredGroups: Range<Int> { 1..<max(1, network.updateGroups.count) }
 
     /// Applies the updates a step left pending, now, on the main stream: before the weights are read or replaced. Nothing
     /// when none can be pending.
     public func flushDeferredUpdates() throws {
-        guard let (opt, folded, k) = pending else { return }
-        for g in deferredGroups(k) { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
+        guard let (opt, folded) = pending else { return }
+        for g in deferredGroups { try launchDeferredUpdate(group: g, optimizer: opt, folded: folded) }
         try gpu.fill(skipFlag, words: 1, pattern: 0x3F80_0000)   // (1) 1.0 in fp32: nothing pending
         pending = nil
     }

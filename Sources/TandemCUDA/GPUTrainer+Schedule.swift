@@ -17,20 +17,15 @@ extension GPUTrainer {
         public var weightGradientsBeside: Bool
         /// Each parameter's optimizer update on the side stream as soon as backward is done with it.
         public var optimizerBeside: Bool
-        /// How many update groups after the first (``GPUNetwork/updateGroups``, in forward order) leave their update to the
-        /// next step, where it runs on the side stream beside the forward of the layers before them (``GPUTrainer/defersUpdates``):
-        /// 0 none, ``everyGroup`` all. With ``optimizerBeside``, the parameters backward hands over are updated beside it and the
-        /// rest at the end of the step, but for the deferred groups: deferring the first few then takes the updates that would
-        /// end the step (backward reaches the first layers last) off its tail.
-        public var deferredGroups: Int
-        /// ``deferredGroups`` for every group after the first.
-        public static let everyGroup = Int.max
-        public var updatesDeferred: Bool { deferredGroups > 0 }
+        /// Every update group after the first (``GPUNetwork/updateGroups``, in forward order) leaves its update to the next
+        /// step, where it runs on the side stream beside the forward of the layers before it (``GPUTrainer/defersUpdates``).
+        /// With ``optimizerBeside`` too, the first group is updated beside backward.
+        public var updatesDeferred: Bool
 
-        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, deferredGroups: Int = 0) {
+        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, updatesDeferred: Bool = false) {
             self.weightGradientsBeside = weightGradientsBeside
             self.optimizerBeside = optimizerBeside
-            self.deferredGroups = max(0, deferredGroups)
+            self.updatesDeferred = updatesDeferred
         }
 
         public var description: String {
@@ -40,18 +35,12 @@ extension GPUTrainer {
             case (false, true): "optimizer beside"
             case (true, true): "weight gradients and optimizer beside"
             }
-            switch deferredGroups {
-            case 0: return streams
-            case Self.everyGroup: return streams + ", updates deferred into the next forward"
-            case let k: return streams + ", \(k) update group\(k == 1 ? "" : "s") after the first deferred into the next forward"
-            }
+            return streams + (updatesDeferred ? ", updates deferred into the next forward" : "")
         }
 
         /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM`, `TANDEM_OVERLAP_OPTIMIZER` and
         /// `TANDEM_DEFER_UPDATES` set to 0 or 1 fix their part; unset (or anything else), both ways are timed. Deferral
-        /// defers every group when the optimizer waits for the end of backward, and the first group after the first
-        /// (the update that would otherwise end the step) when it runs beside backward (that one only with
-        /// `TANDEM_DEFER_UPDATES=1` until it has run on a GPU).
+        /// with the optimizer beside backward only with `TANDEM_DEFER_UPDATES=1` (measured slower).
         static func allowed(environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
             func ways(_ name: String) -> [Bool] {
                 switch environment(name) {
@@ -64,9 +53,10 @@ extension GPUTrainer {
             for w in ways("TANDEM_GPU_WGRAD_STREAM") {
                 for o in ways("TANDEM_OVERLAP_OPTIMIZER") {
                     for d in ways("TANDEM_DEFER_UPDATES") {
-                        // Deferral beside the optimizer measured slower (gpt bf16 +3.8%, mlp-wide fp32 +0.6%): only when asked for.
+                        // Deferral with the optimizer beside only when asked for (with one group deferred it measured slower:
+                        // gpt bf16 +3.8%, mlp-wide fp32 +0.6%).
                         if o && d && environment("TANDEM_DEFER_UPDATES") != "1" { continue }
-                        let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, deferredGroups: d ? (o ? 1 : Schedule.everyGroup) : 0)
+                        let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d)
                         if !schedules.contains(s) { schedules.append(s) }
                     }
                 }
@@ -85,7 +75,7 @@ extension GPUTrainer {
     func chooseSchedule() throws {
         // Deferral only where this trainer can defer.
         var candidates = Schedule.allowed().map {
-            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, deferredGroups: canDeferUpdates ? $0.deferredGroups : 0)
+            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: canDeferUpdates && $0.updatesDeferred)
         }
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
@@ -98,7 +88,7 @@ extension GPUTrainer {
         let besideUsed = sideHasWeightGradients, optimizerMovable = clipNorm == 0 && precision != .fp16
         candidates = candidates.map { Schedule(weightGradientsBeside: $0.weightGradientsBeside && besideUsed,
                                                optimizerBeside: $0.optimizerBeside && optimizerMovable,
-                                               deferredGroups: $0.deferredGroups) }
+                                               updatesDeferred: $0.updatesDeferred) }
         var uniqueCandidates: [Schedule] = []
         for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
         var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)

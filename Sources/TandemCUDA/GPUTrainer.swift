@@ -92,21 +92,24 @@ public final class GPUTrainer {
     /// How ``schedule`` was chosen, for ``engine``.
     var scheduleNote = ""
     private var graph: CUDAGraph?
-    /// The optimizer, fold flag and number of deferred groups of updates a step left to the next (``defersUpdates``): nil when
-    /// none is pending. Non-nil, they may be applied already (right after ``captureGraph()``, whose step has not run): the
+    /// The optimizer and fold flag of the updates a step left to the next (``defersUpdates``): nil when none is pending. Non-nil, they may be applied already (right after ``captureGraph()``, whose step has not run): the
     /// device's skip flag decides.
-    var pending: (optimizer: GPUOptimizer, folded: Bool, groups: Int)?
+    var pending: (optimizer: GPUOptimizer, folded: Bool)?
     /// The self-test's probe: the deferred updates start 1 ms late, so a forward that reads a group before waiting for it
     /// reads the old weights every time instead of by chance.
     var delaysDeferredUpdates = false
     /// `pending` after a replay of the captured step.
-    private var graphPending: (optimizer: GPUOptimizer, folded: Bool, groups: Int)?
+    private var graphPending: (optimizer: GPUOptimizer, folded: Bool)?
     /// Where the main stream waits for each update group's deferred update in the step being queued (nil: nothing to wait for).
     var deferredMarks: [StreamMark?] = []
     /// The flat runs of each update group: fixed by the network, so worked out once.
     lazy var groupRuns: [[Range<Int>]] = network.updateGroups.map { flatRuns($0) }
-    /// ``deferralPlan(_:)`` by the number of groups deferred, worked out once each.
-    var deferralPlans: [Int: (parameters: Set<Int>, nowRuns: [Range<Int>])] = [:]
+    /// The deferred groups' parameters, and the flat runs of every other parameter (those a deferring step updates itself):
+    /// fixed by the network, so worked out once.
+    lazy var deferralPlan: (parameters: Set<Int>, nowRuns: [Range<Int>]) = {
+        let parameters = Set(deferredGroups.flatMap { network.updateGroups[$0] })
+        return (parameters, flatRuns(offsets.indices.filter { !parameters.contains($0) }))
+    }()
     /// The parameters of the update groups the step being queued defers (backward hands them to no optimizer).
     var deferredParameters: Set<Int> = []
     public let model: any Model
@@ -814,8 +817,8 @@ protocol GPUNetwork {
     func prepare(_ t: GPUTrainer) throws
     /// How the network computes its layers, for `--profile` and the self-test ("cuDNN …", "im2col + cuBLAS").
     var engine: String { get }
-    /// The parameters in the order forward first reads them, in groups (one a layer): a step may leave the updates of the
-    /// first k groups after the first to the next step (``GPUTrainer/defersUpdates``), and forward then calls
+    /// The parameters in the order forward first reads them, in groups (one a layer): a step may leave the updates of every
+    /// group after the first to the next step (``GPUTrainer/defersUpdates``), and forward then calls
     /// ``GPUTrainer/beforeForward(group:)`` before it first reads each group. Empty: no deferral.
     var updateGroups: [[Int]] { get }
 }

@@ -181,9 +181,9 @@ extension GPUSelfTest {
     // MARK: - Updates deferred into the next step's forward
 
     /// Updates left to the next step's forward (``GPUTrainer/defersUpdates``) against every update at the end of its step:
-    /// every group deferred; the optimizer beside backward with the first group after the first deferred (weight gradients
-    /// beside and not); and, eager only, the schedule switched between steps (every group, one, none: pending updates of
-    /// other groups are applied first). Three SGD steps (momentum, weight decay), the learning rate changed before every
+    /// the optimizer at the end of the step or beside backward (weight gradients beside and not); and, eager only, the
+    /// schedule switched between steps (deferring, deferring with the optimizer beside, not deferring: the pending updates
+    /// are applied first). Three SGD steps (momentum, weight decay), the learning rate changed before every
     /// step and before the capture; eager with the weights read (a flush) between the second and third step, and with the
     /// last two graph-captured. The deferred updates start 1 ms late (``GPUTrainer/delaysDeferredUpdates``), so a forward
     /// that read a group before waiting for it would read old weights every time. The same kernels on the same values:
@@ -195,15 +195,15 @@ extension GPUSelfTest {
         let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
         let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0.01, nesterov: false)
         let end = Schedule(weightGradientsBeside: true, optimizerBeside: false)
-        let every = Schedule(weightGradientsBeside: true, optimizerBeside: false, deferredGroups: Schedule.everyGroup)
-        let one = Schedule(weightGradientsBeside: true, optimizerBeside: true, deferredGroups: 1)
-        let oneMain = Schedule(weightGradientsBeside: false, optimizerBeside: true, deferredGroups: 1)
+        let every = Schedule(weightGradientsBeside: true, optimizerBeside: false, updatesDeferred: true)
+        let beside = Schedule(weightGradientsBeside: true, optimizerBeside: true, updatesDeferred: true)
+        let besideMain = Schedule(weightGradientsBeside: false, optimizerBeside: true, updatesDeferred: true)
         // A name and the schedule of each of the three steps; the first is the reference.
         let variants: [(String, [Schedule])] = [("at the end of the step", [end, end, end]),
                                                 ("updates deferred into the next forward", [every, every, every]),
-                                                ("optimizer beside, one group deferred", [one, one, one]),
-                                                ("optimizer beside, one group deferred, weight gradients on the main stream", [oneMain, oneMain, oneMain]),
-                                                ("schedule switched between steps (every group, one, none)", [every, one, end])]
+                                                ("optimizer beside, updates deferred", [beside, beside, beside]),
+                                                ("optimizer beside, updates deferred, weight gradients on the main stream", [besideMain, besideMain, besideMain]),
+                                                ("schedule switched between steps (deferring, deferring beside, not)", [every, beside, end])]
         for graphed in [false, true] {
             var weights: [[Float]] = [], deferred: [Bool] = [], losses: [[Float]] = []
             let run = graphed ? Array(variants.prefix(4)) : variants   // a captured step keeps its schedule

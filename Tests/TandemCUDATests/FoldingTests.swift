@@ -86,16 +86,15 @@ struct DeferralTests {
         #expect(Set(groups[6].map { names[$0] }) == ["ln.weight", "ln.bias", "out.weight", "out.bias"])
     }
 
-    @Test("TANDEM_DEFER_UPDATES=1 defers every group when the optimizer waits for backward, the first group after the first when it runs beside")
+    @Test("TANDEM_DEFER_UPDATES=1 defers updates under every schedule; unset, not with the optimizer beside")
     func schedules() {
         func names(_ env: [String: String]) -> [String] { GPUTrainer.Schedule.allowed(environment: { env[$0] }).map(\.description) }
-        let all = ", updates deferred into the next forward", one = ", 1 update group after the first deferred into the next forward"
-        #expect(names(["TANDEM_DEFER_UPDATES": "1"]) == ["one stream" + all, "optimizer beside" + one, "weight gradients beside" + all,
-                                                         "weight gradients and optimizer beside" + one])
+        let all = ", updates deferred into the next forward"
+        #expect(names(["TANDEM_DEFER_UPDATES": "1"]) == ["one stream" + all, "optimizer beside" + all, "weight gradients beside" + all,
+                                                         "weight gradients and optimizer beside" + all])
+        #expect(names([:]) == ["one stream", "one stream" + all, "optimizer beside", "weight gradients beside", "weight gradients beside" + all,
+                               "weight gradients and optimizer beside"])
         #expect(names(["TANDEM_DEFER_UPDATES": "1", "TANDEM_GPU_WGRAD_STREAM": "1", "TANDEM_OVERLAP_OPTIMIZER": "0"]) == ["weight gradients beside" + all])
         #expect(names(["TANDEM_DEFER_UPDATES": "0"]) == ["one stream", "optimizer beside", "weight gradients beside", "weight gradients and optimizer beside"])
-        #expect(GPUTrainer.Schedule(weightGradientsBeside: false, optimizerBeside: true, deferredGroups: 3).description
-                == "optimizer beside, 3 update groups after the first deferred into the next forward")
-        #expect(!GPUTrainer.Schedule(weightGradientsBeside: true, optimizerBeside: true, deferredGroups: -2).updatesDeferred)
     }
 }
