@@ -216,9 +216,6 @@ public struct CUDADeviceInfo: Sendable {
         return result
     }
 
-    /// `sm_XY` for NVRTC; `sm_90a` on compute capability 9.0, whose architecture-specific instructions (the warpgroup
-    /// MMA of the fused attention) a cubin for exactly that architecture may use.
-    public var architecture: String {
-        "sm_\(computeCapability.major)\(computeCapability.minor)" + (computeCapability == (9, 0) ? "a" : "")
-    }
+    /// `sm_XY` for NVRTC.
+    public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
 }

@@ -159,188 +159,10 @@ template <class D> __device__ void flash_attention_rowdot_impl(const void* o, co
   }
 }
 
-// MARK: Hopper's warpgroup MMA
-
-// On sm_90a the four warps of a block multiply their 64 rows at once (wgmma): B is read by the tensor cores straight
-// from shared memory and the product runs asynchronously, so each loop issues the next product before the element-wise
-// work that does not need it (FlashAttention-3's overlap within a warpgroup). FA_WGMMA 0 keeps mma.sync, the only path
-// on other architectures.
-#if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#undef FA_WGMMA
-#define FA_WGMMA 0
-#elif !defined(FA_WGMMA)
-#define FA_WGMMA 1
-#endif
-#if FA_WGMMA
-// A wgmma tile: 64 rows × 64 columns, unpadded; the 16 bytes of row r, columns 8j … 8j + 7 at byte
-// (r / 8)·1024 + j·128 + (r % 8)·16, so that each 8 rows × 16 bytes (a core matrix) are 128 contiguous bytes.
-__device__ __forceinline__ void fa_wstage(u16* dst, const u16* src, long stride, int first, int T) {
-#pragma unroll
-  for (int k = 0; k < FA_TILE * FA_HD / 8 / FA_THREADS; k++) {
-    int i = threadIdx.x + k * FA_THREADS, r = i >> 3, j = i & 7;
-    bool ok = first + r < T;
-    fa_cp16(dst + (r >> 3) * 512 + j * 64 + (r & 7) * 8, src + (ok ? (long)(first + r) * stride + j * 8 : 0), ok);
-  }
-}
-// B's shared-memory descriptor for one 16-deep step. KT (B = tileᵀ: tile rows are B's columns): K-major, tile
-// columns 16·step …; else (B = tile): N-major, tile rows 16·step … (byte offsets between core matrices along K
-// and along N: 128 and 1024, or 1024 and 128).
-template <bool KT> __device__ __forceinline__ unsigned long long fa_desc(const u16* tile, int step) {
-  const unsigned at = fa_smem(tile) + (KT ? 256u : 2048u) * step, alongK = KT ? 128u : 1024u, alongN = KT ? 1024u : 128u;
-  return (unsigned long long)((at & 0x3FFFFu) >> 4) | (unsigned long long)(alongK >> 4) << 16 | (unsigned long long)(alongN >> 4) << 32;
-}
-// Keeps every use of an accumulator on its side of a wgmma and of the wait for it.
-template <int N> __device__ __forceinline__ void fa_wg_pin(float (&c)[N][4]) {
-#pragma unroll
-  for (int n = 0; n < N; n++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) asm volatile("" : "+f"(c[n][e]) :: "memory");
-}
-__device__ __forceinline__ void fa_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void fa_wg_commit_wait() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n\twgmma.wait_group.sync.aligned 0;" ::: "memory");
-}
-// Shared memory written by cp.async made visible to the tensor cores' reads (the async proxy); before the barrier.
-__device__ __forceinline__ void fa_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-#define FA_WGMMA32_ASM(T, TRANS) \
-  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, 1, 0;\n\twgmma.mma_async.sync.aligned.m64n32k16.f32." T "." T " " \
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, " #TRANS ";\n\t}" \
-      : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), \
-        "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc))
-#define FA_WGMMA_ASM(T, TRANS) \
-  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, 1, 0;\n\twgmma.mma_async.sync.aligned.m64n64k16.f32." T "." T " " \
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, " \
-      "{%32,%33,%34,%35}, %36, p, 1, 1, " #TRANS ";\n\t}" \
-      : "+f"(c[0][0]), "+f"(c[0][1]), "+f"(c[0][2]), "+f"(c[0][3]), "+f"(c[1][0]), "+f"(c[1][1]), "+f"(c[1][2]), "+f"(c[1][3]), \
-        "+f"(c[2][0]), "+f"(c[2][1]), "+f"(c[2][2]), "+f"(c[2][3]), "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3]), \
-        "+f"(c[4][0]), "+f"(c[4][1]), "+f"(c[4][2]), "+f"(c[4][3]), "+f"(c[5][0]), "+f"(c[5][1]), "+f"(c[5][2]), "+f"(c[5][3]), \
-        "+f"(c[6][0]), "+f"(c[6][1]), "+f"(c[6][2]), "+f"(c[6][3]), "+f"(c[7][0]), "+f"(c[7][1]), "+f"(c[7][2]), "+f"(c[7][3]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc))
-// c[64 × 64 of the warpgroup; the warp's 16 rows as C fragments] += A[16 × 16 a warp, registers] · B[16 × 64] (B from a
-// descriptor; KT as in fa_desc).
-template <class D, bool KT> __device__ __forceinline__ void fa_wgmma(float (&c)[8][4], const unsigned* a, unsigned long long desc);
-template <> __device__ __forceinline__ void fa_wgmma<BF16, true>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("bf16", 0); }
-template <> __device__ __forceinline__ void fa_wgmma<BF16, false>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("bf16", 1); }
-template <> __device__ __forceinline__ void fa_wgmma<F16, true>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("f16", 0); }
-template <> __device__ __forceinline__ void fa_wgmma<F16, false>(float (&c)[8][4], const unsigned* a, unsigned long long desc) { FA_WGMMA_ASM("f16", 1); }
-// The same over 32 columns of B: c[64 × 32] += A · tileᵀ rows 32·half … (K-major only).
-template <class D> __device__ __forceinline__ void fa_wgmma32(float (&c)[4][4], const unsigned* a, unsigned long long desc);
-template <> __device__ __forceinline__ void fa_wgmma32<BF16>(float (&c)[4][4], const unsigned* a, unsigned long long desc) { FA_WGMMA32_ASM("bf16", 0); }
-template <> __device__ __forceinline__ void fa_wgmma32<F16>(float (&c)[4][4], const unsigned* a, unsigned long long desc) { FA_WGMMA32_ASM("f16", 0); }
-// Issue only (the caller fences before, commits and waits after): c[64 × 32] += A · tileᵀ, tile rows 32·half … + 31, over
-// the four 16-column steps; c[64 × 64] += A · tileᵀ over them; c[64 × 64] += A · tile over 16-row steps first … first + n − 1.
-template <class D> __device__ __forceinline__ void fa_wg_abt32(float (&c)[4][4], const unsigned (&a)[4][4], const u16* tile, int half) {
-#pragma unroll
-  for (int ks = 0; ks < 4; ks++) fa_wgmma32<D>(c, a[ks], fa_desc<true>(tile + half * 2048, ks));
-}
-template <class D> __device__ __forceinline__ void fa_wg_abt(float (&c)[8][4], const unsigned (&a)[4][4], const u16* tile) {
-#pragma unroll
-  for (int ks = 0; ks < 4; ks++) fa_wgmma<D, true>(c, a[ks], fa_desc<true>(tile, ks));
-}
-template <class D, int N> __device__ __forceinline__ void fa_wg_ab(float (&c)[8][4], const unsigned (&a)[4][4], const u16* tile, int first) {
-#pragma unroll
-  for (int k = 0; k < N; k++) fa_wgmma<D, false>(c, a[first + k], fa_desc<false>(tile, first + k));
-}
-#endif
-
-// The forward's online softmax over one key tile for the warp's 16 rows: s (the scores, fp32) → P (pa, A fragments in
-// D), the running maxima m and sums l, the output o rescaled. Row r of the thread: query row0 + grp + 8r. Keys past the
-// query (the diagonal tile, kt == qt) are -inf; every row has key 0, so the maxima are finite from the first tile on.
-// `live`: the groups of 8 keys that hold a key at or before one of the warp's queries; the others' probabilities are 0.
-template <class D> __device__ __forceinline__ void fa_softmax(float (&s)[8][4], unsigned (&pa)[4][4], float (&m)[2], float (&l)[2],
-                                                              float (&o)[8][4], int live, int kt, int qt, int row0, float c2) {
-  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
-  float mx[2] = {m[0], m[1]};
-#pragma unroll
-  for (int n = 0; n < 8; n++) {
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      int key = kt * FA_TILE + n * 8 + tig * 2 + (e & 1), query = row0 + grp + 8 * (e >> 1);
-      s[n][e] = kt == qt && key > query ? -INFINITY : s[n][e] * c2;
-      mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
-    }
-  }
-  float alpha[2];
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    alpha[r] = fa_exp2(m[r] - mx[r]);
-    m[r] = mx[r];
-    l[r] *= alpha[r];
-  }
-#pragma unroll
-  for (int n = 0; n < 8; n++) {
-    float p[4];
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      p[e] = n < live ? fa_exp2(s[n][e] - m[e >> 1]) : 0.f;
-      l[e >> 1] += p[e];
-      o[n][e] *= alpha[e >> 1];
-    }
-    pa[n >> 1][(n & 1) * 2] = fa_pack<D>(p[0], p[1]);
-    pa[n >> 1][(n & 1) * 2 + 1] = fa_pack<D>(p[2], p[3]);
-  }
-}
-
-#if FA_WGMMA
-// The forward with wgmma: the block's 64 rows at once; S of the next key tile is issued with P·V of this one, both
-// waited for before the next softmax (which rescales o).
-template <class D> __device__ void flash_attention_fwd_wg(const void* qkv, void* out, float* lse, int T, int H, float scale) {
-  __shared__ __align__(128) u16 ks[2][FA_TILE * FA_HD], vs[2][FA_TILE * FA_HD];
-  const FAHead at(T, H);
-  const long stride = at.stride;
-  const u16* q = (const u16*)qkv + at.qkv;
-  const u16 *k = q + at.C, *v = q + 2 * at.C;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
-  const int qt = gridDim.y - 1 - blockIdx.y, row0 = qt * FA_TILE + warp * 16;
-  const bool active = row0 < T;
-  const float c2 = scale * FA_LOG2E;
-  unsigned qa[4][4] = {};   // zeros for a warp past T: it takes part in every product all the same
-  if (active) fa_load_a(qa, q, stride, row0);
-  float o[8][4] = {}, s[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  auto stage = [&](int b, int first) { fa_wstage(ks[b], k, stride, first, T); fa_wstage(vs[b], v, stride, first, T); fa_cp_commit(); };
-  auto ready = [&] { fa_cp_wait(); fa_proxy_fence(); __syncthreads(); };
-  stage(0, 0);
-  ready();
-  fa_wg_pin<8>(s); fa_wg_fence(); fa_wg_abt<D>(s, qa, ks[0]); fa_wg_commit_wait(); fa_wg_pin<8>(s);
-  for (int kt = 0; kt <= qt; kt++) {
-    const int cur = kt & 1;
-    if (kt < qt) stage(cur ^ 1, (kt + 1) * FA_TILE);   // its last readers (S and P·V of tile kt − 1) are done
-    unsigned pa[4][4];
-    fa_softmax<D>(s, pa, m, l, o, kt < qt ? 8 : (row0 + 15 - kt * FA_TILE) / 8 + 1, kt, qt, row0, c2);
-    if (kt < qt) ready();
-#pragma unroll
-    for (int n = 0; n < 8; n++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) s[n][e] = 0.f;
-    fa_wg_pin<8>(o); fa_wg_pin<8>(s); fa_wg_fence();
-    fa_wg_ab<D, 4>(o, pa, vs[cur], 0);
-    if (kt < qt) fa_wg_abt<D>(s, qa, ks[cur ^ 1]);
-    fa_wg_commit_wait(); fa_wg_pin<8>(o); fa_wg_pin<8>(s);
-  }
-  if (!active) return;
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  fa_store<D>((u16*)out + at.o, at.C, row0, o, 1.f / l[0], 1.f / l[1]);
-  if (tig == 0) {
-    lse[at.lse + row0 + grp] = (m[0] + log2f(l[0])) * FA_LN2;
-    lse[at.lse + row0 + grp + 8] = (m[1] + log2f(l[1])) * FA_LN2;
-  }
-}
-#endif
-
 // Forward: grid (B·H, ⌈T/64⌉), the last query tiles (most keys) first. Each warp keeps its 16 query rows' Q
 // fragments, running maxima m, sums l and output in registers; per key tile S = Q·Kᵀ, the online softmax in
 // base 2 (scores times scale·log2 e), then O += P·V with S's C fragments reused as P's A fragments.
 template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, void* out, float* lse, int T, int H, float scale) {
-#if FA_WGMMA
-  return flash_attention_fwd_wg<D>(qkv, out, lse, T, H, scale);
-#endif
   __shared__ __align__(16) FATile ks[2], vs[2];
   const FAHead at(T, H);
   const long stride = at.stride;
@@ -372,8 +194,40 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
     float s[8][4] = {};
 #pragma unroll
     for (int n = 0; n < 8; n++) if (n < live) fa_mma_abt<D>(s[n], qa, ks[cur], n * 8);
+    // Row r of the thread: query row0 + grp + 8r. Keys past the query (the diagonal tile only) are -inf;
+    // every row has key 0, so the maxima are finite from the first tile on.
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int key = kt * FA_TILE + n * 8 + tig * 2 + (e & 1), query = row0 + grp + 8 * (e >> 1);
+        s[n][e] = kt == qt && key > query ? -INFINITY : s[n][e] * c2;
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+      }
+    }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      alpha[r] = fa_exp2(m[r] - mx[r]);
+      m[r] = mx[r];
+      l[r] *= alpha[r];
+    }
     unsigned pa[4][4];
-    fa_softmax<D>(s, pa, m, l, o, live, kt, qt, row0, c2);
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+      float p[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        p[e] = n < live ? fa_exp2(s[n][e] - m[e >> 1]) : 0.f;
+        l[e >> 1] += p[e];
+        o[n][e] *= alpha[e >> 1];
+      }
+      pa[n >> 1][(n & 1) * 2] = fa_pack<D>(p[0], p[1]);
+      pa[n >> 1][(n & 1) * 2 + 1] = fa_pack<D>(p[2], p[3]);
+    }
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) if (2 * kk < live) fa_mma_ab<D>(o, pa[kk], vs[cur], kk * 16);
   }
@@ -419,67 +273,13 @@ template <class D, bool MASK> __device__ __forceinline__ void fa_dq_tile(float (
   }
 }
 
-#if FA_WGMMA
-// The backward's element-wise step for one half (32 columns) of a tile, from the wgmma C fragments s and dp (the warp's
-// 16 rows × 32 columns): dq side (rows = queries): dS into sa's 16-key steps 2·half, 2·half + 1; MASK: keys past
-// the query count not.
-template <class D, bool MASK> __device__ __forceinline__ void fa_dq_half(const float (&s)[4][4], const float (&dp)[4][4], unsigned (&sa)[4][4],
-                                                                         int half, const float (&lse2)[2], const float (&dsum)[2],
-                                                                         int key0, int row0, float c2) {
-  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
-#pragma unroll
-  for (int n = 0; n < 4; n++) {
-    float g[4];
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      float p = fa_exp2(s[n][e] * c2 - lse2[e >> 1]);
-      if (MASK && key0 + 32 * half + n * 8 + tig * 2 + (e & 1) > row0 + grp + 8 * (e >> 1)) p = 0.f;
-      g[e] = p * (dp[n][e] - dsum[e >> 1]);
-    }
-    sa[2 * half + (n >> 1)][(n & 1) * 2] = fa_pack<D>(g[0], g[1]);
-    sa[2 * half + (n >> 1)][(n & 1) * 2 + 1] = fa_pack<D>(g[2], g[3]);
-  }
-}
-// dK/dV side (rows = keys, columns = queries): Pᵀ and dSᵀ into pa and sa; MASK: queries before the key or past T count not.
-template <class D, bool MASK> __device__ __forceinline__ void fa_dkdv_half(const float (&s)[4][4], const float (&dp)[4][4], unsigned (&pa)[4][4],
-                                                                           unsigned (&sa)[4][4], int half, const float* L, const float* Dq,
-                                                                           int key0, int q0, int T, float c2) {
-  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
-#pragma unroll
-  for (int n = 0; n < 4; n++) {
-    const int col = 32 * half + n * 8 + tig * 2;
-    const float2 l2 = *(const float2*)&L[col], d2 = *(const float2*)&Dq[col];
-    const float lx = l2.x * FA_LOG2E, ly = l2.y * FA_LOG2E;
-    float p[4], g[4];
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      p[e] = fa_exp2(s[n][e] * c2 - ((e & 1) ? ly : lx));
-      if (MASK) {
-        const int key = key0 + grp + 8 * (e >> 1), query = q0 + col + (e & 1);
-        if (query < key || query >= T) p[e] = 0.f;
-      }
-      g[e] = p[e] * (dp[n][e] - ((e & 1) ? d2.y : d2.x));
-    }
-    const int kk = 2 * half + (n >> 1), at = (n & 1) * 2;
-    pa[kk][at] = fa_pack<D>(p[0], p[1]); pa[kk][at + 1] = fa_pack<D>(p[2], p[3]);
-    sa[kk][at] = fa_pack<D>(g[0], g[1]); sa[kk][at + 1] = fa_pack<D>(g[2], g[3]);
-  }
-}
-template <int N> __device__ __forceinline__ void fa_zero(float (&c)[N][4]) {
-#pragma unroll
-  for (int n = 0; n < N; n++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) c[n][e] = 0.f;
-}
-#endif
-
 // Backward, dQ side: one tile of 64 query rows over key tiles 0 … qt, K and V double-buffered by cp.async.
 template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)[2], int qt, float scale) {
   const int T = op.T, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2;
   const int row0 = qt * FA_TILE + warp * 16;
   const bool active = row0 < T;
   const float c2 = scale * FA_LOG2E;
-  unsigned qa[4][4] = {}, ga[4][4] = {};   // zeros past T (with wgmma every warp takes part in every product)
+  unsigned qa[4][4], ga[4][4];
   float dsum[2] = {0.f, 0.f}, lse2[2] = {0.f, 0.f};
   if (active) {
     fa_load_a(qa, op.q, op.stride, row0);
@@ -491,38 +291,6 @@ template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)
     }
   }
   float dq[8][4] = {};
-#if FA_WGMMA
-  // Per key tile: dS of its first half, then dQ += that · K with S and dP of the second half; dS of the second half,
-  // then dQ += that with S and dP of the next tile's first half (issued together, waited for together).
-  auto stage = [&](int b, int first) { fa_wstage(buf[b][0], op.k, op.stride, first, T); fa_wstage(buf[b][1], op.v, op.stride, first, T); fa_cp_commit(); };
-  auto ready = [&] { fa_cp_wait(); fa_proxy_fence(); __syncthreads(); };
-  float s[4][4] = {}, dp[4][4] = {};
-  unsigned sa[4][4];
-  stage(0, 0);
-  ready();
-  fa_wg_pin<4>(s); fa_wg_pin<4>(dp); fa_wg_fence();
-  fa_wg_abt32<D>(s, qa, buf[0][0], 0); fa_wg_abt32<D>(dp, ga, buf[0][1], 0);
-  fa_wg_commit_wait(); fa_wg_pin<4>(s); fa_wg_pin<4>(dp);
-  for (int kt = 0; kt <= qt; kt++) {
-    const int cur = kt & 1, key0 = kt * FA_TILE;
-    if (kt < qt) stage(cur ^ 1, key0 + FA_TILE);
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-      if (kt == qt) fa_dq_half<D, true>(s, dp, sa, half, lse2, dsum, key0, row0, c2);
-      else fa_dq_half<D, false>(s, dp, sa, half, lse2, dsum, key0, row0, c2);
-      const bool next = half == 0 || kt < qt;   // S and dP to issue with this dQ product: this tile's second half, or the next tile's first
-      if (half == 1 && next) ready();
-      fa_zero<4>(s); fa_zero<4>(dp);
-      fa_wg_pin<8>(dq); fa_wg_pin<4>(s); fa_wg_pin<4>(dp); fa_wg_fence();
-      fa_wg_ab<D, 2>(dq, sa, buf[cur][0], 2 * half);
-      if (next) {
-        const int b = half == 0 ? cur : cur ^ 1;
-        fa_wg_abt32<D>(s, qa, buf[b][0], half ^ 1); fa_wg_abt32<D>(dp, ga, buf[b][1], half ^ 1);
-      }
-      fa_wg_commit_wait(); fa_wg_pin<8>(dq); fa_wg_pin<4>(s); fa_wg_pin<4>(dp);
-    }
-  }
-#else
   fa_stage(buf[0][0], op.k, op.stride, 0, T);
   fa_stage(buf[0][1], op.v, op.stride, 0, T);
   fa_cp_commit();
@@ -539,7 +307,6 @@ template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)
     if (kt == qt) fa_dq_tile<D, true>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
     else fa_dq_tile<D, false>(dq, qa, ga, buf[cur][0], buf[cur][1], lse2, dsum, kt * FA_TILE, row0, c2);
   }
-#endif
   if (active) fa_store<D>(op.dq, op.stride, row0, dq, scale, scale);
 }
 
@@ -590,19 +357,14 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
   const int key0 = kt * FA_TILE + warp * 16;
   const bool active = key0 < T;
   const float c2 = scale * FA_LOG2E;
-  unsigned ka[4][4] = {}, va[4][4] = {};   // zeros past T (with wgmma every warp takes part in every product)
+  unsigned ka[4][4], va[4][4];
   if (active) { fa_load_a(ka, op.k, op.stride, key0); fa_load_a(va, op.v, op.stride, key0); }
   float dk[8][4] = {}, dv[8][4] = {};
   // Query tile qt's Q and dO into buffer st, its log-sum-exps and D into rowLse[st] and rowD[st] (16 bytes a thread).
   auto stage = [&](int qt, int st) {
     const int first = qt * FA_TILE;
-#if FA_WGMMA
-    fa_wstage(buf[st][0], op.q, op.stride, first, T);
-    fa_wstage(buf[st][1], op.dout, op.C, first, T);
-#else
     fa_stage(buf[st][0], op.q, op.stride, first, T);
     fa_stage(buf[st][1], op.dout, op.C, first, T);
-#endif
     if (threadIdx.x < FA_TILE / 2) {
       const int j = threadIdx.x & (FA_TILE / 4 - 1), r = first + j * 4;
       const float* src = threadIdx.x < FA_TILE / 4 ? op.lse : op.rowDot;
@@ -612,37 +374,6 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
     fa_cp_commit();
   };
   stage(kt, 0);
-#if FA_WGMMA
-  // Per query tile, as on the dQ side: dV += Pᵀ·dO and dK += dSᵀ·Q of one half issued with Sᵀ and dPᵀ of the next half.
-  auto ready = [&] { fa_cp_wait(); fa_proxy_fence(); __syncthreads(); };
-  float s[4][4] = {}, dp[4][4] = {};
-  unsigned pa[4][4], sa[4][4];
-  ready();
-  fa_wg_pin<4>(s); fa_wg_pin<4>(dp); fa_wg_fence();
-  fa_wg_abt32<D>(s, ka, buf[0][0], 0); fa_wg_abt32<D>(dp, va, buf[0][1], 0);
-  fa_wg_commit_wait(); fa_wg_pin<4>(s); fa_wg_pin<4>(dp);
-  for (int qt = kt; qt < tiles; qt++) {
-    const int cur = (qt - kt) & 1, q0 = qt * FA_TILE;
-    if (qt + 1 < tiles) stage(qt + 1, cur ^ 1);
-    const bool mask = qt == kt || q0 + FA_TILE > T;
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-      if (mask) fa_dkdv_half<D, true>(s, dp, pa, sa, half, rowLse[cur], rowD[cur], key0, q0, T, c2);
-      else fa_dkdv_half<D, false>(s, dp, pa, sa, half, rowLse[cur], rowD[cur], key0, q0, T, c2);
-      const bool next = half == 0 || qt + 1 < tiles;
-      if (half == 1 && next) ready();
-      fa_zero<4>(s); fa_zero<4>(dp);
-      fa_wg_pin<8>(dv); fa_wg_pin<8>(dk); fa_wg_pin<4>(s); fa_wg_pin<4>(dp); fa_wg_fence();
-      fa_wg_ab<D, 2>(dv, pa, buf[cur][1], 2 * half);
-      fa_wg_ab<D, 2>(dk, sa, buf[cur][0], 2 * half);
-      if (next) {
-        const int b = half == 0 ? cur : cur ^ 1;
-        fa_wg_abt32<D>(s, ka, buf[b][0], half ^ 1); fa_wg_abt32<D>(dp, va, buf[b][1], half ^ 1);
-      }
-      fa_wg_commit_wait(); fa_wg_pin<8>(dv); fa_wg_pin<8>(dk); fa_wg_pin<4>(s); fa_wg_pin<4>(dp);
-    }
-  }
-#else
   for (int qt = kt; qt < tiles; qt++) {
     const int cur = (qt - kt) & 1;
     fa_cp_wait();
@@ -653,7 +384,6 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
     if (qt == kt || q0 + FA_TILE > T) fa_dkdv_tile<D, true>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
     else fa_dkdv_tile<D, false>(dk, dv, ka, va, buf[cur][0], buf[cur][1], rowLse[cur], rowD[cur], key0, q0, T, c2);
   }
-#endif
   if (!active) return;
   fa_store<D>(op.dk, op.stride, key0, dk, scale, scale);
   fa_store<D>(op.dv, op.stride, key0, dv, 1.f, 1.f);
@@ -664,7 +394,7 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
 // rowDot: D of every query row, from flash_attention_rowdot.
 template <class D> __device__ void flash_attention_bwd_impl(const void* qkv, const void* dout, const float* lse, const float* rowDot,
                                                             void* dqkv, int T, int H, float scale) {
-  __shared__ __align__(128) FATile buf[2][2];
+  __shared__ __align__(16) FATile buf[2][2];
   __shared__ __align__(16) float rowLse[2][FA_TILE], rowD[2][FA_TILE];
   const FAHead at(T, H);
   const u16* q = (const u16*)qkv + at.qkv;
