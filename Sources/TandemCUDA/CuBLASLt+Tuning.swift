@@ -8,9 +8,9 @@ import Darwin
 
 /// How a new ``CuBLASLt`` plan picks its algorithm when it is given a tuner: every algorithm the heuristic offers
 /// (up to ``CuBLASLt/candidates``), the other tile sizes and stage counts of those algorithms (up to
-/// ``CuBLASLt/variantLimit``; `TANDEM_GEMM_VARIANTS=0` leaves them out) and the caller's other way of computing the same call (cuBLAS, or cuBLAS and a
-/// kernel for the bias work) are run on the call's own operands and timed; the fastest is kept for the life of the
-/// plan. The heuristic's first algorithm stays unless another is more than ``margin`` faster, so noise does not
+/// ``CuBLASLt/variantLimit``; `TANDEM_GEMM_VARIANTS=0` leaves them out) and the caller's other way of computing the
+/// same call (cuBLAS, or cuBLAS and a kernel for the bias work) are run on the call's own operands and timed; the
+/// fastest is kept for the life of the plan. The heuristic's first algorithm stays unless another is more than ``margin`` faster, so noise does not
 /// pick among equals, and a configuration the heuristic did not offer must beat all the others by ``variantMargin``.
 ///
 /// The choice is written to a ``GEMMTuningRecord`` and read back by later processes on the same GPU and library, so
@@ -67,8 +67,8 @@ public struct GEMMTuner {
     }
 
     /// Times `candidates` runs of `run(i)` and the alternative, round after round, and returns the choice
-    /// (see ``fastest(first:offered:alternative:)``; the first `offered` are the heuristic's) with the heuristic's first and the chosen times. A candidate (or the
-    /// alternative) whose run throws is left out.
+    /// (see ``fastest(first:offered:alternative:)``; the first `offered` are the heuristic's) with the heuristic's first
+    /// and the chosen times. A candidate (or the alternative) whose run throws is left out.
     func choose(candidates: Int, offered: Int? = nil, run: (Int) throws -> Void) throws -> (choice: Int, firstMs: Double?, chosenMs: Double)? {
         var best = [Double?](repeating: nil, count: candidates)
         var failed = Set<Int>()
@@ -104,8 +104,8 @@ public struct GEMMTuner {
 
 /// The algorithm chosen for each GEMM kind on one GPU model with one cuBLASLt version: a text file of lines
 /// `kind<TAB>choice<TAB>note`, where choice is the index in the list the tuner timed: the usable algorithms the
-/// heuristic gave, then their other configurations (the kind names the list's length, so a list of another length never matches; -1: the caller's other way) and the
-/// note says what the timing found. Processes that share the file (ranks of one host) each add their own choices
+/// heuristic gave, then their other configurations (the kind names the list's length, so a list of another length
+/// never matches; -1: the caller's other way) and the note says what the timing found. Processes that share the file (ranks of one host) each add their own choices
 /// to what the file holds when they write. Lines that do not parse are skipped (and reported once); the file is written
 /// whole through ``CacheFile``, so a reader never sees half of it.
 ///

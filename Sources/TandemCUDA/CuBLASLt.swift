@@ -223,7 +223,8 @@ public final class CuBLASLt: @unchecked Sendable {
     }
 
     /// What a tuner chose for one call kind: the position in the list it timed (the heuristic's results, then their other
-    /// configurations; -1: the caller's other way), how many algorithms were timed, and the times of the heuristic's first and of the choice (nil when read from the record).
+    /// configurations; -1: the caller's other way), how many algorithms were timed, and the times of the heuristic's
+    /// first and of the choice (nil when read from the record).
     public struct Tuned: Sendable {
         public let kind: String, choice: Int, candidates: Int
         public let firstMs: Double?, chosenMs: Double?

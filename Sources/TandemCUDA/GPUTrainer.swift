@@ -92,8 +92,9 @@ public final class GPUTrainer {
     /// How ``schedule`` was chosen, for ``engine``.
     var scheduleNote = ""
     private var graph: CUDAGraph?
-    /// The optimizer and fold flag of the updates a step left to the next (``defersUpdates``): nil when none is pending. Non-nil, they may be applied already (right after ``captureGraph()``, whose step has not run): the
-    /// device's skip flag decides.
+    /// The optimizer and fold flag of the updates a step left to the next (``defersUpdates``): nil when none is pending.
+    /// Non-nil, they may be applied already (right after ``captureGraph()``, whose step has not run): the device's skip
+    /// flag decides.
     var pending: (optimizer: GPUOptimizer, folded: Bool)?
     /// The self-test's probe: the deferred updates start 1 ms late, so a forward that reads a group before waiting for it
     /// reads the old weights every time instead of by chance.
