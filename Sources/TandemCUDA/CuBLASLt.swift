@@ -64,9 +64,10 @@ public final class CuBLASLt: @unchecked Sendable {
 
     // (1) cublasLtMatmulDescAttributes_t: TRANSA = 3 and TRANSB = 4 (int32_t cublasOperation_t: N 0, T 1),
     // EPILOGUE = 7 (uint32_t cublasLtEpilogue_t), BIAS_POINTER = 8 (a device pointer; the bias gradient's
-    // output for the BGRAD epilogues), BIAS_DATA_TYPE = 26 (int32_t cudaDataType; default -1: D's type).
+    // output for the BGRAD epilogues), SM_COUNT_TARGET = 15 (int32_t; default 0: every multiprocessor), BIAS_DATA_TYPE
+    // = 26 (int32_t cudaDataType; default -1: D's type).
     static let descTransA: Int32 = 3, descTransB: Int32 = 4, descEpilogue: Int32 = 7, descBiasPointer: Int32 = 8,
-               descBiasType: Int32 = 26
+               descSMCountTarget: Int32 = 15, descBiasType: Int32 = 26
     // (1) cublasLtMatmulPreferenceAttributes_t: MAX_WORKSPACE_BYTES = 1 (uint64_t; default 0, no workspace),
     // MIN_ALIGNMENT_A/B/C/D_BYTES = 5/6/7/8 (uint32_t; default 256, algorithms may assume that much),
     // IMPL_MASK = 12 (uint64_t cublasLtNumericalImplFlags_t; bits 0xfe are the tensor-core kinds HMMA, IMMA, DMMA…).
@@ -207,11 +208,15 @@ public final class CuBLASLt: @unchecked Sendable {
         var workspaceBytes: Int
         /// The call adds to C (beta ≠ 0): its algorithms are timed doing so (reading C costs some of them much more).
         var addsC = false
+        /// The multiprocessors the algorithms are chosen for, when fewer than the device's (0: all): the call leaves the
+        /// others to work on another stream.
+        var multiprocessors: Int32 = 0
 
         /// One line naming the call, as the tuning record keeps it.
         var kind: String {
             "\(transA ? "T" : "N")\(transB ? "T" : "N") \(m)x\(n)x\(k) ld \(lda),\(ldb),\(ldc) types \(a),\(b),\(c) bias \(bias) compute \(compute)"
                 + " epilogue \(epilogue) align \(alignA),\(alignB),\(alignC),\(alignBias) workspace \(workspaceBytes)" + (addsC ? " adds C" : "")
+                + (multiprocessors > 0 ? " multiprocessors \(multiprocessors)" : "")
         }
     }
 
@@ -275,7 +280,7 @@ public final class CuBLASLt: @unchecked Sendable {
                      c: DevicePointer, ldc: Int, types: (a: CuBLAS.DataType, b: CuBLAS.DataType, c: CuBLAS.DataType),
                      compute: CuBLAS.Compute, epilogue: Epilogue, workspaceBytes: Int,
                      tuner: @autoclosure () -> GEMMTuner? = nil, stream: CUHandle? = nil, workspace: DevicePointer = 0,
-                     planUntimed: Bool = true, addsC: Bool = false) throws -> Plan? {
+                     planUntimed: Bool = true, addsC: Bool = false, multiprocessors: Int = 0) throws -> Plan? {
         let biasType: Int32
         switch epilogue {
         case .bias(_, let type), .biasReLU(_, let type): biasType = type.rawValue
@@ -284,7 +289,8 @@ public final class CuBLASLt: @unchecked Sendable {
         let key = Key(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
                       a: types.a.rawValue, b: types.b.rawValue, c: types.c.rawValue, bias: biasType, compute: compute.rawValue,
                       epilogue: epilogue.code, alignA: Self.alignment(a), alignB: Self.alignment(b), alignC: Self.alignment(c),
-                      alignBias: Self.alignment(epilogue.pointer), workspaceBytes: workspaceBytes, addsC: addsC)
+                      alignBias: Self.alignment(epilogue.pointer), workspaceBytes: workspaceBytes, addsC: addsC,
+                      multiprocessors: Int32(multiprocessors))
         switch plans[key] {
         case .ready(let plan): return plan
         case .refused, .otherWay: return nil
@@ -343,6 +349,7 @@ public final class CuBLASLt: @unchecked Sendable {
             // (1) The heuristic does not read the bias, but takes the pointer's alignment from its value.
             try set(Self.descBiasPointer, bias, "BIAS_POINTER")
         }
+        if key.multiprocessors > 0 { try set(Self.descSMCountTarget, key.multiprocessors, "SM_COUNT_TARGET") }
         if key.bias >= 0 {
             // (2) A bias type other than D's (fp32 bias, 16-bit D) is accepted from cuBLASLt 11.11.3.
             try set(Self.descBiasType, key.bias, "BIAS_DATA_TYPE")

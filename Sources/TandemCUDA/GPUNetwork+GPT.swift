@@ -47,6 +47,9 @@ final class GPTNetwork: GPUNetwork {
     var probabilities: [DevicePointer] = []          // GEMM path: D [B·H, T, T]
     var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]; preGELU ends as GELU'(z) (bias_gelu)
     let lnFinal: DevicePointer, statsFinal: DevicePointer, logits: DevicePointer, losses: DevicePointer
+    /// The cross-entropy's partial column sums of dlogits (fp32, up to `headPartialRows` rows of V): the head bias's
+    /// gradient, finished beside the head's weight gradient.
+    let headPartials: DevicePointer, headPartialRows: Int
     // Backward temporaries.
     /// The residual gradient in fp32, and in the activation type (written by every LayerNorm backward beside it): two
     /// copies, the block's (its input's and output's gradient) and the mid one's, so that a weight gradient on the side
@@ -96,6 +99,8 @@ final class GPTNetwork: GPUNetwork {
         }
         if fused { rowDots = try f32(B * H * T) }
         lnFinal = try act(N * C); statsFinal = try f32(2 * N); logits = try act(N * V); losses = try f32(N)
+        headPartialRows = min(N, 4 * gpu.device.multiprocessors)
+        headPartials = try f32(headPartialRows * V)
         dResidual = try f32(N * C)
         let partialFloats = LayerNormBackward.partialRows(rows: N) * 3 * gpt.dimensions
         lnPartials = try (0...2 * gpt.blocks.count).map { _ in try f32(partialFloats) }
@@ -229,7 +234,8 @@ final class GPTNetwork: GPUNetwork {
         let wHead = p("out.weight")
         try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
         // Loss and its gradient, in place over the logits, with the output bias added on the fly.
-        try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses, rows: N, cols: V)
+        let headChunks = try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses,
+                                            rows: N, cols: V, columnSums: headPartials, maxBlocks: headPartialRows)
 
         // Backward. Weight gradients go to the side stream (GPUTrainer.weightGradient) beside the input gradients; the main
         // stream waits for the one that last read a buffer before it writes over it (`readers`, the marks of those reads).
@@ -237,12 +243,13 @@ final class GPTNetwork: GPUNetwork {
         let separateCasts = precision.bytes != 4 || t.weightGradientsOnSide
         let blockCast = separateCasts ? dCasts.block : dResidual, midCast = separateCasts ? dCasts.mid : dResidual
         var readers: (block: StreamMark?, mid: StreamMark?, wide: StreamMark?, qkv: StreamMark?) = (nil, nil, nil, nil)
-        // The head. The head's and qkv's weight gradients dW = dyᵀ · x bring their bias gradient Σ dy (overwritten) in the
-        // same call; the biases added to the residual stream get theirs from the LayerNorm backward after them.
+        // The head. qkv's weight gradient dW = dyᵀ · x brings its bias gradient Σ dy (overwritten) in the same call; the
+        // head's bias gradient is the sum of the cross-entropy's partial column sums; the biases added to the residual
+        // stream get theirs from the LayerNorm backward after them.
         let dLogits = logits
         _ = try t.weightGradient {
-            try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C,
-                                     ldc: C, biasGradient: t.gradient(wHead + 1))
+            try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, ldc: C)
+            try t.sumPartials(headPartials, chunks: headChunks, cols: V, into: t.gradient(wHead + 1))
         }
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
         // Each LayerNorm's backward also sums its dx over the rows: the gradient of the bias added to the residual stream

@@ -9,9 +9,11 @@ import TandemCore
 
 extension GPUTrainer {
     /// How one step's work is spread over the context's two streams. The kernels and their inputs are the same
-    /// under every schedule (so are the weights, bit for bit: the self-test checks it); only what runs beside what
-    /// changes, and which is fastest depends on the model and the GPU: small GEMMs and memory-bound kernels leave
-    /// multiprocessors idle that the other stream's work can fill, while two streams of large GEMMs only contend.
+    /// under every schedule (so are the weights, bit for bit: the self-test checks it), but for the side stream's GEMMs
+    /// held to a share of the multiprocessors, whose algorithms may split k otherwise (the same weights but for
+    /// rounding); only what runs beside what changes, and which is fastest depends on the model and the GPU: small GEMMs
+    /// and memory-bound kernels leave multiprocessors idle that the other stream's work can fill, while two streams of
+    /// large GEMMs only contend.
     public struct Schedule: Equatable, Sendable, CustomStringConvertible {
         /// Weight-gradient GEMMs on the side stream, beside the input gradients (``GPUTrainer/weightGradient(last:_:)``).
         public var weightGradientsBeside: Bool
@@ -21,11 +23,17 @@ extension GPUTrainer {
         /// step, where it runs on the side stream beside the forward of the layers before it (``GPUTrainer/defersUpdates``).
         /// With ``optimizerBeside`` too, the first group is updated beside backward.
         public var updatesDeferred: Bool
+        /// With ``weightGradientsBeside``: the multiprocessors cuBLASLt plans the side stream's GEMMs for (0: all of them).
+        /// Held to a share, a weight gradient leaves the rest to the main stream's kernels beside it instead of taking
+        /// every multiprocessor and making them wait (gpt bf16: two streams of GEMMs that each take the whole GPU only
+        /// take turns).
+        public var sideMultiprocessors: Int
 
-        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, updatesDeferred: Bool = false) {
+        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, updatesDeferred: Bool = false, sideMultiprocessors: Int = 0) {
             self.weightGradientsBeside = weightGradientsBeside
             self.optimizerBeside = optimizerBeside
             self.updatesDeferred = updatesDeferred
+            self.sideMultiprocessors = weightGradientsBeside ? sideMultiprocessors : 0
         }
 
         public var description: String {
@@ -35,13 +43,15 @@ extension GPUTrainer {
             case (false, true): "optimizer beside"
             case (true, true): "weight gradients and optimizer beside"
             }
-            return streams + (updatesDeferred ? ", updates deferred into the next forward" : "")
+            return streams + (sideMultiprocessors > 0 ? " (on \(sideMultiprocessors) multiprocessors)" : "")
+                + (updatesDeferred ? ", updates deferred into the next forward" : "")
         }
 
         /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM`, `TANDEM_OVERLAP_OPTIMIZER` and
         /// `TANDEM_DEFER_UPDATES` set to 0 or 1 fix their part; unset (or anything else), both ways are timed. Deferral
-        /// with the optimizer beside backward only with `TANDEM_DEFER_UPDATES=1` (measured slower).
-        static func allowed(environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
+        /// with the optimizer beside backward only with `TANDEM_DEFER_UPDATES=1` (measured slower). Weight gradients beside
+        /// take every multiprocessor or `share` of them (when not 0), or the number `TANDEM_SIDE_SMS` gives (0: all).
+        static func allowed(share: Int = 0, environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
             func ways(_ name: String) -> [Bool] {
                 switch environment(name) {
                 case "0": [false]
@@ -56,8 +66,11 @@ extension GPUTrainer {
                         // Deferral with the optimizer beside only when asked for (with one group deferred it measured slower:
                         // gpt bf16 +3.8%, mlp-wide fp32 +0.6%).
                         if o && d && environment("TANDEM_DEFER_UPDATES") != "1" { continue }
-                        let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d)
-                        if !schedules.contains(s) { schedules.append(s) }
+                        let shares = environment("TANDEM_SIDE_SMS").flatMap(Int.init).map { [max(0, $0)] } ?? (share > 0 ? [0, share] : [0])
+                        for m in shares {
+                            let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d, sideMultiprocessors: m)
+                            if !schedules.contains(s) { schedules.append(s) }
+                        }
                     }
                 }
             }
@@ -74,8 +87,9 @@ extension GPUTrainer {
     /// loss scaling). The weights, gradients, optimizer state and step state are put back as they were.
     func chooseSchedule() throws {
         // Deferral only where this trainer can defer.
-        var candidates = Schedule.allowed().map {
-            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: canDeferUpdates && $0.updatesDeferred)
+        var candidates = Schedule.allowed(share: gpu.device.multiprocessors / 2).map {
+            Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: canDeferUpdates && $0.updatesDeferred,
+                     sideMultiprocessors: $0.sideMultiprocessors)
         }
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
@@ -88,7 +102,7 @@ extension GPUTrainer {
         let besideUsed = sideHasWeightGradients, optimizerMovable = clipNorm == 0 && precision != .fp16
         candidates = candidates.map { Schedule(weightGradientsBeside: $0.weightGradientsBeside && besideUsed,
                                                optimizerBeside: $0.optimizerBeside && optimizerMovable,
-                                               updatesDeferred: $0.updatesDeferred) }
+                                               updatesDeferred: $0.updatesDeferred, sideMultiprocessors: $0.sideMultiprocessors) }
         var uniqueCandidates: [Schedule] = []
         for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
         var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)

@@ -604,10 +604,11 @@ public final class GPUTrainer {
                        + (product.map { [.pointer($0.dlogits), .pointer($0.weight), .int(Int32($0.classes))] } ?? []))
     }
 
-    /// `out (+)=` the column sums of `chunks` rows of partial sums in `scratch` (kernels that leave their partials there).
-    func sumPartials(chunks: Int, cols: Int, into out: DevicePointer, accumulate: Bool = false) throws {
+    /// `out (+)=` the column sums of `chunks` rows of partial sums in `partials` (by default `scratch`, for kernels that
+    /// leave their partials there).
+    func sumPartials(_ partials: DevicePointer? = nil, chunks: Int, cols: Int, into out: DevicePointer, accumulate: Bool = false) throws {
         try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1),
-                       [.pointer(scratch), .int(Int32(chunks)), .int(Int32(cols)), .pointer(out), .int(accumulate ? 1 : 0)])
+                       [.pointer(partials ?? scratch), .int(Int32(chunks)), .int(Int32(cols)), .pointer(out), .int(accumulate ? 1 : 0)])
     }
 
     /// Row-major `C[m,n] = op(A)·op(B)` in the step's precision; `cF32` writes a float C (gradients).
@@ -646,12 +647,15 @@ public final class GPUTrainer {
         let (runC, beta) = into ?? (c, 0)
         guard CuBLASLt.alignment(runC) >= CuBLASLt.alignment(c) else { return false }
         let t = precision.dataType, ws = gpu.currentWorkspace
-        // `otherWay` is only timed while the plan is made, within this call.
+        let share = gpu.currentStream == gpu.sideStream ? schedule.sideMultiprocessors : 0
+        // `otherWay` is only timed while the plan is made, within this call. A call held to a share of the multiprocessors
+        // is timed against cuBLASLt's other algorithms for that share only (cuBLAS's would take them all).
         return try withoutActuallyEscaping(otherWay) { otherWay in
             guard let plan = try lt.plan(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                                          types: (t, t, cF32 ? .f32 : t), compute: precision.compute, epilogue: epilogue,
-                                         workspaceBytes: ws.bytes, tuner: gpu.gemmTuner(alternative: otherWay), stream: gpu.currentStream,
-                                         workspace: ws.pointer, planUntimed: planUntimed, addsC: beta != 0) else { return false }
+                                         workspaceBytes: ws.bytes, tuner: gpu.gemmTuner(alternative: share > 0 ? nil : otherWay),
+                                         stream: gpu.currentStream, workspace: ws.pointer, planUntimed: planUntimed || share > 0,
+                                         addsC: beta != 0, multiprocessors: share) else { return false }
             try gpu.profiled(label()) {
                 try lt.run(plan, a: a, b: b, c: runC, bias: epilogue.pointer, stream: gpu.currentStream, workspace: ws.pointer,
                            workspaceBytes: ws.bytes, alpha: alpha, beta: beta)
@@ -721,11 +725,15 @@ public final class GPUTrainer {
                        [.pointer(a), .pointer(b), .pointer(c), .int(Int32(m)), .int(Int32(n)), .int(Int32(k))])
     }
 
-    /// Softmax cross-entropy over `rows` of `cols` logits (plus `bias`, fused): dlogits and the mean loss.
+    /// Softmax cross-entropy over `rows` of `cols` logits (plus `bias`, fused): dlogits and the mean loss, and with
+    /// `columnSums` (room for `maxBlocks` rows of `cols` floats) the launch's partial column sums of dlogits; returns
+    /// how many rows of them it wrote.
+    @discardableResult
     func crossEntropy(logits: DevicePointer, bias: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer,
-                      rows: Int, cols: Int) throws {
+                      rows: Int, cols: Int, columnSums: DevicePointer? = nil, maxBlocks: Int? = nil) throws -> Int {
         try Self.launchCrossEntropy(gpu, precision, logits: logits, bias: bias, labels: labels, dlogits: dlogits, losses: losses,
-                                    rows: rows, cols: cols, state: state, tickets: tickets, mean: lossValue)
+                                    rows: rows, cols: cols, state: state, tickets: tickets, mean: lossValue, columnSums: columnSums,
+                                    blocks: maxBlocks)
     }
 
     /// Whether ``headCrossEntropy(input:weight:labels:dlogits:dlogits32:losses:rows:classes:inputs:)`` takes a last Linear
@@ -777,17 +785,22 @@ public final class GPUTrainer {
 
     /// One launch of `cross_entropy`: per-row losses, dlogits and, when `mean` is given, the mean loss there. A row of
     /// whole 16-byte vectors (at most 32 values a thread, so up to 8192 with 256 threads) is read once and kept in
-    /// registers. As many blocks as the GPU holds at once, each taking the same number of rows (one ticket each).
+    /// registers. As many blocks as the GPU holds at once (at most `blocks`), each taking the same number of rows (one
+    /// ticket each). With `columnSums`, block b leaves the column sums of its rows' dlogits in row b of it (fp32, `cols`
+    /// wide; finish with `sum_partials`). Returns the number of blocks.
+    @discardableResult
     static func launchCrossEntropy(_ gpu: CUDAContext, _ precision: GPUPrecision, logits: DevicePointer, bias: DevicePointer, labels: DevicePointer,
                                    dlogits: DevicePointer, losses: DevicePointer, rows: Int, cols: Int, state: DevicePointer,
-                                   tickets: DevicePointer, mean: DevicePointer?, blocks wanted: Int? = nil) throws {
+                                   tickets: DevicePointer, mean: DevicePointer?, columnSums: DevicePointer? = nil, blocks wanted: Int? = nil) throws -> Int {
         guard rows * cols < 1 << 31 else { throw CUDAError.unsupported("cross-entropy over \(rows)×\(cols) logits: 2^31 elements or more") }
         let name = "cross_entropy" + precision.suffix
         let threads = cols % 8 == 0 && cols <= 32 * 256 ? max(128, ((cols + 31) / 32 + 31) / 32 * 32) : (cols >= 1024 ? 256 : 128)
-        let resident = try wanted ?? max(1, gpu.residentBlocks(name, threads: threads)), perBlock = (rows + resident - 1) / resident
-        try gpu.launch(name, grid: ((rows + perBlock - 1) / perBlock, 1, 1), block: (threads, 1, 1),
+        let resident = try min(wanted ?? .max, max(1, gpu.residentBlocks(name, threads: threads))), perBlock = (rows + resident - 1) / resident
+        let blocks = (rows + perBlock - 1) / perBlock
+        try gpu.launch(name, grid: (blocks, 1, 1), block: (threads, 1, 1),
                        [.pointer(logits), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)),
-                        .float(1 / Float(rows)), .pointer(state), .pointer(tickets), .pointer(mean ?? 0)])
+                        .float(1 / Float(rows)), .pointer(state), .pointer(tickets), .pointer(mean ?? 0), .pointer(columnSums ?? 0)])
+        return blocks
     }
 
     /// Device bytes in use and peak, by category.

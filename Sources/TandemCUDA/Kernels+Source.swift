@@ -473,33 +473,66 @@ __device__ void mean_loss(const float* losses, int rows, unsigned* ticket, unsig
   if (threadIdx.x == 0) *mean = t * (1.f / rows);
 }
 
+// Eight elements of D as loaded (one 16-byte vector in 16-bit types, two in float), unpacked where they are used, so
+// a load whose values are needed only later stays in flight until then.
+template <class D> struct Raw8 {
+  static constexpr int N = sizeof(typename D::T) / 2;
+  uint4 u[N];
+  __device__ __forceinline__ void load(const void* p, long i) {
+#pragma unroll
+    for (int n = 0; n < N; n++) u[n] = ((const uint4*)((const typename D::T*)p + i))[n];
+  }
+  __device__ __forceinline__ void unpack(float* v) const {
+    unpack2<D>(u[0].x, v[0], v[1]); unpack2<D>(u[0].y, v[2], v[3]); unpack2<D>(u[0].z, v[4], v[5]); unpack2<D>(u[0].w, v[6], v[7]);
+  }
+};
+template <> __device__ __forceinline__ void Raw8<F32>::unpack(float* v) const {
+#pragma unroll
+  for (int n = 0; n < 2; n++) {
+    v[4 * n] = __uint_as_float(u[n].x); v[4 * n + 1] = __uint_as_float(u[n].y);
+    v[4 * n + 2] = __uint_as_float(u[n].z); v[4 * n + 3] = __uint_as_float(u[n].w);
+  }
+}
+
 // Rows row = block, block + grid, …: x = logits + bias (bias may be null); loss[row] = logsumexp(x) - x[label];
 // dx = (softmax(x) - onehot) * scale, scale = gradScale * (state ? state[2] : 1) (the loss scale).
 // A row of whole 16-byte vectors (cols a multiple of 8, aligned pointers) of at most CE_VECTORS · 8 values a
-// thread is read once, 16 bytes a load, kept in registers (as exp(x − max) after the maximum) and written once;
-// else three passes over the row (maximum, normaliser, gradient; the row stays in L1/L2). dlogits may be logits
-// (in place): every read of a row comes before the first barrier, every write after the second. Labels out of
-// range give a NaN loss. When `mean` is not null, the block that finishes last (a ticket, taken once a block: launch
-// about as many blocks as the GPU holds at once) writes the mean loss there, summed in a fixed order.
+// thread is read once, 16 bytes a load, kept in registers (as exp(x − max) after the maximum) and written once; the
+// block's next row is loaded while this one's maximum and sum are formed. Else three passes over the row (maximum,
+// normaliser, gradient; the row stays in L1/L2). dlogits may be logits (in place): a row is read before the barrier
+// of its maximum and written after that of its sum, and the row loaded ahead is another. Labels out of range give a
+// NaN loss. When `mean` is not null, the block that finishes last (a ticket, taken once a block: launch about as many
+// blocks as the GPU holds at once) writes the mean loss there, summed in a fixed order. When `columnSums` is not null,
+// block b writes the column sums of the dx of its rows into row b of it (`[grid, cols]` floats, for sum_partials: the
+// gradient of the bias, formed from dx before it is rounded to D).
 #define CE_VECTORS 4
 template <class D> __device__ void cross_entropy_impl(const void* logits, const float* bias, const int* labels, void* dlogits,
                                                       float* losses, int rows, int cols, float gradScale, const float* state,
-                                                      unsigned* ticket, float* mean) {
+                                                      unsigned* ticket, float* mean, float* columnSums) {
   float scale = gradScale * (state ? state[2] : 1.f);
   bool vec = cols % 8 == 0 && cols <= 8 * CE_VECTORS * (int)blockDim.x && aligned16(logits) && aligned16(dlogits) && aligned16(bias);
-  for (int row = blockIdx.x; row < rows; row += gridDim.x) {
-    int base = row * cols;
-    int label = labels[row];
-    bool valid = label >= 0 && label < cols;
-    float xl = threadIdx.x == 0 && valid ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
-    float m = -INFINITY, s = 0.f;
-    if (vec) {
+  float* sumsRow = columnSums ? columnSums + (long)blockIdx.x * cols : nullptr;
+  if (vec) {
+    Raw8<D> ahead[CE_VECTORS];
+    float sums[CE_VECTORS][8] = {};
+    auto fetch = [&](int row) {
+#pragma unroll
+      for (int k = 0; k < CE_VECTORS; k++) {
+        int i = 8 * (threadIdx.x + k * blockDim.x);
+        if (i < cols) ahead[k].load(logits, (long)row * cols + i);
+      }
+    };
+    if (blockIdx.x < rows) fetch(blockIdx.x);
+    for (int row = blockIdx.x; row < rows; row += gridDim.x) {
+      const long base = (long)row * cols;
       float v[CE_VECTORS][8];
 #pragma unroll
-      for (int k = 0; k < CE_VECTORS; k++) {   // every load in flight before the first use
-        int i = 8 * (threadIdx.x + k * blockDim.x);
-        if (i < cols) ld8<D>(logits, base + i, v[k]);
-      }
+      for (int k = 0; k < CE_VECTORS; k++) if (8 * (threadIdx.x + k * blockDim.x) < cols) ahead[k].unpack(v[k]);
+      if (row + gridDim.x < rows) fetch(row + gridDim.x);
+      int label = labels[row];
+      bool valid = label >= 0 && label < cols;
+      float xl = threadIdx.x == 0 && valid ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
+      float m = -INFINITY, s = 0.f;
 #pragma unroll
       for (int k = 0; k < CE_VECTORS; k++) {
         int i = 8 * (threadIdx.x + k * blockDim.x);
@@ -527,26 +560,46 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
         int i = 8 * (threadIdx.x + k * blockDim.x);
         if (i >= cols) break;
 #pragma unroll
-        for (int j = 0; j < 8; j++) v[k][j] = (v[k][j] * inv - (i + j == label ? 1.f : 0.f)) * scale;
+        for (int j = 0; j < 8; j++) {
+          v[k][j] = (v[k][j] * inv - (i + j == label ? 1.f : 0.f)) * scale;
+          sums[k][j] += v[k][j];
+        }
         st8<D>(dlogits, base + i, v[k]);
       }
-    } else {
+      if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
+    }
+    if (sumsRow) {
+#pragma unroll
+      for (int k = 0; k < CE_VECTORS; k++) {
+        int i = 8 * (threadIdx.x + k * blockDim.x);
+        if (i < cols) st8<F32>(sumsRow, i, sums[k]);
+      }
+    }
+  } else {
+    if (sumsRow) for (int i = threadIdx.x; i < cols; i += blockDim.x) sumsRow[i] = 0.f;
+    for (int row = blockIdx.x; row < rows; row += gridDim.x) {
+      const long base = (long)row * cols;
+      int label = labels[row];
+      bool valid = label >= 0 && label < cols;
+      float xl = threadIdx.x == 0 && valid ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
+      float m = -INFINITY, s = 0.f;
       for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, D::ld(logits, base + i) + (bias ? bias[i] : 0.f));
       m = block_max(m);
       for (int i = threadIdx.x; i < cols; i += blockDim.x) s += expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m);
       s = block_sum(s);
       float inv = 1.f / s;
       for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-        float p = expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m) * inv;
-        D::st(dlogits, base + i, (p - (i == label ? 1.f : 0.f)) * scale);
+        float g = (expf(D::ld(logits, base + i) + (bias ? bias[i] : 0.f) - m) * inv - (i == label ? 1.f : 0.f)) * scale;
+        D::st(dlogits, base + i, g);
+        if (sumsRow) sumsRow[i] += g;
       }
+      if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
     }
-    if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
   }
   if (mean) mean_loss(losses, rows, ticket, gridDim.x, mean);
 }
-INSTANTIATE_BOUNDED(cross_entropy, (256, 4), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean),
-                    (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state, ticket, mean))
+INSTANTIATE_BOUNDED(cross_entropy, (256, 2), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean, float* columnSums),
+                    (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state, ticket, mean, columnSums))
 
 // A narrow classifier head: logits = a·Wᵀ + b over at most HEAD_CLASSES classes and the softmax cross-entropy of
 // cross_entropy (losses, the mean through a ticket, dlogits in D for the weight gradient and in fp32 for the input's

@@ -147,8 +147,11 @@ extension GPUSelfTest {
             let losses = try gpu.allocate(bytes: 4 * rows, category: .workspace), mean = try gpu.allocate(bytes: 4, category: .workspace)
             let tickets = try gpu.allocate(bytes: 4, category: .workspace)
             try gpu.fill(tickets, words: 1, pattern: 0)
-            try GPUTrainer.launchCrossEntropy(gpu, p, logits: dx, bias: dbias, labels: dl, dlogits: dgrad, losses: losses, rows: rows, cols: cols,
-                                              state: 0, tickets: tickets, mean: mean, blocks: blocks)
+            let sums = try gpu.allocate(bytes: 4 * blocks * cols, category: .workspace), dsum = try gpu.allocate(bytes: 4 * cols, category: .workspace)
+            let chunks = try GPUTrainer.launchCrossEntropy(gpu, p, logits: dx, bias: dbias, labels: dl, dlogits: dgrad, losses: losses, rows: rows,
+                                                           cols: cols, state: 0, tickets: tickets, mean: mean, columnSums: sums, blocks: blocks)
+            try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1),
+                           [.pointer(sums), .int(Int32(chunks)), .int(Int32(cols)), .pointer(dsum), .int(0)])
             var lossRef = 0.0
             var gradRef = [Double](repeating: 0, count: rows * cols)
             for r in 0..<rows {
@@ -161,7 +164,10 @@ extension GPUSelfTest {
             record("cross-entropy loss \(rows)×\(cols)", p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - lossRef) / abs(lossRef), 1e-5)
             record("cross-entropy gradient \(rows)×\(cols)", p.rawValue, Self.relativeError(try host(dgrad, rows * cols, p), gradRef), tol)
             record("cross-entropy ticket reset \(rows)×\(cols)", p.rawValue, try ticketsLeft(tickets, count: 1), 0)
-            for ptr in [dx, dbias, dl, dgrad, losses, mean, tickets] { gpu.free(ptr) }
+            let sumRef = (0..<cols).map { c in (0..<rows).reduce(0.0) { $0 + gradRef[$1 * cols + c] } }
+            record("cross-entropy bias gradient \(rows)×\(cols) (\(chunks) blocks)", p.rawValue,
+                   Self.relativeError(try gpu.downloadFloats(dsum, count: cols), sumRef), 1e-4)
+            for ptr in [dx, dbias, dl, dgrad, losses, mean, tickets, sums, dsum] { gpu.free(ptr) }
         }
         // The narrow head: the last Linear layer and the loss in one launch (k split over blocks for k = 4096, a row group
         // of fewer rows last), then its input's gradient dlogits · W formed by act_backward_product.

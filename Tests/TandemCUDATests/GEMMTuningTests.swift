@@ -225,4 +225,21 @@ struct StepScheduleTests {
         #expect(schedules(["TANDEM_GPU_WGRAD_STREAM": "1", "TANDEM_OVERLAP_OPTIMIZER": "0", "TANDEM_DEFER_UPDATES": "0"]) == ["weight gradients beside"])
         #expect(schedules(["TANDEM_GPU_WGRAD_STREAM": "maybe"]).count == 6)
     }
+
+    @Test("weight gradients beside are timed on every multiprocessor and on a share of them; TANDEM_SIDE_SMS fixes the share")
+    func shares() {
+        func schedules(_ env: [String: String], share: Int = 66) -> [String] {
+            GPUTrainer.Schedule.allowed(share: share, environment: { env[$0] }).map(\.description)
+        }
+        let fixed = ["TANDEM_GPU_WGRAD_STREAM": "1", "TANDEM_OVERLAP_OPTIMIZER": "0", "TANDEM_DEFER_UPDATES": "1"]
+        let deferred = ", updates deferred into the next forward"
+        #expect(schedules(fixed) == ["weight gradients beside" + deferred, "weight gradients beside (on 66 multiprocessors)" + deferred])
+        #expect(schedules(fixed.merging(["TANDEM_SIDE_SMS": "0"]) { $1 }) == ["weight gradients beside" + deferred])
+        #expect(schedules(fixed.merging(["TANDEM_SIDE_SMS": "40"]) { $1 }) == ["weight gradients beside (on 40 multiprocessors)" + deferred])
+        #expect(schedules(fixed.merging(["TANDEM_SIDE_SMS": "-3"]) { $1 }) == ["weight gradients beside" + deferred])
+        // One stream has no side GEMMs to share out; without a share (0) nothing is added.
+        #expect(schedules(["TANDEM_GPU_WGRAD_STREAM": "0", "TANDEM_OVERLAP_OPTIMIZER": "0", "TANDEM_DEFER_UPDATES": "0"]) == ["one stream"])
+        #expect(schedules([:]).count == 9 && schedules([:], share: 0).count == 6)
+        #expect(GPUTrainer.Schedule(weightGradientsBeside: false, optimizerBeside: true, sideMultiprocessors: 66).sideMultiprocessors == 0)
+    }
 }
