@@ -290,7 +290,7 @@ public final class CuBLASLt: @unchecked Sendable {
                       a: types.a.rawValue, b: types.b.rawValue, c: types.c.rawValue, bias: biasType, compute: compute.rawValue,
                       epilogue: epilogue.code, alignA: Self.alignment(a), alignB: Self.alignment(b), alignC: Self.alignment(c),
                       alignBias: Self.alignment(epilogue.pointer), workspaceBytes: workspaceBytes, addsC: addsC,
-                      multiprocessors: Int32(multiprocessors))
+                      multiprocessors: Int32(clamping: max(0, multiprocessors)))
         switch plans[key] {
         case .ready(let plan): return plan
         case .refused, .otherWay: return nil

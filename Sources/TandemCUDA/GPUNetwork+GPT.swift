@@ -47,8 +47,9 @@ final class GPTNetwork: GPUNetwork {
     var probabilities: [DevicePointer] = []          // GEMM path: D [B·H, T, T]
     var preGELU: [DevicePointer] = [], postGELU: [DevicePointer] = []  // D [N, 4C]; preGELU ends as GELU'(z) (bias_gelu)
     let lnFinal: DevicePointer, statsFinal: DevicePointer, logits: DevicePointer, losses: DevicePointer
-    /// The cross-entropy's partial column sums of dlogits (fp32, up to `headPartialRows` rows of V): the head bias's
-    /// gradient, finished beside the head's weight gradient.
+    /// The cross-entropy's partial column sums of dlogits (fp32, `headPartialRows` rows of V, one a block): the head
+    /// bias's gradient, finished beside the head's weight gradient. 0 when the loss kernel does not hold a row of V in
+    /// registers (``GPUTrainer/crossEntropyHoldsRows(cols:)``): the head's weight-gradient GEMM then forms it.
     let headPartials: DevicePointer, headPartialRows: Int
     // Backward temporaries.
     /// The residual gradient in fp32, and in the activation type (written by every LayerNorm backward beside it): two
@@ -99,8 +100,9 @@ final class GPTNetwork: GPUNetwork {
         }
         if fused { rowDots = try f32(B * H * T) }
         lnFinal = try act(N * C); statsFinal = try f32(2 * N); logits = try act(N * V); losses = try f32(N)
-        headPartialRows = min(N, 4 * gpu.device.multiprocessors)
-        headPartials = try f32(headPartialRows * V)
+        let sums = GPUTrainer.crossEntropyHoldsRows(cols: V)
+        headPartialRows = sums ? try GPUTrainer.crossEntropyGrid(gpu, precision, rows: N, cols: V).blocks : 0
+        headPartials = sums ? try f32(headPartialRows * V) : 0
         dResidual = try f32(N * C)
         let partialFloats = LayerNormBackward.partialRows(rows: N) * 3 * gpt.dimensions
         lnPartials = try (0...2 * gpt.blocks.count).map { _ in try f32(partialFloats) }
@@ -235,7 +237,7 @@ final class GPTNetwork: GPUNetwork {
         try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
         // Loss and its gradient, in place over the logits, with the output bias added on the fly.
         let headChunks = try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses,
-                                            rows: N, cols: V, columnSums: headPartials, maxBlocks: headPartialRows)
+                                            rows: N, cols: V, columnSums: headPartials == 0 ? nil : headPartials, maxBlocks: headPartialRows)
 
         // Backward. Weight gradients go to the side stream (GPUTrainer.weightGradient) beside the input gradients; the main
         // stream waits for the one that last read a buffer before it writes over it (`readers`, the marks of those reads).
@@ -248,8 +250,13 @@ final class GPTNetwork: GPUNetwork {
         // stream get theirs from the LayerNorm backward after them.
         let dLogits = logits
         _ = try t.weightGradient {
-            try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, ldc: C)
-            try t.sumPartials(headPartials, chunks: headChunks, cols: V, into: t.gradient(wHead + 1))
+            if headPartials != 0 {
+                try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, ldc: C)
+                try t.sumPartials(headPartials, chunks: headChunks, cols: V, into: t.gradient(wHead + 1))
+            } else {
+                try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C,
+                                         ldc: C, biasGradient: t.gradient(wHead + 1))
+            }
         }
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
         // Each LayerNorm's backward also sums its dx over the rows: the gradient of the bias added to the residual stream

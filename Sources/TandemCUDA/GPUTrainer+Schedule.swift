@@ -33,7 +33,7 @@ extension GPUTrainer {
             self.weightGradientsBeside = weightGradientsBeside
             self.optimizerBeside = optimizerBeside
             self.updatesDeferred = updatesDeferred
-            self.sideMultiprocessors = weightGradientsBeside ? sideMultiprocessors : 0
+            self.sideMultiprocessors = weightGradientsBeside ? max(0, sideMultiprocessors) : 0
         }
 
         public var description: String {
@@ -87,9 +87,11 @@ extension GPUTrainer {
     /// loss scaling). The weights, gradients, optimizer state and step state are put back as they were.
     func chooseSchedule() throws {
         // Deferral only where this trainer can defer.
-        var candidates = Schedule.allowed(share: gpu.device.multiprocessors / 2).map {
+        // A share of the multiprocessors as large as the device's (or larger) is all of them.
+        let count = gpu.device.multiprocessors
+        var candidates = Schedule.allowed(share: count / 2).map {
             Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: canDeferUpdates && $0.updatesDeferred,
-                     sideMultiprocessors: $0.sideMultiprocessors)
+                     sideMultiprocessors: $0.sideMultiprocessors < count ? $0.sideMultiprocessors : 0)
         }
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows

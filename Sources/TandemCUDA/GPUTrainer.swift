@@ -328,12 +328,17 @@ public final class GPUTrainer {
     /// side stream after backward.
     func weightGradient(last: Bool = false, _ body: () throws -> Void) throws -> StreamMark? {
         guard weightGradientsOnSide, !last else { try body(); return nil }
+        queuingWeightGradientBeside = true
+        defer { queuingWeightGradientBeside = false }
         try gpu.onSideStream(body)
         sideHasWeightGradients = true
         return try gpu.mark(gpu.sideStream)
     }
     /// Whether this step has queued weight gradients on the side stream (forked it from the main one).
     var sideHasWeightGradients = false
+    /// Whether a ``weightGradient(last:_:)`` body is being queued on the side stream now: its GEMMs take the schedule's
+    /// share of the multiprocessors (``Schedule/sideMultiprocessors``); other GEMMs on the side stream take them all.
+    var queuingWeightGradientBeside = false
 
     /// Makes the main stream wait for the side-stream work up to `mark` (nil: nothing to wait for).
     func beforeOverwriting(_ mark: StreamMark?) throws {
@@ -647,7 +652,7 @@ public final class GPUTrainer {
         let (runC, beta) = into ?? (c, 0)
         guard CuBLASLt.alignment(runC) >= CuBLASLt.alignment(c) else { return false }
         let t = precision.dataType, ws = gpu.currentWorkspace
-        let share = gpu.currentStream == gpu.sideStream ? schedule.sideMultiprocessors : 0
+        let share = queuingWeightGradientBeside && gpu.currentStream == gpu.sideStream ? schedule.sideMultiprocessors : 0
         // `otherWay` is only timed while the plan is made, within this call. A call held to a share of the multiprocessors
         // is timed against cuBLASLt's other algorithms for that share only (cuBLAS's would take them all).
         return try withoutActuallyEscaping(otherWay) { otherWay in
@@ -731,7 +736,8 @@ public final class GPUTrainer {
     @discardableResult
     func crossEntropy(logits: DevicePointer, bias: DevicePointer, labels: DevicePointer, dlogits: DevicePointer, losses: DevicePointer,
                       rows: Int, cols: Int, columnSums: DevicePointer? = nil, maxBlocks: Int? = nil) throws -> Int {
-        try Self.launchCrossEntropy(gpu, precision, logits: logits, bias: bias, labels: labels, dlogits: dlogits, losses: losses,
+        precondition(columnSums == nil || maxBlocks != nil, "crossEntropy: column sums need the rows their buffer holds (maxBlocks)")
+        return try Self.launchCrossEntropy(gpu, precision, logits: logits, bias: bias, labels: labels, dlogits: dlogits, losses: losses,
                                     rows: rows, cols: cols, state: state, tickets: tickets, mean: lossValue, columnSums: columnSums,
                                     blocks: maxBlocks)
     }
@@ -783,21 +789,31 @@ public final class GPUTrainer {
                         .pointer(tickets), .pointer(mean ?? 0)])
     }
 
+    /// Whether `cross_entropy` holds a row of `cols` logits in registers (whole 16-byte vectors, at most 32 values a
+    /// thread of 256): its column sums then cost registers only; else it adds them up in memory, a pass per row.
+    static func crossEntropyHoldsRows(cols: Int) -> Bool { cols % 8 == 0 && cols <= 32 * 256 }
+
+    /// The blocks and threads a `cross_entropy` launch over `rows` × `cols` takes: as many blocks as the GPU holds at once
+    /// (at most `wanted`), each taking the same number of rows.
+    static func crossEntropyGrid(_ gpu: CUDAContext, _ precision: GPUPrecision, rows: Int, cols: Int, wanted: Int? = nil) throws -> (blocks: Int, threads: Int) {
+        let threads = crossEntropyHoldsRows(cols: cols) ? max(128, ((cols + 31) / 32 + 31) / 32 * 32) : (cols >= 1024 ? 256 : 128)
+        let resident = try min(wanted ?? .max, max(1, gpu.residentBlocks("cross_entropy" + precision.suffix, threads: threads)))
+        let perBlock = (max(rows, 1) + resident - 1) / resident
+        return ((rows + perBlock - 1) / perBlock, threads)
+    }
+
     /// One launch of `cross_entropy`: per-row losses, dlogits and, when `mean` is given, the mean loss there. A row of
     /// whole 16-byte vectors (at most 32 values a thread, so up to 8192 with 256 threads) is read once and kept in
-    /// registers. As many blocks as the GPU holds at once (at most `blocks`), each taking the same number of rows (one
-    /// ticket each). With `columnSums`, block b leaves the column sums of its rows' dlogits in row b of it (fp32, `cols`
-    /// wide; finish with `sum_partials`). Returns the number of blocks.
+    /// registers. The grid of ``crossEntropyGrid(_:_:rows:cols:wanted:)`` (one ticket a block). With `columnSums`, block b
+    /// leaves the column sums of its rows' dlogits in row b of it (fp32, `cols` wide; finish with `sum_partials`): room
+    /// for as many rows as the grid has blocks. Returns the number of blocks.
     @discardableResult
     static func launchCrossEntropy(_ gpu: CUDAContext, _ precision: GPUPrecision, logits: DevicePointer, bias: DevicePointer, labels: DevicePointer,
                                    dlogits: DevicePointer, losses: DevicePointer, rows: Int, cols: Int, state: DevicePointer,
                                    tickets: DevicePointer, mean: DevicePointer?, columnSums: DevicePointer? = nil, blocks wanted: Int? = nil) throws -> Int {
         guard rows * cols < 1 << 31 else { throw CUDAError.unsupported("cross-entropy over \(rows)×\(cols) logits: 2^31 elements or more") }
-        let name = "cross_entropy" + precision.suffix
-        let threads = cols % 8 == 0 && cols <= 32 * 256 ? max(128, ((cols + 31) / 32 + 31) / 32 * 32) : (cols >= 1024 ? 256 : 128)
-        let resident = try min(wanted ?? .max, max(1, gpu.residentBlocks(name, threads: threads))), perBlock = (rows + resident - 1) / resident
-        let blocks = (rows + perBlock - 1) / perBlock
-        try gpu.launch(name, grid: (blocks, 1, 1), block: (threads, 1, 1),
+        let (blocks, threads) = try crossEntropyGrid(gpu, precision, rows: rows, cols: cols, wanted: wanted)
+        try gpu.launch("cross_entropy" + precision.suffix, grid: (blocks, 1, 1), block: (threads, 1, 1),
                        [.pointer(logits), .pointer(bias), .pointer(labels), .pointer(dlogits), .pointer(losses), .int(Int32(rows)), .int(Int32(cols)),
                         .float(1 / Float(rows)), .pointer(state), .pointer(tickets), .pointer(mean ?? 0), .pointer(columnSums ?? 0)])
         return blocks

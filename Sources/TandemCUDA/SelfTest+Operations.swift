@@ -136,14 +136,15 @@ extension GPUSelfTest {
     func lossChecks(_ p: GPUPrecision) throws {
         let s = p.suffix, tol = tolerance(p)
         // Rows held in registers (8192, 1000: 16-byte vectors) and read three times (10 columns); blocks that take several
-        // rows (4 blocks for 45 rows, 2 for 7) and one row each.
-        for (rows, cols, blocks) in [(45, 10, 4), (7, 8192, 2), (6, 1000, 6)] {
+        // rows (4 blocks for 45 rows, 2 for 7) and one row each; dlogits over the logits (gpt's way: the row loaded ahead
+        // must be the logits, never a gradient written already).
+        for (rows, cols, blocks, inPlace) in [(45, 10, 4, false), (7, 8192, 2, false), (7, 8192, 2, true), (6, 1000, 6, false)] {
             let x = rounded(random(rows * cols, scale: 3), p), bias = random(cols)
             let labels = (0..<rows).map { _ in Int32(generator.next() % UInt64(cols)) }
             let dx = try device(x, p), dbias = try device(bias, .fp32)
             let dl = try gpu.allocate(bytes: 4 * rows, category: .workspace)
             try gpu.upload(labels, to: dl)
-            let dgrad = try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
+            let dgrad = inPlace ? dx : try gpu.allocate(bytes: p.bytes * rows * cols, category: .workspace)
             let losses = try gpu.allocate(bytes: 4 * rows, category: .workspace), mean = try gpu.allocate(bytes: 4, category: .workspace)
             let tickets = try gpu.allocate(bytes: 4, category: .workspace)
             try gpu.fill(tickets, words: 1, pattern: 0)
@@ -161,13 +162,14 @@ extension GPUSelfTest {
                 lossRef += (log(z) + m - row[Int(labels[r])]) / Double(rows)
                 for c in 0..<cols { gradRef[r * cols + c] = (exp(row[c] - m) / z - (c == Int(labels[r]) ? 1 : 0)) / Double(rows) }
             }
-            record("cross-entropy loss \(rows)×\(cols)", p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - lossRef) / abs(lossRef), 1e-5)
-            record("cross-entropy gradient \(rows)×\(cols)", p.rawValue, Self.relativeError(try host(dgrad, rows * cols, p), gradRef), tol)
-            record("cross-entropy ticket reset \(rows)×\(cols)", p.rawValue, try ticketsLeft(tickets, count: 1), 0)
+            let tag = "\(rows)×\(cols)" + (inPlace ? " in place" : "")
+            record("cross-entropy loss \(tag)", p.rawValue, abs(Double(try gpu.downloadFloats(mean, count: 1)[0]) - lossRef) / abs(lossRef), 1e-5)
+            record("cross-entropy gradient \(tag)", p.rawValue, Self.relativeError(try host(dgrad, rows * cols, p), gradRef), tol)
+            record("cross-entropy ticket reset \(tag)", p.rawValue, try ticketsLeft(tickets, count: 1), 0)
             let sumRef = (0..<cols).map { c in (0..<rows).reduce(0.0) { $0 + gradRef[$1 * cols + c] } }
-            record("cross-entropy bias gradient \(rows)×\(cols) (\(chunks) blocks)", p.rawValue,
+            record("cross-entropy bias gradient \(tag) (\(chunks) blocks)", p.rawValue,
                    Self.relativeError(try gpu.downloadFloats(dsum, count: cols), sumRef), 1e-4)
-            for ptr in [dx, dbias, dl, dgrad, losses, mean, tickets, sums, dsum] { gpu.free(ptr) }
+            for ptr in [dx, dbias, dl, losses, mean, tickets, sums, dsum] + (inPlace ? [] : [dgrad]) { gpu.free(ptr) }
         }
         // The narrow head: the last Linear layer and the loss in one launch (k split over blocks for k = 4096, a row group
         // of fewer rows last), then its input's gradient dlogits · W formed by act_backward_product.

@@ -187,7 +187,8 @@ extension GPUSelfTest {
     /// step and before the capture; eager with the weights read (a flush) between the second and third step, and with the
     /// last two graph-captured. The deferred updates start 1 ms late (``GPUTrainer/delaysDeferredUpdates``), so a forward
     /// that read a group before waiting for it would read old weights every time. The same kernels on the same values:
-    /// the same weights once the pending updates are flushed (bit for bit, but for gpt's token-embedding atomics).
+    /// the same weights once the pending updates are flushed (bit for bit, but for gpt's token-embedding atomics and
+    /// the weight gradients planned for half the multiprocessors, which may sum in another order).
     func deferralCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
         typealias Schedule = GPUTrainer.Schedule
         let batchSize = Self.testBatch(w)
