@@ -250,13 +250,9 @@ final class GPTNetwork: GPUNetwork {
         // stream get theirs from the LayerNorm backward after them.
         let dLogits = logits
         _ = try t.weightGradient {
-            if headPartials != 0 {
-                try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C, ldc: C)
-                try t.sumPartials(headPartials, chunks: headChunks, cols: V, into: t.gradient(wHead + 1))
-            } else {
-                try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C,
-                                         ldc: C, biasGradient: t.gradient(wHead + 1))
-            }
+            try t.weightGradientGEMM(parameter: wHead, transA: true, transB: false, m: V, n: C, k: N, a: dLogits, lda: V, b: lnFinal, ldb: C,
+                                     ldc: C, biasGradient: headPartials == 0 ? t.gradient(wHead + 1) : nil)
+            if headPartials != 0 { try t.sumPartials(headPartials, chunks: headChunks, cols: V, into: t.gradient(wHead + 1)) }
         }
         try t.gemm(transA: false, transB: false, m: N, n: C, k: V, a: dLogits, lda: V, b: t.operand(wHead), ldb: C, c: dNarrow, ldc: C)
         // Each LayerNorm's backward also sums its dx over the rows: the gradient of the bias added to the residual stream

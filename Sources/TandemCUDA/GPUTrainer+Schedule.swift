@@ -59,6 +59,7 @@ extension GPUTrainer {
                 default: [false, true]
                 }
             }
+            let shares = environment("TANDEM_SIDE_SMS").flatMap(Int.init).map { [$0] } ?? (share > 0 ? [0, share] : [0])
             var schedules: [Schedule] = []
             for w in ways("TANDEM_GPU_WGRAD_STREAM") {
                 for o in ways("TANDEM_OVERLAP_OPTIMIZER") {
@@ -66,7 +67,6 @@ extension GPUTrainer {
                         // Deferral with the optimizer beside only when asked for (with one group deferred it measured slower:
                         // gpt bf16 +3.8%, mlp-wide fp32 +0.6%).
                         if o && d && environment("TANDEM_DEFER_UPDATES") != "1" { continue }
-                        let shares = environment("TANDEM_SIDE_SMS").flatMap(Int.init).map { [max(0, $0)] } ?? (share > 0 ? [0, share] : [0])
                         for m in shares {
                             let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d, sideMultiprocessors: m)
                             if !schedules.contains(s) { schedules.append(s) }
