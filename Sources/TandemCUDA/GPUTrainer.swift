@@ -609,10 +609,14 @@ public final class GPUTrainer {
                        + (product.map { [.pointer($0.dlogits), .pointer($0.weight), .int(Int32($0.classes))] } ?? []))
     }
 
+    /// Row lanes of a `column_total` block (`sum_partials`, `layernorm_bwd_finish`): 32 columns by 32 lanes, each adding every
+    /// 32nd partial row (8 lanes: gpt bf16 +0.5%, the LayerNorm finishes' loads one after another).
+    static let columnLanes = 32
+
     /// `out (+)=` the column sums of `chunks` rows of partial sums in `partials` (by default `scratch`, for kernels that
     /// leave their partials there).
     func sumPartials(_ partials: DevicePointer? = nil, chunks: Int, cols: Int, into out: DevicePointer, accumulate: Bool = false) throws {
-        try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1),
+        try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, GPUTrainer.columnLanes, 1),
                        [.pointer(partials ?? scratch), .int(Int32(chunks)), .int(Int32(cols)), .pointer(out), .int(accumulate ? 1 : 0)])
     }
 

@@ -151,7 +151,7 @@ extension GPUSelfTest {
             let sums = try gpu.allocate(bytes: 4 * blocks * cols, category: .workspace), dsum = try gpu.allocate(bytes: 4 * cols, category: .workspace)
             let chunks = try GPUTrainer.launchCrossEntropy(gpu, p, logits: dx, bias: dbias, labels: dl, dlogits: dgrad, losses: losses, rows: rows,
                                                            cols: cols, state: 0, tickets: tickets, mean: mean, columnSums: sums, blocks: blocks)
-            try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, 8, 1),
+            try gpu.launch("sum_partials", grid: ((cols + 31) / 32, 1, 1), block: (32, GPUTrainer.columnLanes, 1),
                            [.pointer(sums), .int(Int32(chunks)), .int(Int32(cols)), .pointer(dsum), .int(0)])
             var lossRef = 0.0
             var gradRef = [Double](repeating: 0, count: rows * cols)
