@@ -234,15 +234,9 @@ final class GPTNetwork: GPUNetwork {
             try residualLayerNorm(t, x: mid[l], add: tmp, bias: wProj + 1, out: residual[l + 1], weight: next.weight, y: next.y, stats: next.stats)
         }
         let wHead = p("out.weight")
-        let headBiasInGEMM = getenv("TANDEM_GPT_HEAD_BIAS").map { String(cString: $0) == "gemm" } ?? false
-        if headBiasInGEMM {
-            try t.gemmBias(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V,
-                           bias: .add(parameter: wHead + 1))
-        } else {
-            try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
-        }
+        try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)
         // Loss and its gradient, in place over the logits, with the output bias added on the fly.
-        let headChunks = try t.crossEntropy(logits: logits, bias: headBiasInGEMM ? 0 : t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses,
+        let headChunks = try t.crossEntropy(logits: logits, bias: t.weight(wHead + 1), labels: io.targets, dlogits: logits, losses: losses,
                                             rows: N, cols: V, columnSums: headPartials == 0 ? nil : headPartials, maxBlocks: headPartialRows)
 
         // Backward. Weight gradients go to the side stream (GPUTrainer.weightGradient) beside the input gradients; the main
