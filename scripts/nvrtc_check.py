@@ -4,7 +4,7 @@ before a GPU host's time is spent. The kernel source is read from the Swift file
 KernelSource.all joins it; `--ptxas-verbose` prints registers and spills per kernel.
 
     pip install nvidia-cuda-nvrtc-cu12          # or point --nvrtc at any libnvrtc.so
-    python3 scripts/nvrtc_check.py [--arch sm_90] [--ptxas-verbose] [--grep lstm_seq] [-D NAME=VALUE]
+    python3 scripts/nvrtc_check.py [--arch sm_90] [--ptxas-verbose] [--grep lstm_seq] [-D NAME=VALUE] [--ptx FILE]
 """
 import argparse, ctypes, glob, os, re, sys
 
@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--ptxas-verbose", action="store_true", help="print ptxas's registers/spills per kernel")
     ap.add_argument("--grep", help="with --ptxas-verbose: only lines about kernels containing this")
+    ap.add_argument("--ptx", metavar="FILE", help="write the PTX there (with --arch compute_90): compare two versions' code")
     ap.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
                     help="a -D option for NVRTC, as TANDEM_KERNEL_DEFINES passes them (repeatable)")
     args = ap.parse_args()
@@ -67,6 +68,13 @@ def main():
                 lines.append(line)
         text = "\n".join(lines)
     print(text)
+    if rc == 0 and args.ptx:
+        lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+        ptx = ctypes.create_string_buffer(size.value)
+        if lib.nvrtcGetPTX(prog, ptx) != 0:
+            sys.exit("nvrtcGetPTX failed: PTX needs a virtual architecture, e.g. --arch compute_90")
+        with open(args.ptx, "w") as f:
+            f.write(ptx.value.decode())
     print("compiled" if rc == 0 else f"NVRTC error {rc}", f"({len(source)} bytes of source, {args.arch})")
     sys.exit(0 if rc == 0 else 1)
 
