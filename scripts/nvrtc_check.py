@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--ptxas-verbose", action="store_true", help="print ptxas's registers/spills per kernel")
     ap.add_argument("--grep", help="with --ptxas-verbose: only lines about kernels containing this")
-    ap.add_argument("--ptx", metavar="FILE", help="write the PTX there (with --arch compute_90): compare two versions' code")
+    ap.add_argument("--ptx", metavar="FILE", help="write the PTX there, to compare two versions' code")
     ap.add_argument("-D", "--define", action="append", default=[], metavar="NAME=VALUE",
                     help="a -D option for NVRTC, as TANDEM_KERNEL_DEFINES passes them (repeatable)")
     args = ap.parse_args()
@@ -69,10 +69,11 @@ def main():
         text = "\n".join(lines)
     print(text)
     if rc == 0 and args.ptx:
-        lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
-        ptx = ctypes.create_string_buffer(size.value)
-        if lib.nvrtcGetPTX(prog, ptx) != 0:
-            sys.exit("nvrtcGetPTX failed: PTX needs a virtual architecture, e.g. --arch compute_90")
+        ptx = None
+        if lib.nvrtcGetPTXSize(prog, ctypes.byref(size)) == 0:
+            ptx = ctypes.create_string_buffer(size.value)
+        if ptx is None or lib.nvrtcGetPTX(prog, ptx) != 0:
+            sys.exit("nvrtcGetPTX failed (an older NVRTC gives PTX only for a virtual architecture: --arch compute_90)")
         with open(args.ptx, "w") as f:
             f.write(ptx.value.decode())
     print("compiled" if rc == 0 else f"NVRTC error {rc}", f"({len(source)} bytes of source, {args.arch})")

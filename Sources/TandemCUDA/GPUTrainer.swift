@@ -609,8 +609,8 @@ public final class GPUTrainer {
                        + (product.map { [.pointer($0.dlogits), .pointer($0.weight), .int(Int32($0.classes))] } ?? []))
     }
 
-    /// Row lanes of a `column_total` block (`sum_partials`, `layernorm_bwd_finish`): 32 columns by 32 lanes, each adding every
-    /// 32nd partial row (8 lanes: gpt bf16 +0.5%, the LayerNorm finishes' loads one after another).
+    /// Row lanes of a `column_total` block (`sum_partials`, `layernorm_bwd_finish`; at most 32): 32 columns by 32 lanes,
+    /// each adding every 32nd partial row (with 8 lanes, each lane's loads four times as deep, gpt bf16 was 0.5% slower).
     static let columnLanes = 32
 
     /// `out (+)=` the column sums of `chunks` rows of partial sums in `partials` (by default `scratch`, for kernels that

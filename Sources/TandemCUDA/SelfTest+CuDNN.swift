@@ -60,7 +60,7 @@ extension GPUSelfTest {
             let partial = try gpu.allocate(bytes: 4 * chunks * C, category: .workspace), sums = try gpu.allocate(bytes: 4 * C, category: .workspace)
             try gpu.launch("relu_bwd_channel_sums" + p.suffix, grid: (C, chunks, 1), block: (256, 1, 1),
                            [.pointer(dd), .pointer(dv), .pointer(partial)] + args(N, C, HW))
-            try gpu.launch("sum_partials", grid: ((C + 31) / 32, 1, 1), block: (32, 8, 1), [.pointer(partial), .int(Int32(chunks)), .int(Int32(C)), .pointer(sums), .int(0)])
+            try gpu.launch("sum_partials", grid: ((C + 31) / 32, 1, 1), block: (32, GPUTrainer.columnLanes, 1), [.pointer(partial), .int(Int32(chunks)), .int(Int32(C)), .pointer(sums), .int(0)])
             let masked = (0..<N * C * HW).map { out[$0] > 0 ? Double(d[$0]) : 0 }
             let sumRef = (0..<C).map { c in (0..<N * C * HW).filter { ($0 / HW) % C == c }.reduce(0.0) { $0 + masked[$1] } }
             record("relu backward in place (NCHW)", p.rawValue, Self.relativeError(try host(dd, N * C * HW, p), masked), 0)
@@ -80,7 +80,7 @@ extension GPUSelfTest {
             try gpu.launch1D("bias_relu_maxpool" + p.suffix, count: N * C * OH * OW, [.pointer(dv), .pointer(db), .pointer(pooled), .pointer(arg)] + args(N * C, C, H, W))
             try gpu.launch("maxpool_relu_bwd_sums" + p.suffix, grid: (C, 2, 1), block: (256, 1, 1),
                            [.pointer(dd), .pointer(pooled), .pointer(arg), .pointer(back), .pointer(partial)] + args(N, C, H, W))
-            try gpu.launch("sum_partials", grid: ((C + 31) / 32, 1, 1), block: (32, 8, 1), [.pointer(partial), .int(2), .int(Int32(C)), .pointer(sums), .int(0)])
+            try gpu.launch("sum_partials", grid: ((C + 31) / 32, 1, 1), block: (32, GPUTrainer.columnLanes, 1), [.pointer(partial), .int(2), .int(Int32(C)), .pointer(sums), .int(0)])
             var pooledRef: [Double] = [], backRef = [Double](repeating: 0, count: N * C * H * W), sumRef = [Double](repeating: 0, count: C)
             for plane in 0..<N * C { for oy in 0..<OH { for ox in 0..<OW {
                 let idx = [(0, 0), (0, 1), (1, 0), (1, 1)].map { (plane * H + 2 * oy + $0.0) * W + 2 * ox + $0.1 }
