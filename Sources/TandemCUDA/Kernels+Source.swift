@@ -205,14 +205,12 @@ template <class Store> __device__ void finish_partials(float* rows, long stride,
 // SHORT, for results rounded to 16 bits (relative rounding error up to 2^-9 in bf16, 2^-11 in fp16): P of degree 5,
 // evaluated in base 2 on h = t/2 with its constants folded in (scripts/fit_erfc.py: Φ's relative error about 1e-5 for
 // |x| ≤ 9, 2.7e-5 to |x| = 13; beyond, Φ(−|x|) and φ flush to zero), and the exponentials by MUFU alone: fewer
-// instructions in bias_gelu, which is bound by them (gpt bf16 −0.4% for the degree, −0.4% for the exponentials).
+// instructions in bias_gelu, which is bound by them (gpt bf16 −0.4% for the degree, −0.4% for the exponentials,
+// −0.2% for the folding).
 // 2^x by the MUFU instruction alone: results below 2^-126 are flushed to zero (no rescaling around it, as exp2f has).
 __device__ __forceinline__ float exp2_ftz(float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
-#ifndef GELU_FOLD
-#define GELU_FOLD 1
-#endif
 template <bool SHORT = false> __device__ __forceinline__ void gaussian_cdf_pdf(float x, float& cdf, float& pdf) {
-  if (SHORT && GELU_FOLD) {
+  if (SHORT) {
     const float w = x * x * 0.72134752044448170f;   // x²·log2(e)/2
     const float h = __fdividef(1.f, fmaf(fabsf(x), 0.70710678118654752f, 2.f));
     float q = fmaf(h, 10.4654932f, -16.2372227f); q = fmaf(h, q, 5.40883446f); q = fmaf(h, q, 1.48386919f);
@@ -224,18 +222,12 @@ template <bool SHORT = false> __device__ __forceinline__ void gaussian_cdf_pdf(f
   }
   const float z = fabsf(x) * 0.70710678118654752f, z2 = z * z, log2e = 1.4426950408889634f;
   const float t = __fdividef(1.f, fmaf(0.5f, z, 1.f));
-  float q;
-  if (SHORT) {
-    q = fmaf(t, 0.22669147f, -0.703424096f); q = fmaf(t, q, 0.468639791f); q = fmaf(t, q, 0.257134944f);
-    q = fmaf(t, q, 1.01746488f); q = fmaf(t, q, -1.26650274f);
-  } else {
-    q = fmaf(t, 0.17087277f, -0.82215223f);
-    q = fmaf(t, q, 1.48851587f); q = fmaf(t, q, -1.13520398f); q = fmaf(t, q, 0.27886807f); q = fmaf(t, q, -0.18628806f);
-    q = fmaf(t, q, 0.09678418f); q = fmaf(t, q, 0.37409196f); q = fmaf(t, q, 1.00002368f); q = fmaf(t, q, -1.26551223f);
-  }
-  const float halfErfc = 0.5f * t * (SHORT ? exp2_ftz((q - z2) * log2e) : exp2f((q - z2) * log2e));
+  float q = fmaf(t, 0.17087277f, -0.82215223f);
+  q = fmaf(t, q, 1.48851587f); q = fmaf(t, q, -1.13520398f); q = fmaf(t, q, 0.27886807f); q = fmaf(t, q, -0.18628806f);
+  q = fmaf(t, q, 0.09678418f); q = fmaf(t, q, 0.37409196f); q = fmaf(t, q, 1.00002368f); q = fmaf(t, q, -1.26551223f);
+  const float halfErfc = 0.5f * t * exp2f((q - z2) * log2e);
   cdf = x >= 0.f ? 1.f - halfErfc : halfErfc;
-  pdf = 0.39894228040143268f * (SHORT ? exp2_ftz(-z2 * log2e) : exp2f(-z2 * log2e));
+  pdf = 0.39894228040143268f * exp2f(-z2 * log2e);
 }
 __device__ __forceinline__ float gelu_grad(float x) { float c, d; gaussian_cdf_pdf(x, c, d); return fmaf(x, d, c); }
 """#
@@ -533,9 +525,6 @@ template <> __device__ __forceinline__ void Raw8<F32>::unpack(float* v) const {
 // gradient of the bias, formed from dx before it is rounded to D).
 #define CE_VECTORS 4
 #define CE_LOG2E 1.4426950408889634f
-#ifndef CE_ONE_BARRIER
-#define CE_ONE_BARRIER 1
-#endif
 template <class D> __device__ void cross_entropy_impl(const void* logits, const float* bias, const int* labels, void* dlogits,
                                                       float* losses, int rows, int cols, float gradScale, const float* state,
                                                       unsigned* ticket, float* mean, float* columnSums) {
@@ -545,10 +534,6 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
   if (vec) {
     Raw8<D> ahead[CE_VECTORS];
     float sums[CE_VECTORS][8] = {};
-#if CE_ONE_BARRIER
-    __shared__ float2 warpTotals[2][32];   // each warp's (maximum, sum), by the row's parity
-    int parity = 0;
-#endif
     auto fetch = [&](int row) {
 #pragma unroll
       for (int k = 0; k < CE_VECTORS; k++) {
@@ -565,14 +550,7 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
       if (row + gridDim.x < rows) fetch(row + gridDim.x);
       int label = labels[row];
       bool valid = label >= 0 && label < cols;
-#if CE_ONE_BARRIER
-      // The label's column is vector label / 8 of thread (label / 8) mod blockDim.x: that thread forms its gradient and
-      // the loss, so no other thread compares a column with the label.
-      const bool owner = valid && (label >> 3) % (int)blockDim.x == (int)threadIdx.x;
-      const float xl = owner ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
-#else
       float xl = threadIdx.x == 0 && valid ? D::ld(logits, base + label) + (bias ? bias[label] : 0.f) : 0.f;
-#endif
       float m = -INFINITY, s = 0.f;
 #pragma unroll
       for (int k = 0; k < CE_VECTORS; k++) {
@@ -587,15 +565,8 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
 #pragma unroll
         for (int j = 0; j < 8; j++) m = fmaxf(m, v[k][j]);
       }
-#if CE_ONE_BARRIER
-      // Exponentials against the warp's maximum (a warp without a finite value has none: its sum is 0), then one
-      // barrier: every thread combines the warps' (maximum, sum) pairs, in warp order, into the row's.
-      m = warp_max(m);
-      const float mLog2 = m == -INFINITY ? 0.f : -m * CE_LOG2E;
-#else
       m = block_max(m);
       const float mLog2 = -m * CE_LOG2E;   // exp(x − m) = 2^(x·log2 e − m·log2 e): one FMA and the MUFU (−0.6% on gpt bf16)
-#endif
 #pragma unroll
       for (int k = 0; k < CE_VECTORS; k++) {
         if (8 * (threadIdx.x + k * blockDim.x) >= cols) break;
@@ -605,36 +576,6 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
           s += v[k][j];
         }
       }
-#if CE_ONE_BARRIER
-      s = warp_sum(s);
-      const int warps = (blockDim.x + 31) >> 5;
-      if ((threadIdx.x & 31) == 0) warpTotals[parity][threadIdx.x >> 5] = make_float2(m, s);
-      __syncthreads();
-      float M = -INFINITY, S = 0.f;
-      for (int w = 0; w < warps; w++) M = fmaxf(M, warpTotals[parity][w].x);
-      for (int w = 0; w < warps; w++) S += warpTotals[parity][w].y * exp2_ftz((warpTotals[parity][w].x - M) * CE_LOG2E);
-      parity ^= 1;   // the next row's pairs go to the other buffer: a slow reader of these has not passed its barrier
-      // dx = softmax · scale, the one-hot's −scale at the label added by its owner; this warp's exponentials are
-      // against its own maximum m.
-      const float a = scale / S * exp2_ftz((m - M) * CE_LOG2E);
-#pragma unroll
-      for (int k = 0; k < CE_VECTORS; k++) {
-        int i = 8 * (threadIdx.x + k * blockDim.x);
-        if (i >= cols) break;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-          v[k][j] *= a;
-          sums[k][j] += v[k][j];
-        }
-        st8<D>(dlogits, base + i, v[k]);
-      }
-      if (owner) {
-        D::st(dlogits, base + label, exp2_ftz(fmaf(xl, CE_LOG2E, mLog2)) * a - scale);   // after this thread's vector store of it
-        losses[row] = logf(S) + M - xl;
-      } else if (!valid && threadIdx.x == 0) {
-        losses[row] = NAN;
-      }
-#else
       s = block_sum(s);
       float inv = 1.f / s;
 #pragma unroll
@@ -649,7 +590,6 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
         st8<D>(dlogits, base + i, v[k]);
       }
       if (threadIdx.x == 0) losses[row] = valid ? logf(s) + m - xl : NAN;
-#endif
     }
     if (sumsRow) {
 #pragma unroll
@@ -657,15 +597,6 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
         int i = 8 * (threadIdx.x + k * blockDim.x);
         if (i < cols) st8<F32>(sumsRow, i, sums[k]);
       }
-#if CE_ONE_BARRIER
-      // The one-hot's share of the column sums: −scale at each row's label, a thread a row. Every addend is the same,
-      // so the order of the atomic additions does not change the result.
-      __syncthreads();
-      for (int r = blockIdx.x + threadIdx.x * gridDim.x; r < rows; r += blockDim.x * gridDim.x) {
-        const int label = labels[r];
-        if (label >= 0 && label < cols) atomicAdd(sumsRow + label, -scale);
-      }
-#endif
     }
   } else {
     if (sumsRow) for (int i = threadIdx.x; i < cols; i += blockDim.x) sumsRow[i] = 0.f;
