@@ -20,7 +20,7 @@ constexpr int FA_HD = 64, FA_TILE = 64, FA_PITCH = FA_HD + 8, FA_THREADS = 128;
 #ifndef FA_BWD_BLOCKS
 #define FA_BWD_BLOCKS 3
 #endif
-constexpr float FA_LOG2E = 1.4426950408889634f, FA_LN2 = 0.6931471805599453f;
+constexpr float FA_LN2 = 0.6931471805599453f;
 typedef u16 FATile[FA_TILE * FA_PITCH];
 
 __device__ __forceinline__ unsigned fa_smem(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
@@ -39,11 +39,6 @@ __device__ __forceinline__ void fa_ldsm(unsigned* r, const u16* p) {
 __device__ __forceinline__ void fa_ldsm_t(unsigned* r, const u16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_smem(p)) : "memory");
-}
-// 2^x, subnormal results flushed to zero (one MUFU.EX2, without exp2f's rescaling around it): a probability under
-// 2^-126 is zero next to the row's largest, which is 1.
-__device__ __forceinline__ float fa_exp2(float x) {
-  float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y;
 }
 // Two floats rounded to D (nearest even), the first in the low half.
 template <class D> __device__ __forceinline__ unsigned fa_pack(float lo, float hi);
@@ -171,7 +166,7 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2, tig = lane & 3;
   const int qt = gridDim.y - 1 - blockIdx.y, row0 = qt * FA_TILE + warp * 16;
   const bool active = row0 < T;   // T is a multiple of 16: a warp's rows are all in or all out
-  const float c2 = scale * FA_LOG2E;
+  const float c2 = scale * LOG2E;
   unsigned qa[4][4];
   if (active) fa_load_a(qa, q, stride, row0);
   float o[8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
@@ -211,7 +206,7 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
     for (int r = 0; r < 2; r++) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      alpha[r] = fa_exp2(m[r] - mx[r]);
+      alpha[r] = exp2_ftz(m[r] - mx[r]);
       m[r] = mx[r];
       l[r] *= alpha[r];
     }
@@ -221,7 +216,7 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
       float p[4];
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        p[e] = n < live ? fa_exp2(s[n][e] - m[e >> 1]) : 0.f;
+        p[e] = n < live ? exp2_ftz(s[n][e] - m[e >> 1]) : 0.f;
         l[e >> 1] += p[e];
         o[n][e] *= alpha[e >> 1];
       }
@@ -262,7 +257,7 @@ template <class D, bool MASK> __device__ __forceinline__ void fa_dq_tile(float (
       fa_mma_abt<D>(dp, ga, vst, n * 8);
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        float p = fa_exp2(s[e] * c2 - lse2[e >> 1]);
+        float p = exp2_ftz(s[e] * c2 - lse2[e >> 1]);
         if (MASK && key0 + n * 8 + tig * 2 + (e & 1) > row0 + grp + 8 * (e >> 1)) p = 0.f;
         g[e] = p * (dp[e] - dsum[e >> 1]);
       }
@@ -278,7 +273,7 @@ template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)
   const int T = op.T, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, grp = lane >> 2;
   const int row0 = qt * FA_TILE + warp * 16;
   const bool active = row0 < T;
-  const float c2 = scale * FA_LOG2E;
+  const float c2 = scale * LOG2E;
   unsigned qa[4][4], ga[4][4];
   float dsum[2] = {0.f, 0.f}, lse2[2] = {0.f, 0.f};
   if (active) {
@@ -287,7 +282,7 @@ template <class D> __device__ void fa_bwd_dq(const FABackward& op, FATile (*buf)
 #pragma unroll
     for (int r = 0; r < 2; r++) {
       dsum[r] = op.rowDot[row0 + grp + 8 * r];
-      lse2[r] = op.lse[row0 + grp + 8 * r] * FA_LOG2E;
+      lse2[r] = op.lse[row0 + grp + 8 * r] * LOG2E;
     }
   }
   float dq[8][4] = {};
@@ -328,10 +323,10 @@ template <class D, bool MASK> __device__ __forceinline__ void fa_dkdv_tile(float
       fa_mma_abt<D>(s, ka, qst, n * 8);
       fa_mma_abt<D>(dp, va, gst, n * 8);
       const float2 l2 = *(const float2*)&L[col], d2 = *(const float2*)&Dq[col];
-      const float lx = l2.x * FA_LOG2E, ly = l2.y * FA_LOG2E;
+      const float lx = l2.x * LOG2E, ly = l2.y * LOG2E;
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        p[e] = fa_exp2(s[e] * c2 - ((e & 1) ? ly : lx));
+        p[e] = exp2_ftz(s[e] * c2 - ((e & 1) ? ly : lx));
         if (MASK) {
           const int key = key0 + grp + 8 * (e >> 1), query = q0 + col + (e & 1);
           if (query < key || query >= T) p[e] = 0.f;
@@ -356,7 +351,7 @@ template <class D> __device__ void fa_bwd_dkdv(const FABackward& op, FATile (*bu
   const int warp = threadIdx.x >> 5;
   const int key0 = kt * FA_TILE + warp * 16;
   const bool active = key0 < T;
-  const float c2 = scale * FA_LOG2E;
+  const float c2 = scale * LOG2E;
   unsigned ka[4][4], va[4][4];
   if (active) { fa_load_a(ka, op.k, op.stride, key0); fa_load_a(va, op.v, op.stride, key0); }
   float dk[8][4] = {}, dv[8][4] = {};

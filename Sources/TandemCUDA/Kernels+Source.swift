@@ -197,6 +197,10 @@ template <class Store> __device__ void finish_partials(float* rows, long stride,
   for (int c = tid; c < width; c += threads) store(c, sum_rows(rows + c, (long)g * stride, groups));
 }
 
+constexpr float LOG2E = 1.4426950408889634f;
+// 2^x by the MUFU instruction alone: results below 2^-126 are flushed to zero (no rescaling around it, as exp2f has): a
+// probability under 2^-126 is zero next to the largest, which is 1.
+__device__ __forceinline__ float exp2_ftz(float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
 // The standard normal's distribution Φ(x) and density φ(x), for GELU(x) = x·Φ(x) and GELU'(x) = Φ(x) + x·φ(x). Φ comes
 // from erfc(|x|/√2) = t·exp(−z² + P(t)), t = 1 / (1 + z/2), with P the degree-9 Chebyshev fit of Numerical Recipes'
 // erfcc (relative error below 1.2e-7 for every z): no branch and no cancellation in the negative tail, where
@@ -207,8 +211,6 @@ template <class Store> __device__ void finish_partials(float* rows, long stride,
 // |x| ≤ 9, 2.7e-5 to |x| = 13; beyond, Φ(−|x|) and φ flush to zero), and the exponentials by MUFU alone: fewer
 // instructions in bias_gelu, which is bound by them (gpt bf16 −0.4% for the degree, −0.4% for the exponentials,
 // −0.2% for the folding).
-// 2^x by the MUFU instruction alone: results below 2^-126 are flushed to zero (no rescaling around it, as exp2f has).
-__device__ __forceinline__ float exp2_ftz(float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
 template <bool SHORT = false> __device__ __forceinline__ void gaussian_cdf_pdf(float x, float& cdf, float& pdf) {
   if (SHORT) {
     const float w = x * x * 0.72134752044448170f;   // x²·log2(e)/2
@@ -220,14 +222,14 @@ template <bool SHORT = false> __device__ __forceinline__ void gaussian_cdf_pdf(f
     pdf = 0.39894228040143268f * exp2_ftz(-w);
     return;
   }
-  const float z = fabsf(x) * 0.70710678118654752f, z2 = z * z, log2e = 1.4426950408889634f;
+  const float z = fabsf(x) * 0.70710678118654752f, z2 = z * z;
   const float t = __fdividef(1.f, fmaf(0.5f, z, 1.f));
   float q = fmaf(t, 0.17087277f, -0.82215223f);
   q = fmaf(t, q, 1.48851587f); q = fmaf(t, q, -1.13520398f); q = fmaf(t, q, 0.27886807f); q = fmaf(t, q, -0.18628806f);
   q = fmaf(t, q, 0.09678418f); q = fmaf(t, q, 0.37409196f); q = fmaf(t, q, 1.00002368f); q = fmaf(t, q, -1.26551223f);
-  const float halfErfc = 0.5f * t * exp2f((q - z2) * log2e);
+  const float halfErfc = 0.5f * t * exp2f((q - z2) * LOG2E);
   cdf = x >= 0.f ? 1.f - halfErfc : halfErfc;
-  pdf = 0.39894228040143268f * exp2f(-z2 * log2e);
+  pdf = 0.39894228040143268f * exp2f(-z2 * LOG2E);
 }
 __device__ __forceinline__ float gelu_grad(float x) { float c, d; gaussian_cdf_pdf(x, c, d); return fmaf(x, d, c); }
 """#
@@ -524,7 +526,6 @@ template <> __device__ __forceinline__ void Raw8<F32>::unpack(float* v) const {
 // block b writes the column sums of the dx of its rows into row b of it (`[grid, cols]` floats, for sum_partials: the
 // gradient of the bias, formed from dx before it is rounded to D).
 #define CE_VECTORS 4
-#define CE_LOG2E 1.4426950408889634f
 template <class D> __device__ void cross_entropy_impl(const void* logits, const float* bias, const int* labels, void* dlogits,
                                                       float* losses, int rows, int cols, float gradScale, const float* state,
                                                       unsigned* ticket, float* mean, float* columnSums) {
@@ -566,13 +567,13 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
         for (int j = 0; j < 8; j++) m = fmaxf(m, v[k][j]);
       }
       m = block_max(m);
-      const float mLog2 = -m * CE_LOG2E;   // exp(x − m) = 2^(x·log2 e − m·log2 e): one FMA and the MUFU (−0.6% on gpt bf16)
+      const float mLog2 = -m * LOG2E;   // exp(x − m) = 2^(x·log2 e − m·log2 e): one FMA and the MUFU (−0.6% on gpt bf16)
 #pragma unroll
       for (int k = 0; k < CE_VECTORS; k++) {
         if (8 * (threadIdx.x + k * blockDim.x) >= cols) break;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-          v[k][j] = exp2_ftz(fmaf(v[k][j], CE_LOG2E, mLog2));
+          v[k][j] = exp2_ftz(fmaf(v[k][j], LOG2E, mLog2));
           s += v[k][j];
         }
       }
