@@ -68,6 +68,8 @@ public final class CUDAContext {
     static let workspaceBytes = 32 << 20, sideWorkspaceBytes = 32 << 20
     private var module: CUHandle?
     private var functions: [String: CUHandle?] = [:]
+    /// The kernel constants `TANDEM_KERNEL_DEFINES` set (``kernelDefines(_:)``), for launches whose shape follows one.
+    private var definedConstants: [String: Int] = [:]
     /// When set, every launch through ``launch(_:grid:block:sharedBytes:_:)`` and every ``profiled(_:_:)``
     /// region is timed with a pair of events (eager steps only: not while capturing a graph).
     public var profiler: KernelProfiler?
@@ -137,6 +139,7 @@ public final class CUDAContext {
             return m
         }
         let defines = try Self.kernelDefines(getenv("TANDEM_KERNEL_DEFINES").map { String(cString: $0) })
+        definedConstants = Self.integerConstants(defines)
         do {
             module = try load(nvrtc.compile(source: KernelSource.all, name: "tandem_kernels", architecture: device.architecture, options: defines))
         } catch is CUDAError {
@@ -162,6 +165,20 @@ public final class CUDAContext {
             return "-D\(token)"
         }
     }
+
+    /// The integer constants among NVRTC options `-DNAME=VALUE` (``kernelDefines(_:)``), by name; the last one wins.
+    static func integerConstants(_ options: [String]) -> [String: Int] {
+        var constants: [String: Int] = [:]
+        for option in options where option.hasPrefix("-D") {
+            let parts = option.dropFirst(2).split(separator: "=", maxSplits: 1)
+            if parts.count == 2, let value = Int(parts[1]) { constants[String(parts[0])] = value }
+        }
+        return constants
+    }
+
+    /// The value of the kernel source's integer constant `name`: as `TANDEM_KERNEL_DEFINES` sets it, else `standard` (the
+    /// source's own `#define`, which the caller states again).
+    func kernelConstant(_ name: String, standard: Int) -> Int { definedConstants[name] ?? standard }
 
     func function(_ name: String) throws -> CUHandle? {
         if let f = functions[name] { return f }

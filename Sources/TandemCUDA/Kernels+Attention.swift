@@ -16,7 +16,10 @@ extension KernelSource {
     /// the scores and dP in the activation type); exponentials flush subnormal results to zero.
     static let attention = #"""
 constexpr int FA_HD = 64, FA_TILE = 64, FA_PITCH = FA_HD + 8, FA_THREADS = 128;
-// Backward blocks a multiprocessor holds at once, which bounds the registers a thread may take (168 at 3).
+// Forward and backward blocks a multiprocessor holds at once, which bounds the registers a thread may take (168 at 3).
+#ifndef FA_FWD_BLOCKS
+#define FA_FWD_BLOCKS 4
+#endif
 #ifndef FA_BWD_BLOCKS
 #define FA_BWD_BLOCKS 3
 #endif
@@ -84,6 +87,21 @@ template <class D> __device__ __forceinline__ void fa_mma_abt(float* c, const un
     fa_ldsm(b, tile + (n0 + (lane & 7)) * FA_PITCH + kp * 32 + (lane >> 3) * 8);
     mma16816<D>(c, a[2 * kp], b);
     mma16816<D>(c, a[2 * kp + 1], b + 2);
+  }
+}
+// c[n] (16 × 8, n = 0 … 7) += A[16 × 64] · tile[8n … 8n + 7]ᵀ: fa_mma_abt for all 64 rows of the tile with the eight
+// products of a k-step issued together, so each waits for its own accumulator eight products back, not one.
+template <class D> __device__ __forceinline__ void fa_mma_abt_all(float (&c)[8][4], const unsigned (&a)[4][4], const u16* tile) {
+  int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int kp = 0; kp < 2; kp++) {
+    unsigned b[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++) fa_ldsm(b[n], tile + (8 * n + (lane & 7)) * FA_PITCH + kp * 32 + (lane >> 3) * 8);
+#pragma unroll
+    for (int n = 0; n < 8; n++) mma16816<D>(c[n], a[2 * kp], b[n]);
+#pragma unroll
+    for (int n = 0; n < 8; n++) mma16816<D>(c[n], a[2 * kp + 1], b[n] + 2);
   }
 }
 // c[16 × 64] += A[16 × 16] · tile[k0 … k0 + 15][0 … 63].
@@ -154,6 +172,62 @@ template <class D> __device__ void flash_attention_rowdot_impl(const void* o, co
   }
 }
 
+// One key tile of the forward for the warp's 16 query rows (kst, vst staged; keys key0 …): S = Q·Kᵀ, the online softmax
+// in base 2 (scores times c2 = scale·log2 e), O += P·V with S's C fragments reused as P's A fragments. DIAG: the
+// diagonal tile, where keys past the query are masked and the 8-key groups past every query of the warp are skipped
+// (exactly: they add zeros); the other tiles take every product with no branch between them.
+template <class D, bool DIAG> __device__ __forceinline__ void fa_fwd_tile(float (&o)[8][4], float (&m)[2], float (&l)[2],
+                                                                          const unsigned (&qa)[4][4], const u16* kst, const u16* vst,
+                                                                          int key0, int row0, float c2) {
+  const int lane = threadIdx.x & 31, grp = lane >> 2, tig = lane & 3;
+  const int live = DIAG ? (row0 + 15 - key0) / 8 + 1 : 8;
+  float s[8][4] = {};
+  if (DIAG) {
+#pragma unroll
+    for (int n = 0; n < 8; n++) if (n < live) fa_mma_abt<D>(s[n], qa, kst, n * 8);
+  } else {
+    fa_mma_abt_all<D>(s, qa, kst);
+  }
+  // Row r of the thread: query row0 + grp + 8r. Keys past the query (the diagonal tile only) are -inf;
+  // every row has key 0, so the maxima are finite from the first tile on. The maximum is taken over the raw scores
+  // (c2 > 0: the same as over the scaled ones, rounding included), so each exponent is one FMA.
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int key = key0 + n * 8 + tig * 2 + (e & 1), query = row0 + grp + 8 * (e >> 1);
+      if (DIAG && key > query) s[n][e] = -INFINITY;
+      mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+    }
+  }
+  float alpha[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float next = fmaxf(m[r], mx[r] * c2);
+    alpha[r] = exp2_ftz(m[r] - next);
+    m[r] = next;
+    l[r] *= alpha[r];
+  }
+  unsigned pa[4][4];
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    float p[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      p[e] = n < live ? exp2_ftz(fmaf(s[n][e], c2, -m[e >> 1])) : 0.f;
+      l[e >> 1] += p[e];
+      o[n][e] *= alpha[e >> 1];
+    }
+    pa[n >> 1][(n & 1) * 2] = fa_pack<D>(p[0], p[1]);
+    pa[n >> 1][(n & 1) * 2 + 1] = fa_pack<D>(p[2], p[3]);
+  }
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) if (!DIAG || 2 * kk < live) fa_mma_ab<D>(o, pa[kk], vst, kk * 16);
+}
+
 // Forward: grid (B·H, ⌈T/64⌉), the last query tiles (most keys) first. Each warp keeps its 16 query rows' Q
 // fragments, running maxima m, sums l and output in registers; per key tile S = Q·Kᵀ, the online softmax in
 // base 2 (scores times scale·log2 e), then O += P·V with S's C fragments reused as P's A fragments.
@@ -183,48 +257,8 @@ template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, voi
       fa_cp_commit();
     }
     if (!active) continue;
-    // Groups of 8 keys that hold a key at or before one of the warp's queries (all but on the diagonal tile): the
-    // others' scores are -inf and their probabilities 0, so their products are skipped (exactly: they add zeros).
-    const int live = kt < qt ? 8 : (row0 + 15 - kt * FA_TILE) / 8 + 1;
-    float s[8][4] = {};
-#pragma unroll
-    for (int n = 0; n < 8; n++) if (n < live) fa_mma_abt<D>(s[n], qa, ks[cur], n * 8);
-    // Row r of the thread: query row0 + grp + 8r. Keys past the query (the diagonal tile only) are -inf;
-    // every row has key 0, so the maxima are finite from the first tile on.
-    float mx[2] = {m[0], m[1]};
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int key = kt * FA_TILE + n * 8 + tig * 2 + (e & 1), query = row0 + grp + 8 * (e >> 1);
-        s[n][e] = kt == qt && key > query ? -INFINITY : s[n][e] * c2;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
-      }
-    }
-    float alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      alpha[r] = exp2_ftz(m[r] - mx[r]);
-      m[r] = mx[r];
-      l[r] *= alpha[r];
-    }
-    unsigned pa[4][4];
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-      float p[4];
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        p[e] = n < live ? exp2_ftz(s[n][e] - m[e >> 1]) : 0.f;
-        l[e >> 1] += p[e];
-        o[n][e] *= alpha[e >> 1];
-      }
-      pa[n >> 1][(n & 1) * 2] = fa_pack<D>(p[0], p[1]);
-      pa[n >> 1][(n & 1) * 2 + 1] = fa_pack<D>(p[2], p[3]);
-    }
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) if (2 * kk < live) fa_mma_ab<D>(o, pa[kk], vs[cur], kk * 16);
+    if (kt < qt) fa_fwd_tile<D, false>(o, m, l, qa, ks[cur], vs[cur], kt * FA_TILE, row0, c2);
+    else fa_fwd_tile<D, true>(o, m, l, qa, ks[cur], vs[cur], kt * FA_TILE, row0, c2);
   }
   if (!active) return;
 #pragma unroll
@@ -402,7 +436,7 @@ template <class D> __device__ void flash_attention_bwd_impl(const void* qkv, con
 }
 
 #define FLASH_ATTENTION(D, sfx) \
-  extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_attention_fwd_##sfx(const void* qkv, void* out, float* lse, int T, \
+  extern "C" __global__ void __launch_bounds__(FA_THREADS, FA_FWD_BLOCKS) flash_attention_fwd_##sfx(const void* qkv, void* out, float* lse, int T, \
       int H, float scale) { flash_attention_fwd_impl<D>(qkv, out, lse, T, H, scale); } \
   extern "C" __global__ void flash_attention_rowdot_##sfx(const void* o, const void* dout, float* rowDot, int BT, int T, int H) { \
     flash_attention_rowdot_impl<D>(o, dout, rowDot, BT, T, H); } \

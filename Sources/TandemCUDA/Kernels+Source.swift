@@ -525,7 +525,14 @@ template <> __device__ __forceinline__ void Raw8<F32>::unpack(float* v) const {
 // blocks as the GPU holds at once) writes the mean loss there, summed in a fixed order. When `columnSums` is not null,
 // block b writes the column sums of the dx of its rows into row b of it (`[grid, cols]` floats, for sum_partials: the
 // gradient of the bias, formed from dx before it is rounded to D).
-#define CE_VECTORS 4
+// CE_VECTORS 16-byte vectors a thread (the launch takes cols / (8 · CE_VECTORS) threads, GPUTrainer.crossEntropyGrid),
+// CE_MIN_BLOCKS blocks a multiprocessor at least (the registers a thread may take).
+#ifndef CE_VECTORS
+#define CE_VECTORS 2
+#endif
+#ifndef CE_MIN_BLOCKS
+#define CE_MIN_BLOCKS 2
+#endif
 template <class D> __device__ void cross_entropy_impl(const void* logits, const float* bias, const int* labels, void* dlogits,
                                                       float* losses, int rows, int cols, float gradScale, const float* state,
                                                       unsigned* ticket, float* mean, float* columnSums) {
@@ -622,7 +629,7 @@ template <class D> __device__ void cross_entropy_impl(const void* logits, const 
   }
   if (mean) mean_loss(losses, rows, ticket, gridDim.x, mean);
 }
-INSTANTIATE_BOUNDED(cross_entropy, (256, 2), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean, float* columnSums),
+INSTANTIATE_BOUNDED(cross_entropy, (1024 / CE_VECTORS, CE_MIN_BLOCKS), (const void* logits, const float* bias, const int* labels, void* dlogits, float* losses, int rows, int cols, float gradScale, const float* state, unsigned* ticket, float* mean, float* columnSums),
                     (logits, bias, labels, dlogits, losses, rows, cols, gradScale, state, ticket, mean, columnSums))
 
 // A narrow classifier head: logits = a·Wᵀ + b over at most HEAD_CLASSES classes and the softmax cross-entropy of

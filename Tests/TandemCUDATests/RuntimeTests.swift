@@ -183,6 +183,9 @@ struct KernelDefinesTests {
         #expect(try CUDAContext.kernelDefines("") == [])
         #expect(try CUDAContext.kernelDefines("LNB_ROWS=2  FA_BWD_BLOCKS=4 _X") == ["-DLNB_ROWS=2", "-DFA_BWD_BLOCKS=4", "-D_X"])
         #expect(try CUDAContext.kernelDefines("A=b=c") == ["-DA=b=c"])
+        #expect(CUDAContext.integerConstants(["-DCE_VECTORS=1", "-D_X", "-DA=b=c", "-DN=2", "-DN=3"]) == ["CE_VECTORS": 1, "N": 3])
+        // The launch's default of a constant whose value shapes it is the kernel source's.
+        #expect(KernelSource.all.contains("#define CE_VECTORS \(GPUTrainer.crossEntropyVectors)\n"))
         for bad in ["-G", "2X=1", "=3", "LNB-ROWS=2", "Ä=1"] {
             #expect(throws: CUDAError.self) { try CUDAContext.kernelDefines(bad) }
             do { _ = try CUDAContext.kernelDefines("OK=1 " + bad) } catch {
