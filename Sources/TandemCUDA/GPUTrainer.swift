@@ -793,9 +793,10 @@ public final class GPUTrainer {
                         .pointer(tickets), .pointer(mean ?? 0)])
     }
 
-    /// Whether `cross_entropy` holds a row of `cols` logits in registers (whole 16-byte vectors, at most 16 values a
-    /// thread of 512): its column sums then cost registers only; else it adds them up in memory, a pass per row.
-    static func crossEntropyHoldsRows(cols: Int) -> Bool { cols % 8 == 0 && cols <= 32 * 256 }
+    /// Whether `cross_entropy` holds a row of `cols` logits in registers (whole 16-byte vectors, 8 · `CE_VECTORS` values a
+    /// thread of at most 1024 / `CE_VECTORS`: 8192 whatever the constant): its column sums then cost registers only;
+    /// else it adds them up in memory, a pass per row.
+    static func crossEntropyHoldsRows(cols: Int) -> Bool { cols % 8 == 0 && cols <= 8 * 1024 }
 
     /// `CE_VECTORS` of the kernel source: the 16-byte vectors of a row each `cross_entropy` thread holds (16 values at
     /// 512 threads a block: twice the warps of 32 values at 256, −0.3% on gpt bf16).

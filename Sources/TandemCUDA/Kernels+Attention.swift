@@ -16,7 +16,8 @@ extension KernelSource {
     /// the scores and dP in the activation type); exponentials flush subnormal results to zero.
     static let attention = #"""
 constexpr int FA_HD = 64, FA_TILE = 64, FA_PITCH = FA_HD + 8, FA_THREADS = 128;
-// Forward and backward blocks a multiprocessor holds at once, which bounds the registers a thread may take (168 at 3).
+// Forward and backward blocks a multiprocessor holds at once, which bounds the registers a thread may take (128 at 4,
+// 168 at 3).
 #ifndef FA_FWD_BLOCKS
 #define FA_FWD_BLOCKS 4
 #endif
@@ -229,8 +230,8 @@ template <class D, bool DIAG> __device__ __forceinline__ void fa_fwd_tile(float 
 }
 
 // Forward: grid (B·H, ⌈T/64⌉), the last query tiles (most keys) first. Each warp keeps its 16 query rows' Q
-// fragments, running maxima m, sums l and output in registers; per key tile S = Q·Kᵀ, the online softmax in
-// base 2 (scores times scale·log2 e), then O += P·V with S's C fragments reused as P's A fragments.
+// fragments, running maxima m, sums l and output in registers over the key tiles (fa_fwd_tile), K and V
+// double-buffered by cp.async.
 template <class D> __device__ void flash_attention_fwd_impl(const void* qkv, void* out, float* lse, int T, int H, float scale) {
   __shared__ __align__(16) FATile ks[2], vs[2];
   const FAHead at(T, H);
