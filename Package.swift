@@ -35,8 +35,8 @@ let package = Package(
         .target(name: "TandemMPI", dependencies: ["TandemCore", "TandemCollectives"], swiftSettings: fast, linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "TandemParallel", dependencies: ["TandemCore", "TandemFormats", "TandemNN", "TandemOptim", "TandemData", "TandemModels", "TandemCollectives", "TandemMPI"], swiftSettings: strict),
         .target(name: "TandemScale", dependencies: ["TandemCore", "TandemModels", "TandemCollectives", "TandemParallel"], swiftSettings: strict),
-        .target(name: "_TandemNCCLShims"),
-        .target(name: "TandemCUDA", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemModels", "TandemCollectives", "_TandemNCCLShims"],
+        .target(name: "_TandemCUDAShims"),
+        .target(name: "TandemCUDA", dependencies: ["TandemCore", "TandemNN", "TandemOptim", "TandemModels", "TandemCollectives", "_TandemCUDAShims"],
                 swiftSettings: strict, linkerSettings: [.linkedLibrary("dl")]),
         .executableTarget(
             name: "tandem",

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import TandemCore
+import _TandemCUDAShims
 
 /// A kernel argument, passed by value to `cuLaunchKernel`.
 public enum KernelArgument {
@@ -75,6 +76,11 @@ public final class CUDAContext {
     public var profiler: KernelProfiler?
     /// Seconds spent compiling or loading kernels (a disk-cache hit is fast).
     public private(set) var compileSeconds = 0.0
+    /// Whether launches let a kernel start before the one ahead of it in the stream has finished (programmatic
+    /// dependent launch: compute capability 9.0 on, a CUDA 12.3 driver or later, not `TANDEM_PDL=0`). Safe for every kernel of
+    /// ``KernelSource``: each waits for the kernels before it (`PDL_ENTRY`) before it touches memory, so this only takes
+    /// the launch's latency out of the gap between two kernels.
+    public var launchesProgrammatically: Bool
 
     /// Opens GPU `index`: retains its primary context, makes it current on this thread,
     /// creates a non-blocking stream, a 32 MiB cuBLAS workspace and compiles the kernels.
@@ -105,7 +111,28 @@ public final class CUDAContext {
         workspace = try allocator.allocate(bytes: Self.workspaceBytes, category: .workspace)
         sideWorkspace = try allocator.allocate(bytes: Self.sideWorkspaceBytes, category: .workspace)
         blas = try CuBLAS(stream: s, workspace: workspace, workspaceBytes: Self.workspaceBytes)
+        launchesProgrammatically = Self.programmaticLaunchOff(driver: driver, device: device) == nil
         try loadKernels()
+    }
+
+    /// Why kernels are not launched programmatically (``launchesProgrammatically``) with this driver and device; nil when
+    /// they are.
+    static func programmaticLaunchOff(driver: CUDADriver, device: CUDADeviceInfo) -> String? {
+        let version = (try? driver.version()) ?? (0, 0)
+        return programmaticLaunchOff(environment: getenv("TANDEM_PDL").map { String(cString: $0) }, hasLaunchEx: driver.cuLaunchKernelEx != nil,
+                                     cudaVersion: version, computeCapability: device.computeCapability)
+    }
+
+    /// The rule of ``programmaticLaunchOff(driver:device:)``: `TANDEM_PDL=0` turns it off; else it needs `cuLaunchKernelEx`,
+    /// compute capability 9.0 (griddepcontrol) and CUDA 12.3 (graphs capture programmatic launches from then on).
+    static func programmaticLaunchOff(environment: String?, hasLaunchEx: Bool, cudaVersion: (major: Int, minor: Int),
+                                      computeCapability: (major: Int, minor: Int)) -> String? {
+        if environment == "0" { return "turned off by TANDEM_PDL=0" }
+        if computeCapability.major < 9 { return "needs compute capability 9.0 (this GPU has \(computeCapability.major).\(computeCapability.minor))" }
+        if !hasLaunchEx || (cudaVersion.major, cudaVersion.minor) < (12, 3) {
+            return "needs a CUDA 12.3 driver or later (this one has CUDA \(cudaVersion.major).\(cudaVersion.minor))"
+        }
+        return nil
     }
 
     private func makeBlasLt() -> CuBLASLt? {
@@ -224,9 +251,13 @@ public final class CUDAContext {
             }
             params[i] = slot
         }
-        let rc = params.withUnsafeMutableBufferPointer {
-            driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1),
-                                  UInt32(block.2), UInt32(sharedBytes), launchStream, $0.baseAddress, nil)
+        let rc = params.withUnsafeMutableBufferPointer { p -> Int32 in
+            guard launchesProgrammatically, let ex = driver.cuLaunchKernelEx else {
+                return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1),
+                                             UInt32(block.2), UInt32(sharedBytes), launchStream, p.baseAddress, nil)
+            }
+            let g = [UInt32(grid.0), UInt32(grid.1), UInt32(grid.2)], b = [UInt32(block.0), UInt32(block.1), UInt32(block.2)]
+            return tandem_cu_launch(ex, UnsafeMutableRawPointer(f), g, b, UInt32(sharedBytes), UnsafeMutableRawPointer(launchStream), p.baseAddress, 1)
         }
         try driver.check(rc, "cuLaunchKernel(\(name), grid \(grid), block \(block))")
     }

@@ -99,6 +99,8 @@ public struct CUDADriver: @unchecked Sendable {
     let cuStreamWaitEvent: FEventWait
     let cuStreamCreateWithPriority: FStreamPriority
     let cuCtxGetStreamPriorityRange: FPriorityRange
+    /// `cuLaunchKernelEx` (CUDA 12.0 on), called through `tandem_cu_launch`; nil with an older driver.
+    let cuLaunchKernelEx: UnsafeMutableRawPointer?
 
     static let hint = "Install the NVIDIA driver (it provides libcuda.so.1), or set TANDEM_CUDA_LIBS to the folder holding it."
 
@@ -142,7 +144,8 @@ public struct CUDADriver: @unchecked Sendable {
             cuGetErrorString: try f("cuGetErrorString", FGetErrorString.self),
             cuStreamWaitEvent: try f("cuStreamWaitEvent", FEventWait.self),
             cuStreamCreateWithPriority: try f("cuStreamCreateWithPriority", FStreamPriority.self),
-            cuCtxGetStreamPriorityRange: try f("cuCtxGetStreamPriorityRange", FPriorityRange.self))
+            cuCtxGetStreamPriorityRange: try f("cuCtxGetStreamPriorityRange", FPriorityRange.self),
+            cuLaunchKernelEx: NativeLibrary.optionalSymbol(h, "cuLaunchKernelEx", as: UnsafeMutableRawPointer.self))
     }
 
     private static let loaded: Swift.Result<CUDADriver, CUDAError> = {

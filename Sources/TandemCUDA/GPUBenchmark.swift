@@ -150,6 +150,8 @@ public enum CUDAInventory {
             for d in devices {
                 lines.append("GPU \(d.index): \(d.name), compute capability \(d.computeCapability.major).\(d.computeCapability.minor), "
                              + "\(d.multiprocessors) multiprocessors, \(CUDAError.mib(d.totalMemory)), L2 \(d.l2Bytes >> 20) MiB")
+                let off = CUDAContext.programmaticLaunchOff(driver: driver, device: d)
+                lines.append("  programmatic dependent launch: " + (off.map { "off: \($0)" } ?? "on (each kernel launched while the one before it ends; TANDEM_PDL=0 turns it off)"))
             }
         } catch let error { lines.append("CUDA driver: \(error.description)") }
         do {

@@ -523,8 +523,10 @@ public final class GPUTrainer {
 
     public var usesGraph: Bool { graph != nil }
 
-    /// How the model's layers are computed (cuDNN or Tandem's own kernels, and why).
-    public var engine: String { network.engine + "; " + scheduleNote }
+    /// How the model's layers are computed (cuDNN or Tandem's own kernels, and why), and how the step is scheduled.
+    public var engine: String {
+        network.engine + "; " + scheduleNote + (gpu.launchesProgrammatically ? "; programmatic launches" : "")
+    }
 
     /// Sets the learning rate of the following eager steps.
     public func setLearningRate(_ rate: Float) {

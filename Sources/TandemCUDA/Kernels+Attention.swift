@@ -438,11 +438,11 @@ template <class D> __device__ void flash_attention_bwd_impl(const void* qkv, con
 
 #define FLASH_ATTENTION(D, sfx) \
   extern "C" __global__ void __launch_bounds__(FA_THREADS, FA_FWD_BLOCKS) flash_attention_fwd_##sfx(const void* qkv, void* out, float* lse, int T, \
-      int H, float scale) { flash_attention_fwd_impl<D>(qkv, out, lse, T, H, scale); } \
-  extern "C" __global__ void flash_attention_rowdot_##sfx(const void* o, const void* dout, float* rowDot, int BT, int T, int H) { \
+      int H, float scale) { PDL_ENTRY(); flash_attention_fwd_impl<D>(qkv, out, lse, T, H, scale); } \
+  extern "C" __global__ void flash_attention_rowdot_##sfx(const void* o, const void* dout, float* rowDot, int BT, int T, int H) { PDL_ENTRY(); \
     flash_attention_rowdot_impl<D>(o, dout, rowDot, BT, T, H); } \
   extern "C" __global__ void __launch_bounds__(FA_THREADS, FA_BWD_BLOCKS) flash_attention_bwd_##sfx(const void* qkv, const void* dout, \
-      const float* lse, const float* rowDot, void* dqkv, int T, int H, float scale) { \
+      const float* lse, const float* rowDot, void* dqkv, int T, int H, float scale) { PDL_ENTRY(); \
     flash_attention_bwd_impl<D>(qkv, dout, lse, rowDot, dqkv, T, H, scale); }
 FLASH_ATTENTION(BF16, bf16) FLASH_ATTENTION(F16, f16)
 """#

@@ -404,19 +404,19 @@ template <class D, int H> __device__ void lstm_seqtc_bwd_impl(const void* gates,
 
 #define LSTM_SEQ(H, RB, D, sfx) \
   extern "C" __global__ void __launch_bounds__(H, 2) lstm_seq_fwd_##H##x##RB##_##sfx(void* gates, const void* whh, const float* bih, \
-      const float* bhh, float* c, void* h, int B, int T, int t0, int t1, unsigned* sync) { \
+      const float* bhh, float* c, void* h, int B, int T, int t0, int t1, unsigned* sync) { PDL_ENTRY(); \
     lstm_seq_fwd_impl<D, H, RB>(gates, whh, bih, bhh, c, h, B, T, t0, t1, sync); } \
   extern "C" __global__ void __launch_bounds__(H, 2) lstm_seq_bwd_##H##x##RB##_##sfx(const void* gates, const float* c, const void* whh, \
-      const void* dLast, const void* dSeq, void* dgates, float* dhState, float* dcState, int B, int T, int t0, int t1, unsigned* sync) { \
+      const void* dLast, const void* dSeq, void* dgates, float* dhState, float* dcState, int B, int T, int t0, int t1, unsigned* sync) { PDL_ENTRY(); \
     lstm_seq_bwd_impl<D, H, RB>(gates, c, whh, dLast, dSeq, dgates, dhState, dcState, B, T, t0, t1, sync); }
 #define LSTM_SEQ_ALL(H, RB) LSTM_SEQ(H, RB, F32, f32) LSTM_SEQ(H, RB, BF16, bf16) LSTM_SEQ(H, RB, F16, f16)
 LSTM_SEQ_ALL(256, 16) LSTM_SEQ_ALL(256, 8) LSTM_SEQ_ALL(128, 16) LSTM_SEQ_ALL(128, 8)
 #define LSTM_SEQTC(H, D, sfx) \
   extern "C" __global__ void __launch_bounds__(H, 2) lstm_seqtc_fwd_##H##_##sfx(void* gates, const void* whh, const float* bih, \
-      const float* bhh, float* c, void* h, int B, int T, int t0, int t1, unsigned* sync) { \
+      const float* bhh, float* c, void* h, int B, int T, int t0, int t1, unsigned* sync) { PDL_ENTRY(); \
     lstm_seqtc_fwd_impl<D, H>(gates, whh, bih, bhh, c, h, B, T, t0, t1, sync); } \
   extern "C" __global__ void __launch_bounds__(H, 2) lstm_seqtc_bwd_##H##_##sfx(const void* gates, const float* c, const void* whh, \
-      const void* dLast, const void* dSeq, void* dgates, float* dhState, float* dcState, int B, int T, int t0, int t1, unsigned* sync) { \
+      const void* dLast, const void* dSeq, void* dgates, float* dhState, float* dcState, int B, int T, int t0, int t1, unsigned* sync) { PDL_ENTRY(); \
     lstm_seqtc_bwd_impl<D, H>(gates, c, whh, dLast, dSeq, dgates, dhState, dcState, B, T, t0, t1, sync); }
 LSTM_SEQTC(256, BF16, bf16) LSTM_SEQTC(256, F16, f16) LSTM_SEQTC(128, BF16, bf16) LSTM_SEQTC(128, F16, f16)
 """#

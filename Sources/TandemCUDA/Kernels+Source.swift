@@ -12,6 +12,15 @@ public enum KernelSource {
 
     static let prelude = #"""
 typedef unsigned short u16;
+// The first statement of every kernel. Launched with programmatic stream serialization (CUDAContext's
+// launchesProgrammatically), a kernel may be started before the kernel ahead of it in the stream has finished;
+// griddepcontrol.wait holds it until that kernel has completed and its writes are visible, so nothing is read or
+// written early and only the launch's latency leaves the gap between the two. Launched plainly, it does nothing.
+#if __CUDA_ARCH__ >= 900
+#define PDL_ENTRY() asm volatile("griddepcontrol.wait;" ::: "memory")
+#else
+#define PDL_ENTRY() do {} while (0)
+#endif
 #define INFINITY __int_as_float(0x7f800000)
 #define NAN __int_as_float(0x7fffffff)
 __device__ __forceinline__ float bf2f(u16 v) { return __uint_as_float(((unsigned)v) << 16); }
@@ -35,14 +44,14 @@ struct F16 { typedef u16 T;
   static __device__ __forceinline__ void st(void* p, long i, float v) { ((u16*)p)[i] = f2h(v); } };
 
 #define INSTANTIATE(name, sig, args) \
-  extern "C" __global__ void name##_f32 sig { name##_impl<F32> args; } \
-  extern "C" __global__ void name##_bf16 sig { name##_impl<BF16> args; } \
-  extern "C" __global__ void name##_f16 sig { name##_impl<F16> args; }
+  extern "C" __global__ void name##_f32 sig { PDL_ENTRY(); name##_impl<F32> args; } \
+  extern "C" __global__ void name##_bf16 sig { PDL_ENTRY(); name##_impl<BF16> args; } \
+  extern "C" __global__ void name##_f16 sig { PDL_ENTRY(); name##_impl<F16> args; }
 // The same with __launch_bounds__ (bounds: (max threads) or (max threads, min blocks a multiprocessor)).
 #define INSTANTIATE_BOUNDED(name, bounds, sig, args) \
-  extern "C" __global__ void __launch_bounds__ bounds name##_f32 sig { name##_impl<F32> args; } \
-  extern "C" __global__ void __launch_bounds__ bounds name##_bf16 sig { name##_impl<BF16> args; } \
-  extern "C" __global__ void __launch_bounds__ bounds name##_f16 sig { name##_impl<F16> args; }
+  extern "C" __global__ void __launch_bounds__ bounds name##_f32 sig { PDL_ENTRY(); name##_impl<F32> args; } \
+  extern "C" __global__ void __launch_bounds__ bounds name##_bf16 sig { PDL_ENTRY(); name##_impl<BF16> args; } \
+  extern "C" __global__ void __launch_bounds__ bounds name##_f16 sig { PDL_ENTRY(); name##_impl<F16> args; }
 
 // 16-byte vectors: ld8/st8 move eight consecutive elements (p + i 16-byte aligned) as floats, one 16-byte access
 // in 16-bit types, two in float. Two 16-bit values share a word, the lower address in the low half; one cvt
@@ -428,7 +437,7 @@ __device__ __forceinline__ float column_total(const float* partial, int chunks, 
   return t;
 }
 // out[col] (+)= sum over chunks of partial[chunk, col]; accumulate adds to out. Block (32, R), a column a lane.
-extern "C" __global__ void sum_partials(const float* partial, int chunks, int cols, float* out, int accumulate) {
+extern "C" __global__ void sum_partials(const float* partial, int chunks, int cols, float* out, int accumulate) { PDL_ENTRY();
   int col = blockIdx.x * 32 + threadIdx.x;
   float t = column_total(partial, chunks, cols, col);
   if (threadIdx.y == 0 && col < cols) out[col] = accumulate ? out[col] + t : t;
@@ -476,8 +485,8 @@ template <class D> __device__ void batch_to_time_impl(const float* x, void* y, i
 }
 INSTANTIATE(batch_to_time, (const float* x, void* y, int B, int T, int F), (x, y, B, T, F))
 
-extern "C" __global__ void fill_f32(float* x, long n, float v) { GRID_STRIDE(i, n) x[i] = v; }
-extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) { GRID_STRIDE(i, n) y[i] += a * x[i]; }
+extern "C" __global__ void fill_f32(float* x, long n, float v) { PDL_ENTRY(); GRID_STRIDE(i, n) x[i] = v; }
+extern "C" __global__ void axpy_f32(float* y, const float* x, long n, float a) { PDL_ENTRY(); GRID_STRIDE(i, n) y[i] += a * x[i]; }
 """#
 
     // MARK: - Losses
@@ -727,7 +736,7 @@ INSTANTIATE(mse, (const void* pred, const float* target, void* dpred, float* los
             (pred, target, dpred, losses, n, gradScale, state))
 
 // out[0] = sum(x) * scale, one block (deterministic order).
-extern "C" __global__ void sum_scaled(const float* x, long n, float scale, float* out) {
+extern "C" __global__ void sum_scaled(const float* x, long n, float scale, float* out) { PDL_ENTRY();
   float s = 0.f;
   for (long i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
   s = block_sum(s);
@@ -740,7 +749,7 @@ extern "C" __global__ void sum_scaled(const float* x, long n, float scale, float
     static let optimizers = #"""
 // Holds the stream for `ns` nanoseconds (one thread): work queued behind it starts together once it ends, so the
 // host's time to queue that work is not timed with it (GEMM algorithms timed back to back).
-extern "C" __global__ void spin_wait(long long ns) {
+extern "C" __global__ void spin_wait(long long ns) { PDL_ENTRY();
   unsigned long long start, now;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
   do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while ((long long)(now - start) < ns);
@@ -838,7 +847,7 @@ INSTANTIATE(adamw, (float* p, const float* g, float* m, float* v, void* shadow, 
             (p, g, m, v, shadow, n, lr, beta1, beta2, eps, wd, t0, state))
 
 // Sum of squares of g (times state[0]² when given) into partial[blockIdx.x]; flags non-finite values in state[1].
-extern "C" __global__ void sum_squares(const float* g, long n, float* partial, float* state) {
+extern "C" __global__ void sum_squares(const float* g, long n, float* partial, float* state) { PDL_ENTRY();
   float s = 0.f;
   int bad = 0;
   GRID_STRIDE(i, n) { float v = g[i]; if (!isfinite(v)) bad = 1; s += v * v; }
@@ -849,7 +858,7 @@ extern "C" __global__ void sum_squares(const float* g, long n, float* partial, f
 
 // From the partial sums: the global norm of the unscaled gradient, and the multiplier that
 // unscales (1 / loss scale) and clips to maxNorm (maxNorm <= 0: no clipping). One block.
-extern "C" __global__ void finish_norm(const float* partial, int count, float maxNorm, float* state) {
+extern "C" __global__ void finish_norm(const float* partial, int count, float maxNorm, float* state) { PDL_ENTRY();
   float s = 0.f;
   for (int i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
   s = block_sum(s);
@@ -864,7 +873,7 @@ extern "C" __global__ void finish_norm(const float* partial, int count, float ma
 
 // After the optimizer: dynamic loss scaling (halve and skip on overflow; double after `interval`
 // clean steps), count optimizer steps, clear the overflow flag. One thread.
-extern "C" __global__ void finish_step(float* state, int dynamic, float interval) {
+extern "C" __global__ void finish_step(float* state, int dynamic, float interval) { PDL_ENTRY();
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   if (state[1] != 0.f) {
     if (dynamic) { state[2] *= 0.5f; state[4] = 0.f; }
@@ -1072,7 +1081,7 @@ INSTANTIATE_BOUNDED(layernorm_bwd, (32 * LNB_WARPS, 3), (const void* dy, const f
 
 // The column sums layernorm_bwd left as `chunks` rows of partial sums [dw | db | ds] (ds when not null), written over
 // dw, db and ds (column_total: deterministic). Block (32, R), a column a lane.
-extern "C" __global__ void layernorm_bwd_finish(const float* partial, int chunks, int cols, float* dw, float* db, float* ds) {
+extern "C" __global__ void layernorm_bwd_finish(const float* partial, int chunks, int cols, float* dw, float* db, float* ds) { PDL_ENTRY();
   const int width = (ds ? 3 : 2) * cols, c = blockIdx.x * 32 + threadIdx.x;
   float t = column_total(partial, chunks, width, c);
   if (threadIdx.y != 0 || c >= width) return;
@@ -1082,7 +1091,7 @@ extern "C" __global__ void layernorm_bwd_finish(const float* partial, int chunks
 
 // x[b, t, :] = wte[token] + wpe[t].
 // Four columns a thread (C a multiple of 4: launch BT·C / 4 threads' worth).
-extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, const float* wpe, float* x, int BT, int T, int C) {
+extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, const float* wpe, float* x, int BT, int T, int C) { PDL_ENTRY();
   long n = (long)BT * C / 4;
   GRID_STRIDE(i, n) {
     long bt = 4 * i / C, c = 4 * i % C;
@@ -1091,7 +1100,7 @@ extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, co
   }
 }
 // dwpe[t, c] = sum over b of dx[b, t, c] (deterministic).
-extern "C" __global__ void position_bwd(const float* dx, float* dwpe, int B, int T, int C) {
+extern "C" __global__ void position_bwd(const float* dx, float* dwpe, int B, int T, int C) { PDL_ENTRY();
   long n = (long)T * C;
   GRID_STRIDE(i, n) {
     float s = 0.f;
@@ -1100,7 +1109,7 @@ extern "C" __global__ void position_bwd(const float* dx, float* dwpe, int B, int
   }
 }
 // dwte[token] += dx[b, t] (atomic; dwte zeroed first).
-extern "C" __global__ void token_bwd(const int* tokens, const float* dx, float* dwte, int BT, int C) {
+extern "C" __global__ void token_bwd(const int* tokens, const float* dx, float* dwte, int BT, int C) { PDL_ENTRY();
   long n = (long)BT * C;
   GRID_STRIDE(i, n) { int bt = i / C, c = i % C; atomicAdd(&dwte[(long)tokens[bt] * C + c], dx[i]); }
 }
@@ -1124,7 +1133,7 @@ INSTANTIATE(split_heads, (void* qkv, void* q, void* k, void* v, int B, int T, in
 
 // The same two permutations moved 16 bytes at a time (hdv = hd · element bytes / 16 chunks per
 // head row): a pure copy, so one kernel serves every element type.
-extern "C" __global__ void split_heads_vec(uint4* qkv, uint4* q, uint4* k, uint4* v, int B, int T, int H, int hdv, int backward) {
+extern "C" __global__ void split_heads_vec(uint4* qkv, uint4* q, uint4* k, uint4* v, int B, int T, int H, int hdv, int backward) { PDL_ENTRY();
   long Cv = (long)H * hdv;
   GRID_STRIDE(i, (long)B * T * H * hdv) {
     int d = i % hdv; int r = i / hdv; int h = r % H; r /= H; int t = r % T; int b = r / T;
@@ -1134,7 +1143,7 @@ extern "C" __global__ void split_heads_vec(uint4* qkv, uint4* q, uint4* k, uint4
     else { q[dst] = qkv[src]; k[dst] = qkv[src + Cv]; v[dst] = qkv[src + 2 * Cv]; }
   }
 }
-extern "C" __global__ void merge_heads_vec(uint4* o, uint4* y, int B, int T, int H, int hdv, int backward) {
+extern "C" __global__ void merge_heads_vec(uint4* o, uint4* y, int B, int T, int H, int hdv, int backward) { PDL_ENTRY();
   GRID_STRIDE(i, (long)B * T * H * hdv) {
     int d = i % hdv; int r = i / hdv; int h = r % H; r /= H; int t = r % T; int b = r / T;
     long yi = ((long)(b * T + t) * H + h) * hdv + d;

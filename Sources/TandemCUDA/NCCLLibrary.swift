@@ -5,7 +5,7 @@ import Darwin
 #endif
 import Foundation
 import TandemCollectives
-import _TandemNCCLShims
+import _TandemCUDAShims
 
 // MARK: - NCCL, opened at run time
 

@@ -194,3 +194,37 @@ struct KernelDefinesTests {
         }
     }
 }
+
+@Suite("Programmatic dependent launch")
+struct ProgrammaticLaunchTests {
+    @Test("every kernel's first statement is PDL_ENTRY(), so launching any of them programmatically is safe")
+    func everyKernelWaits() throws {
+        let source = KernelSource.all
+        var kernels = 0, searchFrom = source.startIndex
+        while let global = source.range(of: "__global__", range: searchFrom..<source.endIndex) {
+            // The body's opening brace; a ';' before it would be a declaration, which the source has none of.
+            let brace = try #require(source[global.upperBound...].firstIndex(of: "{"))
+            #expect(!source[global.upperBound..<brace].contains(";"), "a kernel declared without a body")
+            let body = source[source.index(after: brace)...].drop { $0 == " " }
+            #expect(body.hasPrefix("PDL_ENTRY();"), "kernel at '\(source[global.upperBound...].prefix(80))' does not start with PDL_ENTRY()")
+            kernels += 1
+            searchFrom = brace
+        }
+        #expect(kernels >= 20)
+        #expect(source.contains("griddepcontrol.wait;"))
+    }
+
+    @Test("programmatic launches need compute capability 9.0, cuLaunchKernelEx and CUDA 12.3; TANDEM_PDL=0 turns them off")
+    func rule() {
+        func off(_ env: String?, _ ex: Bool = true, _ cuda: (Int, Int) = (13, 0), _ cc: (Int, Int) = (9, 0)) -> String? {
+            CUDAContext.programmaticLaunchOff(environment: env, hasLaunchEx: ex, cudaVersion: cuda, computeCapability: cc)
+        }
+        #expect(off(nil) == nil)
+        #expect(off("1") == nil)
+        #expect(off(nil, true, (12, 3), (10, 0)) == nil)
+        #expect(off("0")?.contains("TANDEM_PDL=0") == true)
+        #expect(off(nil, true, (13, 0), (8, 0))?.contains("compute capability 9.0 (this GPU has 8.0)") == true)
+        #expect(off(nil, false)?.contains("CUDA 12.3") == true)
+        #expect(off(nil, true, (12, 2))?.contains("this one has CUDA 12.2") == true)
+    }
+}

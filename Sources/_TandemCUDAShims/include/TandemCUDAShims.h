@@ -1,0 +1,18 @@
+#ifndef TANDEM_CUDA_SHIMS_H
+#define TANDEM_CUDA_SHIMS_H
+
+/// Calls `ncclCommInitRank`, looked up at run time (`function`), whose third argument is a
+/// 128-byte struct passed by value: a call Swift cannot spell through a function pointer.
+/// `uniqueId` points at the 128 bytes from `ncclGetUniqueId`. Returns NCCL's result code.
+/// Internal to Tandem (the underscore): not an API.
+int tandem_nccl_comm_init_rank(void *function, void **comm, int ranks, const void *uniqueId, int rank);
+
+/// Calls `cuLaunchKernelEx`, looked up at run time (`function`), for kernel `kernel` with `grid` and
+/// `block` (three dimensions each), `sharedBytes` of dynamic shared memory on `stream`, with the
+/// attribute that lets the launch overlap the kernel ahead of it in the stream (programmatic stream
+/// serialization) when `programmatic` is not 0. `params` as `cuLaunchKernel` takes them. Returns the
+/// driver's result code. Internal to Tandem (the underscore): not an API.
+int tandem_cu_launch(void *function, void *kernel, const unsigned *grid, const unsigned *block, unsigned sharedBytes,
+                     void *stream, void **params, int programmatic);
+
+#endif
