@@ -77,10 +77,10 @@ public final class CUDAContext {
     /// Seconds spent compiling or loading kernels (a disk-cache hit is fast).
     public private(set) var compileSeconds = 0.0
     /// Whether launches let a kernel start before the one ahead of it in the stream has finished (programmatic
-    /// dependent launch: compute capability 9.0 on, a CUDA 12.3 driver or later, not `TANDEM_PDL=0`). Safe for every kernel of
+    /// dependent launch: compute capability 9.0 or later, a CUDA 12.3 driver or later, not `TANDEM_PDL=0`). Safe for every kernel of
     /// ``KernelSource``: each waits for the kernels before it (`PDL_ENTRY`) before it touches memory, so this only takes
     /// the launch's latency out of the gap between two kernels.
-    public var launchesProgrammatically: Bool
+    public private(set) var launchesProgrammatically: Bool
 
     /// Opens GPU `index`: retains its primary context, makes it current on this thread,
     /// creates a non-blocking stream, a 32 MiB cuBLAS workspace and compiles the kernels.
@@ -129,9 +129,10 @@ public final class CUDAContext {
                                       computeCapability: (major: Int, minor: Int)) -> String? {
         if environment == "0" { return "turned off by TANDEM_PDL=0" }
         if computeCapability.major < 9 { return "needs compute capability 9.0 (this GPU has \(computeCapability.major).\(computeCapability.minor))" }
-        if !hasLaunchEx || (cudaVersion.major, cudaVersion.minor) < (12, 3) {
+        if (cudaVersion.major, cudaVersion.minor) < (12, 3) {
             return "needs a CUDA 12.3 driver or later (this one has CUDA \(cudaVersion.major).\(cudaVersion.minor))"
         }
+        if !hasLaunchEx { return "the driver has no cuLaunchKernelEx" }
         return nil
     }
 
@@ -259,7 +260,7 @@ public final class CUDAContext {
             let g = [UInt32(grid.0), UInt32(grid.1), UInt32(grid.2)], b = [UInt32(block.0), UInt32(block.1), UInt32(block.2)]
             return tandem_cu_launch(ex, UnsafeMutableRawPointer(f), g, b, UInt32(sharedBytes), UnsafeMutableRawPointer(launchStream), p.baseAddress, 1)
         }
-        try driver.check(rc, "cuLaunchKernel(\(name), grid \(grid), block \(block))")
+        try driver.check(rc, "\(launchesProgrammatically ? "cuLaunchKernelEx" : "cuLaunchKernel")(\(name), grid \(grid), block \(block))")
     }
 
     /// How many blocks of kernel `name` with `threads` threads each the whole GPU holds at once
