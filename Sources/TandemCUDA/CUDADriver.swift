@@ -99,7 +99,7 @@ public struct CUDADriver: @unchecked Sendable {
     let cuStreamWaitEvent: FEventWait
     let cuStreamCreateWithPriority: FStreamPriority
     let cuCtxGetStreamPriorityRange: FPriorityRange
-    /// `cuLaunchKernelEx` (CUDA 12.0 on), called through `tandem_cu_launch`; nil with an older driver.
+    /// `cuLaunchKernelEx` (CUDA 12.0 on), called through `tandem_cu_launch_programmatic`; nil with an older driver.
     let cuLaunchKernelEx: UnsafeMutableRawPointer?
 
     static let hint = "Install the NVIDIA driver (it provides libcuda.so.1), or set TANDEM_CUDA_LIBS to the folder holding it."
