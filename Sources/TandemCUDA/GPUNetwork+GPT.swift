@@ -129,22 +129,31 @@ final class GPTNetwork: GPUNetwork {
         return [["emb.weight", "pos"].compactMap { index[$0] } + block(0)] + (1..<max(L, 1)).map(block) + [head]
     }
 
+    var canSplitForward: Bool { fusedAttention && B % 2 == 0 }
+
     var engine: String { fusedAttention ? "Tandem kernels (fused attention) + cuBLAS" : "Tandem kernels + cuBLAS" }
 
-    func layerNorm(_ t: GPUTrainer, x: DevicePointer, weight: Int, y: DevicePointer, stats: DevicePointer) throws {
-        try t.gpu.launch("layernorm_fwd" + precision.suffix, grid: ((N + 7) / 8, 1, 1), block: (256, 1, 1),
-                         [.pointer(x), .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)), .pointer(y), .pointer(stats),
-                          .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
+    func layerNorm(_ t: GPUTrainer, x: DevicePointer, weight: Int, y: DevicePointer, stats: DevicePointer, rows: Range<Int>? = nil) throws {
+        let r = rows ?? 0..<N
+        try t.gpu.launch("layernorm_fwd" + precision.suffix, grid: ((r.count + 7) / 8, 1, 1), block: (256, 1, 1),
+                         [.pointer(x + rowOffset(r, 4 * C)), .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)),
+                          .pointer(y + rowOffset(r, precision.bytes * C)), .pointer(stats + rowOffset(r, 4)),
+                          .pointer(stats + DevicePointer(4 * N) + rowOffset(r, 4)), .int(Int32(r.count)), .int(Int32(C))])
     }
 
+    /// The byte offset of the first of `rows` in a row-major buffer of `rowBytes` a row.
+    func rowOffset(_ rows: Range<Int>, _ rowBytes: Int) -> DevicePointer { DevicePointer(rows.lowerBound * rowBytes) }
+
     /// `residual_add` then `layerNorm` in one pass: out = x + y + the parameter `bias` (fp32, the residual stream kept for
-    /// backward), and its LayerNorm (parameters `weight`, `weight + 1`) into `y` with its stats.
+    /// backward), and its LayerNorm (parameters `weight`, `weight + 1`) into `y` with its stats; `rows` of them (all: nil).
     func residualLayerNorm(_ t: GPUTrainer, x: DevicePointer, add: DevicePointer, bias: Int, out: DevicePointer,
-                           weight: Int, y: DevicePointer, stats: DevicePointer) throws {
-        try t.gpu.launch("residual_layernorm_fwd" + precision.suffix, grid: ((N + 7) / 8, 1, 1), block: (256, 1, 1),
-                         [.pointer(x), .pointer(add), .pointer(t.weight(bias)), .pointer(out),
-                          .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)), .pointer(y), .pointer(stats),
-                          .pointer(stats + DevicePointer(4 * N)), .int(Int32(N)), .int(Int32(C))])
+                           weight: Int, y: DevicePointer, stats: DevicePointer, rows: Range<Int>? = nil) throws {
+        let r = rows ?? 0..<N, e = precision.bytes
+        try t.gpu.launch("residual_layernorm_fwd" + precision.suffix, grid: ((r.count + 7) / 8, 1, 1), block: (256, 1, 1),
+                         [.pointer(x + rowOffset(r, 4 * C)), .pointer(add + rowOffset(r, e * C)), .pointer(t.weight(bias)),
+                          .pointer(out + rowOffset(r, 4 * C)), .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)),
+                          .pointer(y + rowOffset(r, e * C)), .pointer(stats + rowOffset(r, 4)),
+                          .pointer(stats + DevicePointer(4 * N) + rowOffset(r, 4)), .int(Int32(r.count)), .int(Int32(C))])
     }
 
     /// dx (accumulated into dResidual, and its copy dCast) on the main stream; the weight and bias gradients and, with
@@ -201,37 +210,58 @@ final class GPTNetwork: GPUNetwork {
         func normOf(residual l: Int) -> (weight: Int, y: DevicePointer, stats: DevicePointer) {
             l < L ? (p("blocks.\(l).ln1.weight"), ln1[l], stats1[l]) : (p("ln.weight"), lnFinal, statsFinal)
         }
-        let first = normOf(residual: 0)
-        try layerNorm(t, x: residual[0], weight: first.weight, y: first.y, stats: first.stats)
-        for l in 0..<L {
-            let pre = "blocks.\(l)."
-            let x = residual[l]
-            let wIn = p(pre + "att.in_proj_weight")
-            // qkv = ln1 · Wᵀ + b: the bias added in the GEMM's epilogue (cuBLASLt), or by `bias_act` after it.
-            try t.gemmBias(transA: false, transB: true, m: N, n: 3 * C, k: C, a: ln1[l], lda: C, b: t.operand(wIn), ldb: C, c: qkv[l], ldc: 3 * C,
-                           bias: .add(parameter: wIn + 1))
-            if fusedAttention {
-                try FlashAttention.forward(t.gpu, precision, qkv: qkv[l], out: merged[l], lse: lse[l], B: B, T: T, H: H, scale: scale)
-            } else {
-                try splitHeads(t, qkv[l], q[l], k[l], v[l], backward: false)
-                let P = probabilities[l]
-                try t.gemm(transA: false, transB: true, m: T, n: T, k: hd, a: q[l], lda: hd, b: k[l], ldb: hd, c: P, ldc: T, alpha: scale,
-                           batch: BH, strides: (T * hd, T * hd, T * T))
-                try t.gpu.launch("causal_softmax" + s, grid: ((BH * T + 7) / 8, 1, 1), block: (256, 1, 1), [.pointer(P), .long(Int64(BH * T)), .int(Int32(T))])
-                try t.gemm(transA: false, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: v[l], ldb: hd, c: dHeads, ldc: hd,
-                           batch: BH, strides: (T * T, T * hd, T * hd))
-                try mergeHeads(t, dHeads, merged[l], backward: false)
+        // The blocks for rows `r` (whole sequences), on the current stream.
+        func blocks(_ r: Range<Int>) throws {
+            let e = precision.bytes, n = r.count
+            func act(_ ptr: DevicePointer, _ width: Int) -> DevicePointer { ptr + rowOffset(r, e * width) }
+            let first = normOf(residual: 0)
+            try layerNorm(t, x: residual[0], weight: first.weight, y: first.y, stats: first.stats, rows: r)
+            for l in 0..<L {
+                let pre = "blocks.\(l)."
+                let wIn = p(pre + "att.in_proj_weight")
+                // qkv = ln1 · Wᵀ + b: the bias added in the GEMM's epilogue (cuBLASLt), or by `bias_act` after it.
+                try t.gemmBias(transA: false, transB: true, m: n, n: 3 * C, k: C, a: act(ln1[l], C), lda: C, b: t.operand(wIn), ldb: C,
+                               c: act(qkv[l], 3 * C), ldc: 3 * C, bias: .add(parameter: wIn + 1))
+                if fusedAttention {
+                    try FlashAttention.forward(t.gpu, precision, qkv: act(qkv[l], 3 * C), out: act(merged[l], C), lse: lse[l] + rowOffset(r, 4 * H),
+                                               B: n / T, T: T, H: H, scale: scale)
+                } else {
+                    try splitHeads(t, qkv[l], q[l], k[l], v[l], backward: false)
+                    let P = probabilities[l]
+                    try t.gemm(transA: false, transB: true, m: T, n: T, k: hd, a: q[l], lda: hd, b: k[l], ldb: hd, c: P, ldc: T, alpha: scale,
+                               batch: BH, strides: (T * hd, T * hd, T * T))
+                    try t.gpu.launch("causal_softmax" + s, grid: ((BH * T + 7) / 8, 1, 1), block: (256, 1, 1), [.pointer(P), .long(Int64(BH * T)), .int(Int32(T))])
+                    try t.gemm(transA: false, transB: false, m: T, n: hd, k: T, a: P, lda: T, b: v[l], ldb: hd, c: dHeads, ldc: hd,
+                               batch: BH, strides: (T * T, T * hd, T * hd))
+                    try mergeHeads(t, dHeads, merged[l], backward: false)
+                }
+                let wOut = p(pre + "att.out_proj.weight")
+                try t.gemm(transA: false, transB: true, m: n, n: C, k: C, a: act(merged[l], C), lda: C, b: t.operand(wOut), ldb: C, c: act(tmp, C), ldc: C)
+                try residualLayerNorm(t, x: residual[l], add: tmp, bias: wOut + 1, out: mid[l], weight: p(pre + "ln2.weight"), y: ln2[l],
+                                      stats: stats2[l], rows: r)
+                let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
+                try t.gemm(transA: false, transB: true, m: n, n: 4 * C, k: C, a: act(ln2[l], C), lda: C, b: t.operand(wFC), ldb: C,
+                           c: act(preGELU[l], 4 * C), ldc: 4 * C)
+                try t.elementwise("bias_gelu" + s, count: 4 * n * C, rowWidth: 4 * C, [.pointer(act(preGELU[l], 4 * C)), .pointer(t.weight(wFC + 1)),
+                                                                                      .pointer(act(postGELU[l], 4 * C)), .int(Int32(n)), .int(Int32(4 * C))])
+                try t.gemm(transA: false, transB: true, m: n, n: C, k: 4 * C, a: act(postGELU[l], 4 * C), lda: 4 * C, b: t.operand(wProj), ldb: 4 * C,
+                           c: act(tmp, C), ldc: C)
+                let next = normOf(residual: l + 1)
+                try t.beforeForward(group: l + 1)   // the next block's (or the final LayerNorm's and the head's) parameters from here on
+                try residualLayerNorm(t, x: mid[l], add: tmp, bias: wProj + 1, out: residual[l + 1], weight: next.weight, y: next.y,
+                                      stats: next.stats, rows: r)
             }
-            let wOut = p(pre + "att.out_proj.weight")
-            try t.gemm(transA: false, transB: true, m: N, n: C, k: C, a: merged[l], lda: C, b: t.operand(wOut), ldb: C, c: tmp, ldc: C)
-            try residualLayerNorm(t, x: x, add: tmp, bias: wOut + 1, out: mid[l], weight: p(pre + "ln2.weight"), y: ln2[l], stats: stats2[l])
-            let wFC = p(pre + "mlp.0.weight"), wProj = p(pre + "mlp.2.weight")
-            try t.gemm(transA: false, transB: true, m: N, n: 4 * C, k: C, a: ln2[l], lda: C, b: t.operand(wFC), ldb: C, c: preGELU[l], ldc: 4 * C)
-            try t.elementwise("bias_gelu" + s, count: 4 * N * C, rowWidth: 4 * C, [.pointer(preGELU[l]), .pointer(t.weight(wFC + 1)), .pointer(postGELU[l]), .int(ints.n), .int(Int32(4 * C))])
-            try t.gemm(transA: false, transB: true, m: N, n: C, k: 4 * C, a: postGELU[l], lda: 4 * C, b: t.operand(wProj), ldb: 4 * C, c: tmp, ldc: C)
-            let next = normOf(residual: l + 1)
-            try t.beforeForward(group: l + 1)   // the next block's (or the final LayerNorm's and the head's) parameters from here on
-            try residualLayerNorm(t, x: mid[l], add: tmp, bias: wProj + 1, out: residual[l + 1], weight: next.weight, y: next.y, stats: next.stats)
+        }
+        // Split: the first half of the batch on the main stream, the second beside it on the side stream (GEMMs on half the
+        // rows, and two chains of latency-bound kernels that fill each other's idle multiprocessors); joined for the head.
+        if t.splitsForward {
+            let half = (B / 2) * T
+            try t.gpu.sideWaitsForMain()   // after the embedding
+            try blocks(0..<half)
+            try t.gpu.onSideStream(waitForMain: false) { try blocks(half..<N) }
+            try t.gpu.joinSideStream()
+        } else {
+            try blocks(0..<N)
         }
         let wHead = p("out.weight")
         try t.gemm(transA: false, transB: true, m: N, n: V, k: C, a: lnFinal, lda: C, b: t.operand(wHead), ldb: C, c: logits, ldc: V)

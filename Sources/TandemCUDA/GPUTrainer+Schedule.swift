@@ -28,12 +28,18 @@ extension GPUTrainer {
         /// every multiprocessor and making them wait (gpt bf16: two streams of GEMMs that each take the whole GPU only
         /// take turns).
         public var sideMultiprocessors: Int
+        /// The forward in two halves of the batch, one on each stream (``GPUNetwork/canSplitForward``): GEMMs of half the
+        /// rows, and two chains of latency-bound kernels (LayerNorm, attention, GELU) that fill the multiprocessors each
+        /// other leaves idle. Not with ``updatesDeferred``, whose updates take the side stream during the forward.
+        public var forwardSplit: Bool
 
-        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, updatesDeferred: Bool = false, sideMultiprocessors: Int = 0) {
+        public init(weightGradientsBeside: Bool, optimizerBeside: Bool, updatesDeferred: Bool = false, sideMultiprocessors: Int = 0,
+                    forwardSplit: Bool = false) {
             self.weightGradientsBeside = weightGradientsBeside
             self.optimizerBeside = optimizerBeside
             self.updatesDeferred = updatesDeferred
             self.sideMultiprocessors = weightGradientsBeside ? max(0, sideMultiprocessors) : 0
+            self.forwardSplit = forwardSplit && !updatesDeferred
         }
 
         public var description: String {
@@ -44,13 +50,14 @@ extension GPUTrainer {
             case (true, true): "weight gradients and optimizer beside"
             }
             return streams + (sideMultiprocessors > 0 ? " (on \(sideMultiprocessors) multiprocessors)" : "")
-                + (updatesDeferred ? ", updates deferred into the next forward" : "")
+                + (updatesDeferred ? ", updates deferred into the next forward" : "") + (forwardSplit ? ", forward in two halves" : "")
         }
 
-        /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM`, `TANDEM_OVERLAP_OPTIMIZER` and
-        /// `TANDEM_DEFER_UPDATES` set to 0 or 1 fix their part; unset (or anything else), both ways are timed. Deferral
-        /// with the optimizer beside backward only with `TANDEM_DEFER_UPDATES=1` (measured slower). Weight gradients beside
-        /// take every multiprocessor or `share` of them (when not 0), or the number `TANDEM_SIDE_SMS` gives (0: all).
+        /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM`, `TANDEM_OVERLAP_OPTIMIZER`,
+        /// `TANDEM_DEFER_UPDATES` and `TANDEM_SPLIT_FORWARD` set to 0 or 1 fix their part; unset (or anything else), both ways
+        /// are timed. Deferral with the optimizer beside backward only with `TANDEM_DEFER_UPDATES=1` (measured slower); a
+        /// split forward only without deferral. Weight gradients beside take every multiprocessor or `share` of them (when
+        /// not 0), or the number `TANDEM_SIDE_SMS` gives (0: all).
         static func allowed(share: Int = 0, environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> [Schedule] {
             func ways(_ name: String) -> [Bool] {
                 switch environment(name) {
@@ -68,8 +75,10 @@ extension GPUTrainer {
                         // gpt bf16 +3.8%, mlp-wide fp32 +0.6%).
                         if o && d && environment("TANDEM_DEFER_UPDATES") != "1" { continue }
                         for m in shares {
-                            let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d, sideMultiprocessors: m)
-                            if !schedules.contains(s) { schedules.append(s) }
+                            for f in ways("TANDEM_SPLIT_FORWARD") {   // a split with deferral is none (init)
+                                let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d, sideMultiprocessors: m, forwardSplit: f)
+                                if !schedules.contains(s) { schedules.append(s) }
+                            }
                         }
                     }
                 }
@@ -91,7 +100,17 @@ extension GPUTrainer {
         let count = gpu.device.multiprocessors
         var candidates = Schedule.allowed(share: count / 2).map {
             Schedule(weightGradientsBeside: $0.weightGradientsBeside, optimizerBeside: $0.optimizerBeside, updatesDeferred: canDeferUpdates && $0.updatesDeferred,
-                     sideMultiprocessors: $0.sideMultiprocessors < count ? $0.sideMultiprocessors : 0)
+                     sideMultiprocessors: $0.sideMultiprocessors < count ? $0.sideMultiprocessors : 0,
+                     forwardSplit: network.canSplitForward && $0.forwardSplit)
+        }
+        var unique: [Schedule] = []
+        for c in candidates where !unique.contains(c) { unique.append(c) }
+        candidates = unique
+        // Where the forward can split and updates could be deferred instead (gpt bf16), the split is taken unless
+        // TANDEM_SPLIT_FORWARD says otherwise: against deferral it measured 0.5–0.9% faster in four side-by-side runs
+        // (docs/performance.md), a difference these short replays do not resolve (1.907 against 1.910 ms).
+        if network.canSplitForward && canDeferUpdates && getenv("TANDEM_SPLIT_FORWARD") == nil, candidates.contains(where: \.forwardSplit) {
+            candidates = candidates.filter(\.forwardSplit)
         }
         if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
@@ -104,7 +123,8 @@ extension GPUTrainer {
         let besideUsed = sideHasWeightGradients, optimizerMovable = clipNorm == 0 && precision != .fp16
         candidates = candidates.map { Schedule(weightGradientsBeside: $0.weightGradientsBeside && besideUsed,
                                                optimizerBeside: $0.optimizerBeside && optimizerMovable,
-                                               updatesDeferred: $0.updatesDeferred, sideMultiprocessors: $0.sideMultiprocessors) }
+                                               updatesDeferred: $0.updatesDeferred, sideMultiprocessors: $0.sideMultiprocessors,
+                                               forwardSplit: $0.forwardSplit) }
         var uniqueCandidates: [Schedule] = []
         for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
         var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)

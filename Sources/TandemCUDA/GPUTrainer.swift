@@ -320,6 +320,9 @@ public final class GPUTrainer {
     /// GEMMs back); `TANDEM_GPU_WGRAD_STREAM=0` keeps everything on the main stream.
     var weightGradientsOnSide: Bool { !bucketsGradients && schedule.weightGradientsBeside }
 
+    /// Whether the step's forward runs in two halves of the batch, the second on the side stream (``Schedule/forwardSplit``).
+    var splitsForward: Bool { schedule.forwardSplit && network.canSplitForward && !defersUpdates }
+
     /// Queues `body` (a weight gradient: it reads activations and an output gradient, writes into the flat gradient)
     /// on the side stream after everything queued on the main stream so far, and returns the point the main stream
     /// must wait for (``beforeOverwriting(_:)``) before it writes over what `body` read. Runs `body` in place (nil)
@@ -863,12 +866,16 @@ protocol GPUNetwork {
     /// group after the first to the next step (``GPUTrainer/defersUpdates``), and forward then calls
     /// ``GPUTrainer/beforeForward(group:)`` before it first reads each group. Empty: no deferral.
     var updateGroups: [[Int]] { get }
+    /// Whether forward can run in two halves of the batch, one on each stream (``Schedule/forwardSplit``): the network
+    /// then reads ``GPUTrainer/splitsForward``.
+    var canSplitForward: Bool { get }
 }
 
 extension GPUNetwork {
     func prepare(_ t: GPUTrainer) throws {}
     var engine: String { "Tandem kernels + cuBLAS" }
     var updateGroups: [[Int]] { [] }
+    var canSplitForward: Bool { false }
 }
 
 /// Input buffers shared by the networks: float inputs and int32 class ids or float targets.

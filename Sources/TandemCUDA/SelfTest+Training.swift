@@ -153,29 +153,43 @@ extension GPUSelfTest {
 
     // MARK: - Weight gradients on the side stream
 
-    /// The step with the weight-gradient GEMMs and the optimizer on the side stream (``GPUTrainer/Schedule``) against
-    /// everything on the main stream, both graph-captured after the first step: the same kernels in another order of
-    /// streams, so the same weights (bit for bit, but for gpt's token-embedding atomics).
+    /// The step with the weight-gradient GEMMs and the optimizer on the side stream (``GPUTrainer/Schedule``), and for gpt
+    /// with the forward in two halves besides (``GPUTrainer/Schedule/forwardSplit``), against everything on the main stream,
+    /// all graph-captured after the first step: the same kernels in another order of streams, so the same weights (bit
+    /// for bit, but for gpt's token-embedding atomics and its half-batch GEMMs, whose algorithms may differ).
     func sideStreamCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
         let batchSize = Self.testBatch(w)
         var g = SeededGenerator(seed: 7)
         let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
         let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
-        var weights: [[Float]] = [], losses: [[Float]] = []
-        for beside in [false, true] {
+        typealias Schedule = GPUTrainer.Schedule
+        let variants: [(String, Schedule)] = [("main", Schedule(weightGradientsBeside: false, optimizerBeside: false)),
+                                              ("weight gradients and optimizer on the side stream",
+                                               Schedule(weightGradientsBeside: true, optimizerBeside: true))]
+            + (w == .gpt ? [("the forward in two halves, one on each stream, weight gradients and optimizer on the side stream",
+                             Schedule(weightGradientsBeside: true, optimizerBeside: true, forwardSplit: true))] : [])
+        var weights: [[Float]] = [], losses: [[Float]] = [], split: [Bool] = []
+        for (_, schedule) in variants {
             let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
-            trainer.schedule = .init(weightGradientsBeside: beside, optimizerBeside: beside)
+            // gpt splits with its fused attention only (bf16, fp16).
+            guard !schedule.forwardSplit || trainer.network.canSplitForward else { break }
+            trainer.schedule = schedule
             var l: [Float] = []
             for (i, b) in batches.enumerated() {
                 try trainer.load(b); try trainer.step(); l.append(try trainer.loss())
                 if i == 0 { try trainer.captureGraph() }
             }
+            split.append(trainer.splitsForward)
             let values = try trainer.downloadParameters()
             weights.append(trainer.names.flatMap { values[$0]! })
             losses.append(l)
         }
-        record("\(w.rawValue) weight gradients and optimizer on the side stream vs main: weights after 3 steps", p.rawValue,
-               Self.relativeError(weights[1], weights[0]), w == .gpt ? 1e-5 : 0, note: "losses main \(losses[0]) side \(losses[1])")
+        for i in weights.indices.dropFirst() {
+            // A split asked for and not taken would compare the unsplit step with itself.
+            record("\(w.rawValue) \(variants[i].0) vs main: weights after 3 steps", p.rawValue,
+                   split[i] == variants[i].1.forwardSplit ? Self.relativeError(weights[i], weights[0]) : 1, w == .gpt ? 1e-5 : 0,
+                   note: "losses main \(losses[0]) \(losses[i])")
+        }
     }
 
     // MARK: - Updates deferred into the next step's forward

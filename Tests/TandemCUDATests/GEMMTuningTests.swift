@@ -213,7 +213,10 @@ struct GEMMTuningTests {
 struct StepScheduleTests {
     @Test("the environment fixes either half of the schedule; unset, both ways are timed")
     func allowed() {
-        func schedules(_ env: [String: String]) -> [String] { GPUTrainer.Schedule.allowed(environment: { env[$0] }).map(\.description) }
+        // The forward's split fixed off here (its own test below).
+        func schedules(_ env: [String: String]) -> [String] {
+            GPUTrainer.Schedule.allowed(environment: { env.merging(["TANDEM_SPLIT_FORWARD": "0"]) { a, _ in a }[$0] }).map(\.description)
+        }
         let all = ", updates deferred into the next forward"
         // Deferral beside the optimizer only when asked for (measured slower).
         #expect(schedules([:]) == ["one stream", "one stream" + all, "optimizer beside", "weight gradients beside", "weight gradients beside" + all,
@@ -229,7 +232,7 @@ struct StepScheduleTests {
     @Test("weight gradients beside are timed on every multiprocessor and on a share of them; TANDEM_SIDE_SMS fixes the share")
     func shares() {
         func schedules(_ env: [String: String], share: Int = 66) -> [String] {
-            GPUTrainer.Schedule.allowed(share: share, environment: { env[$0] }).map(\.description)
+            GPUTrainer.Schedule.allowed(share: share, environment: { env.merging(["TANDEM_SPLIT_FORWARD": "0"]) { a, _ in a }[$0] }).map(\.description)
         }
         let fixed = ["TANDEM_GPU_WGRAD_STREAM": "1", "TANDEM_OVERLAP_OPTIMIZER": "0", "TANDEM_DEFER_UPDATES": "1"]
         let deferred = ", updates deferred into the next forward"
@@ -241,5 +244,18 @@ struct StepScheduleTests {
         #expect(schedules(["TANDEM_GPU_WGRAD_STREAM": "0", "TANDEM_OVERLAP_OPTIMIZER": "0", "TANDEM_DEFER_UPDATES": "0"]) == ["one stream"])
         #expect(schedules([:]).count == 9 && schedules([:], share: 0).count == 6)
         #expect(GPUTrainer.Schedule(weightGradientsBeside: false, optimizerBeside: true, sideMultiprocessors: 66).sideMultiprocessors == 0)
+    }
+
+    @Test("the forward in two halves is timed beside each schedule that does not defer updates; TANDEM_SPLIT_FORWARD fixes it")
+    func forwardSplit() {
+        func schedules(_ env: [String: String]) -> [String] { GPUTrainer.Schedule.allowed(environment: { env[$0] }).map(\.description) }
+        let beside = ["TANDEM_GPU_WGRAD_STREAM": "1", "TANDEM_OVERLAP_OPTIMIZER": "0"]
+        let split = ", forward in two halves", deferred = ", updates deferred into the next forward"
+        #expect(schedules(beside.merging(["TANDEM_DEFER_UPDATES": "0"]) { $1 }) == ["weight gradients beside", "weight gradients beside" + split])
+        #expect(schedules(beside) == ["weight gradients beside", "weight gradients beside" + split, "weight gradients beside" + deferred])
+        #expect(schedules(beside.merging(["TANDEM_DEFER_UPDATES": "0", "TANDEM_SPLIT_FORWARD": "1"]) { $1 }) == ["weight gradients beside" + split])
+        // Deferral keeps the side stream for its updates during the forward: asked for both, the updates are deferred.
+        #expect(schedules(beside.merging(["TANDEM_DEFER_UPDATES": "1", "TANDEM_SPLIT_FORWARD": "1"]) { $1 }) == ["weight gradients beside" + deferred])
+        #expect(!GPUTrainer.Schedule(weightGradientsBeside: true, optimizerBeside: false, updatesDeferred: true, forwardSplit: true).forwardSplit)
     }
 }
