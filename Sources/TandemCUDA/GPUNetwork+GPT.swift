@@ -212,6 +212,7 @@ final class GPTNetwork: GPUNetwork {
         }
         // The blocks for rows `r` (whole sequences), on the current stream.
         func blocks(_ r: Range<Int>) throws {
+            precondition(fusedAttention || r == 0..<N, "the GEMM attention path runs on the whole batch")
             let e = precision.bytes, n = r.count
             func act(_ ptr: DevicePointer, _ width: Int) -> DevicePointer { ptr + rowOffset(r, e * width) }
             let first = normOf(residual: 0)

@@ -56,6 +56,8 @@ extension GPUTrainer {
     /// the group's weights (every group, in order).
     func beforeForward(group g: Int) throws {
         guard g < deferredMarks.count, let mark = deferredMarks[g] else { return }
+        // The main stream's forward only: a forward split over both streams defers nothing (``splitsForward``).
+        precondition(gpu.currentStream == gpu.stream, "deferred updates waited for on the side stream")
         try gpu.wait(gpu.stream, for: mark)
         deferredMarks[g] = nil
     }

@@ -10,10 +10,10 @@ import TandemCore
 extension GPUTrainer {
     /// How one step's work is spread over the context's two streams. The kernels and their inputs are the same
     /// under every schedule (so are the weights, bit for bit: the self-test checks it), but for the side stream's GEMMs
-    /// held to a share of the multiprocessors, whose algorithms may split k otherwise (the same weights but for
-    /// rounding); only what runs beside what changes, and which is fastest depends on the model and the GPU: small GEMMs
-    /// and memory-bound kernels leave multiprocessors idle that the other stream's work can fill, while two streams of
-    /// large GEMMs only contend.
+    /// held to a share of the multiprocessors and a split forward's half-batch GEMMs, whose algorithms may sum in another
+    /// order (the same weights but for rounding); only what runs beside what changes, and which is fastest depends on
+    /// the model and the GPU: small GEMMs and memory-bound kernels leave multiprocessors idle that the other stream's
+    /// work can fill, while two streams of large GEMMs only contend.
     public struct Schedule: Equatable, Sendable, CustomStringConvertible {
         /// Weight-gradient GEMMs on the side stream, beside the input gradients (``GPUTrainer/weightGradient(last:_:)``).
         public var weightGradientsBeside: Bool
@@ -87,13 +87,24 @@ extension GPUTrainer {
         }
     }
 
+    /// Whether the chooser takes the split forward (``Schedule/forwardSplit``) without timing the unsplit schedules: where
+    /// the forward can split and updates could be deferred instead (gpt in bf16 with SGD), unless `TANDEM_SPLIT_FORWARD`
+    /// is 0 or 1. Side by side the split measured 0.5–0.9% faster than deferral in four calls, and faster than neither
+    /// (1.9236 against 1.9319 ms; docs/performance.md), differences the chooser's short replays do not resolve (1.907,
+    /// 1.910 and 1.909 ms).
+    static func takesSplitUntimed(canSplit: Bool, canDefer: Bool,
+                                  environment: (String) -> String? = { getenv($0).map { String(cString: $0) } }) -> Bool {
+        canSplit && canDefer && !["0", "1"].contains(environment("TANDEM_SPLIT_FORWARD"))
+    }
+
     /// Replays of the captured step per timing, and rounds (schedules take turns; each keeps its fastest round).
     static let scheduleReplays = 10, scheduleRounds = 3
 
     /// Times the whole step, captured in a graph, under each allowed ``Schedule`` (on inputs of ``InputBuffers/fillForTiming(gpu:)``) and keeps the
     /// fastest (``scheduleNote`` says what was measured). Schedules that cannot differ for this trainer are not timed:
     /// the weight-gradient half when the network queues none beside, the optimizer half when it may not move (clipping,
-    /// loss scaling). The weights, gradients, optimizer state and step state are put back as they were.
+    /// loss scaling); nor, where the forward splits, those that do not (``takesSplitUntimed(canSplit:canDefer:environment:)``).
+    /// The weights, gradients, optimizer state and step state are put back as they were.
     func chooseSchedule() throws {
         // Deferral only where this trainer can defer.
         // A share of the multiprocessors as large as the device's (or larger) is all of them.
@@ -106,13 +117,10 @@ extension GPUTrainer {
         var unique: [Schedule] = []
         for c in candidates where !unique.contains(c) { unique.append(c) }
         candidates = unique
-        // Where the forward can split and updates could be deferred instead (gpt bf16), the split is taken unless
-        // TANDEM_SPLIT_FORWARD says otherwise: against deferral it measured 0.5–0.9% faster in four side-by-side runs
-        // (docs/performance.md), a difference these short replays do not resolve (1.907 against 1.910 ms).
-        if network.canSplitForward && canDeferUpdates && getenv("TANDEM_SPLIT_FORWARD") == nil, candidates.contains(where: \.forwardSplit) {
-            candidates = candidates.filter(\.forwardSplit)
-        }
-        if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set)"; return }
+        let splitUntimed = Self.takesSplitUntimed(canSplit: network.canSplitForward, canDefer: canDeferUpdates) && candidates.contains(where: \.forwardSplit)
+        if splitUntimed { candidates = candidates.filter(\.forwardSplit) }
+        let untimed = splitUntimed ? "; the forward split without timing the unsplit one" : ""
+        if let only = candidates.first, candidates.count == 1 { schedule = only; scheduleNote = "schedule: \(only) (set\(untimed))"; return }
         // One eager step under the richest schedule: libraries load and GEMMs choose their algorithms here, and it shows
         // whether the network queues weight gradients beside at all.
         try network.io.fillForTiming(gpu: gpu)
@@ -161,7 +169,7 @@ extension GPUTrainer {
             scheduleNote = "schedule: \(schedule)"
         } else if let chosen = best.indices.min(by: { best[$0] < best[$1] }), best[chosen].isFinite {
             schedule = uniqueCandidates[chosen]
-            scheduleNote = "schedule: \(schedule) (graph-timed steps: \(timed.joined(separator: "; ")))"
+            scheduleNote = "schedule: \(schedule) (graph-timed steps: \(timed.joined(separator: "; "))\(untimed))"
         } else {
             // No schedule could be captured here (eager steps may still work): the plainest one.
             schedule = Schedule(weightGradientsBeside: false, optimizerBeside: false)

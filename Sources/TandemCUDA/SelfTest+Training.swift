@@ -154,25 +154,28 @@ extension GPUSelfTest {
     // MARK: - Weight gradients on the side stream
 
     /// The step with the weight-gradient GEMMs and the optimizer on the side stream (``GPUTrainer/Schedule``), and for gpt
-    /// with the forward in two halves besides (``GPUTrainer/Schedule/forwardSplit``), against everything on the main stream,
-    /// all graph-captured after the first step: the same kernels in another order of streams, so the same weights (bit
-    /// for bit, but for gpt's token-embedding atomics and its half-batch GEMMs, whose algorithms may differ).
+    /// with fused attention also with the forward in two halves (``GPUTrainer/Schedule/forwardSplit``), against
+    /// everything on the main stream, all graph-captured after the first step: the same kernels in another order of
+    /// streams, so the same weights (bit for bit, but for gpt's token-embedding atomics and its half-batch GEMMs, whose
+    /// algorithms may sum in another order). Compared as what the three steps changed (w − w₀), so a difference in the
+    /// updates is not lost in the size of the weights.
     func sideStreamCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
         let batchSize = Self.testBatch(w)
         var g = SeededGenerator(seed: 7)
         let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
         let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
         typealias Schedule = GPUTrainer.Schedule
+        let splits = (w.make(seed: 0) as? GPT).map { FlashAttention.supports(p, headSize: $0.dimensions / max(1, $0.blocks.first?.att.heads ?? 1),
+                                                                             context: $0.context) && batchSize % 2 == 0 } ?? false
         let variants: [(String, Schedule)] = [("main", Schedule(weightGradientsBeside: false, optimizerBeside: false)),
                                               ("weight gradients and optimizer on the side stream",
                                                Schedule(weightGradientsBeside: true, optimizerBeside: true))]
-            + (w == .gpt ? [("the forward in two halves, one on each stream, weight gradients and optimizer on the side stream",
-                             Schedule(weightGradientsBeside: true, optimizerBeside: true, forwardSplit: true))] : [])
-        var weights: [[Float]] = [], losses: [[Float]] = [], split: [Bool] = []
+            + (splits ? [("the forward in two halves, one on each stream, weight gradients and optimizer on the side stream",
+                          Schedule(weightGradientsBeside: true, optimizerBeside: true, forwardSplit: true))] : [])
+        let initial = w.make(seed: 0).namedParameters.flatMap { Array($0.parameter.value.buffer) }
+        var changes: [[Float]] = [], losses: [[Float]] = [], split: [Bool] = []
         for (_, schedule) in variants {
             let trainer = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
-            // gpt splits with its fused attention only (bf16, fp16).
-            guard !schedule.forwardSplit || trainer.network.canSplitForward else { break }
             trainer.schedule = schedule
             var l: [Float] = []
             for (i, b) in batches.enumerated() {
@@ -181,13 +184,15 @@ extension GPUSelfTest {
             }
             split.append(trainer.splitsForward)
             let values = try trainer.downloadParameters()
-            weights.append(trainer.names.flatMap { values[$0]! })
+            changes.append(zip(trainer.names.flatMap { values[$0]! }, initial).map { $0 - $1 })
             losses.append(l)
         }
-        for i in weights.indices.dropFirst() {
-            // A split asked for and not taken would compare the unsplit step with itself.
-            record("\(w.rawValue) \(variants[i].0) vs main: weights after 3 steps", p.rawValue,
-                   split[i] == variants[i].1.forwardSplit ? Self.relativeError(weights[i], weights[0]) : 1, w == .gpt ? 1e-5 : 0,
+        for i in variants.indices.dropFirst() {
+            // A split asked for and not taken would compare the unsplit step with itself. Its half-batch GEMMs may take
+            // other algorithms, whose roundings move the updates by far less than a half of the batch gone wrong would.
+            let tolerance = variants[i].1.forwardSplit ? 1e-3 : w == .gpt ? 1e-5 : 0
+            record("\(w.rawValue) \(variants[i].0) vs main: weight changes over 3 steps", p.rawValue,
+                   split[i] == variants[i].1.forwardSplit ? Self.relativeError(changes[i], changes[0]) : 1, tolerance,
                    note: "losses main \(losses[0]) \(losses[i])")
         }
     }

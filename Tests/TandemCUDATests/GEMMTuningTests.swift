@@ -258,4 +258,14 @@ struct StepScheduleTests {
         #expect(schedules(beside.merging(["TANDEM_DEFER_UPDATES": "1", "TANDEM_SPLIT_FORWARD": "1"]) { $1 }) == ["weight gradients beside" + deferred])
         #expect(!GPUTrainer.Schedule(weightGradientsBeside: true, optimizerBeside: false, updatesDeferred: true, forwardSplit: true).forwardSplit)
     }
+
+    @Test("the split is taken untimed only where the forward splits and updates could be deferred, TANDEM_SPLIT_FORWARD unset")
+    func splitUntimed() {
+        func takes(_ split: Bool, _ defer: Bool, _ env: String?) -> Bool {
+            GPUTrainer.takesSplitUntimed(canSplit: split, canDefer: `defer`, environment: { $0 == "TANDEM_SPLIT_FORWARD" ? env : nil })
+        }
+        #expect(takes(true, true, nil) && takes(true, true, "") && takes(true, true, "yes"))
+        #expect(!takes(true, true, "0") && !takes(true, true, "1"))
+        #expect(!takes(false, true, nil) && !takes(true, false, nil))
+    }
 }
