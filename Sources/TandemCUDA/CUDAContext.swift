@@ -257,8 +257,8 @@ public final class CUDAContext {
                 return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1),
                                              UInt32(block.2), UInt32(sharedBytes), launchStream, p.baseAddress, nil)
             }
-            let g = [UInt32(grid.0), UInt32(grid.1), UInt32(grid.2)], b = [UInt32(block.0), UInt32(block.1), UInt32(block.2)]
-            return tandem_cu_launch_programmatic(ex, UnsafeMutableRawPointer(f), g, b, UInt32(sharedBytes), UnsafeMutableRawPointer(launchStream),
+            return tandem_cu_launch_programmatic(ex, UnsafeMutableRawPointer(f), UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0),
+                                                 UInt32(block.1), UInt32(block.2), UInt32(sharedBytes), UnsafeMutableRawPointer(launchStream),
                                                  p.baseAddress)
         }
         try driver.check(rc, "\(launchesProgrammatically ? "cuLaunchKernelEx" : "cuLaunchKernel")(\(name), grid \(grid), block \(block))")

@@ -77,8 +77,7 @@ final class GPTNetwork: GPUNetwork {
         for (i, p) in gpt.namedParameters.enumerated() { index[p.name] = i }
         self.index = index
         updateGroups = Self.updateGroups(names: gpt.namedParameters.map(\.name), blocks: L)
-        let gemmForced = getenv("TANDEM_GPU_ATTENTION").map { String(cString: $0) == "gemm" } ?? false
-        let fused = !gemmForced && FlashAttention.supports(precision, headSize: C / H, context: T)
+        let fused = Self.fusesAttention(gpt, precision)
         fusedAttention = fused
         let N = B * T, e = precision.bytes
         io = try InputBuffers(gpu: gpu, inputCount: N, targetCount: N, classTargets: true, integerInputs: true)
@@ -129,12 +128,24 @@ final class GPTNetwork: GPUNetwork {
         return [["emb.weight", "pos"].compactMap { index[$0] } + block(0)] + (1..<max(L, 1)).map(block) + [head]
     }
 
-    var canSplitForward: Bool { fusedAttention && B % 2 == 0 }
+    var canSplitForward: Bool { Self.canSplitForward(fused: fusedAttention, batch: B) }
+
+    /// Whether attention runs as the fused kernels for `gpt` in `precision` (``FlashAttention``; `TANDEM_GPU_ATTENTION=gemm`
+    /// turns them off).
+    static func fusesAttention(_ gpt: GPT, _ precision: GPUPrecision) -> Bool {
+        let gemmForced = getenv("TANDEM_GPU_ATTENTION").map { String(cString: $0) == "gemm" } ?? false
+        let heads = gpt.blocks.first?.att.heads ?? 1
+        return !gemmForced && FlashAttention.supports(precision, headSize: gpt.dimensions / heads, context: gpt.context)
+    }
+
+    /// Whether the forward can run in two halves (``GPUNetwork/canSplitForward``): the fused attention takes whole
+    /// sequences at any offset, the GEMM path only the whole batch; the halves need an even batch.
+    static func canSplitForward(fused: Bool, batch: Int) -> Bool { fused && batch % 2 == 0 }
 
     var engine: String { fusedAttention ? "Tandem kernels (fused attention) + cuBLAS" : "Tandem kernels + cuBLAS" }
 
-    func layerNorm(_ t: GPUTrainer, x: DevicePointer, weight: Int, y: DevicePointer, stats: DevicePointer, rows: Range<Int>? = nil) throws {
-        let r = rows ?? 0..<N
+    /// LayerNorm of `rows` of x into y, with their stats.
+    func layerNorm(_ t: GPUTrainer, x: DevicePointer, weight: Int, y: DevicePointer, stats: DevicePointer, rows r: Range<Int>) throws {
         try t.gpu.launch("layernorm_fwd" + precision.suffix, grid: ((r.count + 7) / 8, 1, 1), block: (256, 1, 1),
                          [.pointer(x + rowOffset(r, 4 * C)), .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)),
                           .pointer(y + rowOffset(r, precision.bytes * C)), .pointer(stats + rowOffset(r, 4)),
@@ -145,10 +156,10 @@ final class GPTNetwork: GPUNetwork {
     func rowOffset(_ rows: Range<Int>, _ rowBytes: Int) -> DevicePointer { DevicePointer(rows.lowerBound * rowBytes) }
 
     /// `residual_add` then `layerNorm` in one pass: out = x + y + the parameter `bias` (fp32, the residual stream kept for
-    /// backward), and its LayerNorm (parameters `weight`, `weight + 1`) into `y` with its stats; `rows` of them (all: nil).
+    /// backward), and its LayerNorm (parameters `weight`, `weight + 1`) into `y` with its stats, for `rows` of them.
     func residualLayerNorm(_ t: GPUTrainer, x: DevicePointer, add: DevicePointer, bias: Int, out: DevicePointer,
-                           weight: Int, y: DevicePointer, stats: DevicePointer, rows: Range<Int>? = nil) throws {
-        let r = rows ?? 0..<N, e = precision.bytes
+                           weight: Int, y: DevicePointer, stats: DevicePointer, rows r: Range<Int>) throws {
+        let e = precision.bytes
         try t.gpu.launch("residual_layernorm_fwd" + precision.suffix, grid: ((r.count + 7) / 8, 1, 1), block: (256, 1, 1),
                          [.pointer(x + rowOffset(r, 4 * C)), .pointer(add + rowOffset(r, e * C)), .pointer(t.weight(bias)),
                           .pointer(out + rowOffset(r, 4 * C)), .pointer(t.weight(weight)), .pointer(t.weight(weight + 1)),

@@ -53,6 +53,13 @@ extension GPUTrainer {
                 + (updatesDeferred ? ", updates deferred into the next forward" : "") + (forwardSplit ? ", forward in two halves" : "")
         }
 
+        /// `schedules` without repeats, in their order.
+        static func distinct(_ schedules: [Schedule]) -> [Schedule] {
+            var seen: [Schedule] = []
+            for s in schedules where !seen.contains(s) { seen.append(s) }
+            return seen
+        }
+
         /// The schedules the environment leaves open: `TANDEM_GPU_WGRAD_STREAM`, `TANDEM_OVERLAP_OPTIMIZER`,
         /// `TANDEM_DEFER_UPDATES` and `TANDEM_SPLIT_FORWARD` set to 0 or 1 fix their part; unset (or anything else), both ways
         /// are timed. Deferral with the optimizer beside backward only with `TANDEM_DEFER_UPDATES=1` (measured slower); a
@@ -76,14 +83,14 @@ extension GPUTrainer {
                         if o && d && environment("TANDEM_DEFER_UPDATES") != "1" { continue }
                         for m in shares {
                             for f in ways("TANDEM_SPLIT_FORWARD") {   // a split with deferral is none (init)
-                                let s = Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d, sideMultiprocessors: m, forwardSplit: f)
-                                if !schedules.contains(s) { schedules.append(s) }
+                                schedules.append(Schedule(weightGradientsBeside: w, optimizerBeside: o, updatesDeferred: d, sideMultiprocessors: m,
+                                                          forwardSplit: f))
                             }
                         }
                     }
                 }
             }
-            return schedules
+            return distinct(schedules)
         }
     }
 
@@ -114,9 +121,7 @@ extension GPUTrainer {
                      sideMultiprocessors: $0.sideMultiprocessors < count ? $0.sideMultiprocessors : 0,
                      forwardSplit: network.canSplitForward && $0.forwardSplit)
         }
-        var unique: [Schedule] = []
-        for c in candidates where !unique.contains(c) { unique.append(c) }
-        candidates = unique
+        candidates = Schedule.distinct(candidates)
         let splitUntimed = Self.takesSplitUntimed(canSplit: network.canSplitForward, canDefer: canDeferUpdates) && candidates.contains(where: \.forwardSplit)
         if splitUntimed { candidates = candidates.filter(\.forwardSplit) }
         let untimed = splitUntimed ? "; the forward split without timing the unsplit one" : ""
@@ -133,8 +138,7 @@ extension GPUTrainer {
                                                optimizerBeside: $0.optimizerBeside && optimizerMovable,
                                                updatesDeferred: $0.updatesDeferred, sideMultiprocessors: $0.sideMultiprocessors,
                                                forwardSplit: $0.forwardSplit) }
-        var uniqueCandidates: [Schedule] = []
-        for c in candidates where !uniqueCandidates.contains(c) { uniqueCandidates.append(c) }
+        let uniqueCandidates = Schedule.distinct(candidates)
         var best: [Double] = Array(repeating: .infinity, count: uniqueCandidates.count)
         var failures: [String] = []
         if uniqueCandidates.count > 1 {

@@ -165,8 +165,7 @@ extension GPUSelfTest {
         let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
         let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
         typealias Schedule = GPUTrainer.Schedule
-        let splits = (w.make(seed: 0) as? GPT).map { FlashAttention.supports(p, headSize: $0.dimensions / max(1, $0.blocks.first?.att.heads ?? 1),
-                                                                             context: $0.context) && batchSize % 2 == 0 } ?? false
+        let splits = (w.make(seed: 0) as? GPT).map { GPTNetwork.canSplitForward(fused: GPTNetwork.fusesAttention($0, p), batch: batchSize) } ?? false
         let variants: [(String, Schedule)] = [("main", Schedule(weightGradientsBeside: false, optimizerBeside: false)),
                                               ("weight gradients and optimizer on the side stream",
                                                Schedule(weightGradientsBeside: true, optimizerBeside: true))]

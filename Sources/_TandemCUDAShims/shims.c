@@ -28,13 +28,13 @@ typedef struct {
 typedef int (*tandem_cu_launch_kernel_ex_fn)(const tandem_cu_launch_config *config, void *f, void **params, void **extra);
 enum { tandem_cu_launch_attribute_programmatic_stream_serialization = 6 };
 
-int tandem_cu_launch_programmatic(void *function, void *kernel, const unsigned *grid, const unsigned *block,
-                                  unsigned sharedBytes, void *stream, void **params) {
+int tandem_cu_launch_programmatic(void *function, void *kernel, unsigned gridX, unsigned gridY, unsigned gridZ,
+                                  unsigned blockX, unsigned blockY, unsigned blockZ, unsigned sharedBytes, void *stream,
+                                  void **params) {
     tandem_cu_launch_attribute attribute;
     memset(&attribute, 0, sizeof attribute);
     attribute.id = tandem_cu_launch_attribute_programmatic_stream_serialization;
     attribute.value.programmaticStreamSerializationAllowed = 1;
-    tandem_cu_launch_config config = {grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, stream,
-                                      &attribute, 1};
+    tandem_cu_launch_config config = {gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, stream, &attribute, 1};
     return ((tandem_cu_launch_kernel_ex_fn)function)(&config, kernel, params, 0);
 }

@@ -7,12 +7,13 @@
 /// Internal to Tandem (the underscore): not an API.
 int tandem_nccl_comm_init_rank(void *function, void **comm, int ranks, const void *uniqueId, int rank);
 
-/// Calls `cuLaunchKernelEx`, looked up at run time (`function`), for kernel `kernel` with `grid` and
-/// `block` (three dimensions each), `sharedBytes` of dynamic shared memory on `stream`, with the
-/// attribute that lets the launch overlap the kernel ahead of it in the stream (programmatic stream
-/// serialization). `params` as `cuLaunchKernel` takes them. Returns the driver's result code.
-/// Internal to Tandem (the underscore): not an API.
-int tandem_cu_launch_programmatic(void *function, void *kernel, const unsigned *grid, const unsigned *block,
-                                  unsigned sharedBytes, void *stream, void **params);
+/// Calls `cuLaunchKernelEx`, looked up at run time (`function`), for kernel `kernel` on a grid of
+/// `gridX` × `gridY` × `gridZ` blocks of `blockX` × `blockY` × `blockZ` threads, `sharedBytes` of dynamic
+/// shared memory on `stream`, with the attribute that lets the launch overlap the kernel ahead of it in
+/// the stream (programmatic stream serialization). `params` as `cuLaunchKernel` takes them. Returns the
+/// driver's result code. Internal to Tandem (the underscore): not an API.
+int tandem_cu_launch_programmatic(void *function, void *kernel, unsigned gridX, unsigned gridY, unsigned gridZ,
+                                  unsigned blockX, unsigned blockY, unsigned blockZ, unsigned sharedBytes, void *stream,
+                                  void **params);
 
 #endif
