@@ -1089,29 +1089,69 @@ extern "C" __global__ void layernorm_bwd_finish(const float* partial, int chunks
   (part == 0 ? dw : part == 1 ? db : ds)[c - part * cols] = t;
 }
 
-// x[b, t, :] = wte[token] + wpe[t].
-// Four columns a thread (C a multiple of 4: launch BT·C / 4 threads' worth).
-extern "C" __global__ void embedding_fwd(const int* tokens, const float* wte, const float* wpe, float* x, int BT, int T, int C) { PDL_ENTRY();
-  long n = (long)BT * C / 4;
-  GRID_STRIDE(i, n) {
-    long bt = 4 * i / C, c = 4 * i % C;
-    float4 e = *(const float4*)(wte + (long)tokens[bt] * C + c), p = *(const float4*)(wpe + bt % T * C + c);
-    *(float4*)(x + 4 * i) = make_float4(e.x + p.x, e.y + p.y, e.z + p.z, e.w + p.w);
+// The embedding, x[b, t] = wte[token] + wpe[t] (fp32: the residual stream's first rows), and its LayerNorm (the first
+// block's ln1) into ln in D with mean and rstd, in one pass as residual_layernorm_fwd: one warp a row, 8 rows a block;
+// the rows are whole sequences (t = row mod T), so a launch may start at any sequence. The same bits as the
+// embedding's sum followed by layernorm_fwd. C ≤ 512, a multiple of 4.
+template <class D> __device__ void embedding_layernorm_fwd_impl(const int* tokens, const float* wte, const float* wpe, float* x,
+                                                                const float* lw, const float* lb, void* ln, float* mean,
+                                                                float* rstd, int rows, int T, int cols) {
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const long base = (long)row * cols, token = (long)tokens[row] * cols, position = (long)(row % T) * cols;
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+  float4 v[4];
+#pragma unroll
+  for (int k = 0; k < 4; k++) {
+    int i = 4 * (lane + 32 * k);
+    v[k] = zero;
+    if (i >= cols) continue;
+    float4 e = Quad<F32>::ld(wte, token + i), p = Quad<F32>::ld(wpe, position + i);
+    v[k] = make_float4(e.x + p.x, e.y + p.y, e.z + p.z, e.w + p.w);
+    Quad<F32>::st(x, base + i, v[k]);
   }
+  layernorm_row<D>(v, lw, lb, ln, mean, rstd, row, lane, cols);
 }
-// dwpe[t, c] = sum over b of dx[b, t, c] (deterministic).
-extern "C" __global__ void position_bwd(const float* dx, float* dwpe, int B, int T, int C) { PDL_ENTRY();
-  long n = (long)T * C;
+INSTANTIATE(embedding_layernorm_fwd, (const int* tokens, const float* wte, const float* wpe, float* x, const float* lw, const float* lb,
+                                      void* ln, float* mean, float* rstd, int rows, int T, int cols),
+            (tokens, wte, wpe, x, lw, lb, ln, mean, rstd, rows, T, cols))
+
+// Both embeddings' gradients from the residual stream's first gradient dx [B, T, C], reading it once: the position
+// table's, dwpe[t] = Σ_b dx[b, t] (written over, added in b order: deterministic), and the token table's,
+// dwte[token] += dx[b, t] (atomics: dwte zeroed first). A thread a 4-column group of one position, EMB_BWD_ROWS of its
+// B rows loaded before their atomics. C a multiple of 4.
+#ifndef EMB_BWD_ROWS
+#define EMB_BWD_ROWS 8
+#endif
+extern "C" __global__ void embedding_bwd(const int* tokens, const float* dx, float* dwpe, float* dwte, int B, int T, int C) { PDL_ENTRY();
+  long n = (long)T * C / 4;
   GRID_STRIDE(i, n) {
-    float s = 0.f;
-    for (int b = 0; b < B; b++) s += dx[(long)b * T * C + i];
-    dwpe[i] = s;
+    const long t = 4 * (long)i / C, c = 4 * (long)i % C;
+    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int b0 = 0; b0 < B; b0 += EMB_BWD_ROWS) {
+      float4 d[EMB_BWD_ROWS];
+      long at[EMB_BWD_ROWS];
+#pragma unroll
+      for (int j = 0; j < EMB_BWD_ROWS; j++) {
+        if (b0 + j >= B) continue;
+        const long bt = (long)(b0 + j) * T + t;
+        d[j] = *(const float4*)(dx + bt * C + c);
+        at[j] = (long)tokens[bt] * C + c;
+      }
+#pragma unroll
+      for (int j = 0; j < EMB_BWD_ROWS; j++) {
+        if (b0 + j >= B) continue;
+        s = make_float4(s.x + d[j].x, s.y + d[j].y, s.z + d[j].z, s.w + d[j].w);
+#if __CUDA_ARCH__ >= 900
+        atomicAdd((float4*)(dwte + at[j]), d[j]);
+#else
+        atomicAdd(dwte + at[j], d[j].x); atomicAdd(dwte + at[j] + 1, d[j].y);
+        atomicAdd(dwte + at[j] + 2, d[j].z); atomicAdd(dwte + at[j] + 3, d[j].w);
+#endif
+      }
+    }
+    *(float4*)(dwpe + 4 * (long)i) = s;
   }
-}
-// dwte[token] += dx[b, t] (atomic; dwte zeroed first).
-extern "C" __global__ void token_bwd(const int* tokens, const float* dx, float* dwte, int BT, int C) { PDL_ENTRY();
-  long n = (long)BT * C;
-  GRID_STRIDE(i, n) { int bt = i / C, c = i % C; atomicAdd(&dwte[(long)tokens[bt] * C + c], dx[i]); }
 }
 
 // qkv [B, T, 3, H, hd] → q, k, v each [B, H, T, hd]; inverse when `backward` (q, k, v → qkv).

@@ -115,7 +115,7 @@ extension GPUSelfTest {
                    zip(sumGPU + lnGPU + statsGPU, twoKernels).contains { $0.bitPattern != $1.bitPattern } ? 1 : 0, 0)
             for ptr in [dx, dy, db, dw, dlb, ln, stats, dx2, out2, ln2, stats2] + (inPlace ? [] : [out]) { gpu.free(ptr) }
         }
-        if p == .fp32 { try embeddingChecks() }
+        try embeddingChecks(p)
         // Head split / merge.
         do {
             let (B, T, H, hd) = (2, 5, 3, 4)
@@ -168,29 +168,71 @@ extension GPUSelfTest {
         }
     }
 
-    func embeddingChecks() throws {
-        let (B, T, C, V) = (3, 5, 16, 11)
-        let tokens = (0..<B * T).map { _ in Int32(generator.next() % UInt64(V)) }
-        let wte = random(V * C), wpe = random(T * C), g = random(B * T * C)
-        let dt = try gpu.allocate(bytes: 4 * B * T, category: .workspace)
+    /// The embedding with the first block's LayerNorm in one kernel: against the CPU, bit for bit against the embedding's
+    /// sum followed by `layernorm_fwd`, and launched as two halves of whole sequences (as the split forward does) bit for
+    /// bit against one launch. Both tables' gradients from one pass over dx: B = 10 rows a position (a group of the
+    /// kernel's 8, then a short one), 7 tokens (atomics that collide).
+    func embeddingChecks(_ p: GPUPrecision) throws {
+        let s = p.suffix
+        let (B, T, C, V) = (10, 5, 24, 7)
+        let N = B * T
+        let tokens = (0..<N).map { _ in Int32(generator.next() % UInt64(V)) }
+        let wte = random(V * C), wpe = random(T * C), g = random(N * C), w = random(C), b = random(C)
+        let dt = try gpu.allocate(bytes: 4 * N, category: .workspace)
         try gpu.upload(tokens, to: dt)
         let dwte = try device(wte, .fp32), dwpe = try device(wpe, .fp32), dg = try device(g, .fp32)
-        let x = try gpu.allocate(bytes: 4 * B * T * C, category: .workspace)
-        try gpu.launch1D("embedding_fwd", count: B * T * C / 4, [.pointer(dt), .pointer(dwte), .pointer(dwpe), .pointer(x)] + args(B * T, T, C))
-        var ref = [Double](), pref = [Double](repeating: 0, count: T * C), tref = [Double](repeating: 0, count: V * C)
-        for bt in 0..<B * T { for c in 0..<C {
-            ref.append(Double(wte[Int(tokens[bt]) * C + c]) + Double(wpe[(bt % T) * C + c]))
-            pref[(bt % T) * C + c] += Double(g[bt * C + c])
-            tref[Int(tokens[bt]) * C + c] += Double(g[bt * C + c])
+        let dw = try device(w, .fp32), db = try device(b, .fp32)
+        func outputs() throws -> (x: DevicePointer, ln: DevicePointer, stats: DevicePointer) {
+            (try gpu.allocate(bytes: 4 * N * C, category: .workspace), try gpu.allocate(bytes: p.bytes * N * C, category: .workspace),
+             try gpu.allocate(bytes: 8 * N, category: .workspace))
+        }
+        func forward(_ o: (x: DevicePointer, ln: DevicePointer, stats: DevicePointer), rows r: Range<Int>) throws {
+            func at(_ ptr: DevicePointer, _ bytes: Int) -> DevicePointer { ptr + DevicePointer(r.lowerBound * bytes) }
+            try gpu.launch("embedding_layernorm_fwd" + s, grid: ((r.count + 7) / 8, 1, 1), block: (256, 1, 1),
+                           [.pointer(at(dt, 4)), .pointer(dwte), .pointer(dwpe), .pointer(at(o.x, 4 * C)), .pointer(dw), .pointer(db),
+                            .pointer(at(o.ln, p.bytes * C)), .pointer(at(o.stats, 4)), .pointer(at(o.stats + DevicePointer(4 * N), 4))]
+                           + args(r.count, T, C))
+        }
+        func read(_ o: (x: DevicePointer, ln: DevicePointer, stats: DevicePointer)) throws -> [Float] {
+            try gpu.downloadFloats(o.x, count: N * C) + host(o.ln, N * C, p) + gpu.downloadFloats(o.stats, count: 2 * N)
+        }
+        let whole = try outputs(), halves = try outputs(), twoKernels = try outputs()
+        try forward(whole, rows: 0..<N)
+        try forward(halves, rows: 0..<N / 2)
+        try forward(halves, rows: N / 2..<N)
+        var sumRef = [Double](), lnRef = [Double]()
+        for r in 0..<N {
+            let row = (0..<C).map { Double(wte[Int(tokens[r]) * C + $0] + wpe[(r % T) * C + $0]) }
+            let mu = row.reduce(0, +) / Double(C)
+            let rs = 1 / (row.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Double(C) + 1e-5).squareRoot()
+            sumRef += row
+            lnRef += (0..<C).map { (row[$0] - mu) * rs * Double(w[$0]) + Double(b[$0]) }
+        }
+        let wholeGPU = try read(whole)
+        record("embedding + layernorm: embedding", p.rawValue, Self.relativeError(Array(wholeGPU[0..<N * C]), sumRef), 0)
+        record("embedding + layernorm: layernorm", p.rawValue, Self.relativeError(Array(wholeGPU[N * C..<2 * N * C]), lnRef), tolerance(p))
+        try gpu.copy(whole.x, to: twoKernels.x, bytes: 4 * N * C)
+        try gpu.launch("layernorm_fwd" + s, grid: ((N + 7) / 8, 1, 1), block: (256, 1, 1),
+                       [.pointer(twoKernels.x), .pointer(dw), .pointer(db), .pointer(twoKernels.ln), .pointer(twoKernels.stats),
+                        .pointer(twoKernels.stats + DevicePointer(4 * N))] + args(N, C))
+        func same(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).contains { $0.bitPattern != $1.bitPattern } ? 1 : 0 }
+        record("embedding + layernorm = embedding, layernorm_fwd (bit-identical)", p.rawValue, same(wholeGPU, try read(twoKernels)), 0)
+        record("embedding + layernorm in two halves of the batch = whole (bit-identical)", p.rawValue, same(wholeGPU, try read(halves)), 0)
+        for o in [whole, halves, twoKernels] { for ptr in [o.x, o.ln, o.stats] { gpu.free(ptr) } }
+        guard p == .fp32 else { for ptr in [dt, dwte, dwpe, dg, dw, db] { gpu.free(ptr) }; return }
+        // Backward: the position sums in b order on the CPU are the kernel's bits.
+        var positionRef = [Float](repeating: 0, count: T * C), tokenRef = [Double](repeating: 0, count: V * C)
+        for r in 0..<N { for c in 0..<C {
+            positionRef[(r % T) * C + c] += g[r * C + c]
+            tokenRef[Int(tokens[r]) * C + c] += Double(g[r * C + c])
         } }
-        record("embedding forward", "fp32", Self.relativeError(try gpu.downloadFloats(x, count: B * T * C), ref), 1e-7)
         let gp = try gpu.allocate(bytes: 4 * T * C, category: .workspace), gt = try gpu.allocate(bytes: 4 * V * C, category: .workspace)
-        try gpu.launch1D("position_bwd", count: T * C, [.pointer(dg), .pointer(gp)] + args(B, T, C))
         try gpu.fill(gt, words: V * C, pattern: 0)
-        try gpu.launch1D("token_bwd", count: B * T * C, [.pointer(dt), .pointer(dg), .pointer(gt)] + args(B * T, C))
-        record("position embedding backward", "fp32", Self.relativeError(try gpu.downloadFloats(gp, count: T * C), pref), 1e-6)
-        record("token embedding backward", "fp32", Self.relativeError(try gpu.downloadFloats(gt, count: V * C), tref), 1e-6)
-        for ptr in [dt, dwte, dwpe, dg, x, gp, gt] { gpu.free(ptr) }
+        try gpu.launch("embedding_bwd", grid: ((T * C / 4 + 63) / 64, 1, 1), block: (64, 1, 1),
+                       [.pointer(dt), .pointer(dg), .pointer(gp), .pointer(gt)] + args(B, T, C))
+        record("position embedding backward (Σ over b in order, bit-identical)", "fp32", same(try gpu.downloadFloats(gp, count: T * C), positionRef), 0)
+        record("token embedding backward", "fp32", Self.relativeError(try gpu.downloadFloats(gt, count: V * C), tokenRef), 1e-6)
+        for ptr in [dt, dwte, dwpe, dg, dw, db, gp, gt] { gpu.free(ptr) }
     }
 
     // MARK: - Convolution and pooling
