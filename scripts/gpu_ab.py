@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B of Tandem GPU step times in one call: variants (a binary and environment settings each) take turns, round by
-round, on one workload, so drift on a shared card falls on every variant alike; prints each variant's step means, their
-median and its ratio to the first variant's.
+round (each round starting one variant later), on one workload, so drift on a shared card and a variant's place in the
+round fall on every variant alike; prints each variant's step means, their median and its ratio to the first variant's.
 
     python3 scripts/gpu_ab.py --model gpt --precision bf16 \\
         new=.gpu/tandem base=.gpu/tandem-base \\
@@ -79,7 +79,8 @@ def main():
     times = {label: [] for label in labels}
     for r in range(args.rounds):
         row = []
-        for label, binary, env in variants:
+        # Each round starts one variant later, so no variant always runs first or last in a round.
+        for label, binary, env in variants[r % len(variants):] + variants[:r % len(variants)]:
             measured, error = run(binary, env, args, batch, args.steps, args.warmup)
             if error:
                 print(f"round {r + 1}, {label}: {error}", file=sys.stderr)
