@@ -26,6 +26,9 @@ public final class CUDAContext {
     public let stream: CUHandle?
     /// A second stream for work that may overlap the main one (the optimizer during backward).
     public let sideStream: CUHandle?
+    /// A third stream for gradient all-reduces (NCCL) beside both: they overlap backward without holding up the
+    /// weight gradients queued on the side stream.
+    public let commStream: CUHandle?
     /// Where ``launch(_:grid:block:sharedBytes:_:)`` queues: `stream`, or `sideStream` inside ``onSideStream(_:)``.
     private var launchStream: CUHandle?
     private var syncEvents: [CUHandle?] = []
@@ -107,6 +110,9 @@ public final class CUDAContext {
         var side: CUHandle?
         try driver.check(driver.cuStreamCreateWithPriority(&side, 1, greatest), "cuStreamCreateWithPriority")
         sideStream = side
+        var comm: CUHandle?
+        try driver.check(driver.cuStreamCreateWithPriority(&comm, 1, greatest), "cuStreamCreateWithPriority")
+        commStream = comm
         allocator = DeviceAllocator(backing: DriverBacking(driver: driver))
         workspace = try allocator.allocate(bytes: Self.workspaceBytes, category: .workspace)
         sideWorkspace = try allocator.allocate(bytes: Self.sideWorkspaceBytes, category: .workspace)

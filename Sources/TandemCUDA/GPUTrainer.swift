@@ -255,7 +255,7 @@ public final class GPUTrainer {
 
     /// Bytes of gradient per all-reduce started while backward runs (over NCCL): as soon as the
     /// gradients at the end of the flat buffer are final and reach this size, they are averaged
-    /// on the side stream, under the rest of backward. `TANDEM_NCCL_BUCKET_MB` sets it; 0 gives one
+    /// on the communication stream, under the rest of backward. `TANDEM_NCCL_BUCKET_MB` sets it; 0 gives one
     /// all-reduce after backward; a value that is not a number from 0 to 1048576 leaves the default, 25.
     static let bucketBytes: Int = {
         guard let text = getenv("TANDEM_NCCL_BUCKET_MB").map({ String(cString: $0) }), let mb = Double(text), mb >= 0, mb <= 1_048_576 else {
@@ -269,16 +269,20 @@ public final class GPUTrainer {
     var finished: Set<Int> = []
     /// Parameter indices by their slice's offset, last slice first.
     lazy var byOffsetDescending: [Int] = offsets.indices.sorted { offsets[$0] > offsets[$1] }
-    var bucketsGradients: Bool { (collective?.size ?? 1) > 1 && Self.bucketBytes > 0 }
+    var bucketsGradients: Bool { ((collective?.size ?? 1) > 1 || bucketsAlone) && Self.bucketBytes > 0 }
+    /// Buckets gradients over a group of one too (whose average is exact): the self-test's way to run the bucketed
+    /// step's stream order on one GPU. Set before the first step.
+    var bucketsAlone = false
 
-    /// Averages gradients `range` of the flat buffer over the group on the side stream, after
-    /// everything backward has queued so far (the side stream keeps the collectives in the
-    /// same order on every rank).
-    func reduceOnSideStream(_ range: Range<Int>) throws {
+    /// Averages gradients `range` of the flat buffer over the group on the communication stream, after everything
+    /// backward has queued so far on the main stream and, with weight gradients beside, on the side stream (one stream
+    /// keeps the collectives in the same order on every rank).
+    func reduceBeside(_ range: Range<Int>) throws {
         guard let collective, !range.isEmpty else { return }
-        try gpu.sideWaitsForMain()
+        try gpu.order(gpu.commStream, after: gpu.stream)
+        if sideHasWeightGradients { try gpu.order(gpu.commStream, after: gpu.sideStream) }
         try collective.allReduceInStream([.device(grads + DevicePointer(4 * range.lowerBound), count: range.count)],
-                                         operation: .average, stream: gpu.sideStream)
+                                         operation: .average, stream: gpu.commStream)
     }
 
     /// Starts the all-reduce of the finished tail of the flat gradient once it holds a bucket.
@@ -289,7 +293,7 @@ public final class GPUTrainer {
             from = offsets[i]
         }
         if 4 * (reducedFrom - from) >= Self.bucketBytes {
-            try reduceOnSideStream(from..<reducedFrom)
+            try reduceBeside(from..<reducedFrom)
             reducedFrom = from
         }
     }
@@ -316,9 +320,11 @@ public final class GPUTrainer {
 
     /// Whether backward queues weight-gradient GEMMs on the side stream, beside the input-gradient GEMMs and kernels
     /// of the main stream (independent work: small GEMMs and memory-bound kernels leave multiprocessors idle that the
-    /// other stream's work fills). Not when gradient buckets take the side stream (an all-reduce would hold the
-    /// GEMMs back); `TANDEM_GPU_WGRAD_STREAM=0` keeps everything on the main stream.
-    var weightGradientsOnSide: Bool { !bucketsGradients && schedule.weightGradientsBeside }
+    /// other stream's work fills). Gradient buckets have a stream of their own; beside them, weight gradients stay beside
+    /// only on a share of the multiprocessors (``Schedule/sideMultiprocessors``), which leaves room for the all-reduce's
+    /// kernels (two H200s: gpt bf16 −6.5% a step with them beside on 66 of 132; mlp-wide, whose schedule gives them every
+    /// multiprocessor, +4–5%). `TANDEM_GPU_WGRAD_STREAM=0` keeps everything on the main stream.
+    var weightGradientsOnSide: Bool { schedule.weightGradientsBeside && (!bucketsGradients || schedule.sideMultiprocessors > 0) }
 
     /// Whether the step's forward runs in two halves of the batch, the second on the side stream (``Schedule/forwardSplit``).
     var splitsForward: Bool { schedule.forwardSplit && network.canSplitForward && !defersUpdates }
@@ -363,9 +369,9 @@ public final class GPUTrainer {
         if sideHasWeightGradients { try gpu.joinSideStream() }
         if bucketsGradients {
             // The rest of the gradient, then the optimizer waits for every bucket (graph-capturable:
-            // the side stream forks from and joins the main one with events).
-            try reduceOnSideStream(0..<reducedFrom)
-            try gpu.joinSideStream()
+            // the communication stream forks from and joins the main one with events).
+            try reduceBeside(0..<reducedFrom)
+            try gpu.order(gpu.stream, after: gpu.commStream)
         } else if let collective {
             // Data parallel over NCCL: the averaged gradient, in stream order (graph-capturable).
             try collective.allReduceInStream([.device(grads, count: flatCount)], operation: .average, stream: gpu.stream)
@@ -528,7 +534,9 @@ public final class GPUTrainer {
 
     /// How the model's layers are computed (cuDNN or Tandem's own kernels, and why), and how the step is scheduled.
     public var engine: String {
-        network.engine + "; " + scheduleNote + (gpu.launchesProgrammatically ? "; programmatic launches" : "")
+        let buckets = !bucketsGradients ? "" : "; gradient all-reduces in buckets on a stream of their own"
+            + (schedule.weightGradientsBeside && !weightGradientsOnSide ? ", weight gradients on the main stream" : "")
+        return network.engine + "; " + scheduleNote + buckets + (gpu.launchesProgrammatically ? "; programmatic launches" : "")
     }
 
     /// Sets the learning rate of the following eager steps.

@@ -8,7 +8,8 @@ import TandemCollectives
 extension GPUSelfTest {
     /// What one GPU can check of the NCCL backend: every collective of a job of one through
     /// both APIs (handles and stream order); a DDP step over NCCL against the plain step
-    /// (identical weights), eager and in a captured graph; and a rank that never joins ending
+    /// (identical weights), eager and in a captured graph, with the gradient averaged after backward and in buckets
+    /// beside it; and a rank that never joins ending
     /// in a timeout that names it instead of a hang.
     func ncclChecks() throws {
         let nccl: NCCLLibrary
@@ -53,20 +54,32 @@ extension GPUSelfTest {
             let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
             let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
             let plain = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+            // One averages the whole gradient after backward; the other in buckets on the communication stream while
+            // backward runs (as a job of several does), weight gradients beside on the side stream.
             let ddp = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+            let bucketed = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
             try ddp.join(group)
+            try bucketed.join(group)
+            bucketed.bucketsAlone = true
             for (i, batch) in batches.enumerated() {
                 try plain.load(batch); try plain.step()
-                try ddp.load(batch)
-                if i == 1 { try ddp.captureGraph() }
-                try ddp.step()
+                for t in [ddp, bucketed] {
+                    try t.load(batch)
+                    if i == 1 { try t.captureGraph() }
+                    try t.step()
+                }
             }
             try gpu.synchronize()
             try group.checkHealth()
-            let u = try plain.downloadParameters(), v = try ddp.downloadParameters()
-            var s: [Float] = [], t: [Float] = []
-            for name in plain.names { s += u[name]!; t += v[name]! }
-            record("nccl: \(w.rawValue) DDP step (eager, then graph) vs plain step, 3 steps", p.rawValue, Self.relativeError(t, s), w == .gpt ? 1e-5 : 0)
+            let u = try plain.downloadParameters()
+            var s: [Float] = []
+            for name in plain.names { s += u[name]! }
+            for (t, how) in [(ddp, "DDP step"), (bucketed, "DDP step in buckets beside backward")] {
+                let v = try t.downloadParameters()
+                let flat = plain.names.flatMap { v[$0]! }
+                record("nccl: \(w.rawValue) \(how) (eager, then graph) vs plain step, 3 steps", p.rawValue, Self.relativeError(flat, s),
+                       w == .gpt ? 1e-5 : 0)
+            }
         }
 
         // A job of two whose rank 1 never comes: joining ends at the timeout, naming rank 1.
