@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--raw", help="append every result JSON line here")
     a = ap.parse_args()
     gpus = sorted({int(g) for g in a.gpus.split(",")})
-    raw = open(a.raw, "a") if a.raw else None
+    raw = open(a.raw, "a", buffering=1) if a.raw else None   # line-buffered: a run stopped by a time limit keeps its lines
     R, torch_mode, failures = {}, {}, []
     for model in a.models.split(","):
         for prec in a.precisions.split(","):

@@ -71,7 +71,7 @@ def main():
     if len(set(labels)) != len(labels):
         sys.exit(f"variant labels must differ: {labels}")
     batch = args.batch or GPU_BATCH.get(args.model, 256)
-    out = open(args.out, "a") if args.out else None
+    out = open(args.out, "a", buffering=1) if args.out else None   # line-buffered: kept if a time limit stops the run
     for label, binary, env in variants:   # compile kernels and tune GEMMs outside the timed runs
         _, error = run(binary, env, args, batch, 3, 1)
         if error:
