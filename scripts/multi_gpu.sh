@@ -32,7 +32,7 @@ for precision in fp32 bf16; do
     common=(train --device cuda --model mlp --data datasets/digits --steps 30 --shard cyclic --seed 7 --precision "$precision" --quiet)
     timeout 60 "$TANDEM" "${common[@]}" --batch $((64 * widest)) --save "$OUT/one-$precision.safetensors" > "$OUT/one-$precision.txt" 2>&1
     # 1 MiB gradient buckets, so that the all-reduces started during backward are what is checked.
-    TANDEM_NCCL_BUCKET_MB=1 timeout 60 "$TANDEM" launch --gpus "$widest" -- "$TANDEM" "${common[@]}" --backend nccl --batch 64 \
+    timeout 60 "$TANDEM" launch --gpus "$widest" -- "$TANDEM" "${common[@]}" --backend nccl --batch 64 --bucket-mb 1 \
         --save "$OUT/many-$precision.safetensors" > "$OUT/many-$precision.txt" 2>&1
     if python3 "$HERE/compare_weights.py" "$OUT/one-$precision.safetensors" "$OUT/many-$precision.safetensors" \
         --tolerance "$tolerance" > "$OUT/compare-$precision.txt" 2>&1; then

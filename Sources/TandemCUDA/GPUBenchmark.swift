@@ -22,6 +22,8 @@ public struct GPUBenchmark {
     public var graph: Bool
     /// Data parallel over NCCL: this process is one rank, its synthetic batches seeded by its rank.
     public var collective: NCCLGroup?
+    /// Gradient bytes per all-reduce over `collective` (``GPUTrainer/bucketBytes``); nil: the trainer's default.
+    public var bucketBytes: Int?
 
     public init(workload: ReferenceModel, batch: Int, steps: Int, warmup: Int, precision: GPUPrecision, graph: Bool) {
         self.workload = workload; self.batch = batch; self.steps = steps; self.warmup = warmup
@@ -66,6 +68,7 @@ public struct GPUBenchmark {
         let trainer = try GPUTrainer(gpu: gpu, workload: workload, model: model, batch: batch, precision: precision,
                                      optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
         if let collective { try trainer.join(collective) }
+        if let bucketBytes { trainer.bucketBytes = bucketBytes }
         let staged = try (0..<4).map { _ in try trainer.stage(workload.syntheticBatch(size: batch, generator: &generator)) }
         var i = 0
         func oneStep() throws {

@@ -255,9 +255,11 @@ public final class GPUTrainer {
 
     /// Bytes of gradient per all-reduce started while backward runs (over NCCL): as soon as the
     /// gradients at the end of the flat buffer are final and reach this size, they are averaged
-    /// on the communication stream, under the rest of backward. `TANDEM_NCCL_BUCKET_MB` sets it; 0 gives one
-    /// all-reduce after backward; a value that is not a number from 0 to 1048576 leaves the default, 25.
-    static let bucketBytes: Int = {
+    /// on the communication stream, under the rest of backward; 0 gives one all-reduce after backward. Set it before
+    /// the first step (a captured graph keeps the buckets it was captured with). `TANDEM_NCCL_BUCKET_MB` sets the
+    /// default; a value that is not a number from 0 to 1048576 leaves 25.
+    public var bucketBytes = GPUTrainer.defaultBucketBytes
+    static let defaultBucketBytes: Int = {
         guard let text = getenv("TANDEM_NCCL_BUCKET_MB").map({ String(cString: $0) }), let mb = Double(text), mb >= 0, mb <= 1_048_576 else {
             return 25 << 20
         }
@@ -269,7 +271,7 @@ public final class GPUTrainer {
     var finished: Set<Int> = []
     /// Parameter indices by their slice's offset, last slice first.
     lazy var byOffsetDescending: [Int] = offsets.indices.sorted { offsets[$0] > offsets[$1] }
-    var bucketsGradients: Bool { ((collective?.size ?? 1) > 1 || bucketsAlone) && Self.bucketBytes > 0 }
+    var bucketsGradients: Bool { ((collective?.size ?? 1) > 1 || bucketsAlone) && bucketBytes > 0 }
     /// Buckets gradients over a group of one too (whose average is exact): the self-test's way to run the bucketed
     /// step's stream order on one GPU. Set before the first step.
     var bucketsAlone = false
@@ -292,7 +294,7 @@ public final class GPUTrainer {
             guard finished.contains(i) else { break }
             from = offsets[i]
         }
-        if 4 * (reducedFrom - from) >= Self.bucketBytes {
+        if 4 * (reducedFrom - from) >= bucketBytes {
             try reduceBeside(from..<reducedFrom)
             reducedFrom = from
         }

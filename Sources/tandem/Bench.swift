@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch per worker (default: the CPU batch of WORKLOADS.md).") var batch: Int?
     @Option(help: "Timed steps.") var steps = 20
     @Option(help: "Untimed warm-up steps.") var warmup = 3
-    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (workers > 1).") var bucketMB = 25.0
+    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (workers > 1; default 25, with --device cuda TANDEM_NCCL_BUCKET_MB or 25).") var bucketMB: Double?
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
     @Flag(name: .customLong("shard-optimizer"), inversion: .prefixedNo,
           help: "Each worker updates only its 1/N of the weights and keeps 1/N of the optimizer state (ZeRO stage 1): reduce-scatter, update, all-gather. Default: on with several worker threads and --compress none.")
@@ -37,7 +37,10 @@ struct Bench: ParsableCommand {
         try requirePositive(workers, "--workers")
         try requirePositive(steps, "--steps")
         if let batch { try requirePositive(batch, "--batch") }
-        guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") }
+        if let bucketMB { guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") } }
+        if device == .cuda && compress != "none" {
+            throw ValidationError("--compress narrows the CPU backends' gradients (threads, MPI); over NCCL the GPU step all-reduces fp32 gradients: leave it out with --device cuda")
+        }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
         if timeline && !profile { throw ValidationError("--timeline prints the launches of --profile's eager steps: add --profile") }
@@ -57,10 +60,11 @@ struct Bench: ParsableCommand {
         var benchmark = Benchmark(workload: model, batch: batch ?? model.cpuBatch, steps: steps, warmup: warmup)
         benchmark.backend = launch.resolved
         let compression = GradientCompression(rawValue: compress)!
+        let bucketBytes = bucketByteCount(bucketMB) ?? 25 << 20
         // Sharded by default where it was measured faster: several worker threads, uncompressed gradients.
         let sharded = shardOptimizer ?? (workers > 1 && launch.resolved == .threads && compression == .none)
         if measurementOptions.measurementOut != nil {
-            return try measurementOptions.write(benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression,
+            return try measurementOptions.write(benchmark.measure(workers: workers, bucketBytes: bucketBytes, compression: compression,
                                                                   recordEvents: measurementOptions.recordEvents, shardOptimizer: sharded))
         }
         let result: RunResult
@@ -68,12 +72,12 @@ struct Bench: ParsableCommand {
             guard launch.resolved == .threads else { throw ValidationError("--lockstep-replicas runs worker threads of this process: use --backend threads") }
             result = try benchmark.measure(workers: workers, independent: true).result
         } else if let trace {
-            let measurement = try benchmark.measure(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, recordEvents: true,
+            let measurement = try benchmark.measure(workers: workers, bucketBytes: bucketBytes, compression: compression, recordEvents: true,
                                                     shardOptimizer: sharded)
             if Launch.isPrimary { try FileIO.writeAtomically(Array(ChromeTrace.render(Analysis.events(measurement)).utf8), to: trace) }
             result = measurement.result
         } else {
-            result = try benchmark.run(workers: workers, bucketBytes: Int(bucketMB * 1_048_576), compression: compression, shardOptimizer: sharded)
+            result = try benchmark.run(workers: workers, bucketBytes: bucketBytes, compression: compression, shardOptimizer: sharded)
         }
         guard Launch.isPrimary else { return }
         if json { try printJSON(result); return }

@@ -45,6 +45,7 @@ extension Bench {
         let b = batch ?? model.gpuBatch
         var benchmark = GPUBenchmark(workload: model, batch: b, steps: steps, warmup: warmup, precision: precision, graph: graph)
         benchmark.collective = job?.group
+        benchmark.bucketBytes = bucketByteCount(bucketMB)
         if profile {
             let (rows, launches, engine) = try benchmark.profile(gpu: gpu)
             print("layers: \(engine)")
@@ -119,6 +120,7 @@ extension Train {
         let trainer = try GPUTrainer(gpu: gpu, workload: model, model: network, batch: b, precision: precision, optimizer: opt,
                                      clipNorm: clipNorm ?? 0)
         if let job { try trainer.join(job.group) }
+        if let bytes = bucketByteCount(bucketMB) { trainer.bucketBytes = bytes }
         let quiet = self.quiet || !(job?.isPrimary ?? true)
         let start = Date()
         var loss: Float = .nan

@@ -26,6 +26,10 @@ extension ReferenceModel: ExpressibleByArgument {
 }
 
 /// Positive integers from the command line.
+/// `--bucket-mb` in bytes; nil when the flag was not given (the CPU backends then take 25 MiB, the GPU trainer
+/// `TANDEM_NCCL_BUCKET_MB` or 25 MiB).
+func bucketByteCount(_ megabytes: Double?) -> Int? { megabytes.map { Int($0 * 1_048_576) } }
+
 func requirePositive(_ value: Int, _ flag: String) throws {
     guard value > 0 else { throw ValidationError("\(flag) must be a positive integer, got \(value)") }
 }

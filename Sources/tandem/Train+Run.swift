@@ -50,7 +50,7 @@ struct Run: @unchecked Sendable {
             let model = recipe.makeModel()
             if let path = c.`init` { try model.loadWeights(from: path) }
             let worker = try Worker(model: model, group: group, optimizer: try c.makeOptimizer(),
-                                    bucketBytes: Int(c.bucketMB * 1_048_576), compression: compression, shardOptimizer: c.shardsOptimizer)
+                                    bucketBytes: bucketByteCount(c.bucketMB) ?? 25 << 20, compression: compression, shardOptimizer: c.shardsOptimizer)
             worker.clipNorm = c.clipNorm
             var drawn = 0
             if c.resume, let dir = c.checkpointDir {

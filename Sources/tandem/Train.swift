@@ -38,7 +38,7 @@ struct Train: ParsableCommand {
     @Option(help: "Workers (threads of this process, one replica each).") var workers = 1
     @Option(help: "ddp (all-reduce, every worker updates) or dp (classic DataParallel: gather on the first worker, update there, broadcast).") var mode = "ddp"
     @Option(help: "How the data is split over workers: block, cyclic or hash.") var shard = "block"
-    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB.") var bucketMB = 25.0
+    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (default 25; with --device cuda, TANDEM_NCCL_BUCKET_MB or 25).") var bucketMB: Double?
     @Option(help: "Micro-batches accumulated per optimizer step.") var accumulate = 1
     @Option(help: "Batches each worker's loader assembles ahead of use, on a background thread.") var prefetch = 2
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16.") var compress = "none"
@@ -74,7 +74,10 @@ struct Train: ParsableCommand {
         guard ["ddp", "dp"].contains(mode) else { throw ValidationError("--mode must be ddp or dp, got '\(mode)'") }
         guard DistributedSampler.Strategy(rawValue: shard) != nil else { throw ValidationError("--shard must be block, cyclic or hash, got '\(shard)'") }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
-        guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") }
+        if let bucketMB { guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") } }
+        if device == .cuda && compress != "none" {
+            throw ValidationError("--compress narrows the CPU backends' gradients (threads, MPI); over NCCL the GPU step all-reduces fp32 gradients: leave it out with --device cuda")
+        }
         guard timeout.isFinite && timeout > 0 && timeout <= 1e7 else { throw ValidationError("--timeout must be a number of seconds in (0, 10000000], got \(timeout)") }
         guard accumulate <= 1 << 20 else { throw ValidationError("--accumulate must be at most 1048576, got \(accumulate)") }
         if let epochs, epochs > 1 << 20 { throw ValidationError("--epochs must be at most 1048576, got \(epochs)") }
