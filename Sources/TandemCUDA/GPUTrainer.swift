@@ -271,9 +271,12 @@ public final class GPUTrainer {
     var finished: Set<Int> = []
     /// Parameter indices by their slice's offset, last slice first.
     lazy var byOffsetDescending: [Int] = offsets.indices.sorted { offsets[$0] > offsets[$1] }
-    var bucketsGradients: Bool { ((collective?.size ?? 1) > 1 || bucketsAlone) && bucketBytes > 0 }
+    var bucketsGradients: Bool {
+        guard let collective, bucketBytes > 0 else { return false }
+        return collective.size > 1 || bucketsAlone
+    }
     /// Buckets gradients over a group of one too (whose average is exact): the self-test's way to run the bucketed
-    /// step's stream order on one GPU. Set before the first step.
+    /// step's stream order on one GPU (it needs a group, as every bucket does). Set before the first step.
     var bucketsAlone = false
 
     /// Averages gradients `range` of the flat buffer over the group on the communication stream, after everything

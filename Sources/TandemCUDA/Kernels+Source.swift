@@ -1118,8 +1118,9 @@ INSTANTIATE(embedding_layernorm_fwd, (const int* tokens, const float* wte, const
 
 // Both embeddings' gradients from the residual stream's first gradient dx [B, T, C], reading it once: the position
 // table's, dwpe[t] = Σ_b dx[b, t] (written over, added in b order: deterministic), and the token table's,
-// dwte[token] += dx[b, t] (atomics: dwte zeroed first). A thread a 4-column group of one position, EMB_BWD_ROWS of its
-// B rows loaded before their atomics. C a multiple of 4.
+// dwte[token] += dx[b, t] (atomics: dwte zeroed first; 16-byte ones on sm_90 where the compiler has them, CUDA 12.8 on
+// here, else four 4-byte ones). A thread a 4-column group of one position, EMB_BWD_ROWS of its B rows loaded before
+// their atomics. C a multiple of 4.
 #ifndef EMB_BWD_ROWS
 #define EMB_BWD_ROWS 8
 #endif
@@ -1142,7 +1143,7 @@ extern "C" __global__ void embedding_bwd(const int* tokens, const float* dx, flo
       for (int j = 0; j < EMB_BWD_ROWS; j++) {
         if (b0 + j >= B) continue;
         s = make_float4(s.x + d[j].x, s.y + d[j].y, s.z + d[j].z, s.w + d[j].w);
-#if __CUDA_ARCH__ >= 900
+#if __CUDA_ARCH__ >= 900 && (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 8))
         atomicAdd((float4*)(dwte + at[j]), d[j]);
 #else
         atomicAdd(dwte + at[j], d[j].x); atomicAdd(dwte + at[j] + 1, d[j].y);

@@ -60,7 +60,13 @@ extension GPUSelfTest {
             let bucketed = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
             try ddp.join(group)
             try bucketed.join(group)
+            // 1 MiB buckets, so that all-reduces start while backward runs (mlp's whole gradient is 7 MiB), and the plain
+            // step's schedule for all three (each chose one by timing; GEMMs on a share of the multiprocessors round
+            // differently from GEMMs on all).
             bucketed.bucketsAlone = true
+            bucketed.bucketBytes = 1 << 20
+            ddp.schedule = plain.schedule
+            bucketed.schedule = plain.schedule
             for (i, batch) in batches.enumerated() {
                 try plain.load(batch); try plain.step()
                 for t in [ddp, bucketed] {

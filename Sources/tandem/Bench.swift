@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch per worker (default: the CPU batch of WORKLOADS.md).") var batch: Int?
     @Option(help: "Timed steps.") var steps = 20
     @Option(help: "Untimed warm-up steps.") var warmup = 3
-    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (workers > 1; default 25, with --device cuda TANDEM_NCCL_BUCKET_MB or 25).") var bucketMB: Double?
+    @Option(name: .customLong("bucket-mb"), help: "Gradient bucket size in MB (several workers or NCCL ranks; default 25, with --device cuda TANDEM_NCCL_BUCKET_MB or 25).") var bucketMB: Double?
     @Option(help: "Gradient payload on the wire: none, bf16 or fp16 (workers > 1).") var compress = "none"
     @Flag(name: .customLong("shard-optimizer"), inversion: .prefixedNo,
           help: "Each worker updates only its 1/N of the weights and keeps 1/N of the optimizer state (ZeRO stage 1): reduce-scatter, update, all-gather. Default: on with several worker threads and --compress none.")

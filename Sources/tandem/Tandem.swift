@@ -25,11 +25,11 @@ extension ReferenceModel: ExpressibleByArgument {
     public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }
 
-/// Positive integers from the command line.
-/// `--bucket-mb` in bytes; nil when the flag was not given (the CPU backends then take 25 MiB, the GPU trainer
-/// `TANDEM_NCCL_BUCKET_MB` or 25 MiB).
-func bucketByteCount(_ megabytes: Double?) -> Int? { megabytes.map { Int($0 * 1_048_576) } }
+/// `--bucket-mb` in bytes, at least one; nil when the flag was not given (the CPU backends then take 25 MiB, the GPU
+/// trainer `TANDEM_NCCL_BUCKET_MB` or 25 MiB).
+func bucketByteCount(_ megabytes: Double?) -> Int? { megabytes.map { max(1, Int($0 * 1_048_576)) } }
 
+/// Positive integers from the command line.
 func requirePositive(_ value: Int, _ flag: String) throws {
     guard value > 0 else { throw ValidationError("\(flag) must be a positive integer, got \(value)") }
 }
