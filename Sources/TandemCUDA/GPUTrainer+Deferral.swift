@@ -12,7 +12,7 @@ extension GPUTrainer {
     /// ``flushDeferredUpdates()`` has run, which everything that reads or replaces the weights does first.
     var defersUpdates: Bool { canDeferUpdates && schedule.updatesDeferred }
     /// Whether this trainer could defer its updates under a schedule that asks for it (``defersUpdates``).
-    var canDeferUpdates: Bool { usesSGD && clipNorm == 0 && precision != .fp16 && collective == nil && network.updateGroups.count > 1 }
+    var canDeferUpdates: Bool { usesSGD && clipNorm == 0 && precision != .fp16 && !averagesGradients && network.updateGroups.count > 1 }
 
     /// The step state the deferred updates read: slot 8, their gradient multiplier (1), and slot 9, their skip flag: 0 exactly
     /// while updates are pending (a deferring step's end clears it; the launch that applies them sets it, in stream order), so

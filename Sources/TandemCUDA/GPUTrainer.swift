@@ -249,7 +249,7 @@ public final class GPUTrainer {
     /// stream, overlapping the rest of backward: only when nothing global stands between the
     /// gradient and the update (no clipping, no loss scaling, no all-reduce).
     /// Whether it is wanted is part of the step's ``Schedule``, chosen by timing.
-    var overlapsOptimizer: Bool { clipNorm == 0 && precision != .fp16 && collective == nil && schedule.optimizerBeside }
+    var overlapsOptimizer: Bool { clipNorm == 0 && precision != .fp16 && !averagesGradients && schedule.optimizerBeside }
 
     // MARK: Gradient buckets over NCCL
 
@@ -271,13 +271,13 @@ public final class GPUTrainer {
     var finished: Set<Int> = []
     /// Parameter indices by their slice's offset, last slice first.
     lazy var byOffsetDescending: [Int] = offsets.indices.sorted { offsets[$0] > offsets[$1] }
-    var bucketsGradients: Bool {
-        guard let collective, bucketBytes > 0 else { return false }
-        return collective.size > 1 || bucketsAlone
-    }
-    /// Buckets gradients over a group of one too (whose average is exact): the self-test's way to run the bucketed
-    /// step's stream order on one GPU (it needs a group, as every bucket does). Set before the first step.
-    var bucketsAlone = false
+    var bucketsGradients: Bool { averagesGradients && bucketBytes > 0 }
+    /// Whether each step averages its gradient over the group: a group of several ranks (or ``averagesAlone``). A group
+    /// of one has nothing to average, so its step is the plain one (momentum folded, updates beside or deferred).
+    var averagesGradients: Bool { guard let collective else { return false }; return collective.size > 1 || averagesAlone }
+    /// Averages over a group of one too (exactly: the average of one): the self-test's way to run the all-reduce's
+    /// stream order, bucketed or not, on one GPU. Set before the first step.
+    var averagesAlone = false
 
     /// Averages gradients `range` of the flat buffer over the group on the communication stream, after everything
     /// backward has queued so far on the main stream and, with weight gradients beside, on the side stream (one stream
@@ -377,7 +377,7 @@ public final class GPUTrainer {
             // the communication stream forks from and joins the main one with events).
             try reduceBeside(0..<reducedFrom)
             try gpu.order(gpu.stream, after: gpu.commStream)
-        } else if let collective {
+        } else if averagesGradients, let collective {
             // Data parallel over NCCL: the averaged gradient, in stream order (graph-capturable).
             try collective.allReduceInStream([.device(grads, count: flatCount)], operation: .average, stream: gpu.stream)
         }
@@ -424,7 +424,7 @@ public final class GPUTrainer {
     /// pass of its own; fp32 SIMT GEMMs read C tile by tile in their epilogue and pay for it.
     var foldsMomentum: Bool {
         guard case .sgd(_, let mu, _, let nesterov) = optimizer, mu != 0, !nesterov, foldFrom < flatCount else { return false }
-        return clipNorm == 0 && precision != .fp16 && collective == nil && !keepsGradients && !Self.foldingDisabled
+        return clipNorm == 0 && precision != .fp16 && !averagesGradients && !keepsGradients && !Self.foldingDisabled
     }
     /// Where the weights that can be folded start in the flat buffers (`flatCount`: none).
     let foldFrom: Int
@@ -482,7 +482,7 @@ public final class GPUTrainer {
         guard count > 0 else { return }
         let folds = folded ?? self.folds, optimizer = optimizer ?? self.optimizer
         // The kernels' folded elements ignore the gradient multiplier, dampening and Nesterov: only what foldsMomentum allows.
-        precondition(!folds || (clipNorm == 0 && precision != .fp16 && collective == nil), "a folded step with clipping, loss scaling or an all-reduce")
+        precondition(!folds || (clipNorm == 0 && precision != .fp16 && !averagesGradients), "a folded step with clipping, loss scaling or an all-reduce")
         let statePtr = KernelArgument.pointer(stepState ?? state)
         let blocks = min((count + 255) / 256, 132 * 16)
         func at(_ p: DevicePointer, _ bytes: Int) -> KernelArgument { .pointer(p == 0 ? 0 : p + DevicePointer(bytes * start)) }
@@ -515,7 +515,8 @@ public final class GPUTrainer {
     public private(set) var collective: NCCLGroup?
 
     /// Joins `group`, as DDP does at construction: rank 0's weights become every rank's;
-    /// from then on each step averages the gradients over the group.
+    /// from then on each step averages the gradients over the group (a group of one has nothing to average: its
+    /// step stays the plain one).
     public func join(_ group: NCCLGroup) throws {
         try flushDeferredUpdates()
         collective = group

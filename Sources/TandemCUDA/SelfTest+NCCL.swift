@@ -63,7 +63,9 @@ extension GPUSelfTest {
             // 1 MiB buckets, so that all-reduces start while backward runs (mlp's whole gradient is 7 MiB), and the plain
             // step's schedule for all three (each chose one by timing; GEMMs on a share of the multiprocessors round
             // differently from GEMMs on all).
-            bucketed.bucketsAlone = true
+            ddp.averagesAlone = true
+            ddp.bucketBytes = 0
+            bucketed.averagesAlone = true
             bucketed.bucketBytes = 1 << 20
             ddp.schedule = plain.schedule
             bucketed.schedule = plain.schedule
