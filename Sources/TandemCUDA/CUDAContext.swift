@@ -238,7 +238,7 @@ public final class CUDAContext {
         try driver.check(driver.cuEventRecord(start, launchStream), "cuEventRecord")
         try body()
         try driver.check(driver.cuEventRecord(end, launchStream), "cuEventRecord")
-        profiler.pending.append((label(), start, end, launchStream == sideStream ? "side" : "main"))
+        profiler.pending.append((label(), start, end, launchStream == sideStream ? "side" : launchStream == commStream ? "comm" : "main"))
     }
 
     func launchUnprofiled(_ name: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int,
@@ -390,6 +390,15 @@ public final class CUDAContext {
         launchStream = stream
         try blas.bind(stream: stream, workspace: workspace, workspaceBytes: Self.workspaceBytes)
         if let failure { throw failure }
+    }
+
+    /// Queues `body`'s kernel launches (no GEMMs: cuBLAS stays bound to its stream) on the communication stream, after
+    /// what that stream has already.
+    public func onCommStream(_ body: () throws -> Void) throws {
+        let previous = launchStream
+        launchStream = commStream
+        defer { launchStream = previous }
+        try body()
     }
 
     /// Makes the side stream wait for everything queued so far on the main stream.

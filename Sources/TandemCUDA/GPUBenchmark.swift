@@ -24,6 +24,8 @@ public struct GPUBenchmark {
     public var collective: NCCLGroup?
     /// Gradient bytes per all-reduce over `collective` (``GPUTrainer/bucketBytes``); nil: the trainer's default.
     public var bucketBytes: Int?
+    /// The gradient's 16-bit type between ranks (``GPUTrainer/compressGradients(to:)``); nil: fp32.
+    public var wireType: DType?
 
     public init(workload: ReferenceModel, batch: Int, steps: Int, warmup: Int, precision: GPUPrecision, graph: Bool) {
         self.workload = workload; self.batch = batch; self.steps = steps; self.warmup = warmup
@@ -69,6 +71,7 @@ public struct GPUBenchmark {
                                      optimizer: .sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false))
         if let collective { try trainer.join(collective) }
         if let bucketBytes { trainer.bucketBytes = bucketBytes }
+        if let wireType { try trainer.compressGradients(to: wireType) }
         let staged = try (0..<4).map { _ in try trainer.stage(workload.syntheticBatch(size: batch, generator: &generator)) }
         var i = 0
         func oneStep() throws {

@@ -54,24 +54,27 @@ extension GPUSelfTest {
             let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
             let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
             let plain = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
-            // One averages the whole gradient after backward; the other in buckets on the communication stream while
-            // backward runs (as a job of several does), weight gradients beside on the side stream.
-            let ddp = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
-            let bucketed = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
-            try ddp.join(group)
-            try bucketed.join(group)
-            // 1 MiB buckets, so that all-reduces start while backward runs (mlp's whole gradient is 7 MiB), and the plain
-            // step's schedule for all three (each chose one by timing; GEMMs on a share of the multiprocessors round
-            // differently from GEMMs on all).
-            ddp.averagesAlone = true
-            ddp.bucketBytes = 0
-            bucketed.averagesAlone = true
-            bucketed.bucketBytes = 1 << 20
-            ddp.schedule = plain.schedule
-            bucketed.schedule = plain.schedule
+            // One averages the whole gradient after backward; the others in buckets on the communication stream while
+            // backward runs (as a job of several does), weight gradients beside on the side stream, and two of them send
+            // it as bf16 and fp16. 1 MiB buckets, so that all-reduces start while backward runs (mlp's whole gradient is
+            // 7 MiB), and the plain step's schedule for all (each chose one by timing; GEMMs on a share of the
+            // multiprocessors round differently from GEMMs on all).
+            func averaging(buckets: Int, wire: DType? = nil) throws -> GPUTrainer {
+                let t = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
+                try t.join(group)
+                t.averagesAlone = true
+                t.bucketBytes = buckets
+                t.schedule = plain.schedule
+                if let wire { try t.compressGradients(to: wire) }
+                return t
+            }
+            let ddp = try averaging(buckets: 0), bucketed = try averaging(buckets: 1 << 20)
+            let wires = [(DType.bfloat16, "bf16"), (.float16, "fp16")]
+            let narrowed = try wires.map { try averaging(buckets: 1 << 20, wire: $0.0) }
+            let initial = try plain.downloadParameters()
             for (i, batch) in batches.enumerated() {
                 try plain.load(batch); try plain.step()
-                for t in [ddp, bucketed] {
+                for t in [ddp, bucketed] + narrowed {
                     try t.load(batch)
                     if i == 1 { try t.captureGraph() }
                     try t.step()
@@ -79,14 +82,19 @@ extension GPUSelfTest {
             }
             try gpu.synchronize()
             try group.checkHealth()
-            let u = try plain.downloadParameters()
-            var s: [Float] = []
-            for name in plain.names { s += u[name]! }
+            func flat(_ t: GPUTrainer) throws -> [Float] { let v = try t.downloadParameters(); return plain.names.flatMap { v[$0]! } }
+            let reference = try flat(plain), start = plain.names.flatMap { initial[$0]! }
             for (t, how) in [(ddp, "DDP step"), (bucketed, "DDP step in buckets beside backward")] {
-                let v = try t.downloadParameters()
-                let flat = plain.names.flatMap { v[$0]! }
-                record("nccl: \(w.rawValue) \(how) (eager, then graph) vs plain step, 3 steps", p.rawValue, Self.relativeError(flat, s),
+                record("nccl: \(w.rawValue) \(how) (eager, then graph) vs plain step, 3 steps", p.rawValue, Self.relativeError(try flat(t), reference),
                        w == .gpt ? 1e-5 : 0)
+            }
+            // A 16-bit wire rounds each gradient (2⁻⁹ relative in bf16, 2⁻¹² in fp16): the weights' changes over three steps
+            // stay that close to the plain step's, and differ from them (the rounding happened).
+            let change = zip(reference, start).map { $0 - $1 }
+            for (t, (_, name)) in zip(narrowed, wires) {
+                let error = Self.relativeError(zip(try flat(t), start).map { $0 - $1 }, change)
+                record("nccl: \(w.rawValue) DDP step with \(name) gradients on the wire: weight changes vs plain step", p.rawValue, error, 1e-2)
+                record("nccl: \(w.rawValue) DDP step with \(name) gradients on the wire differs from fp32's", p.rawValue, error > 0 ? 0 : 1, 0)
             }
         }
 

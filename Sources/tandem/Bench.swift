@@ -38,8 +38,8 @@ struct Bench: ParsableCommand {
         try requirePositive(steps, "--steps")
         if let batch { try requirePositive(batch, "--batch") }
         if let bucketMB { guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") } }
-        if device == .cuda && compress != "none" {
-            throw ValidationError("--compress narrows the CPU backends' gradients (threads, MPI); over NCCL the GPU step all-reduces fp32 gradients: leave it out with --device cuda")
+        if device == .cuda && compress != "none" && !launch.isNCCL {
+            throw ValidationError("--compress narrows the gradients between ranks: with --device cuda it needs --backend nccl")
         }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }

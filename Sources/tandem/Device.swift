@@ -46,6 +46,7 @@ extension Bench {
         var benchmark = GPUBenchmark(workload: model, batch: b, steps: steps, warmup: warmup, precision: precision, graph: graph)
         benchmark.collective = job?.group
         benchmark.bucketBytes = bucketByteCount(bucketMB)
+        benchmark.wireType = wireType(compress)
         if profile {
             let (rows, launches, engine) = try benchmark.profile(gpu: gpu)
             print("layers: \(engine)")
@@ -121,6 +122,7 @@ extension Train {
                                      clipNorm: clipNorm ?? 0)
         if let job { try trainer.join(job.group) }
         if let bytes = bucketByteCount(bucketMB) { trainer.bucketBytes = bytes }
+        if let type = wireType(compress) { try trainer.compressGradients(to: type) }
         let quiet = self.quiet || !(job?.isPrimary ?? true)
         let start = Date()
         var loss: Float = .nan

@@ -29,6 +29,9 @@ extension ReferenceModel: ExpressibleByArgument {
 /// trainer `TANDEM_NCCL_BUCKET_MB` or 25 MiB).
 func bucketByteCount(_ megabytes: Double?) -> Int? { megabytes.map { max(1, Int($0 * 1_048_576)) } }
 
+/// `--compress` as the GPU trainer's gradient type between ranks (``GPUTrainer/compressGradients(to:)``): nil for none.
+func wireType(_ compress: String) -> DType? { ["bf16": .bfloat16, "fp16": .float16][compress] }
+
 /// Positive integers from the command line.
 func requirePositive(_ value: Int, _ flag: String) throws {
     guard value > 0 else { throw ValidationError("\(flag) must be a positive integer, got \(value)") }

@@ -75,8 +75,8 @@ struct Train: ParsableCommand {
         guard DistributedSampler.Strategy(rawValue: shard) != nil else { throw ValidationError("--shard must be block, cyclic or hash, got '\(shard)'") }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         if let bucketMB { guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") } }
-        if device == .cuda && compress != "none" {
-            throw ValidationError("--compress narrows the CPU backends' gradients (threads, MPI); over NCCL the GPU step all-reduces fp32 gradients: leave it out with --device cuda")
+        if device == .cuda && compress != "none" && !launch.isNCCL {
+            throw ValidationError("--compress narrows the gradients between ranks: with --device cuda it needs --backend nccl")
         }
         guard timeout.isFinite && timeout > 0 && timeout <= 1e7 else { throw ValidationError("--timeout must be a number of seconds in (0, 10000000], got \(timeout)") }
         guard accumulate <= 1 << 20 else { throw ValidationError("--accumulate must be at most 1048576, got \(accumulate)") }

@@ -31,8 +31,8 @@ struct DeviceCLITests {
         (["scale", "--precision", "bf16"], ["--precision", "GPU"]),
         (["bench", "--device", "tpu"], ["--device"]),
         (["bench", "--device", "cuda", "--precision", "fp8"], ["--precision"]),
-        (["bench", "--device", "cuda", "--compress", "bf16"], ["--compress", "fp32 gradients", "--device cuda"]),
-        (["train", "--device", "cuda", "--model", "mlp", "--compress", "fp16"], ["--compress", "--device cuda"]),
+        (["bench", "--device", "cuda", "--compress", "bf16"], ["--compress", "--backend nccl"]),
+        (["train", "--device", "cuda", "--model", "mlp", "--compress", "fp16"], ["--compress", "--backend nccl"]),
         (["bench", "--device", "cuda", "--bucket-mb", "0"], ["--bucket-mb", "(0, 1048576]"]),
     ])
     func badFlags(arguments: [String], words: [String]) throws {
