@@ -301,20 +301,25 @@ public final class GPUTrainer {
         try gpu.launch1D("cast_to_f32" + suffix, count: min(range.count, 1 << 20), [.pointer(half), .pointer(fp32), .long(Int64(range.count))])
     }
 
-    /// The gradient's type between ranks: fp32, or 16 bits after ``compressGradients(to:)``.
+    /// The gradient's type between ranks: fp32, or bf16 after ``compressGradients(to:)``.
     public private(set) var wireType: DType = .float32
     /// The 16-bit copy of the flat gradient that goes over the wire (0: none, fp32 on the wire).
     var wire: DevicePointer = 0
 
-    /// Sends the gradient between ranks as bf16 or fp16 (`type`): each rank rounds its fp32 gradient, NCCL averages the
-    /// 16-bit values (each divided by the ranks before the sum, as `ncclAvg` does), and the average comes back into the
-    /// fp32 gradient: half the bytes, as PyTorch DDP's bf16 and fp16 compression hooks. An fp16 value past 65504
-    /// becomes infinite, which a step with loss scaling skips as an overflow. Call before the first step.
+    /// Sends the gradient between ranks as bf16 (`type`): each rank rounds its fp32 gradient, NCCL averages the 16-bit
+    /// values (each divided by the ranks before the sum, as `ncclAvg` does; with more than two ranks its partial sums are
+    /// rounded to 16 bits too), and the average comes back into the fp32 gradient: half the bytes, as PyTorch DDP's bf16
+    /// compression hook. Not fp16: a value past 65504 would reach the weights as infinity. A group of one sends nothing.
+    /// Call before the first step.
     public func compressGradients(to type: DType) throws {
-        guard type == .bfloat16 || type == .float16 else {
-            throw CUDAError.unsupported("gradients go over the wire as bfloat16 or float16, not \(type)")
+        guard type == .bfloat16 else {
+            throw CUDAError.unsupported("gradients go between GPUs as bfloat16, not \(type) (fp16 overflows past 65504)")
         }
-        if wire == 0 { wire = try gpu.allocate(bytes: 2 * flatCount, category: .gradients) }
+        guard graph == nil else { throw CUDAError.unsupported("choose the gradients' wire type before capturing the step's graph") }
+        if wire == 0 {
+            wire = try gpu.allocate(bytes: 2 * flatCount, category: .gradients)
+            owned.insert(wire)
+        }
         wireType = type
     }
 
@@ -546,6 +551,7 @@ public final class GPUTrainer {
     /// from then on each step averages the gradients over the group (a group of one has nothing to average: its
     /// step stays the plain one).
     public func join(_ group: NCCLGroup) throws {
+        guard graph == nil else { throw CUDAError.unsupported("join the group before capturing the step's graph: the graph would keep the step without the all-reduce") }
         try flushDeferredUpdates()
         collective = group
         guard group.size > 1 else { return }
@@ -570,6 +576,7 @@ public final class GPUTrainer {
     public var engine: String {
         let buckets = !bucketsGradients ? "" : "; gradient all-reduces in buckets on a stream of their own"
             + (schedule.weightGradientsBeside && !weightGradientsOnSide ? ", weight gradients on the main stream" : "")
+            + (averagesGradients && wire != 0 ? "; gradients as bf16 on the wire" : "")
         return network.engine + "; " + scheduleNote + buckets + (gpu.launchesProgrammatically ? "; programmatic launches" : "")
     }
 

@@ -41,6 +41,9 @@ struct Bench: ParsableCommand {
         if device == .cuda && compress != "none" && !launch.isNCCL {
             throw ValidationError("--compress narrows the gradients between ranks: with --device cuda it needs --backend nccl")
         }
+        if device == .cuda && compress == "fp16" {
+            throw ValidationError("--compress fp16 is for the CPU backends: between GPUs an fp16 value past 65504 would reach the weights as infinity; use --compress bf16")
+        }
         guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
         if timeline && !profile { throw ValidationError("--timeline prints the launches of --profile's eager steps: add --profile") }

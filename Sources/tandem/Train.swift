@@ -78,6 +78,9 @@ struct Train: ParsableCommand {
         if device == .cuda && compress != "none" && !launch.isNCCL {
             throw ValidationError("--compress narrows the gradients between ranks: with --device cuda it needs --backend nccl")
         }
+        if device == .cuda && compress == "fp16" {
+            throw ValidationError("--compress fp16 is for the CPU backends: between GPUs an fp16 value past 65504 would reach the weights as infinity; use --compress bf16")
+        }
         guard timeout.isFinite && timeout > 0 && timeout <= 1e7 else { throw ValidationError("--timeout must be a number of seconds in (0, 10000000], got \(timeout)") }
         guard accumulate <= 1 << 20 else { throw ValidationError("--accumulate must be at most 1048576, got \(accumulate)") }
         if let epochs, epochs > 1 << 20 { throw ValidationError("--epochs must be at most 1048576, got \(epochs)") }

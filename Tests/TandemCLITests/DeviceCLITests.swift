@@ -33,6 +33,7 @@ struct DeviceCLITests {
         (["bench", "--device", "cuda", "--precision", "fp8"], ["--precision"]),
         (["bench", "--device", "cuda", "--compress", "bf16"], ["--compress", "--backend nccl"]),
         (["train", "--device", "cuda", "--model", "mlp", "--compress", "fp16"], ["--compress", "--backend nccl"]),
+        (["bench", "--device", "cuda", "--backend", "nccl", "--compress", "fp16"], ["--compress fp16", "--compress bf16"]),
         (["bench", "--device", "cuda", "--bucket-mb", "0"], ["--bucket-mb", "(0, 1048576]"]),
     ])
     func badFlags(arguments: [String], words: [String]) throws {
