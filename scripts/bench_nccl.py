@@ -6,7 +6,7 @@
 
 For each model, precision and GPU count N (weak scaling: the GPU batch of WORKLOADS.md per
 GPU), alternately, --repeats times each:
-    tandem launch --gpus N -- tandem bench --device cuda --backend nccl --model M --precision P [--graph] --json
+    tandem launch --gpus N -- tandem bench --device cuda --backend nccl --model M --precision P [--graph] [--compress bf16] --json
     python3 torch_bench.py --device cuda --workers N --ddp --model M --batch B [--bf16] [--graph]
 (PyTorch's --graph under DDP is tried first and, if it fails, eager DDP is used and the
 table says so.) Then the all-reduce bus bandwidth of both at the largest N on the same sizes:
@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--raw", help="append every result JSON line here")
+    ap.add_argument("--compress", choices=["none", "bf16"], default="none",
+                    help="Tandem's gradients between GPUs (torch_bench.py takes no compression hook: PyTorch stays fp32)")
     a = ap.parse_args()
     gpus = sorted({int(g) for g in a.gpus.split(",")})
     raw = open(a.raw, "a", buffering=1) if a.raw else None   # line-buffered: a run stopped by a time limit keeps its lines
@@ -67,7 +69,7 @@ def main():
                 for rep in range(a.repeats):
                     tcmd = [a.tandem, "launch", "--gpus", str(n), "--", a.tandem, "bench", "--device", "cuda", "--backend", "nccl",
                             "--model", model, "--batch", str(b), "--steps", str(a.steps), "--warmup", str(a.warmup),
-                            "--precision", prec, "--graph", "--json"]
+                            "--precision", prec, "--graph", "--json"] + (["--compress", a.compress] if a.compress != "none" else [])
                     out, err = run(tcmd, a.timeout)
                     r = last_json(out)
                     if r: R.setdefault((model, prec, n, "tandem"), []).append(r["samples_per_s"])
