@@ -362,7 +362,12 @@ public final class GPUTrainer {
     /// only on a share of the multiprocessors (``Schedule/sideMultiprocessors``), which leaves room for the all-reduce's
     /// kernels (two H200s: gpt bf16 −6.5% a step with them beside on 66 of 132; mlp-wide, whose schedule gives them every
     /// multiprocessor, +4–5%). `TANDEM_GPU_WGRAD_STREAM=0` keeps everything on the main stream.
-    var weightGradientsOnSide: Bool { schedule.weightGradientsBeside && (!bucketsGradients || schedule.sideMultiprocessors > 0) }
+    var weightGradientsOnSide: Bool { Self.weightGradientsBeside(schedule, bucketing: bucketsGradients) }
+
+    /// ``weightGradientsOnSide`` under `schedule`, with gradient buckets on the communication stream or without.
+    static func weightGradientsBeside(_ schedule: Schedule, bucketing: Bool) -> Bool {
+        schedule.weightGradientsBeside && (!bucketing || schedule.sideMultiprocessors > 0)
+    }
 
     /// Whether the step's forward runs in two halves of the batch, the second on the side stream (``Schedule/forwardSplit``).
     var splitsForward: Bool { schedule.forwardSplit && network.canSplitForward && !defersUpdates }

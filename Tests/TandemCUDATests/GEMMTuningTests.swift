@@ -268,4 +268,14 @@ struct StepScheduleTests {
         #expect(!takes(true, true, "0") && !takes(true, true, "1"))
         #expect(!takes(false, true, nil) && !takes(true, false, nil))
     }
+
+    @Test("beside gradient buckets, weight gradients stay on the side stream only on a share of the multiprocessors")
+    func weightGradientsBesideBuckets() {
+        let shared = GPUTrainer.Schedule(weightGradientsBeside: true, optimizerBeside: false, sideMultiprocessors: 66)
+        let all = GPUTrainer.Schedule(weightGradientsBeside: true, optimizerBeside: false)
+        let main = GPUTrainer.Schedule(weightGradientsBeside: false, optimizerBeside: false, sideMultiprocessors: 66)
+        #expect(GPUTrainer.weightGradientsBeside(shared, bucketing: true) && GPUTrainer.weightGradientsBeside(shared, bucketing: false))
+        #expect(!GPUTrainer.weightGradientsBeside(all, bucketing: true) && GPUTrainer.weightGradientsBeside(all, bucketing: false))
+        #expect(!GPUTrainer.weightGradientsBeside(main, bucketing: true) && !GPUTrainer.weightGradientsBeside(main, bucketing: false))
+    }
 }
