@@ -286,24 +286,24 @@ public final class GPUTrainer {
         guard !range.isEmpty else { return }
         try gpu.order(gpu.commStream, after: gpu.stream)
         if sideHasWeightGradients { try gpu.order(gpu.commStream, after: gpu.sideStream) }
-        try gpu.onCommStream { try average(range, stream: gpu.commStream) }
+        try gpu.onCommStream { try average(range) }
     }
 
-    /// Averages gradients `range` over the group on `stream` (the current launch stream): in place in fp32, or through
-    /// the 16-bit wire buffer (``compressGradients(to:)``).
-    func average(_ range: Range<Int>, stream: CUHandle?) throws {
+    /// Averages gradients `range` over the group on the current launch stream: in place in fp32, or through the bf16
+    /// wire buffer (``compressGradients(to:)``).
+    func average(_ range: Range<Int>) throws {
         guard let collective else { return }
-        let fp32 = grads + DevicePointer(4 * range.lowerBound)
+        let fp32 = grads + DevicePointer(4 * range.lowerBound), stream = gpu.currentStream
         guard wire != 0 else { return try collective.allReduceInStream([.device(fp32, count: range.count)], operation: .average, stream: stream) }
-        let half = wire + DevicePointer(2 * range.lowerBound), suffix = wireType == .bfloat16 ? "_bf16" : "_f16"
-        try gpu.launch1D("cast_from_f32" + suffix, count: min(range.count, 1 << 20), [.pointer(fp32), .pointer(half), .long(Int64(range.count))])
-        try collective.allReduceInStream([.device(half, count: range.count, dtype: wireType)], operation: .average, stream: stream)
-        try gpu.launch1D("cast_to_f32" + suffix, count: min(range.count, 1 << 20), [.pointer(half), .pointer(fp32), .long(Int64(range.count))])
+        let half = wire + DevicePointer(2 * range.lowerBound)
+        try gpu.launch1D("cast_from_f32_bf16", count: min(range.count, 1 << 20), [.pointer(fp32), .pointer(half), .long(Int64(range.count))])
+        try collective.allReduceInStream([.device(half, count: range.count, dtype: .bfloat16)], operation: .average, stream: stream)
+        try gpu.launch1D("cast_to_f32_bf16", count: min(range.count, 1 << 20), [.pointer(half), .pointer(fp32), .long(Int64(range.count))])
     }
 
     /// The gradient's type between ranks: fp32, or bf16 after ``compressGradients(to:)``.
-    public private(set) var wireType: DType = .float32
-    /// The 16-bit copy of the flat gradient that goes over the wire (0: none, fp32 on the wire).
+    public var wireType: DType { wire == 0 ? .float32 : .bfloat16 }
+    /// The bf16 copy of the flat gradient that goes over the wire (0: none, fp32 on the wire).
     var wire: DevicePointer = 0
 
     /// Sends the gradient between ranks as bf16 (`type`): each rank rounds its fp32 gradient, NCCL averages the 16-bit
@@ -320,7 +320,6 @@ public final class GPUTrainer {
             wire = try gpu.allocate(bytes: 2 * flatCount, category: .gradients)
             owned.insert(wire)
         }
-        wireType = type
     }
 
     /// Starts the all-reduce of the finished tail of the flat gradient once it holds a bucket.
@@ -417,7 +416,7 @@ public final class GPUTrainer {
             try gpu.order(gpu.stream, after: gpu.commStream)
         } else if averagesGradients {
             // Data parallel over NCCL: the averaged gradient, in stream order (graph-capturable).
-            try average(0..<flatCount, stream: gpu.stream)
+            try average(0..<flatCount)
         }
         try enqueueOptimizer()
     }
@@ -581,8 +580,8 @@ public final class GPUTrainer {
     public var engine: String {
         let buckets = !bucketsGradients ? "" : "; gradient all-reduces in buckets on a stream of their own"
             + (schedule.weightGradientsBeside && !weightGradientsOnSide ? ", weight gradients on the main stream" : "")
-            + (averagesGradients && wire != 0 ? "; gradients as bf16 on the wire" : "")
-        return network.engine + "; " + scheduleNote + buckets + (gpu.launchesProgrammatically ? "; programmatic launches" : "")
+        let wired = averagesGradients && wire != 0 ? "; gradients as bf16 on the wire" : ""
+        return network.engine + "; " + scheduleNote + buckets + wired + (gpu.launchesProgrammatically ? "; programmatic launches" : "")
     }
 
     /// Sets the learning rate of the following eager steps.

@@ -37,14 +37,7 @@ struct Bench: ParsableCommand {
         try requirePositive(workers, "--workers")
         try requirePositive(steps, "--steps")
         if let batch { try requirePositive(batch, "--batch") }
-        if let bucketMB { guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") } }
-        if device == .cuda && compress != "none" && !launch.isNCCL {
-            throw ValidationError("--compress narrows the gradients between ranks: with --device cuda it needs --backend nccl")
-        }
-        if device == .cuda && compress == "fp16" {
-            throw ValidationError("--compress fp16 is for the CPU backends: between GPUs an fp16 value past 65504 would reach the weights as infinity; use --compress bf16")
-        }
-        guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
+        try checkGradientOptions(bucketMB: bucketMB, compress: compress, onGPU: device == .cuda, nccl: launch.isNCCL)
         guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0, got \(warmup)") }
         if timeline && !profile { throw ValidationError("--timeline prints the launches of --profile's eager steps: add --profile") }
         if shardOptimizer == true && device == .cuda { throw ValidationError("--shard-optimizer shards the CPU workers' update; the GPU step has its own") }

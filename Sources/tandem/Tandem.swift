@@ -30,7 +30,21 @@ extension ReferenceModel: ExpressibleByArgument {
 func bucketByteCount(_ megabytes: Double?) -> Int? { megabytes.map { max(1, Int($0 * 1_048_576)) } }
 
 /// `--compress` as the GPU trainer's gradient type between ranks (``GPUTrainer/compressGradients(to:)``): nil for none.
-func wireType(_ compress: String) -> DType? { ["bf16": .bfloat16, "fp16": .float16][compress] }
+func wireType(_ compress: String) -> DType? { compress == "bf16" ? .bfloat16 : nil }
+
+/// `--bucket-mb` and `--compress` of `bench` and `train`: the bucket size in range, the payload one the backends know,
+/// and on the GPU (`onGPU`) only bf16 and only between NCCL ranks (`nccl`).
+func checkGradientOptions(bucketMB: Double?, compress: String, onGPU: Bool, nccl: Bool) throws {
+    if let bucketMB, !(bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576) {
+        throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)")
+    }
+    guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
+    guard onGPU && compress != "none" else { return }
+    if !nccl { throw ValidationError("--compress narrows the gradients between ranks: with --device cuda it needs --backend nccl") }
+    if compress == "fp16" {
+        throw ValidationError("--compress fp16 is for the CPU backends: between GPUs an fp16 value past 65504 would reach the weights as infinity; use --compress bf16")
+    }
+}
 
 /// Positive integers from the command line.
 func requirePositive(_ value: Int, _ flag: String) throws {

@@ -73,14 +73,7 @@ struct Train: ParsableCommand {
         guard prefetch >= 0 else { throw ValidationError("--prefetch must be ≥ 0, got \(prefetch)") }
         guard ["ddp", "dp"].contains(mode) else { throw ValidationError("--mode must be ddp or dp, got '\(mode)'") }
         guard DistributedSampler.Strategy(rawValue: shard) != nil else { throw ValidationError("--shard must be block, cyclic or hash, got '\(shard)'") }
-        guard GradientCompression(rawValue: compress) != nil else { throw ValidationError("--compress must be none, bf16 or fp16, got '\(compress)'") }
-        if let bucketMB { guard bucketMB.isFinite && bucketMB > 0 && bucketMB <= 1_048_576 else { throw ValidationError("--bucket-mb must be a number in (0, 1048576], got \(bucketMB)") } }
-        if device == .cuda && compress != "none" && !launch.isNCCL {
-            throw ValidationError("--compress narrows the gradients between ranks: with --device cuda it needs --backend nccl")
-        }
-        if device == .cuda && compress == "fp16" {
-            throw ValidationError("--compress fp16 is for the CPU backends: between GPUs an fp16 value past 65504 would reach the weights as infinity; use --compress bf16")
-        }
+        try checkGradientOptions(bucketMB: bucketMB, compress: compress, onGPU: device == .cuda, nccl: launch.isNCCL)
         guard timeout.isFinite && timeout > 0 && timeout <= 1e7 else { throw ValidationError("--timeout must be a number of seconds in (0, 10000000], got \(timeout)") }
         guard accumulate <= 1 << 20 else { throw ValidationError("--accumulate must be at most 1048576, got \(accumulate)") }
         if let epochs, epochs > 1 << 20 { throw ValidationError("--epochs must be at most 1048576, got \(epochs)") }
