@@ -55,6 +55,8 @@ public struct CUDADriver: @unchecked Sendable {
     typealias FStreamPriority = @convention(c) (UnsafeMutablePointer<CUHandle?>, UInt32, Int32) -> Result
     typealias FPriorityRange = @convention(c) (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Result
     typealias FGetErrorString = @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
+    typealias FGraphRootNodes = @convention(c) (CUHandle?, UnsafeMutablePointer<CUHandle?>?, UnsafeMutablePointer<Int>) -> Result
+    typealias FGraphNodeType = @convention(c) (CUHandle?, UnsafeMutablePointer<Int32>) -> Result
 
     public let path: String
     let cuInit: FInit
@@ -101,6 +103,13 @@ public struct CUDADriver: @unchecked Sendable {
     let cuCtxGetStreamPriorityRange: FPriorityRange
     /// `cuLaunchKernelEx` (CUDA 12.0 on), called through `tandem_cu_launch_programmatic`; nil with an older driver.
     let cuLaunchKernelEx: UnsafeMutableRawPointer?
+    /// A captured graph's root nodes and their types, and its copy node's parameters read and, in an executable graph,
+    /// set (the last two through `tandem_cu_graph_exec_retarget_copy`): ``CUDAGraph/readBatch(from:)``. Nil where the
+    /// driver lacks them (each is in CUDA 11.0 on).
+    let cuGraphGetRootNodes: FGraphRootNodes?
+    let cuGraphNodeGetType: FGraphNodeType?
+    let cuGraphMemcpyNodeGetParams: UnsafeMutableRawPointer?
+    let cuGraphExecMemcpyNodeSetParams: UnsafeMutableRawPointer?
 
     static let hint = "Install the NVIDIA driver (it provides libcuda.so.1), or set TANDEM_CUDA_LIBS to the folder holding it."
 
@@ -145,7 +154,11 @@ public struct CUDADriver: @unchecked Sendable {
             cuStreamWaitEvent: try f("cuStreamWaitEvent", FEventWait.self),
             cuStreamCreateWithPriority: try f("cuStreamCreateWithPriority", FStreamPriority.self),
             cuCtxGetStreamPriorityRange: try f("cuCtxGetStreamPriorityRange", FPriorityRange.self),
-            cuLaunchKernelEx: NativeLibrary.optionalSymbol(h, "cuLaunchKernelEx", as: UnsafeMutableRawPointer.self))
+            cuLaunchKernelEx: NativeLibrary.optionalSymbol(h, "cuLaunchKernelEx", as: UnsafeMutableRawPointer.self),
+            cuGraphGetRootNodes: NativeLibrary.optionalSymbol(h, "cuGraphGetRootNodes", as: FGraphRootNodes.self),
+            cuGraphNodeGetType: NativeLibrary.optionalSymbol(h, "cuGraphNodeGetType", as: FGraphNodeType.self),
+            cuGraphMemcpyNodeGetParams: NativeLibrary.optionalSymbol(h, "cuGraphMemcpyNodeGetParams", as: UnsafeMutableRawPointer.self),
+            cuGraphExecMemcpyNodeSetParams: NativeLibrary.optionalSymbol(h, "cuGraphExecMemcpyNodeSetParams", as: UnsafeMutableRawPointer.self))
     }
 
     private static let loaded: Swift.Result<CUDADriver, CUDAError> = {

@@ -97,9 +97,6 @@ final class CNNNetwork: GPUNetwork {
         }
     }
 
-    func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
-    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }
-    func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
 
     func forwardBackward(_ t: GPUTrainer) throws {
         let s = precision.suffix

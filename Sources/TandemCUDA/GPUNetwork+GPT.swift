@@ -113,9 +113,6 @@ final class GPTNetwork: GPUNetwork {
         tmp = try act(N * C)
     }
 
-    func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
-    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }
-    func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
 
     func p(_ name: String) -> Int { index[name]! }
 
@@ -357,11 +354,11 @@ final class GPTNetwork: GPUNetwork {
             try t.parametersDone(Array(p(pre + "ln1.weight")...p(pre + "mlp.2.bias")))
         }
         // Embeddings: both tables' gradients in one pass over the residual stream's first gradient, the token table's by
-        // atomics into zeros. (Zeroed beside the head on the side stream instead, the step measured 0.2–0.3% slower.)
-        let emb = p("emb.weight")
-        try t.gpu.fill(t.gradient(emb), words: V * C, pattern: 0)
+        // atomics into its momentum when the step folds, else into zeros (GPUTrainer.scatteredGradient). (Zeroed beside the
+        // head on the side stream instead, the step measured 0.2–0.3% slower.)
+        let tokenGradient = try t.scatteredGradient(p("emb.weight"))
         try t.gpu.launch("embedding_bwd", grid: ((T * C / 4 + 63) / 64, 1, 1), block: (64, 1, 1),
-                         [.pointer(io.inputs), .pointer(dResidual), .pointer(t.gradient(p("pos"))), .pointer(t.gradient(emb)),
+                         [.pointer(io.inputs), .pointer(dResidual), .pointer(t.gradient(p("pos"))), .pointer(tokenGradient),
                           .int(Int32(B)), .int(Int32(T)), .int(Int32(C))])
     }
 }

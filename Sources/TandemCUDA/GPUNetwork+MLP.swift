@@ -55,9 +55,6 @@ final class MLPNetwork: GPUNetwork {
         dlogits32 = fusedHead ? try gpu.allocate(bytes: 4 * batch * classes, category: .activations) : 0
     }
 
-    func load(_ batch: Batch, gpu: CUDAContext) throws { try io.load(batch, gpu: gpu) }
-    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch { try io.stage(batch, gpu: gpu) }
-    func load(staged: StagedBatch, gpu: CUDAContext) throws { try io.load(staged: staged, gpu: gpu) }
 
     func forwardBackward(_ t: GPUTrainer) throws {
         let layers = dims.count - 1

@@ -135,6 +135,7 @@ public final class GPUTrainer {
         shapes = named.map(\.parameter.shape)
         let layout = Self.layout(workload, names: names, counts: named.map(\.parameter.count))
         (offsets, ends, flatCount, foldFrom) = (layout.offsets, layout.ends, layout.total, layout.foldFrom)
+        scatteredRange = layout.scatteredFrom..<layout.foldFrom
         parameterCount = named.reduce(0) { $0 + $1.parameter.count }
         params = try gpu.allocate(bytes: 4 * flatCount, category: .parameters)
         grads = try gpu.allocate(bytes: 4 * flatCount, category: .gradients)
@@ -229,16 +230,31 @@ public final class GPUTrainer {
 
     // MARK: Data
 
-    /// Copies a batch into the fixed input buffers the step (and its graph) reads.
-    public func load(_ batch: Batch) throws { try network.load(batch, gpu: gpu) }
+    /// Copies a batch into the fixed input buffers the step reads; once a graph is captured, into the block its copy
+    /// node reads (``captureGraph()``).
+    public func load(_ batch: Batch) throws {
+        guard graph != nil, let batchBlock else { return try network.io.upload(batch, to: network.io.inputs, gpu: gpu) }
+        try network.io.upload(batch, to: batchBlock, gpu: gpu)
+        batchSource = batchBlock
+    }
 
     /// Device-resident batches, to be copied into the input buffers without the host (benchmarks).
     public func stage(_ batch: Batch) throws -> StagedBatch {
-        let staged = try network.stage(batch, gpu: gpu)
-        owned.formUnion([staged.inputs, staged.targets])
+        let staged = try network.io.stage(batch, gpu: gpu)
+        owned.insert(staged.block)
         return staged
     }
-    public func load(staged: StagedBatch) throws { try network.load(staged: staged, gpu: gpu) }
+
+    /// Makes `staged` the next step's batch: copied into the input buffers now, or, once a graph is captured, by the
+    /// graph's first node at its next launch.
+    public func load(staged: StagedBatch) throws {
+        try network.io.check(staged)
+        if graph == nil { try gpu.copy(staged.block, to: network.io.inputs, bytes: staged.bytes) } else { batchSource = staged.block }
+    }
+
+    /// Where a captured step copies its batch from, and the block a host batch goes to for it (``captureGraph()``).
+    private var batchSource: DevicePointer = 0
+    private var batchBlock: DevicePointer?
 
     // MARK: Step
 
@@ -465,25 +481,57 @@ public final class GPUTrainer {
     }
     /// Where the weights that can be folded start in the flat buffers (`flatCount`: none).
     let foldFrom: Int
+    /// The slices of the weights whose gradient is formed by scattered additions (``scatteredWeights(_:_:)``), just before
+    /// `foldFrom`.
+    let scatteredRange: Range<Int>
+    /// Where the momentum slot holds momentum × buf instead of buf (SGD with momentum: the scattered weights; empty
+    /// otherwise), so that a folding step's scattered gradient adds into the slot itself (``scatteredGradient(_:)``):
+    /// no gradient zeroed, written and read back (gpt's token embedding: 4.2 M parameters, 8 bytes each a step). The
+    /// update scales the slot once it has used it (the kernels' `SGD_SCALED`); it is the same buf under every schedule,
+    /// folding or not, so steps may switch between the two.
+    func scaledMomentum(under optimizer: GPUOptimizer) -> Range<Int> {
+        if case .sgd(_, let mu, _, _) = optimizer, mu != 0 { scatteredRange } else { foldFrom..<foldFrom }
+    }
+
+    /// Where a gradient formed by scattered additions into zeros (weight `i`, one of ``scatteredWeights(_:_:)``) goes:
+    /// into the momentum slot when the step folds (it holds momentum × buf: ``scaledMomentum(under:)``), else into the gradient,
+    /// zeroed first.
+    func scatteredGradient(_ i: Int) throws -> DevicePointer {
+        precondition(scatteredRange.contains(offsets[i]), "parameter \(names[i]) is not laid out as a scattered weight")
+        if folds && !scaledMomentum(under: optimizer).isEmpty { return momentum(i) }
+        try gpu.fill(gradient(i), words: ends[i] - offsets[i], pattern: 0)
+        return gradient(i)
+    }
     /// ``foldsMomentum`` for the step being queued, and so for the last one queued (eager or captured); false again
     /// once ``restoreInitialState()`` has run.
     var folds = false
 
-    /// Where each parameter's slice of the flat buffers starts and ends, their total, and where the foldable weights start:
-    /// 256-byte aligned slices for the GEMMs, in the order the network asks for (cuDNN's LSTM weight layout for lstm, so
-    /// cuDNN reads the parameters in place), else in the model's order, with the weights whose gradient GEMM can fold the
-    /// momentum in (``foldableWeights(_:_:)``) after the rest: one boundary, `foldFrom` (`total`: none).
-    static func layout(_ workload: ReferenceModel, names: [String], counts: [Int]) -> (offsets: [Int], ends: [Int], total: Int, foldFrom: Int) {
-        let folding = foldableWeights(workload, names)
+    /// Where each parameter's slice of the flat buffers starts and ends, their total, and where the scattered and the
+    /// foldable weights start: 256-byte aligned slices for the GEMMs, in the order the network asks for (cuDNN's LSTM
+    /// weight layout for lstm, so cuDNN reads the parameters in place), else in the model's order, with the weights whose
+    /// gradient is scattered (``scatteredWeights(_:_:)``) after the rest and those whose gradient GEMM can fold the momentum
+    /// in (``foldableWeights(_:_:)``) last: two boundaries, `scatteredFrom` ≤ `foldFrom` (equal: no scattered weights;
+    /// `total`: none foldable).
+    static func layout(_ workload: ReferenceModel, names: [String], counts: [Int])
+        -> (offsets: [Int], ends: [Int], total: Int, scatteredFrom: Int, foldFrom: Int) {
+        let folding = foldableWeights(workload, names), scattered = scatteredWeights(workload, names)
         let order = workload == .lstm ? LSTMNetwork.placement(names)
-                                      : names.indices.filter { !folding.contains($0) } + names.indices.filter { folding.contains($0) }
+            : names.indices.filter { !folding.contains($0) && !scattered.contains($0) } + names.indices.filter(scattered.contains)
+                + names.indices.filter(folding.contains)
         var offsets = [Int](repeating: 0, count: names.count), ends = offsets, total = 0
         for i in order {
             offsets[i] = total
             total += (counts[i] + 63) / 64 * 64
             ends[i] = total
         }
-        return (offsets, ends, total, folding.map { offsets[$0] }.min() ?? total)
+        let foldFrom = folding.map { offsets[$0] }.min() ?? total
+        return (offsets, ends, total, scattered.map { offsets[$0] }.min() ?? foldFrom, foldFrom)
+    }
+
+    /// The parameters of `workload` whose gradient the network forms by scattered additions into zeros
+    /// (``scatteredGradient(_:)``): gpt's token embedding.
+    static func scatteredWeights(_ workload: ReferenceModel, _ names: [String]) -> Set<Int> {
+        workload == .gpt ? Set(names.indices.filter { names[$0] == "emb.weight" }) : []
     }
 
     /// The parameters of `workload` whose gradient is one GEMM's output the network computes with
@@ -523,16 +571,17 @@ public final class GPUTrainer {
         let statePtr = KernelArgument.pointer(stepState ?? state)
         let blocks = min((count + 255) / 256, 132 * 16)
         func at(_ p: DevicePointer, _ bytes: Int) -> KernelArgument { .pointer(p == 0 ? 0 : p + DevicePointer(bytes * start)) }
+        func local(_ flat: Int) -> KernelArgument { .long(Int64(max(0, min(count, flat - start)))) }
         let shadowArg = precision.usesShadow ? at(shadow, 2) : .pointer(0)
         let suffix = precision.usesShadow ? precision.suffix : "_f32"
         switch optimizer {
         case .sgd(let lr, let momentum, let wd, let nesterov):
             // Slices start on 64-element boundaries, so a slice of a multiple of 4 takes the 16-byte kernel.
-            let wide = count % 4 == 0
+            let wide = count % 4 == 0, scaled = scaledMomentum(under: optimizer)
             try gpu.launch((wide ? "sgd4" : "sgd") + suffix, grid: (wide ? max(1, min((count / 4 + 255) / 256, 132 * 16)) : blocks, 1, 1), block: (256, 1, 1),
                            [at(params, 4), at(grads, 4), at(slot1, 4), shadowArg, .long(Int64(count)),
-                            .long(Int64(folds ? max(0, min(count, foldFrom - start)) : count)), .float(lr),
-                            .float(momentum), .float(0), .float(wd), .int(nesterov ? 1 : 0), statePtr])
+                            folds ? local(foldFrom) : .long(Int64(count)), local(scaled.lowerBound), local(scaled.upperBound),
+                            .int(folds ? 1 : 0), .float(lr), .float(momentum), .float(0), .float(wd), .int(nesterov ? 1 : 0), statePtr])
         case .adamw(let lr, let b1, let b2, let eps, let wd):
             try gpu.launch("adamw" + suffix, grid: (blocks, 1, 1), block: (256, 1, 1),
                            [at(params, 4), at(grads, 4), at(slot1, 4), at(slot2, 4), shadowArg, .long(Int64(count)),
@@ -544,7 +593,13 @@ public final class GPUTrainer {
     /// once ``captureGraph()`` has run.
     public func step() throws {
         try collective?.checkHealth()   // an aborted communicator is never used again
-        if let graph { try graph.launch(); pending = graphPending } else { try enqueueStep() }
+        if let graph {
+            try graph.readBatch(from: batchSource)
+            try graph.launch()
+            pending = graphPending
+        } else {
+            try enqueueStep()
+        }
         if let collective { try collective.watch(stream: gpu.stream) }
     }
 
@@ -569,8 +624,15 @@ public final class GPUTrainer {
         // Updates an eager step left pending are applied now with their own learning rate; the graph's step applies the
         // previous replay's (its skip flag set at the graph's end, so its first replay applies none).
         try flushDeferredUpdates()
+        // The graph starts by copying its batch into the input buffers (CUDAContext.capture(batch:_:)): from the block a
+        // host batch goes to from now on, which holds the batch loaded last, or from a staged batch (load(staged:)).
+        let io = network.io
+        let block = try batchBlock ?? gpu.allocate(bytes: io.bytes, category: .activations)
+        if batchBlock == nil { owned.insert(block); batchBlock = block }
+        try gpu.copy(io.inputs, to: block, bytes: io.bytes)
+        batchSource = block
         try gpu.synchronize()
-        graph = try gpu.capture { try enqueueStep() }
+        graph = try gpu.capture(batch: (block, io.inputs, io.bytes)) { try enqueueStep() }
         graphPending = pending
     }
 
@@ -895,19 +957,15 @@ public final class GPUTrainer {
 
 /// Batches already on the device, copied into the input buffers by the step's owner.
 public struct StagedBatch {
-    let inputs: DevicePointer
-    let targets: DevicePointer
-    let inputBytes: Int
-    let targetBytes: Int
+    /// The inputs, then the targets, laid out as the step's own input block (``InputBuffers``): one copy loads both.
+    let block: DevicePointer
+    let bytes: Int
 }
 
 /// One model's forward and backward on the GPU.
 protocol GPUNetwork {
     /// The step's input and target buffers.
     var io: InputBuffers { get }
-    func load(_ batch: Batch, gpu: CUDAContext) throws
-    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch
-    func load(staged: StagedBatch, gpu: CUDAContext) throws
     /// Queues forward, loss and backward; gradients land in the trainer's flat gradient buffer.
     func forwardBackward(_ t: GPUTrainer) throws
     /// Runs once the trainer's parameters are on the device, before any step: where a network picks
@@ -931,7 +989,9 @@ extension GPUNetwork {
     var canSplitForward: Bool { false }
 }
 
-/// Input buffers shared by the networks: float inputs and int32 class ids or float targets.
+/// Input buffers shared by the networks: float inputs and int32 class ids or float targets, in one block (the targets
+/// from the first 256-byte boundary after the inputs), so that a staged batch, laid out the same, loads with one copy:
+/// each stream operation between two replays of a captured step is time the GPU waits.
 struct InputBuffers {
     let inputs: DevicePointer
     let targets: DevicePointer
@@ -940,14 +1000,18 @@ struct InputBuffers {
     let classTargets: Bool
     /// Inputs are token ids (exact floats on the host), stored as int32 on the device.
     let integerInputs: Bool
+    /// Where the targets start in the block, in bytes, and the block's size.
+    var targetOffset: Int { Int(targets - inputs) }
+    var bytes: Int { targetOffset + 4 * targetCount }
 
     init(gpu: CUDAContext, inputCount: Int, targetCount: Int, classTargets: Bool, integerInputs: Bool = false) throws {
         self.integerInputs = integerInputs
         self.inputCount = inputCount
         self.targetCount = targetCount
         self.classTargets = classTargets
-        inputs = try gpu.allocate(bytes: 4 * inputCount, category: .activations)
-        targets = try gpu.allocate(bytes: 4 * targetCount, category: .activations)
+        let offset = (4 * inputCount + 255) / 256 * 256
+        inputs = try gpu.allocate(bytes: offset + 4 * targetCount, category: .activations)
+        targets = inputs + DevicePointer(offset)
     }
 
     /// Valid inputs and targets of any model, for timing a step before real batches come: token ids and classes
@@ -975,25 +1039,30 @@ struct InputBuffers {
         if integerInputs { try gpu.upload(x.map { Int32($0) }, to: destination) } else { try gpu.upload(x, to: destination) }
     }
 
-    func load(_ batch: Batch, gpu: CUDAContext) throws {
-        let (x, values, classes) = try hostArrays(batch)
-        try uploadInputs(x, to: inputs, gpu: gpu)
-        if let values { try gpu.upload(values, to: targets) }
-        if let classes { try gpu.upload(classes, to: targets) }
+    /// Writes `batch` into `block`, the inputs themselves or a block laid out as they are (a staged batch's).
+    func upload(_ batch: Batch, to block: DevicePointer, gpu: CUDAContext) throws {
+        try upload(try hostArrays(batch), to: block, gpu: gpu)
     }
 
+    func upload(_ arrays: (inputs: [Float], targets: [Float]?, classes: [Int32]?), to block: DevicePointer, gpu: CUDAContext) throws {
+        try uploadInputs(arrays.inputs, to: block, gpu: gpu)
+        let targetsAt = block + DevicePointer(targetOffset)
+        if let values = arrays.targets { try gpu.upload(values, to: targetsAt) }
+        if let classes = arrays.classes { try gpu.upload(classes, to: targetsAt) }
+    }
+
+    /// `batch` in a device block of its own, laid out as the inputs (checked before anything is allocated).
     func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch {
-        let (x, values, classes) = try hostArrays(batch)
-        let si = try gpu.allocate(bytes: 4 * inputCount, category: .activations)
-        let st = try gpu.allocate(bytes: 4 * targetCount, category: .activations)
-        try uploadInputs(x, to: si, gpu: gpu)
-        if let values { try gpu.upload(values, to: st) }
-        if let classes { try gpu.upload(classes, to: st) }
-        return StagedBatch(inputs: si, targets: st, inputBytes: 4 * inputCount, targetBytes: 4 * targetCount)
+        let arrays = try hostArrays(batch)
+        let block = try gpu.allocate(bytes: bytes, category: .activations)
+        do { try upload(arrays, to: block, gpu: gpu) } catch { gpu.allocator.free(block); throw error }
+        return StagedBatch(block: block, bytes: bytes)
     }
 
-    func load(staged: StagedBatch, gpu: CUDAContext) throws {
-        try gpu.copy(staged.inputs, to: inputs, bytes: staged.inputBytes)
-        try gpu.copy(staged.targets, to: targets, bytes: staged.targetBytes)
+    /// Refuses a staged batch of another step's shape.
+    func check(_ staged: StagedBatch) throws {
+        guard staged.bytes == bytes else {
+            throw CUDAError.unsupported("a staged batch of \(staged.bytes) bytes does not fit the GPU step's \(bytes)")
+        }
     }
 }

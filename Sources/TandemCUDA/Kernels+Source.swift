@@ -761,58 +761,79 @@ extern "C" __global__ void spin_wait(long long ns) { PDL_ENTRY();
 // PyTorch SGD: g' = g·mult + wd·p; buf = momentum·buf + (1 - dampening)·g' (buf starts at 0, so
 // dampening must be 0 for the first step to match); g'' = nesterov ? g' + momentum·buf : buf;
 // p -= lr·g''. Writes the low-precision copy of p when `shadow` is not null.
-// Elements from `folded` on had their momentum folded in by the weight-gradient GEMM (buf = momentum·buf + g,
-// cuBLAS's beta; only with mult 1, dampening 0, no Nesterov): they read no gradient, and buf += wd·p finishes
-// their buf (written back only when wd is not 0).
-__device__ __forceinline__ float sgd_one(float w, float g, float* m, bool folded, float mult, float lr, float momentum,
+// How an element keeps its momentum (SGD_*):
+// - PLAIN: as above.
+// - FOLDED: the weight-gradient GEMM folded its momentum in (buf = momentum·buf + g, cuBLAS's beta; only with mult 1,
+//   dampening 0, no Nesterov): it reads no gradient, and buf += wd·p finishes its buf (written back only when wd ≠ 0).
+// - SCALED: its slot holds momentum·buf, not buf (momentum ≠ 0; 0 before the first step, as buf), so that a gradient
+//   formed by scattered additions (the token embedding's) can be added into the slot itself: no zeroed gradient to write
+//   and read back. The gradient is in g; SCALED_IN_SLOT: added into the slot already (a folding step: mult 1, dampening 0,
+//   no Nesterov).
+enum SGDKind { SGD_PLAIN, SGD_FOLDED, SGD_SCALED, SGD_SCALED_IN_SLOT };
+__device__ __forceinline__ float sgd_one(float w, float g, float* m, int kind, float mult, float lr, float momentum,
                                          float dampening, float wd, int nesterov) {
-  if (folded) {
+  if (kind == SGD_FOLDED) {
     *m += wd * w;
     return w - lr * *m;
   }
+  if (kind == SGD_SCALED_IN_SLOT) {
+    float b = *m + wd * w;
+    *m = momentum * b;
+    return w - lr * b;
+  }
   float d = g * mult + wd * w;
   if (momentum != 0.f) {
-    float b = momentum * *m + (1.f - dampening) * d;
-    *m = b;
+    float b = (kind == SGD_SCALED ? *m : momentum * *m) + (1.f - dampening) * d;
+    *m = kind == SGD_SCALED ? momentum * b : b;
     d = nesterov ? d + momentum * b : b;
   }
   return w - lr * d;
 }
-template <class D> __device__ void sgd_impl(float* p, const float* g, float* m, void* shadow, long n, long folded, float lr,
-                                            float momentum, float dampening, float wd, int nesterov, const float* state) {
+// The kind of element i: FOLDED from `folded` on, SCALED (or SCALED_IN_SLOT, with `inSlot`) in [scaledFrom, scaledTo).
+__device__ __forceinline__ int sgd_kind(long i, long folded, long scaledFrom, long scaledTo, int inSlot) {
+  return i >= folded ? SGD_FOLDED : i >= scaledFrom && i < scaledTo ? (inSlot ? SGD_SCALED_IN_SLOT : SGD_SCALED) : SGD_PLAIN;
+}
+__device__ __forceinline__ bool sgd_reads_gradient(int kind) { return kind == SGD_PLAIN || kind == SGD_SCALED; }
+__device__ __forceinline__ bool sgd_writes_slot(int kind, float momentum, float wd) {
+  return momentum != 0.f && (kind != SGD_FOLDED || wd != 0.f);
+}
+template <class D> __device__ void sgd_impl(float* p, const float* g, float* m, void* shadow, long n, long folded, long scaledFrom,
+                                            long scaledTo, int inSlot, float lr, float momentum, float dampening, float wd,
+                                            int nesterov, const float* state) {
   if (state && state[1] != 0.f) return;
   float mult = state ? state[0] : 1.f;
   GRID_STRIDE(i, n) {
-    bool f = i >= folded;
+    int kind = sgd_kind(i, folded, scaledFrom, scaledTo, inSlot);
     float mm = momentum != 0.f ? m[i] : 0.f;
-    float w = sgd_one(p[i], f ? 0.f : g[i], &mm, f, mult, lr, momentum, dampening, wd, nesterov);
-    if (momentum != 0.f && (!f || wd != 0.f)) m[i] = mm;
+    float w = sgd_one(p[i], sgd_reads_gradient(kind) ? g[i] : 0.f, &mm, kind, mult, lr, momentum, dampening, wd, nesterov);
+    if (sgd_writes_slot(kind, momentum, wd)) m[i] = mm;
     p[i] = w;
     if (shadow) D::st(shadow, i, w);
   }
 }
-INSTANTIATE(sgd, (float* p, const float* g, float* m, void* shadow, long n, long folded, float lr, float momentum, float dampening, float wd,
-                  int nesterov, const float* state),
-            (p, g, m, shadow, n, folded, lr, momentum, dampening, wd, nesterov, state))
+INSTANTIATE(sgd, (float* p, const float* g, float* m, void* shadow, long n, long folded, long scaledFrom, long scaledTo, int inSlot,
+                  float lr, float momentum, float dampening, float wd, int nesterov, const float* state),
+            (p, g, m, shadow, n, folded, scaledFrom, scaledTo, inSlot, lr, momentum, dampening, wd, nesterov, state))
 
-// The same SGD, four parameters a thread with 16-byte loads and stores (n and `folded` multiples of 4, the
+// The same SGD, four parameters a thread with 16-byte loads and stores (n and the bounds multiples of 4, the
 // pointers 16-byte aligned, a 16-bit shadow's four values one 8-byte store): the optimizer is memory-bound, so wide
 // accesses are its speed.
-template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m, void* shadow, long n, long folded, float lr,
-                                             float momentum, float dampening, float wd, int nesterov, const float* state) {
+template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m, void* shadow, long n, long folded, long scaledFrom,
+                                             long scaledTo, int inSlot, float lr, float momentum, float dampening, float wd,
+                                             int nesterov, const float* state) {
   if (state && state[1] != 0.f) return;
   float mult = state ? state[0] : 1.f;
   GRID_STRIDE(j, n / 4) {
-    bool f = 4 * j >= folded;
+    int kind = sgd_kind(4 * j, folded, scaledFrom, scaledTo, inSlot);
     float4 w = ((const float4*)p)[j];
-    float4 gg = f ? make_float4(0.f, 0.f, 0.f, 0.f) : ((const float4*)g)[j];
+    float4 gg = sgd_reads_gradient(kind) ? ((const float4*)g)[j] : make_float4(0.f, 0.f, 0.f, 0.f);
     float4 mm = momentum != 0.f ? ((const float4*)m)[j] : make_float4(0.f, 0.f, 0.f, 0.f);
-    w.x = sgd_one(w.x, gg.x, &mm.x, f, mult, lr, momentum, dampening, wd, nesterov);
-    w.y = sgd_one(w.y, gg.y, &mm.y, f, mult, lr, momentum, dampening, wd, nesterov);
-    w.z = sgd_one(w.z, gg.z, &mm.z, f, mult, lr, momentum, dampening, wd, nesterov);
-    w.w = sgd_one(w.w, gg.w, &mm.w, f, mult, lr, momentum, dampening, wd, nesterov);
+    w.x = sgd_one(w.x, gg.x, &mm.x, kind, mult, lr, momentum, dampening, wd, nesterov);
+    w.y = sgd_one(w.y, gg.y, &mm.y, kind, mult, lr, momentum, dampening, wd, nesterov);
+    w.z = sgd_one(w.z, gg.z, &mm.z, kind, mult, lr, momentum, dampening, wd, nesterov);
+    w.w = sgd_one(w.w, gg.w, &mm.w, kind, mult, lr, momentum, dampening, wd, nesterov);
     ((float4*)p)[j] = w;
-    if (momentum != 0.f && (!f || wd != 0.f)) ((float4*)m)[j] = mm;
+    if (sgd_writes_slot(kind, momentum, wd)) ((float4*)m)[j] = mm;
     if constexpr (sizeof(typename D::T) == 2) {
       if (shadow) *(uint2*)((u16*)shadow + 4L * j) = make_uint2(pack2<D>(w.x, w.y), pack2<D>(w.z, w.w));
     } else if (shadow) {
@@ -820,9 +841,9 @@ template <class D> __device__ void sgd4_impl(float* p, const float* g, float* m,
     }
   }
 }
-INSTANTIATE(sgd4, (float* p, const float* g, float* m, void* shadow, long n, long folded, float lr, float momentum, float dampening, float wd,
-                   int nesterov, const float* state),
-            (p, g, m, shadow, n, folded, lr, momentum, dampening, wd, nesterov, state))
+INSTANTIATE(sgd4, (float* p, const float* g, float* m, void* shadow, long n, long folded, long scaledFrom, long scaledTo, int inSlot,
+                   float lr, float momentum, float dampening, float wd, int nesterov, const float* state),
+            (p, g, m, shadow, n, folded, scaledFrom, scaledTo, inSlot, lr, momentum, dampening, wd, nesterov, state))
 
 // AdamW (Loshchilov & Hutter, 2019), PyTorch's form: p -= lr·wd·p; m = β1 m + (1-β1) g;
 // v = β2 v + (1-β2) g²; p -= lr · (m / (1-β1^t)) / (sqrt(v / (1-β2^t)) + eps). t = state[5] + 1.

@@ -14,7 +14,7 @@ extension GPUSelfTest {
     func optimizerChecks() throws {
         let n = 1000
         for (label, gpuOpt, cpuOpt) in [
-            ("sgd momentum nesterov wd (16-byte and scalar kernels)", GPUOptimizer.sgd(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true),
+            ("sgd momentum nesterov wd, the second half's momentum kept scaled (16-byte and scalar kernels)", GPUOptimizer.sgd(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true),
              try SGD(learningRate: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true) as any Optimizer),
             ("adamw", GPUOptimizer.adamw(learningRate: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1),
              try AdamW(learningRate: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1)),
@@ -32,7 +32,8 @@ extension GPUSelfTest {
                 switch gpuOpt {
                 case .sgd(let lr, let mu, let wd, let nesterov):
                     try gpu.launch1D(step == 1 ? "sgd_f32" : "sgd4_f32", count: step == 1 ? n : n / 4, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)),
-                                                          .long(Int64(n)), .float(lr), .float(mu), .float(0), .float(wd), .int(nesterov ? 1 : 0), .pointer(0)])
+                                                          .long(Int64(n)), .long(Int64(n / 2)), .long(Int64(n)), .int(0), .float(lr), .float(mu), .float(0), .float(wd),
+                                                          .int(nesterov ? 1 : 0), .pointer(0)])
                 case .adamw(let lr, let b1, let b2, let eps, let wd):
                     try gpu.launch1D("adamw_f32", count: n, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(v), .pointer(0), .long(Int64(n)), .float(lr),
                                                             .float(b1), .float(b2), .float(eps), .float(wd), .float(Float(step)), .pointer(0)])
@@ -41,9 +42,11 @@ extension GPUSelfTest {
             record("optimizer \(label), 3 steps", "fp32", Self.relativeError(try gpu.downloadFloats(dp, count: n), Array(parameter.value.buffer)), 1e-6)
             for ptr in [dp, dg, m, v] { gpu.free(ptr) }
         }
-        // The momentum folded in before the update (as a weight-gradient GEMM with beta = momentum leaves it) from element
-        // `folded` on, a plain gradient before it: both kernels against the CPU's SGD with weight decay.
-        let (lr, mu, wd, folded) = (Float(0.05), Float(0.9), Float(0.01), 512)
+        // A folding step's three kinds of element: a plain gradient before `scaled`, then the momentum kept scaled with the
+        // gradient added into it (as the token embedding's atomics leave it) up to `folded`, then the momentum folded in
+        // before the update (as a weight-gradient GEMM with beta = momentum leaves it): both kernels against the CPU's SGD
+        // with weight decay, the weights and the momentum (the scaled part's slot holding momentum × buf).
+        let (lr, mu, wd, scaled, folded) = (Float(0.05), Float(0.9), Float(0.01), 256, 512)
         for kernel in ["sgd_f32", "sgd4_f32"] {
             let w = random(n)
             let parameter = Parameter(Tensor(w, shape: [n]))
@@ -56,16 +59,19 @@ extension GPUSelfTest {
                 state.apply(to: [("w", parameter)])
                 let weights = try gpu.downloadFloats(dp, count: n)
                 var onDevice = try gpu.downloadFloats(m, count: n)
+                for i in scaled..<folded { onDevice[i] += g[i] }
                 for i in folded..<n { onDevice[i] = mu * onDevice[i] + g[i] }
                 try gpu.upload(onDevice, to: m)
-                try gpu.upload(g.indices.map { $0 < folded ? g[$0] : .nan }, to: dg)   // a folded element never reads its gradient
+                try gpu.upload(g.indices.map { $0 < scaled ? g[$0] : .nan }, to: dg)   // a gradient in the slot is never read again
                 try gpu.launch1D(kernel, count: kernel == "sgd_f32" ? n : n / 4, [.pointer(dp), .pointer(dg), .pointer(m), .pointer(0), .long(Int64(n)),
-                                                      .long(Int64(folded)), .float(lr), .float(mu), .float(0), .float(wd), .int(0), .pointer(0)])
+                                                      .long(Int64(folded)), .long(Int64(scaled)), .long(Int64(folded)), .int(1), .float(lr), .float(mu),
+                                                      .float(0), .float(wd), .int(0), .pointer(0)])
                 for i in 0..<n { buffer[i] = mu * buffer[i] + g[i] + wd * weights[i] }
             }
-            record("optimizer sgd with the momentum folded in from element \(folded) (\(kernel)), 3 steps", "fp32",
+            let slot = buffer.indices.map { $0 >= scaled && $0 < folded ? mu * buffer[$0] : buffer[$0] }
+            record("optimizer sgd, a folding step: plain, scaled momentum from element \(scaled), folded from \(folded) (\(kernel)), 3 steps", "fp32",
                    max(Self.relativeError(try gpu.downloadFloats(dp, count: n), Array(parameter.value.buffer)),
-                       Self.relativeError(try gpu.downloadFloats(m, count: n), buffer)), 1e-6)
+                       Self.relativeError(try gpu.downloadFloats(m, count: n), slot)), 1e-6)
             for ptr in [dp, dg, m] { gpu.free(ptr) }
         }
     }
@@ -132,22 +138,35 @@ extension GPUSelfTest {
     func graphCheck(_ w: ReferenceModel, _ p: GPUPrecision) throws {
         let batchSize = Self.testBatch(w)
         var g = SeededGenerator(seed: 5)
-        let batches = (0..<3).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
+        let batches = (0..<5).map { _ in w.syntheticBatch(size: batchSize, generator: &g) }
         let opt = GPUOptimizer.sgd(learningRate: 0.01, momentum: 0.9, weightDecay: 0, nesterov: false)
         let eager = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
         let graphed = try GPUTrainer(gpu: gpu, workload: w, model: w.make(seed: 0), batch: batchSize, precision: p, optimizer: opt)
         var eagerLosses: [Float] = [], graphLosses: [Float] = []
-        for b in batches { try eager.load(b); try eager.step(); eagerLosses.append(try eager.loss()) }
-        try graphed.load(batches[0]); try graphed.step(); graphLosses.append(try graphed.loss())
+        for b in batches + [nil] {   // the last step again on the batch loaded last
+            if let b { try eager.load(b) }
+            try eager.step(); eagerLosses.append(try eager.loss())
+        }
+        // The graph's batches: staged (eager), then from the host, staged twice (two blocks), from the host, the same again:
+        // the graph's copy node retargeted each way (CUDAGraph.readBatch(from:)).
+        let staged = try batches.map { try graphed.stage($0) }
+        try graphed.load(staged: staged[0]); try graphed.step(); graphLosses.append(try graphed.loss())
         try graphed.captureGraph()
-        for b in batches.dropFirst() { try graphed.load(b); try graphed.step(); graphLosses.append(try graphed.loss()) }
+        for i in [1, 2, 3, 4, nil] as [Int?] {
+            switch i {
+            case let i? where i == 2 || i == 3: try graphed.load(staged: staged[i])
+            case let i?: try graphed.load(batches[i])
+            case nil: break
+            }
+            try graphed.step(); graphLosses.append(try graphed.loss())
+        }
         let a = try eager.downloadParameters(), b = try graphed.downloadParameters()
         var x: [Float] = [], y: [Float] = []
         for name in eager.names { x += a[name]!; y += b[name]! }
         // Token-embedding gradients are summed with atomics, so gpt may differ by rounding; so may a cuDNN
         // algorithm that reports itself non-deterministic.
         let exact = w != .gpt && !eager.engine.hasPrefix("cuDNN")
-        record("\(w.rawValue) graph replay vs eager: weights after 3 steps", p.rawValue, Self.relativeError(y, x), exact ? 0 : 1e-5,
+        record("\(w.rawValue) graph replay vs eager: weights after 6 steps (staged and host batches, the last twice)", p.rawValue, Self.relativeError(y, x), exact ? 0 : 1e-5,
                note: "losses eager \(eagerLosses) graph \(graphLosses); \(eager.engine)")
     }
 

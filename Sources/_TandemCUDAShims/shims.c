@@ -38,3 +38,34 @@ int tandem_cu_launch_programmatic(void *function, void *kernel, unsigned gridX, 
     tandem_cu_launch_config config = {gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, stream, &attribute, 1};
     return ((tandem_cu_launch_kernel_ex_fn)function)(&config, kernel, params, 0);
 }
+
+// CUDA_MEMCPY3D as cuda.h lays it out (CUDA 10 on; an enum is 4 bytes, padded before the pointer after it),
+// declared here so that no CUDA header is needed to build.
+typedef struct {
+    size_t srcXInBytes, srcY, srcZ, srcLOD;
+    unsigned srcMemoryType;
+    const void *srcHost;
+    unsigned long long srcDevice;
+    void *srcArray, *reserved0;
+    size_t srcPitch, srcHeight;
+    size_t dstXInBytes, dstY, dstZ, dstLOD;
+    unsigned dstMemoryType;
+    void *dstHost;
+    unsigned long long dstDevice;
+    void *dstArray, *reserved1;
+    size_t dstPitch, dstHeight;
+    size_t WidthInBytes, Height, Depth;
+} tandem_cu_memcpy3d;
+typedef int (*tandem_cu_memcpy_node_get_fn)(void *node, tandem_cu_memcpy3d *params);
+typedef int (*tandem_cu_exec_memcpy_node_set_fn)(void *exec, void *node, const tandem_cu_memcpy3d *params, void *context);
+
+int tandem_cu_graph_exec_retarget_copy(void *getParams, void *setParams, void *exec, void *node, unsigned long long source,
+                                       unsigned long long destination, void *context) {
+    tandem_cu_memcpy3d params;
+    memset(&params, 0, sizeof params);
+    int rc = ((tandem_cu_memcpy_node_get_fn)getParams)(node, &params);
+    if (rc != 0) return rc;
+    params.srcDevice = source;
+    params.dstDevice = destination;
+    return ((tandem_cu_exec_memcpy_node_set_fn)setParams)(exec, node, &params, context);
+}

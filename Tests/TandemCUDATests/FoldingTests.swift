@@ -33,23 +33,27 @@ struct FoldingTests {
         #expect(foldable(.lstm).isEmpty)
     }
 
-    @Test("the flat layout: aligned slices that tile the buffer, the foldable weights all after foldFrom and nothing else there",
+    @Test("the flat layout: aligned slices that tile the buffer, the scattered weights from scatteredFrom up to foldFrom, the foldable ones after, nothing else there",
           arguments: ReferenceModel.allCases)
     func layout(_ w: ReferenceModel) {
         let named = w.make(seed: 0).namedParameters
         let names = named.map(\.name), counts = named.map(\.parameter.count)
-        let (offsets, ends, total, foldFrom) = GPUTrainer.layout(w, names: names, counts: counts)
-        let folded = GPUTrainer.foldableWeights(w, names)
+        let (offsets, ends, total, scatteredFrom, foldFrom) = GPUTrainer.layout(w, names: names, counts: counts)
+        let folded = GPUTrainer.foldableWeights(w, names), scattered = GPUTrainer.scatteredWeights(w, names)
         let slices = names.indices.sorted { offsets[$0] < offsets[$1] }
         var next = 0, tiled = true
         for i in slices {
             tiled = tiled && offsets[i] == next && offsets[i] % 64 == 0 && ends[i] - offsets[i] >= counts[i] && ends[i] - offsets[i] < counts[i] + 64
             next = ends[i]
         }
-        let misplaced = names.indices.filter { folded.contains($0) != (offsets[$0] >= foldFrom) }
+        let misplaced = names.indices.filter {
+            folded.contains($0) != (offsets[$0] >= foldFrom) || scattered.contains($0) != (scatteredFrom..<foldFrom).contains(offsets[$0])
+        }
         #expect(tiled && next == total)
         #expect(misplaced.isEmpty)
         #expect(folded.isEmpty == (foldFrom == total))
+        #expect(scattered.isEmpty == (scatteredFrom == foldFrom))
+        #expect(scattered.map { names[$0] } == (w == .gpt ? ["emb.weight"] : []))
     }
 
     @Test("the fused head takes at most 16 classes over rows of whole 16-byte vectors, and as many rows as it has tickets for",

@@ -16,4 +16,12 @@ int tandem_cu_launch_programmatic(void *function, void *kernel, unsigned gridX, 
                                   unsigned blockX, unsigned blockY, unsigned blockZ, unsigned sharedBytes, void *stream,
                                   void **params);
 
+/// Points the copy node `node` of executable graph `exec` (a one-dimensional device-to-device copy, as stream capture
+/// records `cuMemcpyDtoDAsync`) at `source` and `destination` for the graph's later launches: its parameters read from
+/// the node of the graph `exec` was made from (`cuGraphMemcpyNodeGetParams`, looked up at run time: `getParams`), the
+/// two addresses changed, and set with `cuGraphExecMemcpyNodeSetParams` (`setParams`) in `context`. Returns the
+/// driver's result code. Internal to Tandem (the underscore): not an API.
+int tandem_cu_graph_exec_retarget_copy(void *getParams, void *setParams, void *exec, void *node, unsigned long long source,
+                                       unsigned long long destination, void *context);
+
 #endif
