@@ -495,8 +495,10 @@ public final class CUDAContext {
         var exec: CUHandle?
         let node = batch == nil ? nil : rootCopyNode(graph)
         // The graph is kept while its copy node may be retargeted (the node belongs to it).
-        defer { if node == nil { _ = driver.cuGraphDestroy(graph) } }
+        var kept = false
+        defer { if !kept { _ = driver.cuGraphDestroy(graph) } }
         try driver.check(driver.cuGraphInstantiate(&exec, graph, 0), "cuGraphInstantiateWithFlags")
+        kept = node != nil
         return CUDAGraph(driver: driver, exec: exec, stream: stream, context: context, batch: batch, copyNode: node.map { (graph, $0) })
     }
 

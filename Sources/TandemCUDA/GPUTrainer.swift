@@ -55,7 +55,8 @@ public final class GPUTrainer {
     public let gpu: CUDAContext
     public let precision: GPUPrecision
     public let batch: Int
-    /// The optimizer; its learning rate may change between eager steps (a captured graph keeps the one it saw).
+    /// The optimizer; its learning rate may change between eager steps (a captured graph keeps the one it saw), its
+    /// momentum may not (gpt's token embedding keeps momentum × its buffer: ``scaledMomentum(under:)``).
     public var optimizer: GPUOptimizer
     /// Clip the global gradient norm to this (0: no clipping).
     public let clipNorm: Float
@@ -240,7 +241,7 @@ public final class GPUTrainer {
 
     /// Device-resident batches, to be copied into the input buffers without the host (benchmarks).
     public func stage(_ batch: Batch) throws -> StagedBatch {
-        let staged = try network.io.stage(batch, gpu: gpu)
+        let staged = try network.io.stage(batch, owner: ObjectIdentifier(self), gpu: gpu)
         owned.insert(staged.block)
         return staged
     }
@@ -248,6 +249,9 @@ public final class GPUTrainer {
     /// Makes `staged` the next step's batch: copied into the input buffers now, or, once a graph is captured, by the
     /// graph's first node at its next launch.
     public func load(staged: StagedBatch) throws {
+        guard staged.owner == ObjectIdentifier(self) else {
+            throw CUDAError.unsupported("a staged batch is loaded by the trainer that staged it (its block goes with that trainer)")
+        }
         try network.io.check(staged)
         if graph == nil { try gpu.copy(staged.block, to: network.io.inputs, bytes: staged.bytes) } else { batchSource = staged.block }
     }
@@ -626,10 +630,12 @@ public final class GPUTrainer {
         try flushDeferredUpdates()
         // The graph starts by copying its batch into the input buffers (CUDAContext.capture(batch:_:)): from the block a
         // host batch goes to from now on, which holds the batch loaded last, or from a staged batch (load(staged:)).
+        // Captured again, the batch loaded last is where the previous graph would have read it.
         let io = network.io
         let block = try batchBlock ?? gpu.allocate(bytes: io.bytes, category: .activations)
         if batchBlock == nil { owned.insert(block); batchBlock = block }
-        try gpu.copy(io.inputs, to: block, bytes: io.bytes)
+        let loaded = graph == nil ? io.inputs : batchSource
+        if loaded != block { try gpu.copy(loaded, to: block, bytes: io.bytes) }
         batchSource = block
         try gpu.synchronize()
         graph = try gpu.capture(batch: (block, io.inputs, io.bytes)) { try enqueueStep() }
@@ -960,6 +966,8 @@ public struct StagedBatch {
     /// The inputs, then the targets, laid out as the step's own input block (``InputBuffers``): one copy loads both.
     let block: DevicePointer
     let bytes: Int
+    /// The trainer that staged it (and owns the block): no other may load it.
+    let owner: ObjectIdentifier
 }
 
 /// One model's forward and backward on the GPU.
@@ -1052,11 +1060,11 @@ struct InputBuffers {
     }
 
     /// `batch` in a device block of its own, laid out as the inputs (checked before anything is allocated).
-    func stage(_ batch: Batch, gpu: CUDAContext) throws -> StagedBatch {
+    func stage(_ batch: Batch, owner: ObjectIdentifier, gpu: CUDAContext) throws -> StagedBatch {
         let arrays = try hostArrays(batch)
         let block = try gpu.allocate(bytes: bytes, category: .activations)
         do { try upload(arrays, to: block, gpu: gpu) } catch { gpu.allocator.free(block); throw error }
-        return StagedBatch(block: block, bytes: bytes)
+        return StagedBatch(block: block, bytes: bytes, owner: owner)
     }
 
     /// Refuses a staged batch of another step's shape.

@@ -147,8 +147,8 @@ extension GPUSelfTest {
             if let b { try eager.load(b) }
             try eager.step(); eagerLosses.append(try eager.loss())
         }
-        // The graph's batches: staged (eager), then from the host, staged twice (two blocks), from the host, the same again:
-        // the graph's copy node retargeted each way (CUDAGraph.readBatch(from:)).
+        // The graph's batches: staged (eager), then from the host, staged twice (two blocks), from the host (the graph
+        // captured again after that load), the same again: the graph's copy node retargeted each way (CUDAGraph.readBatch(from:)).
         let staged = try batches.map { try graphed.stage($0) }
         try graphed.load(staged: staged[0]); try graphed.step(); graphLosses.append(try graphed.loss())
         try graphed.captureGraph()
@@ -158,6 +158,7 @@ extension GPUSelfTest {
             case let i?: try graphed.load(batches[i])
             case nil: break
             }
+            if i == 4 { try graphed.captureGraph() }   // captured again after a host load: the graph reads that batch
             try graphed.step(); graphLosses.append(try graphed.loss())
         }
         let a = try eager.downloadParameters(), b = try graphed.downloadParameters()
