@@ -97,7 +97,6 @@ final class CNNNetwork: GPUNetwork {
         }
     }
 
-
     func forwardBackward(_ t: GPUTrainer) throws {
         let s = precision.suffix
         func i32(_ v: Int) -> KernelArgument { .int(Int32(v)) }

@@ -113,7 +113,6 @@ final class GPTNetwork: GPUNetwork {
         tmp = try act(N * C)
     }
 
-
     func p(_ name: String) -> Int { index[name]! }
 
     /// The embeddings with block 0 (read first), then each block's parameters, then the final LayerNorm and the head

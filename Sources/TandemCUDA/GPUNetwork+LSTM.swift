@@ -258,7 +258,6 @@ final class LSTMNetwork: GPUNetwork {
         return matrices + biases + rest
     }
 
-
     func forwardBackward(_ t: GPUTrainer) throws {
         if let cudnn { return try forwardBackward(t, cudnn) }
         if sequence != nil { try t.gpu.fill(sync, words: counterWords, pattern: 0) }

@@ -55,7 +55,6 @@ final class MLPNetwork: GPUNetwork {
         dlogits32 = fusedHead ? try gpu.allocate(bytes: 4 * batch * classes, category: .activations) : 0
     }
 
-
     func forwardBackward(_ t: GPUTrainer) throws {
         let layers = dims.count - 1
         let p = t.precision
